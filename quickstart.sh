@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# quickstart.sh - the two set-up commands of govmail.
+#
+#   ./quickstart.sh         install missing Debian packages, build, and start a
+#                           demo installation under demo/ on loopback
+#   ./quickstart.sh test    install, build, and run the whole test suite;
+#                           ends with "N passed, N failed", non-zero on failure
+#   ./quickstart.sh stop    stop what the demo started
+#
+# Running it twice is harmless: packages, the build and the demo are only
+# made when missing.  Ports come from the environment (GOVMAIL_SMTP_PORT ...).
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")" && pwd)
+cd "$top"
+demo="$top/demo"
+
+# Debian packages the build, the tests and the demo need.
+PACKAGES="build-essential autoconf automake libtool pkg-config
+	libssl-dev openssl libetpan-dev libdb5.3-dev db5.3-util libsodium-dev
+	libsasl2-dev libsasl2-modules sasl2-bin libevent-dev libinih-dev
+	libcmocka-dev libmicrohttpd-dev zlib1g-dev python3 swaks curl isync
+	gpgsm libnss3-tools"
+
+say() { printf 'quickstart: %s\n' "$*"; }
+
+install_packages() {
+	local missing="" p
+	for p in $PACKAGES; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null \
+			| grep -q 'install ok installed' || missing="$missing $p"
+	done
+	[ -z "$missing" ] && return 0
+	say "installing:$missing"
+	local sudo=""
+	[ "$(id -u)" -ne 0 ] && sudo="sudo"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
+}
+
+build() {
+	if [ ! -x configure ] || [ configure.ac -nt configure ]; then
+		say "autoreconf"
+		autoreconf -fi >/dev/null
+	fi
+	if [ ! -f Makefile ]; then
+		say "configure"
+		./configure --enable-werror ${GOVMAIL_CONFIGURE_FLAGS:-} >/dev/null
+	fi
+	say "make"
+	make -j"$(nproc)" >/dev/null
+}
+
+# The demo's ports: each may be overridden from the environment.
+: "${GOVMAIL_HOST:=127.0.0.1}"
+: "${GOVMAIL_SMTP_PORT:=2525}"
+: "${GOVMAIL_SUBMISSION_PORT:=2587}"
+: "${GOVMAIL_SUBMISSIONS_PORT:=2465}"
+: "${GOVMAIL_IMAP_PORT:=2143}"
+: "${GOVMAIL_IMAPS_PORT:=2993}"
+: "${GOVMAIL_PKI_PORT:=2080}"
+: "${GOVMAIL_DOMAIN:=demo.gov.example}"
+
+# Later parts (CA, daemons, notices) add their steps to demo_setup and
+# demo_start, each guarded so that a second run changes nothing.
+demo_env() {
+	# demo.env: shell-sourceable; key names never change once published.
+	local f="$demo/demo.env"
+	{
+		echo "# govmail demo: source this file ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
+		echo "GOVMAIL_CONF=$demo/govmail.conf"
+		echo "GOVMAILCTL=$top/tools/govmailctl"
+		echo "GOVMAIL_DOMAIN=$GOVMAIL_DOMAIN"
+		echo "GOVMAIL_HOST=$GOVMAIL_HOST"
+		echo "GOVMAIL_TLS_NAME=localhost"
+		cat "$demo/.accounts" 2>/dev/null || true
+	} > "$f.tmp"
+	mv "$f.tmp" "$f"
+}
+
+demo_setup() {
+	mkdir -p "$demo"
+	chmod 700 "$demo"
+	if [ -f "$top/demo-setup.sh" ]; then
+		. "$top/demo-setup.sh"
+	fi
+	demo_env
+}
+
+demo_stop() {
+	local f pid
+	for f in "$demo"/run/*.pid; do
+		[ -f "$f" ] || continue
+		pid=$(cat "$f")
+		if kill -0 "$pid" 2>/dev/null; then
+			kill "$pid" && say "stopped $(basename "$f" .pid) (pid $pid)"
+		fi
+		rm -f "$f"
+	done
+}
+
+run_tests() {
+	local rc=0 log pass fail
+	make -j"$(nproc)" check || rc=$?
+	log=tests/test-suite.log
+	if [ -f "$log" ]; then
+		pass=$(sed -n 's/^# PASS: *\([0-9]*\)/\1/p' "$log" | head -1)
+		fail=$(awk '/^# (FAIL|ERROR|XPASS): */ { n += $3 } END { print n + 0 }' "$log")
+		[ "$rc" -ne 0 ] && [ "${fail:-0}" -eq 0 ] && fail=1
+		echo "${pass:-0} passed, ${fail:-0} failed"
+	else
+		echo "0 passed, 1 failed"
+		rc=1
+	fi
+	return "$rc"
+}
+
+case "${1:-start}" in
+start)
+	install_packages
+	build
+	demo_setup
+	say "demo ready: source demo/demo.env"
+	;;
+test)
+	install_packages
+	build
+	run_tests
+	;;
+stop)
+	demo_stop
+	;;
+*)
+	echo "usage: $0 [start|test|stop]" >&2
+	exit 2
+	;;
+esac
