@@ -1,7 +1,7 @@
 /*
  * buf.c - bounded byte buffers and bounded string helpers.  Every process.
  */
-#include "config.h"
+#include "autoconf.h"
 
 #include <stdio.h>
 #include <stdlib.h>

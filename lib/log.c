@@ -2,7 +2,7 @@
  * log.c - event logging to syslog or stderr.  Every process.
  * Trusts its format strings; untrusted text must be passed via log_escape().
  */
-#include "config.h"
+#include "autoconf.h"
 
 #include <errno.h>
 #include <stdio.h>

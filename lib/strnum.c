@@ -2,7 +2,7 @@
  * strnum.c - strict, overflow-checked number parsing.  Every process;
  * input is untrusted (configuration, protocol arguments).
  */
-#include "config.h"
+#include "autoconf.h"
 
 #include <string.h>
 

@@ -2,7 +2,7 @@
  * xmalloc.c - allocation helpers that abort instead of returning NULL.
  * Used by every process; trusts nothing but its arguments.
  */
-#include "config.h"
+#include "autoconf.h"
 
 #include <stdarg.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /* Unit tests for lib/buf.c: the hard maximum at N-1, N, N+1; bounded strings. */
-#include "config.h"
+#include "autoconf.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

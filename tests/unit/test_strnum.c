@@ -1,5 +1,5 @@
 /* Unit tests for lib/strnum.c: table-driven, every boundary N-1, N, N+1. */
-#include "config.h"
+#include "autoconf.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
