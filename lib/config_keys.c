@@ -1,0 +1,45 @@
+/*
+ * config_keys.c - every key govmail.conf may hold, with type, default and
+ * the line govmail.conf(5) shows.  A test checks that each key here is
+ * documented in doc/govmail.conf.5.  Parts add their rows to their own
+ * section's block; keep each block in the order the man page shows.
+ */
+#include "autoconf.h"
+
+#include <stddef.h>
+
+#include "config.h"
+
+const struct config_key config_keys[] = {
+	/* ---- [store]: the Berkeley DB environment (mailbox/) ---- */
+	{ "store", "path", CONFIG_PATH, "/var/lib/govmail/store",
+	  "folder of the Berkeley DB environment holding all mail" },
+	{ "store", "cache_size", CONFIG_SIZE, "64M",
+	  "Berkeley DB memory pool size" },
+	{ "store", "key_file", CONFIG_PATH, "",
+	  "32-byte store key (mode 0600) for encryption at rest; empty: off" },
+	{ "store", "id_key_file", CONFIG_PATH, "",
+	  "key for the keyed hash of resident ID numbers; empty: id.key in the store folder, made on first use" },
+	{ "store", "max_processes", CONFIG_UINT, "512",
+	  "most processes and threads using the environment at once (failchk table)" },
+	{ "store", "checkpoint_interval", CONFIG_DURATION, "60s",
+	  "how often store_maintain() checkpoints and removes old logs" },
+	{ "store", "password_opslimit", CONFIG_UINT, "2",
+	  "Argon2id passes for new password hashes (crypto_pwhash opslimit)" },
+	{ "store", "password_memlimit", CONFIG_SIZE, "64M",
+	  "Argon2id memory for new password hashes (crypto_pwhash memlimit)" },
+	{ "store", "auth_cache_ttl", CONFIG_DURATION, "300s",
+	  "how long a successful password check is remembered in memory; 0: never" },
+	{ "store", "log_level", CONFIG_STR, "info",
+	  "err, warn, info or debug" },
+
+	/* ---- [limits]: sizes and counts every part enforces ---- */
+	{ "limits", "quota_bytes", CONFIG_SIZE, "1G",
+	  "default mailbox quota of a new account, bytes" },
+	{ "limits", "quota_messages", CONFIG_UINT, "100000",
+	  "default quota of a new account, messages" },
+	{ "limits", "message_size", CONFIG_SIZE, "50M",
+	  "largest message accepted by delivery, submission and APPEND" },
+
+	{ NULL, NULL, CONFIG_STR, NULL, NULL },
+};
