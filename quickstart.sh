@@ -73,7 +73,8 @@ demo_env() {
 		echo "GOVMAIL_DOMAIN=$GOVMAIL_DOMAIN"
 		echo "GOVMAIL_HOST=$GOVMAIL_HOST"
 		echo "GOVMAIL_TLS_NAME=localhost"
-		cat "$demo/.accounts" 2>/dev/null || true
+		# Parts append their keys (KEY=value lines) to demo/env.d/*.env.
+		cat "$demo"/env.d/*.env 2>/dev/null || true
 	} > "$f.tmp"
 	mv "$f.tmp" "$f"
 }
@@ -81,9 +82,14 @@ demo_env() {
 demo_setup() {
 	mkdir -p "$demo"
 	chmod 700 "$demo"
-	if [ -f "$top/demo-setup.sh" ]; then
-		. "$top/demo-setup.sh"
-	fi
+	# Each part's demo step lives in demo.d/NN-part.sh, sourced in order with
+	# this script's variables and functions (say, demo, top, GOVMAIL_*).
+	# A step must be idempotent: it checks what exists before making it.
+	local step
+	for step in "$top"/demo.d/*.sh; do
+		[ -f "$step" ] || continue
+		. "$step"
+	done
 	demo_env
 }
 
