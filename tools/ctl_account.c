@@ -1,0 +1,872 @@
+/*
+ * ctl_account.c - govmailctl's domain, user, alias and list commands.
+ *
+ * Run by the operator.  Input: the command line (trusted to be the
+ * operator's intent, checked for form: addresses, USCC, resident ID
+ * numbers, sizes) and passwords from a file, a pipe or the terminal.
+ * Every change is one store call, so one transaction: a command either
+ * happens completely or not at all (that is why alias and list commands
+ * take one target or selector at a time).
+ */
+#include "autoconf.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "buf.h"
+#include "ctl.h"
+#include "ident.h"
+#include "mailbox.h"
+#include "strnum.h"
+#include "xmalloc.h"
+
+/* Largest quota accepted on the command line (bytes and messages). */
+#define CTL_QUOTA_MAX ((uint64_t)1 << 62)
+
+static const struct option ctl_help_only[] = {
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/*
+ * Parse only -h for a command taking nargs positional arguments (at least
+ * min, at most max).  Returns -1 to go on (*first_r set), or the exit
+ * status to return.
+ */
+static int
+ctl_args(struct ctl *ctl, int argc, char **argv, int min, int max,
+    int *first_r)
+{
+	int c, n;
+
+	while ((c = ctl_getopt(ctl, argc, argv, ":h", ctl_help_only)) != -1) {
+		if (c == 'h')
+			return ctl_help(ctl);
+		return CTL_EX_USAGE;
+	}
+	n = argc - optind;
+	if (n < min)
+		return ctl_usage(ctl, "missing argument");
+	if (n > max)
+		return ctl_usage(ctl, "too many arguments");
+	*first_r = optind;
+	return -1;
+}
+
+/* A domain name from the command line: non-empty, bounded, no controls. */
+static int
+ctl_check_domain(struct ctl *ctl, const char *domain)
+{
+	size_t i, len = strlen(domain);
+
+	if (len == 0)
+		return ctl_fail(ctl, CTL_EX_DATAERR, "empty domain");
+	if (len > STORE_DOMAIN_MAX)
+		return ctl_fail(ctl, CTL_EX_DATAERR,
+		    "domain longer than %d bytes", STORE_DOMAIN_MAX);
+	for (i = 0; i < len; i++) {
+		if ((unsigned char)domain[i] <= 0x20 ||
+		    (unsigned char)domain[i] == 0x7f || domain[i] == '@')
+			return ctl_fail(ctl, CTL_EX_DATAERR,
+			    "not a domain name: %s", domain);
+	}
+	return CTL_EX_OK;
+}
+
+/* ---- domain --------------------------------------------------------- */
+
+static int
+ctl_domain_add(struct ctl *ctl, int argc, char **argv)
+{
+	const char *error = NULL;
+	int rc, first;
+
+	if ((rc = ctl_args(ctl, argc, argv, 1, 1, &first)) >= 0)
+		return rc;
+	if ((rc = ctl_check_domain(ctl, argv[first])) != 0 ||
+	    (rc = ctl_store(ctl, CTL_STORE_WRITE)) != 0)
+		return rc;
+	rc = store_domain_add(ctl->store, argv[first], &error);
+	if (rc != 0)
+		return ctl_store_fail(ctl, rc, argv[first], error);
+	return CTL_EX_OK;
+}
+
+static int
+ctl_domain_del(struct ctl *ctl, int argc, char **argv)
+{
+	const char *error = NULL;
+	int rc, first;
+
+	if ((rc = ctl_args(ctl, argc, argv, 1, 1, &first)) >= 0)
+		return rc;
+	if ((rc = ctl_check_domain(ctl, argv[first])) != 0 ||
+	    (rc = ctl_store(ctl, CTL_STORE_WRITE)) != 0)
+		return rc;
+	rc = store_domain_del(ctl->store, argv[first], &error);
+	if (rc != 0)
+		return ctl_store_fail(ctl, rc, argv[first], error);
+	return CTL_EX_OK;
+}
+
+static int
+ctl_print_line_cb(const char *text, void *ctx)
+{
+	(void)ctx;
+	ctl_print_escaped(stdout, text);
+	putchar('\n');
+	return 0;
+}
+
+static int
+ctl_domain_list(struct ctl *ctl, int argc, char **argv)
+{
+	const char *error = NULL;
+	int rc, first;
+
+	if ((rc = ctl_args(ctl, argc, argv, 0, 0, &first)) >= 0)
+		return rc;
+	if ((rc = ctl_store(ctl, CTL_STORE_READ)) != 0)
+		return rc;
+	rc = store_domain_list(ctl->store, ctl_print_line_cb, NULL, &error);
+	if (rc != 0)
+		return ctl_store_fail(ctl, rc, NULL, error);
+	return CTL_EX_OK;
+}
+
+/* ---- user ----------------------------------------------------------- */
+
+enum {
+	CTL_OPT_CLASS = 256,
+	CTL_OPT_NAME,
+	CTL_OPT_ORG,
+	CTL_OPT_ORG_ID,
+	CTL_OPT_TITLE,
+	CTL_OPT_RESIDENT_ID,
+	CTL_OPT_VERIFIED,
+	CTL_OPT_LEGACY_CODE,
+	CTL_OPT_QUOTA_BYTES,
+	CTL_OPT_QUOTA_MESSAGES,
+	CTL_OPT_PASSWORD_FILE,
+};
+
+/* A text attribute: bounded, no control bytes. */
+static int
+ctl_check_text(struct ctl *ctl, const char *opt, const char *text)
+{
+	size_t i, len = strlen(text);
+
+	if (len > STORE_TEXT_MAX)
+		return ctl_fail(ctl, CTL_EX_DATAERR,
+		    "%s longer than %d bytes", opt, STORE_TEXT_MAX);
+	for (i = 0; i < len; i++) {
+		if ((unsigned char)text[i] < 0x20 ||
+		    (unsigned char)text[i] == 0x7f)
+			return ctl_fail(ctl, CTL_EX_DATAERR,
+			    "%s contains a control character", opt);
+	}
+	return CTL_EX_OK;
+}
+
+/* Upper-case an identifier in place (the ident checks want upper case). */
+static void
+ctl_upper(char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (*s >= 'a' && *s <= 'z')
+			*s = (char)(*s - 'a' + 'A');
+	}
+}
+
+/*
+ * The legal person's USCC: wrong length or alphabet is always refused; a
+ * wrong check character only without --legacy-code (then with a warning).
+ */
+static int
+ctl_check_uscc(struct ctl *ctl, const char *code, int legacy)
+{
+	char head[IDENT_USCC_LEN];
+	char check;
+
+	if (strlen(code) != IDENT_USCC_LEN)
+		return ctl_fail(ctl, CTL_EX_DATAERR,
+		    "invalid Unified Social Credit Code: not %d characters",
+		    IDENT_USCC_LEN);
+	memcpy(head, code, IDENT_USCC_LEN - 1);
+	head[IDENT_USCC_LEN - 1] = '\0';
+	check = ident_uscc_check_char(head);
+	if (check == '\0' || strchr("0123456789ABCDEFGHJKLMNPQRTUWXY",
+	    code[IDENT_USCC_LEN - 1]) == NULL)
+		return ctl_fail(ctl, CTL_EX_DATAERR,
+		    "invalid Unified Social Credit Code: character outside "
+		    "the GB 32100 set");
+	if (ident_uscc_valid(code))
+		return CTL_EX_OK;
+	if (!legacy)
+		return ctl_fail(ctl, CTL_EX_DATAERR,
+		    "invalid Unified Social Credit Code: wrong check character "
+		    "(--legacy-code accepts it)");
+	ctl_warn(ctl, "Unified Social Credit Code %s fails its check "
+	    "character; accepted because of --legacy-code", code);
+	return CTL_EX_OK;
+}
+
+static int
+ctl_parse_quota(struct ctl *ctl, const char *opt, const char *arg, int size,
+    uint64_t *val_r)
+{
+	const char *why = NULL;
+	int rc;
+
+	if (size)
+		rc = strnum_size(arg, CTL_QUOTA_MAX, val_r, &why);
+	else
+		rc = strnum_u64(arg, 1, CTL_QUOTA_MAX, val_r, &why);
+	if (rc != 0 || *val_r == 0)
+		return ctl_usage(ctl, "%s: %s", opt,
+		    why != NULL ? why : "must be at least 1");
+	return CTL_EX_OK;
+}
+
+static int
+ctl_user_add(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "class", required_argument, NULL, CTL_OPT_CLASS },
+		{ "name", required_argument, NULL, CTL_OPT_NAME },
+		{ "org", required_argument, NULL, CTL_OPT_ORG },
+		{ "org-id", required_argument, NULL, CTL_OPT_ORG_ID },
+		{ "title", required_argument, NULL, CTL_OPT_TITLE },
+		{ "resident-id", required_argument, NULL, CTL_OPT_RESIDENT_ID },
+		{ "verified", no_argument, NULL, CTL_OPT_VERIFIED },
+		{ "legacy-code", no_argument, NULL, CTL_OPT_LEGACY_CODE },
+		{ "quota-bytes", required_argument, NULL, CTL_OPT_QUOTA_BYTES },
+		{ "quota-messages", required_argument, NULL,
+		  CTL_OPT_QUOTA_MESSAGES },
+		{ "password-file", required_argument, NULL,
+		  CTL_OPT_PASSWORD_FILE },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct store_account_spec spec;
+	const char *class_arg = NULL, *pwfile = NULL, *error = NULL;
+	char *org_id = NULL, *resident_id = NULL;
+	struct buf pw;
+	int c, rc = CTL_EX_OK;
+
+	memset(&spec, 0, sizeof(spec));
+	buf_init(&pw, 0);
+	while ((c = ctl_getopt(ctl, argc, argv, ":h", longopts)) != -1) {
+		switch (c) {
+		case 'h':
+			rc = ctl_help(ctl);
+			goto out;
+		case CTL_OPT_CLASS:
+			class_arg = optarg;
+			break;
+		case CTL_OPT_NAME:
+			spec.display_name = optarg;
+			break;
+		case CTL_OPT_ORG:
+			spec.organisation = optarg;
+			break;
+		case CTL_OPT_ORG_ID:
+			free(org_id);
+			org_id = xstrdup(optarg);
+			break;
+		case CTL_OPT_TITLE:
+			spec.title = optarg;
+			break;
+		case CTL_OPT_RESIDENT_ID:
+			free(resident_id);
+			resident_id = xstrdup(optarg);
+			break;
+		case CTL_OPT_VERIFIED:
+			spec.identity_verified = 1;
+			break;
+		case CTL_OPT_LEGACY_CODE:
+			spec.legacy_code = 1;
+			break;
+		case CTL_OPT_QUOTA_BYTES:
+			if ((rc = ctl_parse_quota(ctl, "--quota-bytes", optarg,
+			    1, &spec.quota_bytes)) != 0)
+				goto out;
+			break;
+		case CTL_OPT_QUOTA_MESSAGES:
+			if ((rc = ctl_parse_quota(ctl, "--quota-messages",
+			    optarg, 0, &spec.quota_messages)) != 0)
+				goto out;
+			break;
+		case CTL_OPT_PASSWORD_FILE:
+			pwfile = optarg;
+			break;
+		default:
+			rc = CTL_EX_USAGE;
+			goto out;
+		}
+	}
+	if (argc - optind != 1) {
+		rc = ctl_usage(ctl, argc - optind < 1 ? "missing ADDRESS" :
+		    "too many arguments");
+		goto out;
+	}
+	spec.address = argv[optind];
+	if (class_arg == NULL) {
+		rc = ctl_usage(ctl, "missing --class");
+		goto out;
+	}
+	if (store_class_parse(class_arg, &spec.class) != 0) {
+		rc = ctl_usage(ctl, "unknown class '%s' (official, department, "
+		    "legal-person, citizen)", class_arg);
+		goto out;
+	}
+
+	/* Attributes that do not belong to the class are operator mistakes. */
+	if (resident_id != NULL && spec.class != STORE_CLASS_CITIZEN) {
+		rc = ctl_usage(ctl, "--resident-id is for the citizen class");
+		goto out;
+	}
+	if (spec.identity_verified && spec.class != STORE_CLASS_CITIZEN) {
+		rc = ctl_usage(ctl, "--verified is for the citizen class");
+		goto out;
+	}
+	if (spec.legacy_code && spec.class != STORE_CLASS_LEGAL_PERSON) {
+		rc = ctl_usage(ctl, "--legacy-code is for the legal-person "
+		    "class");
+		goto out;
+	}
+	if (spec.title != NULL && spec.class != STORE_CLASS_OFFICIAL) {
+		rc = ctl_usage(ctl, "--title is for the official class");
+		goto out;
+	}
+	if (org_id != NULL && spec.class == STORE_CLASS_CITIZEN) {
+		rc = ctl_usage(ctl, "--org-id is not for the citizen class");
+		goto out;
+	}
+	if (spec.class == STORE_CLASS_LEGAL_PERSON && org_id == NULL) {
+		rc = ctl_usage(ctl, "a legal person needs --org-id USCC");
+		goto out;
+	}
+
+	if ((rc = ctl_check_address(ctl, spec.address)) != 0)
+		goto out;
+	if ((spec.display_name != NULL &&
+	    (rc = ctl_check_text(ctl, "--name", spec.display_name)) != 0) ||
+	    (spec.organisation != NULL &&
+	    (rc = ctl_check_text(ctl, "--org", spec.organisation)) != 0) ||
+	    (spec.title != NULL &&
+	    (rc = ctl_check_text(ctl, "--title", spec.title)) != 0) ||
+	    (org_id != NULL &&
+	    (rc = ctl_check_text(ctl, "--org-id", org_id)) != 0))
+		goto out;
+	if (spec.class == STORE_CLASS_LEGAL_PERSON) {
+		ctl_upper(org_id);
+		if ((rc = ctl_check_uscc(ctl, org_id, spec.legacy_code)) != 0)
+			goto out;
+	}
+	if (resident_id != NULL) {
+		ctl_upper(resident_id);
+		if (!ident_resident_id_valid(resident_id)) {
+			rc = ctl_fail(ctl, CTL_EX_DATAERR,
+			    "invalid resident ID number (18 characters, ISO "
+			    "7064 MOD 11-2 check digit)");
+			goto out;
+		}
+	}
+	spec.org_id = org_id;
+	spec.resident_id = resident_id;
+
+	if ((rc = ctl_read_password(ctl, pwfile, 1, &pw)) != 0)
+		goto out;
+	spec.password = buf_str(&pw);
+	if ((rc = ctl_store(ctl, CTL_STORE_WRITE)) != 0)
+		goto out;
+	c = store_account_add(ctl->store, &spec, &error);
+	if (c != 0)
+		rc = ctl_store_fail(ctl, c, spec.address, error);
+out:
+	buf_free(&pw);
+	if (resident_id != NULL) {
+		/* SECURITY: the ID number is personal data; wipe our copy. */
+		sodium_memzero(resident_id, strlen(resident_id));
+		free(resident_id);
+	}
+	free(org_id);
+	return rc;
+}
+
+static int
+ctl_user_del(struct ctl *ctl, int argc, char **argv)
+{
+	const char *error = NULL;
+	int rc, first;
+
+	if ((rc = ctl_args(ctl, argc, argv, 1, 1, &first)) >= 0)
+		return rc;
+	if ((rc = ctl_check_address(ctl, argv[first])) != 0 ||
+	    (rc = ctl_store(ctl, CTL_STORE_WRITE)) != 0)
+		return rc;
+	rc = store_account_del(ctl->store, argv[first], &error);
+	if (rc != 0)
+		return ctl_store_fail(ctl, rc, argv[first], error);
+	return CTL_EX_OK;
+}
+
+/* user passwd and user verify: ADDRESS [--password-file FILE]. */
+static int
+ctl_user_password(struct ctl *ctl, int argc, char **argv, int verify)
+{
+	static const struct option longopts[] = {
+		{ "password-file", required_argument, NULL,
+		  CTL_OPT_PASSWORD_FILE },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *pwfile = NULL, *error = NULL, *address;
+	struct store_account *acct = NULL;
+	struct buf pw;
+	int c, rc;
+
+	while ((c = ctl_getopt(ctl, argc, argv, ":h", longopts)) != -1) {
+		if (c == 'h')
+			return ctl_help(ctl);
+		if (c != CTL_OPT_PASSWORD_FILE)
+			return CTL_EX_USAGE;
+		pwfile = optarg;
+	}
+	if (argc - optind != 1)
+		return ctl_usage(ctl, argc - optind < 1 ? "missing ADDRESS" :
+		    "too many arguments");
+	address = argv[optind];
+	if ((rc = ctl_check_address(ctl, address)) != 0)
+		return rc;
+	/* Say "no such account" before asking for a password. */
+	if ((rc = ctl_store(ctl, verify ? CTL_STORE_READ :
+	    CTL_STORE_WRITE)) != 0)
+		return rc;
+	c = store_account_get(ctl->store, address, &acct, &error);
+	if (c != 0)
+		return ctl_store_fail(ctl, c, address, error);
+	store_account_free(acct);
+
+	if ((rc = ctl_read_password(ctl, pwfile, !verify, &pw)) != 0) {
+		buf_free(&pw);
+		return rc;
+	}
+	if (verify) {
+		c = store_password_verify(ctl->store, address, buf_str(&pw));
+		if (c == 1)
+			printf("%s: password right\n", address);
+		else if (c == 0)
+			rc = ctl_fail(ctl, CTL_EX_NOPERM, "%s: wrong password",
+			    address);
+		else
+			rc = ctl_store_fail(ctl, c, address, NULL);
+	} else {
+		c = store_account_set_password(ctl->store, address,
+		    buf_str(&pw), &error);
+		if (c != 0)
+			rc = ctl_store_fail(ctl, c, address, error);
+	}
+	buf_free(&pw);
+	return rc;
+}
+
+static int
+ctl_user_passwd(struct ctl *ctl, int argc, char **argv)
+{
+	return ctl_user_password(ctl, argc, argv, 0);
+}
+
+static int
+ctl_user_verify(struct ctl *ctl, int argc, char **argv)
+{
+	return ctl_user_password(ctl, argc, argv, 1);
+}
+
+static int
+ctl_user_list_cb(const struct store_account *acct, void *ctx)
+{
+	(void)ctx;
+	ctl_print_escaped(stdout, acct->address);
+	printf("\t%s\t", store_class_name(acct->class));
+	ctl_print_escaped(stdout, acct->display_name);
+	putchar('\n');
+	return 0;
+}
+
+static int
+ctl_user_list(struct ctl *ctl, int argc, char **argv)
+{
+	const char *error = NULL, *domain = NULL;
+	int rc, first;
+
+	if ((rc = ctl_args(ctl, argc, argv, 0, 1, &first)) >= 0)
+		return rc;
+	if (first < argc) {
+		domain = argv[first];
+		if ((rc = ctl_check_domain(ctl, domain)) != 0)
+			return rc;
+	}
+	if ((rc = ctl_store(ctl, CTL_STORE_READ)) != 0)
+		return rc;
+	if (domain != NULL && store_domain_exists(ctl->store, domain) == 0)
+		return ctl_fail(ctl, CTL_EX_NOUSER, "%s: no such domain",
+		    domain);
+	rc = store_account_list(ctl->store, domain, ctl_user_list_cb, NULL,
+	    &error);
+	if (rc != 0)
+		return ctl_store_fail(ctl, rc, domain, error);
+	return CTL_EX_OK;
+}
+
+static void
+ctl_show_text(const char *key, const char *value)
+{
+	printf("%s: ", key);
+	ctl_print_escaped(stdout, value != NULL ? value : "");
+	putchar('\n');
+}
+
+static int
+ctl_user_show(struct ctl *ctl, int argc, char **argv)
+{
+	struct store_account *acct = NULL;
+	const char *error = NULL;
+	char when[64];
+	struct tm tm;
+	int rc, first;
+
+	if ((rc = ctl_args(ctl, argc, argv, 1, 1, &first)) >= 0)
+		return rc;
+	if ((rc = ctl_check_address(ctl, argv[first])) != 0 ||
+	    (rc = ctl_store(ctl, CTL_STORE_READ)) != 0)
+		return rc;
+	rc = store_account_get(ctl->store, argv[first], &acct, &error);
+	if (rc != 0)
+		return ctl_store_fail(ctl, rc, argv[first], error);
+	ctl_show_text("address", acct->address);
+	printf("id: %u\n", acct->id);
+	printf("class: %s\n", store_class_name(acct->class));
+	ctl_show_text("name", acct->display_name);
+	ctl_show_text("organisation", acct->organisation);
+	ctl_show_text("org-id", acct->org_id);
+	ctl_show_text("title", acct->title);
+	printf("resident-id: %s\n", acct->has_resident_id ?
+	    "recorded (keyed hash only)" : "none");
+	printf("identity-verified: %s\n", acct->identity_verified ? "yes" :
+	    "no");
+	printf("quota-bytes: %llu\n", (unsigned long long)acct->quota_bytes);
+	printf("quota-messages: %llu\n",
+	    (unsigned long long)acct->quota_messages);
+	printf("used-bytes: %llu\n", (unsigned long long)acct->used_bytes);
+	printf("used-messages: %llu\n",
+	    (unsigned long long)acct->used_messages);
+	ctl_show_text("certificate", acct->cert_serial != NULL &&
+	    *acct->cert_serial != '\0' ? acct->cert_serial : "none");
+	if (gmtime_r(&acct->created, &tm) != NULL &&
+	    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) > 0)
+		printf("created: %s\n", when);
+	printf("disabled: %s\n", acct->disabled ? "yes" : "no");
+	store_account_free(acct);
+	return CTL_EX_OK;
+}
+
+/* ---- alias ---------------------------------------------------------- */
+
+static int
+ctl_alias_add(struct ctl *ctl, int argc, char **argv)
+{
+	const char *error = NULL;
+	int rc, first;
+
+	if ((rc = ctl_args(ctl, argc, argv, 2, 2, &first)) >= 0)
+		return rc;
+	if ((rc = ctl_check_address(ctl, argv[first])) != 0 ||
+	    (rc = ctl_check_address(ctl, argv[first + 1])) != 0 ||
+	    (rc = ctl_store(ctl, CTL_STORE_WRITE)) != 0)
+		return rc;
+	rc = store_alias_add(ctl->store, argv[first], argv[first + 1], &error);
+	if (rc != 0)
+		return ctl_store_fail(ctl, rc, argv[first], error);
+	return CTL_EX_OK;
+}
+
+static int
+ctl_alias_del(struct ctl *ctl, int argc, char **argv)
+{
+	const char *error = NULL, *target = NULL;
+	int rc, first;
+
+	if ((rc = ctl_args(ctl, argc, argv, 1, 2, &first)) >= 0)
+		return rc;
+	if (first + 1 < argc)
+		target = argv[first + 1];
+	if ((rc = ctl_check_address(ctl, argv[first])) != 0 ||
+	    (target != NULL && (rc = ctl_check_address(ctl, target)) != 0) ||
+	    (rc = ctl_store(ctl, CTL_STORE_WRITE)) != 0)
+		return rc;
+	rc = store_alias_del(ctl->store, argv[first], target, &error);
+	if (rc != 0)
+		return ctl_store_fail(ctl, rc, argv[first], error);
+	return CTL_EX_OK;
+}
+
+/* Print a resolved recipient set: local accounts, then remote addresses. */
+static void
+ctl_print_rcpt_set(const struct store_rcpt_set *set)
+{
+	size_t i;
+
+	for (i = 0; i < set->nlocal; i++) {
+		ctl_print_escaped(stdout, set->local[i]);
+		putchar('\n');
+	}
+	for (i = 0; i < set->nremote; i++) {
+		ctl_print_escaped(stdout, set->remote[i]);
+		fputs("\t(remote)\n", stdout);
+	}
+}
+
+static int
+ctl_alias_members(struct ctl *ctl, int argc, char **argv)
+{
+	struct store_rcpt_set set;
+	const char *error = NULL;
+	int rc, first;
+
+	if ((rc = ctl_args(ctl, argc, argv, 1, 1, &first)) >= 0)
+		return rc;
+	if ((rc = ctl_check_address(ctl, argv[first])) != 0 ||
+	    (rc = ctl_store(ctl, CTL_STORE_READ)) != 0)
+		return rc;
+	memset(&set, 0, sizeof(set));
+	rc = store_resolve(ctl->store, argv[first], NULL, &set, &error);
+	if (rc != 0)
+		return ctl_store_fail(ctl, rc, argv[first], error);
+	if (set.kind != STORE_ADDR_ALIAS) {
+		store_rcpt_set_free(&set);
+		return ctl_fail(ctl, CTL_EX_NOUSER, "%s: not an alias",
+		    argv[first]);
+	}
+	ctl_print_rcpt_set(&set);
+	store_rcpt_set_free(&set);
+	return CTL_EX_OK;
+}
+
+/* ---- list ----------------------------------------------------------- */
+
+static int
+ctl_list_add(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "notice", no_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *error = NULL;
+	unsigned flags = 0;
+	int c, rc;
+
+	while ((c = ctl_getopt(ctl, argc, argv, ":h", longopts)) != -1) {
+		if (c == 'h')
+			return ctl_help(ctl);
+		if (c != 'n')
+			return CTL_EX_USAGE;
+		flags |= STORE_LIST_NOTICE;
+	}
+	if (argc - optind != 1)
+		return ctl_usage(ctl, argc - optind < 1 ? "missing LIST" :
+		    "too many arguments");
+	if ((rc = ctl_check_address(ctl, argv[optind])) != 0 ||
+	    (rc = ctl_store(ctl, CTL_STORE_WRITE)) != 0)
+		return rc;
+	c = store_list_add(ctl->store, argv[optind], flags, &error);
+	if (c != 0)
+		return ctl_store_fail(ctl, c, argv[optind], error);
+	return CTL_EX_OK;
+}
+
+static int
+ctl_list_del(struct ctl *ctl, int argc, char **argv)
+{
+	const char *error = NULL;
+	int rc, first;
+
+	if ((rc = ctl_args(ctl, argc, argv, 1, 1, &first)) >= 0)
+		return rc;
+	if ((rc = ctl_check_address(ctl, argv[first])) != 0 ||
+	    (rc = ctl_store(ctl, CTL_STORE_WRITE)) != 0)
+		return rc;
+	rc = store_list_del(ctl->store, argv[first], &error);
+	if (rc != 0)
+		return ctl_store_fail(ctl, rc, argv[first], error);
+	return CTL_EX_OK;
+}
+
+/* list members LIST [--expand] and list posters LIST. */
+static int
+ctl_list_show(struct ctl *ctl, int argc, char **argv, int kind)
+{
+	static const struct option longopts[] = {
+		{ "expand", no_argument, NULL, 'x' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct store_rcpt_set set;
+	const char *error = NULL, *list;
+	int c, rc, expand = 0;
+
+	while ((c = ctl_getopt(ctl, argc, argv, ":h",
+	    kind == 0 ? longopts : longopts + 1)) != -1) {
+		if (c == 'h')
+			return ctl_help(ctl);
+		if (c != 'x')
+			return CTL_EX_USAGE;
+		expand = 1;
+	}
+	if (argc - optind != 1)
+		return ctl_usage(ctl, argc - optind < 1 ? "missing LIST" :
+		    "too many arguments");
+	list = argv[optind];
+	if ((rc = ctl_check_address(ctl, list)) != 0 ||
+	    (rc = ctl_store(ctl, CTL_STORE_READ)) != 0)
+		return rc;
+	if (!expand) {
+		c = store_list_entries(ctl->store, list, kind,
+		    ctl_print_line_cb, NULL, &error);
+		if (c != 0)
+			return ctl_store_fail(ctl, c, list, error);
+		return CTL_EX_OK;
+	}
+	memset(&set, 0, sizeof(set));
+	c = store_resolve(ctl->store, list, NULL, &set, &error);
+	if (c != 0)
+		return ctl_store_fail(ctl, c, list, error);
+	if (set.kind != STORE_ADDR_LIST) {
+		store_rcpt_set_free(&set);
+		return ctl_fail(ctl, CTL_EX_NOUSER, "%s: not a list", list);
+	}
+	ctl_print_rcpt_set(&set);
+	store_rcpt_set_free(&set);
+	return CTL_EX_OK;
+}
+
+static int
+ctl_list_members(struct ctl *ctl, int argc, char **argv)
+{
+	return ctl_list_show(ctl, argc, argv, 0);
+}
+
+static int
+ctl_list_posters(struct ctl *ctl, int argc, char **argv)
+{
+	return ctl_list_show(ctl, argc, argv, 1);
+}
+
+/* list member|poster add|del LIST ENTRY. */
+static int
+ctl_list_entry(struct ctl *ctl, int argc, char **argv,
+    int (*fn)(struct store *, const char *, const char *, const char **),
+    int entry_is_address)
+{
+	const char *error = NULL;
+	int rc, first;
+
+	if ((rc = ctl_args(ctl, argc, argv, 2, 2, &first)) >= 0)
+		return rc;
+	if ((rc = ctl_check_address(ctl, argv[first])) != 0)
+		return rc;
+	if (entry_is_address &&
+	    (rc = ctl_check_address(ctl, argv[first + 1])) != 0)
+		return rc;
+	if (!entry_is_address && (argv[first + 1][0] == '\0' ||
+	    strlen(argv[first + 1]) > STORE_ADDRESS_MAX + sizeof("class:")))
+		return ctl_fail(ctl, CTL_EX_DATAERR, "bad selector length");
+	if ((rc = ctl_store(ctl, CTL_STORE_WRITE)) != 0)
+		return rc;
+	rc = fn(ctl->store, argv[first], argv[first + 1], &error);
+	if (rc != 0)
+		return ctl_store_fail(ctl, rc, argv[first], error);
+	return CTL_EX_OK;
+}
+
+static int
+ctl_list_member_add(struct ctl *ctl, int argc, char **argv)
+{
+	return ctl_list_entry(ctl, argc, argv, store_list_member_add, 0);
+}
+
+static int
+ctl_list_member_del(struct ctl *ctl, int argc, char **argv)
+{
+	return ctl_list_entry(ctl, argc, argv, store_list_member_del, 0);
+}
+
+static int
+ctl_list_poster_add(struct ctl *ctl, int argc, char **argv)
+{
+	return ctl_list_entry(ctl, argc, argv, store_list_poster_add, 1);
+}
+
+static int
+ctl_list_poster_del(struct ctl *ctl, int argc, char **argv)
+{
+	return ctl_list_entry(ctl, argc, argv, store_list_poster_del, 1);
+}
+
+const struct ctl_cmd ctl_account_cmds[] = {
+	{ "domain add", ctl_domain_add, "domain add DOMAIN",
+	  "Make DOMAIN a local domain." },
+	{ "domain del", ctl_domain_del, "domain del DOMAIN",
+	  "Remove a local domain that has no accounts, aliases or lists." },
+	{ "domain list", ctl_domain_list, "domain list",
+	  "Print the local domains, one a line." },
+	{ "user add", ctl_user_add,
+	  "user add ADDRESS --class official|department|legal-person|citizen "
+	  "[--name TEXT] [--org TEXT] [--org-id ID] [--title TEXT] "
+	  "[--resident-id ID] [--verified] [--legacy-code] "
+	  "[--quota-bytes SIZE] [--quota-messages N] [--password-file FILE]",
+	  "Create an account with its standard mailboxes; the password comes "
+	  "from FILE, from stdin, or is asked twice on the terminal." },
+	{ "user del", ctl_user_del, "user del ADDRESS",
+	  "Delete an account with all its mailboxes and messages." },
+	{ "user passwd", ctl_user_passwd,
+	  "user passwd ADDRESS [--password-file FILE]",
+	  "Set an account's password (from FILE, stdin or the terminal)." },
+	{ "user verify", ctl_user_verify,
+	  "user verify ADDRESS [--password-file FILE]",
+	  "Check a password; exit 0 if right, 77 if wrong." },
+	{ "user list", ctl_user_list, "user list [DOMAIN]",
+	  "Print accounts: address, class, name (tab-separated)." },
+	{ "user show", ctl_user_show, "user show ADDRESS",
+	  "Print an account's attributes, usage and quota." },
+	{ "alias add", ctl_alias_add, "alias add ALIAS TARGET",
+	  "Add one target (local or remote address) to an alias." },
+	{ "alias del", ctl_alias_del, "alias del ALIAS [TARGET]",
+	  "Remove one target, or the whole alias." },
+	{ "alias members", ctl_alias_members, "alias members ALIAS",
+	  "Print the addresses an alias delivers to (expanded)." },
+	{ "list add", ctl_list_add, "list add LIST [--notice]",
+	  "Create a list; --notice requires a valid official signature." },
+	{ "list del", ctl_list_del, "list del LIST", "Delete a list." },
+	{ "list members", ctl_list_members, "list members LIST [--expand]",
+	  "Print a list's member selectors, or with --expand the accounts." },
+	{ "list posters", ctl_list_posters, "list posters LIST",
+	  "Print the addresses allowed to post to a list." },
+	{ "list member add", ctl_list_member_add,
+	  "list member add LIST SELECTOR",
+	  "Add ADDRESS, class:CLASS, domain:DOMAIN or class:CLASS@DOMAIN." },
+	{ "list member del", ctl_list_member_del,
+	  "list member del LIST SELECTOR", "Remove a member selector." },
+	{ "list poster add", ctl_list_poster_add,
+	  "list poster add LIST ADDRESS", "Allow ADDRESS to post to LIST." },
+	{ "list poster del", ctl_list_poster_del,
+	  "list poster del LIST ADDRESS", "Remove a poster." },
+	{ NULL, NULL, NULL, NULL },
+};

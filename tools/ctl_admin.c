@@ -1,0 +1,183 @@
+/*
+ * ctl_admin.c - govmailctl's store-wide commands: check, backup, restore,
+ * stats.
+ *
+ * Run by the operator (and by the crash test, for check).  Input: the
+ * command line.  Problems that check reports describe store contents and
+ * may quote client text, so they are escaped before printing.
+ */
+#include "autoconf.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "buf.h"
+#include "config.h"
+#include "ctl.h"
+#include "mailbox.h"
+
+static const struct option ctl_admin_help[] = {
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int
+ctl_admin_args(struct ctl *ctl, int argc, char **argv, int n)
+{
+	int c;
+
+	while ((c = ctl_getopt(ctl, argc, argv, ":h", ctl_admin_help)) != -1) {
+		if (c == 'h')
+			return ctl_help(ctl);
+		return CTL_EX_USAGE;
+	}
+	if (argc - optind < n)
+		return ctl_usage(ctl, "missing argument");
+	if (argc - optind > n)
+		return ctl_usage(ctl, "too many arguments");
+	return -1;
+}
+
+/* ---- check ---------------------------------------------------------- */
+
+struct ctl_check {
+	unsigned long problems;
+	int repair;
+};
+
+static void
+ctl_check_report(const char *problem, void *ctx)
+{
+	struct ctl_check *chk = ctx;
+
+	chk->problems++;
+	fputs(chk->repair ? "repaired: " : "damage: ", stdout);
+	ctl_print_escaped(stdout, problem);
+	putchar('\n');
+}
+
+static int
+ctl_check(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "repair", no_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ctl_check chk;
+	const char *error = NULL;
+	int c, rc;
+
+	memset(&chk, 0, sizeof(chk));
+	while ((c = ctl_getopt(ctl, argc, argv, ":h", longopts)) != -1) {
+		if (c == 'h')
+			return ctl_help(ctl);
+		if (c != 'r')
+			return CTL_EX_USAGE;
+		chk.repair = 1;
+	}
+	if (optind < argc)
+		return ctl_usage(ctl, "too many arguments");
+	if ((rc = ctl_store(ctl, chk.repair ? CTL_STORE_WRITE :
+	    CTL_STORE_READ)) != 0)
+		return rc;
+	rc = store_check(ctl->store, chk.repair, ctl_check_report, &chk,
+	    &error);
+	if (rc == STORE_OK) {
+		if (chk.problems == 0)
+			printf("store: ok\n");
+		return CTL_EX_OK;
+	}
+	if (rc == STORE_EDAMAGED) {
+		if (chk.problems == 0)
+			chk.problems = 1;
+		/* fsck's convention: 1 = damage found (and, with --repair,
+		   repaired); run check again to see a clean store. */
+		return ctl_fail(ctl, CTL_EX_DAMAGE, "%lu problem%s %s",
+		    chk.problems, chk.problems == 1 ? "" : "s",
+		    chk.repair ? "found and repaired" : "found");
+	}
+	return ctl_store_fail(ctl, rc, NULL, error);
+}
+
+/* ---- backup and restore --------------------------------------------- */
+
+static int
+ctl_backup(struct ctl *ctl, int argc, char **argv)
+{
+	const char *error = NULL;
+	int rc;
+
+	if ((rc = ctl_admin_args(ctl, argc, argv, 1)) >= 0)
+		return rc;
+	if ((rc = ctl_store(ctl, CTL_STORE_READ)) != 0)
+		return rc;
+	rc = store_backup(ctl->store, argv[optind], &error);
+	if (rc != 0)
+		return ctl_store_fail(ctl, rc, argv[optind], error);
+	printf("backup written to %s\n", argv[optind]);
+	return CTL_EX_OK;
+}
+
+static int
+ctl_restore(struct ctl *ctl, int argc, char **argv)
+{
+	const char *error = NULL;
+	int rc;
+
+	if ((rc = ctl_admin_args(ctl, argc, argv, 1)) >= 0)
+		return rc;
+	/* No store handle: the store must not be in use while restoring. */
+	if ((rc = ctl_store(ctl, CTL_STORE_NONE)) != 0)
+		return rc;
+	rc = store_restore(ctl->cfg, argv[optind], &error);
+	if (rc != 0)
+		return ctl_store_fail(ctl, rc, argv[optind], error);
+	printf("restored %s into %s\n", argv[optind],
+	    config_path_get(ctl->cfg, "store", "path"));
+	return CTL_EX_OK;
+}
+
+/* ---- stats ---------------------------------------------------------- */
+
+static int
+ctl_stats(struct ctl *ctl, int argc, char **argv)
+{
+	struct store_stats st;
+	const char *error = NULL;
+	int rc;
+
+	if ((rc = ctl_admin_args(ctl, argc, argv, 0)) >= 0)
+		return rc;
+	if ((rc = ctl_store(ctl, CTL_STORE_READ)) != 0)
+		return rc;
+	memset(&st, 0, sizeof(st));
+	rc = store_stats(ctl->store, &st, &error);
+	if (rc != 0)
+		return ctl_store_fail(ctl, rc, NULL, error);
+	printf("domains: %llu\naccounts: %llu\naliases: %llu\nlists: %llu\n"
+	    "mailboxes: %llu\nmessages: %llu\nblobs: %llu\nblob-bytes: %llu\n"
+	    "chunks: %llu\nlog-files: %llu\nenv-bytes: %llu\n",
+	    (unsigned long long)st.domains, (unsigned long long)st.accounts,
+	    (unsigned long long)st.aliases, (unsigned long long)st.lists,
+	    (unsigned long long)st.mailboxes, (unsigned long long)st.messages,
+	    (unsigned long long)st.blobs, (unsigned long long)st.blob_bytes,
+	    (unsigned long long)st.chunks, (unsigned long long)st.log_files,
+	    (unsigned long long)st.env_bytes);
+	return CTL_EX_OK;
+}
+
+const struct ctl_cmd ctl_admin_cmds[] = {
+	{ "check", ctl_check, "check [--repair]",
+	  "Verify indexes, counters and reference counts; exit 1 on damage "
+	  "(with --repair: fix it, exit 1 if anything was fixed)." },
+	{ "backup", ctl_backup, "backup DIR",
+	  "Hot backup of the whole store into DIR (missing or empty)." },
+	{ "restore", ctl_restore, "restore DIR",
+	  "Copy a backup into the configured store path (not in use) and "
+	  "recover it." },
+	{ "stats", ctl_stats, "stats",
+	  "Print counts of domains, accounts, messages, contents, logs." },
+	{ NULL, NULL, NULL, NULL },
+};
