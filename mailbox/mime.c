@@ -1,0 +1,1464 @@
+/*
+ * mime.c - MIME analysis at delivery: IMAP ENVELOPE, BODYSTRUCTURE and BODY
+ * (RFC 3501 7.4.2), decoded sort keys and a compact part map.
+ *
+ * Runs in the delivering process (smtpd, imapd APPEND, govmailctl deliver),
+ * once per stored message.  Trusts nothing in the message bytes.
+ *
+ * How: the entity tree (where each header and body lies, found by the
+ * multipart boundaries) is built here without recursion, in a node array
+ * with explicit limits (MIME_DEPTH_MAX, MIME_PARTS_MAX), because libetpan's
+ * mailmime_parse() recurses as deep as the input nests and does not report
+ * where each part's header starts.  libetpan parses every header field we
+ * use: Content-Type and its parameters, Content-Transfer-Encoding,
+ * Content-Disposition, address lists, Date, Message-ID, and RFC 2047 words
+ * (with its iconv-based charconv for GB2312/GBK/GB18030/Big5/...).  Field
+ * values are never longer than MIME_FIELD_MAX when handed to libetpan.
+ *
+ * Cost: the header scan is linear; each multipart level scans its body
+ * once (memmem for the delimiter), so the total is linear in the message
+ * size times the nesting depth (at most MIME_DEPTH_MAX).  Output recursion
+ * follows our own tree, whose depth is bounded by MIME_DEPTH_MAX.
+ */
+#include "autoconf.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libetpan/libetpan.h>
+
+#include "buf.h"
+#include "strnum.h"
+#include "xmalloc.h"
+
+#include "mime.h"
+
+/* Header fields we look at; the first occurrence of each counts. */
+enum mime_field {
+	MIME_F_CONTENT_TYPE,
+	MIME_F_CONTENT_TRANSFER_ENCODING,
+	MIME_F_CONTENT_ID,
+	MIME_F_CONTENT_DESCRIPTION,
+	MIME_F_CONTENT_DISPOSITION,
+	MIME_F_CONTENT_LANGUAGE,
+	MIME_F_CONTENT_LOCATION,
+	MIME_F_DATE,
+	MIME_F_SUBJECT,
+	MIME_F_FROM,
+	MIME_F_SENDER,
+	MIME_F_REPLY_TO,
+	MIME_F_TO,
+	MIME_F_CC,
+	MIME_F_BCC,
+	MIME_F_IN_REPLY_TO,
+	MIME_F_MESSAGE_ID,
+	MIME_F_COUNT
+};
+
+static const char *const mime_field_names[MIME_F_COUNT] = {
+	"content-type", "content-transfer-encoding", "content-id",
+	"content-description", "content-disposition", "content-language",
+	"content-location", "date", "subject", "from", "sender", "reply-to",
+	"to", "cc", "bcc", "in-reply-to", "message-id",
+};
+
+enum mime_kind {
+	MIME_KIND_BASIC,	/* any leaf that is not text */
+	MIME_KIND_TEXT,		/* text/\* (has a line count) */
+	MIME_KIND_MULTIPART,
+	MIME_KIND_MESSAGE,	/* message/rfc822 (envelope, body, lines) */
+};
+
+/* How a node's Content-Type is described. */
+enum mime_type_src {
+	MIME_TYPE_PARSED,	/* from ct */
+	MIME_TYPE_DEFAULT,	/* text/plain; charset=us-ascii (RFC 2045 5.2) */
+	MIME_TYPE_DIGEST,	/* message/rfc822, default in multipart/digest */
+	MIME_TYPE_OPAQUE,	/* application/octet-stream: a limit was hit */
+};
+
+#define MIME_NONE	UINT32_MAX
+#define MIME_ABSENT	SIZE_MAX
+
+struct mime_span {
+	size_t off;	/* MIME_ABSENT if the field is not there */
+	size_t len;
+};
+
+/* One entity: the top-level message, a body part or an embedded message. */
+struct mime_node {
+	size_t hdr_off, hdr_len;	/* body starts at hdr_off + hdr_len */
+	size_t body_len;
+	uint32_t parent, first_child, last_child, next_sibling;
+	uint32_t depth;
+	enum mime_kind kind;
+	enum mime_type_src type_src;
+	int no_header;			/* a folded rest: no header of its own */
+	struct mime_span fields[MIME_F_COUNT];
+	struct mailmime_content *ct;	/* owned; NULL unless MIME_TYPE_PARSED */
+};
+
+struct mime_ctx {
+	const uint8_t *msg;
+	size_t len;
+	struct mime_node *nodes;
+	uint32_t n, cap;
+	struct buf scratch;		/* unfolded field values */
+};
+
+/* ---- small helpers ------------------------------------------------ */
+
+static int
+mime_lower(int c)
+{
+	return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
+}
+
+static int
+mime_upper(int c)
+{
+	return (c >= 'a' && c <= 'z') ? c - ('a' - 'A') : c;
+}
+
+static int
+mime_is_wsp(int c)
+{
+	return c == ' ' || c == '\t';
+}
+
+static int
+mime_ascii_caseeq(const uint8_t *a, size_t alen, const char *b)
+{
+	size_t i;
+
+	if (alen != strlen(b))
+		return 0;
+	for (i = 0; i < alen; i++)
+		if (mime_lower(a[i]) != b[i])
+			return 0;
+	return 1;
+}
+
+static size_t
+mime_body_off(const struct mime_node *node)
+{
+	return node->hdr_off + node->hdr_len;
+}
+
+/* Lines of a body: LF count, plus one for a last line without LF. */
+static uint64_t
+mime_count_lines(const uint8_t *p, size_t len)
+{
+	const uint8_t *end = p + len, *nl;
+	uint64_t lines = 0;
+
+	if (len == 0)
+		return 0;
+	while (p < end && (nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+		lines++;
+		p = nl + 1;
+	}
+	if (p < end)
+		lines++;
+	return lines;
+}
+
+/*
+ * The unfolded, trimmed value of a field into ctx->scratch (CR and LF
+ * removed, RFC 5322 2.2.3).  Returns NULL if the field is absent; the
+ * result stays valid until the next call.  *len_r may count NUL bytes.
+ */
+static const char *
+mime_field_value(struct mime_ctx *ctx, const struct mime_node *node,
+    enum mime_field f, size_t *len_r)
+{
+	const struct mime_span *sp = &node->fields[f];
+	const uint8_t *p, *end;
+	size_t start, stop;
+
+	if (sp->off == MIME_ABSENT)
+		return NULL;
+	buf_reset(&ctx->scratch);
+	(void)buf_reserve(&ctx->scratch, sp->len + 1);
+	p = ctx->msg + sp->off;
+	end = p + sp->len;
+	for (; p < end; p++)
+		if (*p != '\r' && *p != '\n')
+			(void)buf_append_byte(&ctx->scratch, *p);
+	if (ctx->scratch.data == NULL)
+		(void)buf_append(&ctx->scratch, "", 0);
+	start = 0;
+	stop = ctx->scratch.len;
+	while (start < stop && mime_is_wsp(ctx->scratch.data[start]))
+		start++;
+	while (stop > start && mime_is_wsp(ctx->scratch.data[stop - 1]))
+		stop--;
+	ctx->scratch.data[stop] = '\0';
+	*len_r = stop - start;
+	return (const char *)ctx->scratch.data + start;
+}
+
+/* ---- IMAP output -------------------------------------------------- */
+
+static void
+out_str(struct buf *o, const char *s)
+{
+	(void)buf_append_str(o, s);
+}
+
+/*
+ * An IMAP string: quoted if every byte is 7-bit text other than CR, LF
+ * and NUL, else a literal.  NUL cannot appear even in a literal (RFC 3501
+ * CHAR8), so it is sent as a space.
+ */
+static void
+out_string(struct buf *o, const char *s, size_t len, int upper)
+{
+	size_t i;
+	int literal = 0;
+
+	for (i = 0; i < len; i++) {
+		uint8_t c = (uint8_t)s[i];
+
+		if (c >= 0x80 || c == '\r' || c == '\n' || c == 0) {
+			literal = 1;
+			break;
+		}
+	}
+	if (literal) {
+		(void)buf_printf(o, "{%zu}\r\n", len);
+		for (i = 0; i < len; i++)
+			(void)buf_append_byte(o, s[i] == 0 ? ' ' : (uint8_t)s[i]);
+		return;
+	}
+	(void)buf_append_byte(o, '"');
+	for (i = 0; i < len; i++) {
+		int c = (uint8_t)s[i];
+
+		if (c == '"' || c == '\\')
+			(void)buf_append_byte(o, '\\');
+		(void)buf_append_byte(o, (uint8_t)(upper ? mime_upper(c) : c));
+	}
+	(void)buf_append_byte(o, '"');
+}
+
+static void
+out_nstring(struct buf *o, const char *s, int upper)
+{
+	if (s == NULL)
+		out_str(o, "NIL");
+	else
+		out_string(o, s, strlen(s), upper);
+}
+
+/* A header value as an nstring: NIL when absent or empty. */
+static void
+out_field(struct mime_ctx *ctx, struct buf *o, const struct mime_node *node,
+    enum mime_field f)
+{
+	size_t len;
+	const char *v = mime_field_value(ctx, node, f, &len);
+
+	if (v == NULL || len == 0)
+		out_str(o, "NIL");
+	else
+		out_string(o, v, len, 0);
+}
+
+/* ---- ENVELOPE ----------------------------------------------------- */
+
+static void
+out_mailbox(struct buf *o, const struct mailimf_mailbox *mb)
+{
+	const char *spec = mb->mb_addr_spec, *at;
+
+	(void)buf_append_byte(o, '(');
+	if (mb->mb_display_name != NULL && mb->mb_display_name[0] != '\0')
+		out_nstring(o, mb->mb_display_name, 0);
+	else
+		out_str(o, "NIL");
+	out_str(o, " NIL ");
+	at = spec != NULL ? strrchr(spec, '@') : NULL;
+	if (spec == NULL || spec[0] == '\0') {
+		/* A NIL host would read as a group marker (RFC 3501 7.4.2). */
+		out_str(o, "NIL \"MISSING_DOMAIN\"");
+	} else if (at == NULL) {
+		out_string(o, spec, strlen(spec), 0);
+		out_str(o, " \"MISSING_DOMAIN\"");
+	} else {
+		out_string(o, spec, (size_t)(at - spec), 0);
+		(void)buf_append_byte(o, ' ');
+		out_string(o, at + 1, strlen(at + 1), 0);
+	}
+	(void)buf_append_byte(o, ')');
+}
+
+/* Returns the number of address structures written (0: nothing usable). */
+static size_t
+out_address_list(struct buf *o, const char *v, size_t len)
+{
+	struct mailimf_address_list *al = NULL;
+	clistiter *it, *jt;
+	size_t idx = 0, n = 0;
+
+	if (mailimf_address_list_parse(v, len, &idx, &al) != MAILIMF_NO_ERROR)
+		return 0;
+	for (it = clist_begin(al->ad_list); it != NULL; it = clist_next(it)) {
+		struct mailimf_address *ad = clist_content(it);
+
+		if (n == 0)
+			(void)buf_append_byte(o, '(');
+		if (ad->ad_type == MAILIMF_ADDRESS_MAILBOX) {
+			out_mailbox(o, ad->ad_data.ad_mailbox);
+			n++;
+			continue;
+		}
+		/* RFC 3501: group start (NIL NIL "name" NIL), its members,
+		 * group end (NIL NIL NIL NIL). */
+		out_str(o, "(NIL NIL ");
+		out_nstring(o, ad->ad_data.ad_group->grp_display_name, 0);
+		out_str(o, " NIL)");
+		if (ad->ad_data.ad_group->grp_mb_list != NULL)
+			for (jt = clist_begin(
+			    ad->ad_data.ad_group->grp_mb_list->mb_list);
+			    jt != NULL; jt = clist_next(jt))
+				out_mailbox(o, clist_content(jt));
+		out_str(o, "(NIL NIL NIL NIL)");
+		n++;
+	}
+	if (n > 0)
+		(void)buf_append_byte(o, ')');
+	mailimf_address_list_free(al);
+	return n;
+}
+
+static void
+out_addresses(struct mime_ctx *ctx, struct buf *o,
+    const struct mime_node *node, enum mime_field f, enum mime_field dflt)
+{
+	size_t len;
+	const char *v = mime_field_value(ctx, node, f, &len);
+
+	if (v != NULL && len > 0 && out_address_list(o, v, len) > 0)
+		return;
+	if (dflt != MIME_F_COUNT) {
+		out_addresses(ctx, o, node, dflt, MIME_F_COUNT);
+		return;
+	}
+	out_str(o, "NIL");
+}
+
+static void
+out_envelope(struct mime_ctx *ctx, struct buf *o, const struct mime_node *node)
+{
+	(void)buf_append_byte(o, '(');
+	out_field(ctx, o, node, MIME_F_DATE);
+	(void)buf_append_byte(o, ' ');
+	out_field(ctx, o, node, MIME_F_SUBJECT);
+	(void)buf_append_byte(o, ' ');
+	out_addresses(ctx, o, node, MIME_F_FROM, MIME_F_COUNT);
+	(void)buf_append_byte(o, ' ');
+	out_addresses(ctx, o, node, MIME_F_SENDER, MIME_F_FROM);
+	(void)buf_append_byte(o, ' ');
+	out_addresses(ctx, o, node, MIME_F_REPLY_TO, MIME_F_FROM);
+	(void)buf_append_byte(o, ' ');
+	out_addresses(ctx, o, node, MIME_F_TO, MIME_F_COUNT);
+	(void)buf_append_byte(o, ' ');
+	out_addresses(ctx, o, node, MIME_F_CC, MIME_F_COUNT);
+	(void)buf_append_byte(o, ' ');
+	out_addresses(ctx, o, node, MIME_F_BCC, MIME_F_COUNT);
+	(void)buf_append_byte(o, ' ');
+	out_field(ctx, o, node, MIME_F_IN_REPLY_TO);
+	(void)buf_append_byte(o, ' ');
+	out_field(ctx, o, node, MIME_F_MESSAGE_ID);
+	(void)buf_append_byte(o, ')');
+}
+
+/* ---- BODYSTRUCTURE ------------------------------------------------ */
+
+static void
+out_both(struct buf *bs, struct buf *b, const char *s)
+{
+	out_str(bs, s);
+	out_str(b, s);
+}
+
+static void
+out_both_string(struct buf *bs, struct buf *b, const char *s, int upper)
+{
+	out_nstring(bs, s, upper);
+	out_nstring(b, s, upper);
+}
+
+static void
+out_params(struct buf *o, clist *params)
+{
+	clistiter *it;
+	int n = 0;
+
+	if (params != NULL)
+		for (it = clist_begin(params); it != NULL; it = clist_next(it)) {
+			struct mailmime_parameter *p = clist_content(it);
+
+			if (p->pa_name == NULL || p->pa_value == NULL)
+				continue;
+			out_str(o, n++ == 0 ? "(" : " ");
+			out_nstring(o, p->pa_name, 1);
+			(void)buf_append_byte(o, ' ');
+			out_nstring(o, p->pa_value, 0);
+		}
+	out_str(o, n > 0 ? ")" : "NIL");
+}
+
+static const char *
+mime_discrete_name(const struct mailmime_discrete_type *dt)
+{
+	switch (dt->dt_type) {
+	case MAILMIME_DISCRETE_TYPE_TEXT:
+		return "TEXT";
+	case MAILMIME_DISCRETE_TYPE_IMAGE:
+		return "IMAGE";
+	case MAILMIME_DISCRETE_TYPE_AUDIO:
+		return "AUDIO";
+	case MAILMIME_DISCRETE_TYPE_VIDEO:
+		return "VIDEO";
+	case MAILMIME_DISCRETE_TYPE_APPLICATION:
+		return "APPLICATION";
+	default:
+		return dt->dt_extension != NULL ? dt->dt_extension :
+		    "APPLICATION";
+	}
+}
+
+static const char *
+mime_type_name(const struct mailmime_content *ct)
+{
+	const struct mailmime_composite_type *cp;
+
+	if (ct->ct_type->tp_type == MAILMIME_TYPE_DISCRETE_TYPE)
+		return mime_discrete_name(ct->ct_type->tp_data.tp_discrete_type);
+	cp = ct->ct_type->tp_data.tp_composite_type;
+	switch (cp->ct_type) {
+	case MAILMIME_COMPOSITE_TYPE_MESSAGE:
+		return "MESSAGE";
+	case MAILMIME_COMPOSITE_TYPE_MULTIPART:
+		return "MULTIPART";
+	default:
+		return cp->ct_token != NULL ? cp->ct_token : "APPLICATION";
+	}
+}
+
+/* The media type, subtype and parameters (body-fld-param) to both. */
+static void
+out_type(struct buf *bs, struct buf *b, const struct mime_node *node)
+{
+	static const char *const dflt =
+	    "\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\")";
+
+	switch (node->type_src) {
+	case MIME_TYPE_DEFAULT:
+		out_both(bs, b, dflt);
+		return;
+	case MIME_TYPE_DIGEST:
+		out_both(bs, b, "\"MESSAGE\" \"RFC822\" NIL");
+		return;
+	case MIME_TYPE_OPAQUE:
+		out_both(bs, b, "\"APPLICATION\" \"OCTET-STREAM\" NIL");
+		return;
+	case MIME_TYPE_PARSED:
+		break;
+	}
+	out_both_string(bs, b, mime_type_name(node->ct), 1);
+	out_both(bs, b, " ");
+	out_both_string(bs, b, node->ct->ct_subtype != NULL ?
+	    node->ct->ct_subtype : "OCTET-STREAM", 1);
+	out_both(bs, b, " ");
+	out_params(bs, node->ct->ct_parameters);
+	out_params(b, node->ct->ct_parameters);
+}
+
+static void
+out_encoding(struct mime_ctx *ctx, struct buf *bs, struct buf *b,
+    const struct mime_node *node)
+{
+	struct mailmime_mechanism *m = NULL;
+	const char *v, *name = "7BIT";
+	size_t len, idx = 0;
+
+	v = mime_field_value(ctx, node, MIME_F_CONTENT_TRANSFER_ENCODING, &len);
+	if (v != NULL && len > 0 &&
+	    mailmime_encoding_parse(v, len, &idx, &m) == MAILIMF_NO_ERROR) {
+		switch (m->enc_type) {
+		case MAILMIME_MECHANISM_8BIT:
+			name = "8BIT";
+			break;
+		case MAILMIME_MECHANISM_BINARY:
+			name = "BINARY";
+			break;
+		case MAILMIME_MECHANISM_QUOTED_PRINTABLE:
+			name = "QUOTED-PRINTABLE";
+			break;
+		case MAILMIME_MECHANISM_BASE64:
+			name = "BASE64";
+			break;
+		case MAILMIME_MECHANISM_TOKEN:
+			if (m->enc_token != NULL)
+				name = m->enc_token;
+			break;
+		default:
+			break;
+		}
+	}
+	out_both_string(bs, b, name, 1);
+	if (m != NULL)
+		mailmime_mechanism_free(m);
+}
+
+static void
+out_disposition(struct mime_ctx *ctx, struct buf *o,
+    const struct mime_node *node)
+{
+	struct mailmime_disposition *d = NULL;
+	const char *v, *type;
+	clistiter *it;
+	size_t len, idx = 0;
+	int n = 0;
+
+	v = mime_field_value(ctx, node, MIME_F_CONTENT_DISPOSITION, &len);
+	if (v == NULL || len == 0 ||
+	    mailmime_disposition_parse(v, len, &idx, &d) != MAILIMF_NO_ERROR) {
+		out_str(o, "NIL");
+		return;
+	}
+	switch (d->dsp_type->dsp_type) {
+	case MAILMIME_DISPOSITION_TYPE_INLINE:
+		type = "INLINE";
+		break;
+	case MAILMIME_DISPOSITION_TYPE_ATTACHMENT:
+		type = "ATTACHMENT";
+		break;
+	default:
+		type = d->dsp_type->dsp_extension != NULL ?
+		    d->dsp_type->dsp_extension : "ATTACHMENT";
+		break;
+	}
+	(void)buf_append_byte(o, '(');
+	out_nstring(o, type, 1);
+	(void)buf_append_byte(o, ' ');
+	for (it = clist_begin(d->dsp_parms); it != NULL; it = clist_next(it)) {
+		struct mailmime_disposition_parm *p = clist_content(it);
+		const char *name = NULL, *val = NULL;
+		char num[32];
+
+		switch (p->pa_type) {
+		case MAILMIME_DISPOSITION_PARM_FILENAME:
+			name = "FILENAME";
+			val = p->pa_data.pa_filename;
+			break;
+		case MAILMIME_DISPOSITION_PARM_CREATION_DATE:
+			name = "CREATION-DATE";
+			val = p->pa_data.pa_creation_date;
+			break;
+		case MAILMIME_DISPOSITION_PARM_MODIFICATION_DATE:
+			name = "MODIFICATION-DATE";
+			val = p->pa_data.pa_modification_date;
+			break;
+		case MAILMIME_DISPOSITION_PARM_READ_DATE:
+			name = "READ-DATE";
+			val = p->pa_data.pa_read_date;
+			break;
+		case MAILMIME_DISPOSITION_PARM_SIZE:
+			name = "SIZE";
+			(void)snprintf(num, sizeof(num), "%zu",
+			    p->pa_data.pa_size);
+			val = num;
+			break;
+		case MAILMIME_DISPOSITION_PARM_PARAMETER:
+			if (p->pa_data.pa_parameter != NULL) {
+				name = p->pa_data.pa_parameter->pa_name;
+				val = p->pa_data.pa_parameter->pa_value;
+			}
+			break;
+		default:
+			break;
+		}
+		if (name == NULL || val == NULL)
+			continue;
+		out_str(o, n++ == 0 ? "(" : " ");
+		out_nstring(o, name, 1);
+		(void)buf_append_byte(o, ' ');
+		out_nstring(o, val, 0);
+	}
+	out_str(o, n > 0 ? "))" : "NIL)");
+	mailmime_disposition_free(d);
+}
+
+/* Content-Language (RFC 3282) as a list of tags, or NIL. */
+static void
+out_language(struct mime_ctx *ctx, struct buf *o, const struct mime_node *node)
+{
+	const char *v;
+	size_t len, i = 0, start;
+	int n = 0;
+
+	v = mime_field_value(ctx, node, MIME_F_CONTENT_LANGUAGE, &len);
+	while (v != NULL && i < len) {
+		int c = (uint8_t)v[i];
+
+		if (c == '(') {
+			/* a comment, not nested further than one level */
+			while (i < len && v[i] != ')')
+				i++;
+			i++;
+			continue;
+		}
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '-' || c == '*')) {
+			i++;
+			continue;
+		}
+		start = i;
+		while (i < len && (((c = (uint8_t)v[i]) >= 'a' && c <= 'z') ||
+		    (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '*'))
+			i++;
+		out_str(o, n++ == 0 ? "(" : " ");
+		out_string(o, v + start, i - start, 0);
+	}
+	out_str(o, n > 0 ? ")" : "NIL");
+}
+
+/* body-fld-dsp SP body-fld-lang SP body-fld-loc, to the extended output. */
+static void
+out_ext_tail(struct mime_ctx *ctx, struct buf *bs, const struct mime_node *node)
+{
+	out_disposition(ctx, bs, node);
+	(void)buf_append_byte(bs, ' ');
+	out_language(ctx, bs, node);
+	(void)buf_append_byte(bs, ' ');
+	out_field(ctx, bs, node, MIME_F_CONTENT_LOCATION);
+}
+
+/*
+ * BODYSTRUCTURE into bs and BODY into b.  Recursion follows our own tree,
+ * whose depth is at most MIME_DEPTH_MAX.
+ */
+static void
+out_body(struct mime_ctx *ctx, struct buf *bs, struct buf *b, uint32_t i)
+{
+	const struct mime_node *node = &ctx->nodes[i];
+	const uint8_t *body = ctx->msg + mime_body_off(node);
+	uint32_t c;
+
+	out_both(bs, b, "(");
+	if (node->kind == MIME_KIND_MULTIPART) {
+		for (c = node->first_child; c != MIME_NONE;
+		    c = ctx->nodes[c].next_sibling)
+			out_body(ctx, bs, b, c);
+		out_both(bs, b, " ");
+		out_both_string(bs, b, node->ct->ct_subtype, 1);
+		(void)buf_append_byte(bs, ' ');
+		out_params(bs, node->ct->ct_parameters);
+		(void)buf_append_byte(bs, ' ');
+		out_ext_tail(ctx, bs, node);
+		out_both(bs, b, ")");
+		return;
+	}
+	out_type(bs, b, node);
+	out_both(bs, b, " ");
+	out_field(ctx, bs, node, MIME_F_CONTENT_ID);
+	out_field(ctx, b, node, MIME_F_CONTENT_ID);
+	out_both(bs, b, " ");
+	out_field(ctx, bs, node, MIME_F_CONTENT_DESCRIPTION);
+	out_field(ctx, b, node, MIME_F_CONTENT_DESCRIPTION);
+	out_both(bs, b, " ");
+	out_encoding(ctx, bs, b, node);
+	(void)buf_printf(bs, " %zu", node->body_len);
+	(void)buf_printf(b, " %zu", node->body_len);
+	if (node->kind == MIME_KIND_MESSAGE) {
+		size_t mark = bs->len;
+
+		out_both(bs, b, " ");
+		out_envelope(ctx, bs, &ctx->nodes[node->first_child]);
+		(void)buf_append(b, bs->data + mark + 1, bs->len - mark - 1);
+		out_both(bs, b, " ");
+		out_body(ctx, bs, b, node->first_child);
+	}
+	if (node->kind == MIME_KIND_TEXT || node->kind == MIME_KIND_MESSAGE) {
+		uint64_t lines = mime_count_lines(body, node->body_len);
+
+		(void)buf_printf(bs, " %llu", (unsigned long long)lines);
+		(void)buf_printf(b, " %llu", (unsigned long long)lines);
+	}
+	out_str(bs, " NIL ");
+	out_ext_tail(ctx, bs, node);
+	out_both(bs, b, ")");
+}
+
+/* ---- the entity tree ---------------------------------------------- */
+
+static void
+mime_field_done(struct mime_ctx *ctx, struct mime_node *node, size_t name_off,
+    size_t name_len, size_t val_off, size_t end)
+{
+	const uint8_t *name = ctx->msg + name_off;
+	int f;
+
+	while (name_len > 0 && mime_is_wsp(name[name_len - 1]))
+		name_len--;
+	if (end - val_off > MIME_FIELD_MAX)
+		return;
+	for (f = 0; f < MIME_F_COUNT; f++)
+		if (mime_ascii_caseeq(name, name_len, mime_field_names[f])) {
+			if (node->fields[f].off == MIME_ABSENT) {
+				node->fields[f].off = val_off;
+				node->fields[f].len = end - val_off;
+			}
+			return;
+		}
+}
+
+/*
+ * Find the header of the entity at [off, end): it runs to and including
+ * the first empty line (CRLF or bare LF), or to end if there is none.
+ * Remember where the fields we use are.  One pass, linear.
+ */
+static void
+mime_scan_header(struct mime_ctx *ctx, struct mime_node *node, size_t end)
+{
+	const uint8_t *msg = ctx->msg;
+	size_t p = node->hdr_off, ls, le, next;
+	size_t name_off = 0, name_len = 0, val_off = 0;
+	int in_field = 0;
+
+	while (p < end) {
+		const uint8_t *nl = memchr(msg + p, '\n', end - p);
+
+		ls = p;
+		le = nl != NULL ? (size_t)(nl - msg) : end;
+		next = nl != NULL ? le + 1 : end;
+		if (nl != NULL && (le == ls || (le == ls + 1 && msg[ls] == '\r'))) {
+			if (in_field)
+				mime_field_done(ctx, node, name_off, name_len,
+				    val_off, ls);
+			node->hdr_len = next - node->hdr_off;
+			return;
+		}
+		if (mime_is_wsp(msg[ls])) {
+			p = next;	/* continuation of in_field, if any */
+			continue;
+		}
+		if (in_field)
+			mime_field_done(ctx, node, name_off, name_len, val_off,
+			    ls);
+		in_field = 0;
+		nl = memchr(msg + ls, ':', le - ls);
+		if (nl != NULL) {
+			in_field = 1;
+			name_off = ls;
+			name_len = (size_t)(nl - msg) - ls;
+			val_off = (size_t)(nl - msg) + 1;
+		}
+		p = next;
+	}
+	if (in_field)
+		mime_field_done(ctx, node, name_off, name_len, val_off, end);
+	node->hdr_len = end - node->hdr_off;
+}
+
+static uint32_t
+mime_node_new(struct mime_ctx *ctx, size_t off, size_t end, uint32_t parent,
+    int no_header)
+{
+	struct mime_node *node;
+	uint32_t i;
+	int f;
+
+	if (ctx->n == ctx->cap) {
+		ctx->cap = ctx->cap == 0 ? 8 : ctx->cap * 2;
+		ctx->nodes = xreallocarray(ctx->nodes, ctx->cap,
+		    sizeof(*ctx->nodes));
+	}
+	i = ctx->n++;
+	node = &ctx->nodes[i];
+	memset(node, 0, sizeof(*node));
+	node->hdr_off = off;
+	node->parent = parent;
+	node->first_child = node->last_child = MIME_NONE;
+	node->next_sibling = MIME_NONE;
+	node->depth = parent == MIME_NONE ? 0 : ctx->nodes[parent].depth + 1;
+	node->kind = MIME_KIND_TEXT;
+	node->type_src = MIME_TYPE_DEFAULT;
+	for (f = 0; f < MIME_F_COUNT; f++)
+		node->fields[f].off = MIME_ABSENT;
+	if (no_header)
+		node->no_header = 1;
+	else
+		mime_scan_header(ctx, node, end);
+	node->body_len = end - mime_body_off(node);
+	if (parent != MIME_NONE) {
+		struct mime_node *pn = &ctx->nodes[parent];
+
+		if (pn->last_child == MIME_NONE)
+			pn->first_child = i;
+		else
+			ctx->nodes[pn->last_child].next_sibling = i;
+		pn->last_child = i;
+	}
+	return i;
+}
+
+static const char *
+mime_param(const struct mailmime_content *ct, const char *name)
+{
+	clistiter *it;
+
+	for (it = clist_begin(ct->ct_parameters); it != NULL;
+	    it = clist_next(it)) {
+		struct mailmime_parameter *p = clist_content(it);
+
+		if (p->pa_name != NULL && p->pa_value != NULL &&
+		    mime_ascii_caseeq((const uint8_t *)p->pa_name,
+		    strlen(p->pa_name), name))
+			return p->pa_value;
+	}
+	return NULL;
+}
+
+static void
+mime_make_opaque(struct mime_node *node)
+{
+	node->kind = MIME_KIND_BASIC;
+	node->type_src = MIME_TYPE_OPAQUE;
+}
+
+/* Turn a multipart whose body cannot be split into text/plain. */
+static void
+mime_make_default(struct mime_ctx *ctx, uint32_t i)
+{
+	struct mime_node *node = &ctx->nodes[i];
+
+	node->kind = MIME_KIND_TEXT;
+	node->type_src = MIME_TYPE_DEFAULT;
+	node->first_child = node->last_child = MIME_NONE;
+}
+
+/*
+ * Split a multipart body at its delimiter lines (RFC 2046 5.1.1): a line
+ * starting with "--boundary"; "--boundary--" closes.  The line break before
+ * a delimiter belongs to the delimiter.  A missing close delimiter ends the
+ * last part at the end of the body.  If MIME_PARTS_MAX would be passed,
+ * the remaining parts become one opaque part.
+ */
+static void
+mime_split(struct mime_ctx *ctx, uint32_t i, const char *boundary)
+{
+	char delim[MIME_BOUNDARY_MAX + 2];
+	size_t dlen, boff, bend, pos, start = 0, rest_start = 0;
+	const uint8_t *msg = ctx->msg;
+	int in_part = 0, rest = 0, rest_parts = 0;
+	uint32_t child;
+
+	dlen = strlen(boundary);
+	delim[0] = '-';
+	delim[1] = '-';
+	memcpy(delim + 2, boundary, dlen);
+	dlen += 2;
+	boff = mime_body_off(&ctx->nodes[i]);
+	bend = boff + ctx->nodes[i].body_len;
+	pos = boff;
+	while (pos < bend) {
+		const uint8_t *hit = memmem(msg + pos, bend - pos, delim, dlen);
+		size_t q, after, e, next;
+		const uint8_t *nl;
+		int close;
+
+		if (hit == NULL)
+			break;
+		q = (size_t)(hit - msg);
+		if (q > boff && msg[q - 1] != '\n') {
+			pos = q + 1;
+			continue;
+		}
+		after = q + dlen;
+		close = after + 2 <= bend && msg[after] == '-' &&
+		    msg[after + 1] == '-';
+		nl = memchr(msg + after, '\n', bend - after);
+		next = nl != NULL ? (size_t)(nl - msg) + 1 : bend;
+		e = q;
+		if (e > boff) {
+			e--;
+			if (e > boff && msg[e - 1] == '\r')
+				e--;
+		}
+		if (in_part) {
+			if (e < start)
+				e = start;	/* "--b\r\n--b": empty part */
+			if (!rest) {
+				child = mime_node_new(ctx, start, e, i, 0);
+				(void)child;
+			} else
+				rest_parts++;
+		}
+		if (close) {
+			in_part = 0;
+			bend = e;	/* where the rest part ends */
+			break;
+		}
+		in_part = 1;
+		start = next;
+		if (!rest && ctx->n + 1 >= MIME_PARTS_MAX) {
+			rest = 1;
+			rest_start = start;
+		}
+		pos = next;
+	}
+	if (in_part) {
+		if (!rest)
+			(void)mime_node_new(ctx, start, bend, i, 0);
+		else
+			rest_parts++;
+	}
+	if (rest && rest_parts > 0) {
+		child = mime_node_new(ctx, rest_start, bend, i, rest_parts > 1);
+		if (rest_parts > 1)
+			mime_make_opaque(&ctx->nodes[child]);
+	}
+	if (ctx->nodes[i].first_child == MIME_NONE)
+		mime_make_default(ctx, i);
+}
+
+/* Decide what node i is and add its children to the array. */
+static void
+mime_process(struct mime_ctx *ctx, uint32_t i)
+{
+	struct mime_node *node = &ctx->nodes[i];
+	struct mailmime_content *ct = NULL;
+	const struct mailmime_composite_type *cp;
+	const char *v, *boundary;
+	size_t len, idx = 0;
+	uint32_t parent = node->parent;
+	int in_digest = 0;
+
+	if (node->type_src == MIME_TYPE_OPAQUE)
+		return;
+	if (parent != MIME_NONE && ctx->nodes[parent].kind ==
+	    MIME_KIND_MULTIPART && ctx->nodes[parent].ct->ct_subtype != NULL &&
+	    mime_ascii_caseeq((const uint8_t *)ctx->nodes[parent].ct->ct_subtype,
+	    strlen(ctx->nodes[parent].ct->ct_subtype), "digest"))
+		in_digest = 1;
+	v = mime_field_value(ctx, node, MIME_F_CONTENT_TYPE, &len);
+	if (v != NULL && len > 0 &&
+	    mailmime_content_parse(v, len, &idx, &ct) == MAILIMF_NO_ERROR &&
+	    ct->ct_type != NULL && ct->ct_subtype != NULL) {
+		node->ct = ct;
+		node->type_src = MIME_TYPE_PARSED;
+		node->kind = MIME_KIND_BASIC;
+	} else {
+		if (ct != NULL)
+			mailmime_content_free(ct);
+		ct = NULL;
+		if (in_digest) {
+			node->type_src = MIME_TYPE_DIGEST;
+			node->kind = MIME_KIND_MESSAGE;
+		}
+	}
+	if (ct != NULL && ct->ct_type->tp_type == MAILMIME_TYPE_DISCRETE_TYPE &&
+	    ct->ct_type->tp_data.tp_discrete_type->dt_type ==
+	    MAILMIME_DISCRETE_TYPE_TEXT)
+		node->kind = MIME_KIND_TEXT;
+	if (ct != NULL && ct->ct_type->tp_type == MAILMIME_TYPE_COMPOSITE_TYPE) {
+		cp = ct->ct_type->tp_data.tp_composite_type;
+		if (cp->ct_type == MAILMIME_COMPOSITE_TYPE_MULTIPART) {
+			boundary = mime_param(ct, "boundary");
+			if (boundary == NULL || boundary[0] == '\0' ||
+			    strlen(boundary) > MIME_BOUNDARY_MAX) {
+				mailmime_content_free(ct);
+				node->ct = NULL;
+				mime_make_default(ctx, i);
+				return;
+			}
+			if (node->depth >= MIME_DEPTH_MAX ||
+			    ctx->n >= MIME_PARTS_MAX) {
+				mime_make_opaque(node);
+				return;
+			}
+			node->kind = MIME_KIND_MULTIPART;
+			mime_split(ctx, i, boundary);
+			return;
+		}
+		if (cp->ct_type == MAILMIME_COMPOSITE_TYPE_MESSAGE &&
+		    mime_ascii_caseeq((const uint8_t *)ct->ct_subtype,
+		    strlen(ct->ct_subtype), "rfc822"))
+			node->kind = MIME_KIND_MESSAGE;
+	}
+	if (node->kind == MIME_KIND_MESSAGE) {
+		if (node->depth >= MIME_DEPTH_MAX || ctx->n >= MIME_PARTS_MAX) {
+			mime_make_opaque(node);
+			return;
+		}
+		(void)mime_node_new(ctx, mime_body_off(node),
+		    mime_body_off(node) + node->body_len, i, 0);
+	}
+}
+
+/* ---- decoded keys ------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at p, or 0. */
+static size_t
+mime_utf8_seq(const uint8_t *p, size_t len)
+{
+	size_t n, k;
+	uint32_t cp;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2, cp = p[0] & 0x1f;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		n = 3, cp = p[0] & 0x0f;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		n = 4, cp = p[0] & 0x07;
+	else
+		return 0;
+	if (len < n)
+		return 0;
+	for (k = 1; k < n; k++) {
+		if ((p[k] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[k] & 0x3f);
+	}
+	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return n;
+}
+
+static int
+mime_utf8_valid(const uint8_t *p, size_t len)
+{
+	size_t i = 0, n;
+
+	while (i < len) {
+		if ((n = mime_utf8_seq(p + i, len - i)) == 0)
+			return 0;
+		i += n;
+	}
+	return 1;
+}
+
+/* A copy of s with invalid UTF-8 and control bytes replaced by '?'. */
+static char *
+mime_utf8_clean(const char *s, size_t len)
+{
+	const uint8_t *p = (const uint8_t *)s;
+	char *out = xmalloc(xadd(len, 1));
+	size_t i = 0, o = 0, n;
+
+	while (i < len) {
+		n = mime_utf8_seq(p + i, len - i);
+		if (n == 0 || (n == 1 && (p[i] < 0x20 || p[i] == 0x7f))) {
+			out[o++] = p[i] == '\t' ? ' ' : '?';
+			i++;
+			continue;
+		}
+		memcpy(out + o, p + i, n);
+		o += n;
+		i += n;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/*
+ * Subject decoded to UTF-8.  RFC 2047 words via libetpan (charsets through
+ * iconv).  Raw 8-bit text that is not UTF-8 is read as GB18030 (a superset
+ * of GB2312 and GBK), what undeclared Chinese mail uses.
+ */
+static char *
+mime_decode_subject(const char *v, size_t len)
+{
+	char *conv = NULL, *dec = NULL, *out;
+	size_t idx = 0;
+
+	if (!mime_utf8_valid((const uint8_t *)v, len) &&
+	    charconv("utf-8", "gb18030", v, len, &conv) == MAIL_CHARCONV_NO_ERROR &&
+	    conv != NULL) {
+		v = conv;
+		len = strlen(conv);
+	}
+	if (mailmime_encoded_phrase_parse("utf-8", v, len, &idx, "utf-8",
+	    &dec) == MAILIMF_NO_ERROR && dec != NULL)
+		out = mime_utf8_clean(dec, strlen(dec));
+	else
+		out = mime_utf8_clean(v, len);
+	free(dec);
+	free(conv);
+	return out;
+}
+
+static char *
+mime_first_from(const char *v, size_t len)
+{
+	struct mailimf_address_list *al = NULL;
+	clistiter *it, *jt;
+	size_t idx = 0;
+	char *out = NULL;
+
+	if (mailimf_address_list_parse(v, len, &idx, &al) != MAILIMF_NO_ERROR)
+		return xstrdup("");
+	for (it = clist_begin(al->ad_list); it != NULL && out == NULL;
+	    it = clist_next(it)) {
+		struct mailimf_address *ad = clist_content(it);
+
+		if (ad->ad_type == MAILIMF_ADDRESS_MAILBOX) {
+			out = xstrdup(ad->ad_data.ad_mailbox->mb_addr_spec);
+			break;
+		}
+		if (ad->ad_data.ad_group->grp_mb_list == NULL)
+			continue;
+		jt = clist_begin(ad->ad_data.ad_group->grp_mb_list->mb_list);
+		if (jt != NULL)
+			out = xstrdup(((struct mailimf_mailbox *)
+			    clist_content(jt))->mb_addr_spec);
+	}
+	mailimf_address_list_free(al);
+	if (out == NULL)
+		return xstrdup("");
+	return out;
+}
+
+static int64_t
+mime_days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+	int64_t era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+/* Date: (RFC 5322 3.3) as epoch seconds; 0 if absent or invalid. */
+static int64_t
+mime_parse_date(const char *v, size_t len)
+{
+	static const int mdays[12] =
+	    { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	struct mailimf_date_time *dt = NULL;
+	size_t idx = 0;
+	int64_t t = 0, year;
+	int zone, zh, zm, leap;
+
+	if (mailimf_date_time_parse(v, len, &idx, &dt) != MAILIMF_NO_ERROR)
+		return 0;
+	year = dt->dt_year;
+	if (year >= 0 && year < 50)
+		year += 2000;	/* RFC 5322 4.3 obsolete two-digit years */
+	else if (year >= 50 && year < 1000)
+		year += 1900;
+	zone = dt->dt_zone < 0 ? -dt->dt_zone : dt->dt_zone;
+	zh = zone / 100;
+	zm = zone % 100;
+	leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+	if (year < 1900 || year > 9999 || dt->dt_month < 1 ||
+	    dt->dt_month > 12 || dt->dt_day < 1 ||
+	    dt->dt_day > mdays[dt->dt_month - 1] ||
+	    (dt->dt_month == 2 && dt->dt_day == 29 && !leap) ||
+	    dt->dt_hour < 0 || dt->dt_hour > 23 || dt->dt_min < 0 ||
+	    dt->dt_min > 59 || dt->dt_sec < 0 || dt->dt_sec > 60 ||
+	    zh > 99 || zm > 59)
+		goto out;
+	t = mime_days_from_civil(year, dt->dt_month, dt->dt_day) * 86400 +
+	    dt->dt_hour * 3600 + dt->dt_min * 60 + dt->dt_sec;
+	t -= (int64_t)(dt->dt_zone < 0 ? -1 : 1) * (zh * 3600 + zm * 60);
+out:
+	mailimf_date_time_free(dt);
+	return t;
+}
+
+static char *
+mime_parse_message_id(const char *v, size_t len)
+{
+	char *id = NULL, *out;
+	size_t idx = 0;
+
+	if (mailimf_msg_id_parse(v, len, &idx, &id) != MAILIMF_NO_ERROR ||
+	    id == NULL)
+		return xstrdup("");
+	out = xasprintf("<%s>", id);
+	mailimf_msg_id_free(id);
+	return out;
+}
+
+/* ---- the part map ------------------------------------------------- */
+
+/*
+ * Format (version 1): a byte 1, then one entry per part in document
+ * order, every number an unsigned LEB128 varint:
+ *   ncomp, comp[0..ncomp), flags, hdr_off, hdr_len, body_len
+ *   [inner_hdr_len if flags & MIME_PM_MESSAGE]
+ * body_off is hdr_off + hdr_len.  MIME_PM_MESSAGE marks a message/rfc822
+ * part: its embedded message's header is the first inner_hdr_len bytes of
+ * its body.
+ */
+#define MIME_PM_VERSION	1
+#define MIME_PM_MESSAGE	0x1
+#define MIME_PATH_MAX	(MIME_DEPTH_MAX + 2)
+
+static void
+pm_varint(struct buf *o, uint64_t v)
+{
+	while (v >= 0x80) {
+		(void)buf_append_byte(o, (uint8_t)(v | 0x80));
+		v >>= 7;
+	}
+	(void)buf_append_byte(o, (uint8_t)v);
+}
+
+static void
+pm_entry(struct mime_ctx *ctx, struct buf *o, const uint32_t *path,
+    size_t np, uint32_t i)
+{
+	const struct mime_node *node = &ctx->nodes[i];
+	size_t k;
+	int msg = node->kind == MIME_KIND_MESSAGE &&
+	    node->first_child != MIME_NONE;
+
+	pm_varint(o, np);
+	for (k = 0; k < np; k++)
+		pm_varint(o, path[k]);
+	pm_varint(o, msg ? MIME_PM_MESSAGE : 0);
+	pm_varint(o, node->hdr_off);
+	pm_varint(o, node->hdr_len);
+	pm_varint(o, node->body_len);
+	if (msg)
+		pm_varint(o, ctx->nodes[node->first_child].hdr_len);
+}
+
+static void pm_walk_message(struct mime_ctx *, struct buf *, uint32_t *,
+    size_t, uint32_t);
+
+/* Part i, named path[0..np).  Recursion bounded by MIME_DEPTH_MAX. */
+static void
+pm_walk(struct mime_ctx *ctx, struct buf *o, uint32_t *path, size_t np,
+    uint32_t i)
+{
+	const struct mime_node *node = &ctx->nodes[i];
+	uint32_t c, k = 1;
+
+	pm_entry(ctx, o, path, np, i);
+	if (node->kind == MIME_KIND_MULTIPART && np < MIME_PATH_MAX) {
+		for (c = node->first_child; c != MIME_NONE;
+		    c = ctx->nodes[c].next_sibling) {
+			path[np] = k++;
+			pm_walk(ctx, o, path, np + 1, c);
+		}
+	} else if (node->kind == MIME_KIND_MESSAGE &&
+	    node->first_child != MIME_NONE)
+		pm_walk_message(ctx, o, path, np, node->first_child);
+}
+
+/* The parts of message m (top-level or embedded), named under path. */
+static void
+pm_walk_message(struct mime_ctx *ctx, struct buf *o, uint32_t *path,
+    size_t np, uint32_t m)
+{
+	const struct mime_node *node = &ctx->nodes[m];
+	uint32_t c, k = 1;
+
+	if (np >= MIME_PATH_MAX)
+		return;
+	if (node->kind == MIME_KIND_MULTIPART) {
+		for (c = node->first_child; c != MIME_NONE;
+		    c = ctx->nodes[c].next_sibling) {
+			path[np] = k++;
+			pm_walk(ctx, o, path, np + 1, c);
+		}
+		return;
+	}
+	path[np] = 1;
+	pm_walk(ctx, o, path, np + 1, m);
+}
+
+static int
+pm_get(const uint8_t *p, size_t len, size_t *pos, uint64_t *v_r)
+{
+	uint64_t v = 0;
+	unsigned shift = 0;
+
+	while (*pos < len) {
+		uint8_t c = p[(*pos)++];
+
+		if (shift > 63)
+			return -1;
+		v |= (uint64_t)(c & 0x7f) << shift;
+		if (!(c & 0x80)) {
+			*v_r = v;
+			return 0;
+		}
+		shift += 7;
+	}
+	return -1;
+}
+
+int
+mime_partmap_find(const uint8_t *partmap, size_t partmap_len,
+    const char *part, uint64_t *header_off_r, uint64_t *header_len_r,
+    uint64_t *body_off_r, uint64_t *body_len_r)
+{
+	uint64_t want[MIME_PATH_MAX], v, ncomp, flags, hoff, hlen, blen;
+	uint64_t ihlen = 0;
+	size_t nwant = 0, pos = 1, k;
+	const char *s = part, *dot;
+	const char *errstr;
+	int inner = 0, match;
+
+	if (partmap == NULL || partmap_len < 1 || partmap[0] != MIME_PM_VERSION ||
+	    part == NULL)
+		return -1;
+	/* "1.2.3", "" ; optionally ending in HEADER or TEXT */
+	while (*s != '\0') {
+		if (str_casecmp(s, "HEADER") == 0 || str_casecmp(s, "TEXT") == 0) {
+			inner = 1;
+			break;
+		}
+		dot = strchr(s, '.');
+		k = dot != NULL ? (size_t)(dot - s) : strlen(s);
+		if (nwant == MIME_PATH_MAX ||
+		    strnum_u64_n(s, k, UINT32_MAX, &v, &errstr) == -1 || v == 0)
+			return -1;
+		want[nwant++] = v;
+		if (dot == NULL)
+			break;
+		s = dot + 1;
+		if (*s == '\0')
+			return -1;
+	}
+	while (pos < partmap_len) {
+		if (pm_get(partmap, partmap_len, &pos, &ncomp) == -1)
+			return -1;
+		match = ncomp == nwant;
+		for (k = 0; k < ncomp; k++) {
+			if (pm_get(partmap, partmap_len, &pos, &v) == -1)
+				return -1;
+			if (k < nwant && want[k] != v)
+				match = 0;
+		}
+		if (pm_get(partmap, partmap_len, &pos, &flags) == -1 ||
+		    pm_get(partmap, partmap_len, &pos, &hoff) == -1 ||
+		    pm_get(partmap, partmap_len, &pos, &hlen) == -1 ||
+		    pm_get(partmap, partmap_len, &pos, &blen) == -1)
+			return -1;
+		if ((flags & MIME_PM_MESSAGE) &&
+		    pm_get(partmap, partmap_len, &pos, &ihlen) == -1)
+			return -1;
+		if (!match)
+			continue;
+		if (inner && nwant > 0) {
+			if (!(flags & MIME_PM_MESSAGE) || ihlen > blen)
+				return -1;
+			hoff += hlen;
+			hlen = ihlen;
+			blen -= ihlen;
+		}
+		if (hoff > UINT64_MAX - hlen)
+			return -1;
+		*header_off_r = hoff;
+		*header_len_r = hlen;
+		*body_off_r = hoff + hlen;
+		*body_len_r = blen;
+		return 0;
+	}
+	return -1;
+}
+
+/* ---- entry points ------------------------------------------------- */
+
+int
+mime_analyse(const uint8_t *msg, size_t len, struct mime_info *info_r,
+    const char **error_r)
+{
+	struct mime_ctx ctx;
+	struct buf bs, b, pm;
+	struct mime_node *root;
+	uint32_t i, path[MIME_PATH_MAX];
+	const char *v;
+	size_t vlen;
+
+	memset(info_r, 0, sizeof(*info_r));
+	if (msg == NULL && len > 0) {
+		*error_r = "mime_analyse: no message";
+		return -1;
+	}
+	if (msg == NULL)
+		msg = (const uint8_t *)"";
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.msg = msg;
+	ctx.len = len;
+	buf_init(&ctx.scratch, BUF_UNBOUNDED);
+	(void)mime_node_new(&ctx, 0, len, MIME_NONE, 0);
+	/* Breadth-first: each node's children are appended behind it. */
+	for (i = 0; i < ctx.n; i++)
+		mime_process(&ctx, i);
+
+	buf_init(&bs, BUF_UNBOUNDED);
+	buf_init(&b, BUF_UNBOUNDED);
+	buf_init(&pm, BUF_UNBOUNDED);
+	out_body(&ctx, &bs, &b, 0);
+	info_r->bodystructure = buf_steal(&bs);
+	info_r->body = buf_steal(&b);
+	out_envelope(&ctx, &bs, &ctx.nodes[0]);
+	info_r->envelope = buf_steal(&bs);
+
+	(void)buf_append_byte(&pm, MIME_PM_VERSION);
+	pm_entry(&ctx, &pm, path, 0, 0);
+	pm_walk_message(&ctx, &pm, path, 0, 0);
+	info_r->partmap_len = pm.len;
+	info_r->partmap = (uint8_t *)buf_steal(&pm);
+
+	root = &ctx.nodes[0];
+	info_r->header_size = root->hdr_len;
+	{
+		uint64_t lines = mime_count_lines(msg + root->hdr_len,
+		    root->body_len);
+
+		info_r->lines = lines > UINT32_MAX ? UINT32_MAX :
+		    (uint32_t)lines;
+	}
+	v = mime_field_value(&ctx, root, MIME_F_SUBJECT, &vlen);
+	info_r->subject = v != NULL ? mime_decode_subject(v, vlen) :
+	    xstrdup("");
+	v = mime_field_value(&ctx, root, MIME_F_FROM, &vlen);
+	info_r->from = v != NULL ? mime_first_from(v, vlen) : xstrdup("");
+	v = mime_field_value(&ctx, root, MIME_F_MESSAGE_ID, &vlen);
+	info_r->message_id = v != NULL ? mime_parse_message_id(v, vlen) :
+	    xstrdup("");
+	v = mime_field_value(&ctx, root, MIME_F_DATE, &vlen);
+	info_r->date = v != NULL ? mime_parse_date(v, vlen) : 0;
+
+	for (i = 0; i < ctx.n; i++)
+		if (ctx.nodes[i].ct != NULL)
+			mailmime_content_free(ctx.nodes[i].ct);
+	free(ctx.nodes);
+	buf_free(&ctx.scratch);
+	return 0;
+}
+
+void
+mime_info_free(struct mime_info *info)
+{
+	if (info == NULL)
+		return;
+	free(info->envelope);
+	free(info->bodystructure);
+	free(info->body);
+	free(info->subject);
+	free(info->from);
+	free(info->message_id);
+	free(info->partmap);
+	memset(info, 0, sizeof(*info));
+}
