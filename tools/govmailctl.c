@@ -227,15 +227,40 @@ int
 ctl_getopt(struct ctl *ctl, int argc, char **argv, const char *shortopts,
     const struct option *longopts)
 {
-	int c;
+	const char *text;
+	size_t len;
+	int c, longindex;
 
 	opterr = 0;
-	c = getopt_long(argc, argv, shortopts, longopts, NULL);
+	longindex = -1;
+	c = getopt_long(argc, argv, shortopts, longopts, &longindex);
+	if (c != '?' && c != ':' && c != -1 && longindex >= 0) {
+		/*
+		 * SECURITY: no abbreviated long options.  getopt_long would
+		 * take "--password SECRET" as "--password-file SECRET" and
+		 * then name the secret in an error line.
+		 */
+		text = optarg != NULL && optind >= 2 &&
+		    optarg == argv[optind - 1] ? argv[optind - 2] :
+		    argv[optind - 1];
+		len = strlen(longopts[longindex].name);
+		if (strncmp(text, "--", 2) != 0 ||
+		    strncmp(text + 2, longopts[longindex].name, len) != 0 ||
+		    (text[2 + len] != '\0' && text[2 + len] != '=')) {
+			ctl_usage(ctl, "unknown option (options may not be "
+			    "abbreviated)");
+			return '?';
+		}
+	}
 	if (c == '?') {
 		if (optopt != 0)
 			ctl_usage(ctl, "unknown option '-%c'", optopt);
-		else
-			ctl_usage(ctl, "unknown option '%s'", argv[optind - 1]);
+		else {
+			/* Never echo a value given with '=': it may be secret. */
+			text = argv[optind - 1];
+			ctl_usage(ctl, "unknown option '%.*s'",
+			    (int)strcspn(text, "="), text);
+		}
 		return '?';
 	}
 	if (c == ':') {
