@@ -152,6 +152,9 @@ buf_consume(struct buf *b, size_t n)
 	}
 	memmove(b->data, b->data + n, b->len - n);
 	b->len -= n;
+	/* Do not leave a copy of the moved tail of a secret behind. */
+	if (b->secret)
+		sodium_memzero(b->data + b->len, n);
 	b->data[b->len] = '\0';
 }
 
@@ -173,7 +176,7 @@ buf_tail(struct buf *b)
 void
 buf_commit(struct buf *b, size_t n)
 {
-	if (n > b->cap - b->len - 1)
+	if (b->data == NULL || n > b->cap - b->len - 1)
 		log_fatalx("buf_commit past capacity");
 	b->len += n;
 	b->data[b->len] = '\0';

@@ -110,28 +110,40 @@ log_fatalx(const char *fmt, ...)
 	exit(1);
 }
 
+/* Bytes one input byte takes in log_escape()'s output. */
+static size_t
+log_escape_width(unsigned char c)
+{
+	/* Space and '=' too: a client's text must not forge key=value. */
+	if (c < 0x20 || c >= 0x7f || c == '\\' || c == '"' || c == ' '
+	    || c == '=')
+		return LOG_ESCAPE_WIDTH;
+	return 1;
+}
+
 char *
 log_escape(const void *data, size_t len, char *out, size_t outsz)
 {
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *p = data;
-	size_t i, o = 0;
+	size_t i, o = 0, total = 0, limit, dots;
+	int fits;
 
 	if (outsz == 0)
 		return out;
+	/* Does the whole text fit?  (Stop counting once it cannot.) */
+	for (i = 0; i < len && total < outsz; i++)
+		total += log_escape_width(p[i]);
+	fits = i == len && total < outsz;
+	/* If not, keep room for "..." and the NUL. */
+	limit = fits ? outsz - 1 : (outsz > 4 ? outsz - 4 : 0);
 	for (i = 0; i < len; i++) {
 		unsigned char c = p[i];
-		size_t need = (c < 0x20 || c >= 0x7f || c == '\\' || c == '"'
-		    || c == ' ' || c == '=') ? 4 : 1;
+		size_t need = log_escape_width(c);
 
-		if (o + need + 4 > outsz) {	/* room for "..." and NUL */
-			if (o + 4 <= outsz) {
-				memcpy(out + o, "...", 3);
-				o += 3;
-			}
+		if (o + need > limit)
 			break;
-		}
-		if (need == 4) {
+		if (need == LOG_ESCAPE_WIDTH) {
 			out[o++] = '\\';
 			out[o++] = 'x';
 			out[o++] = hex[c >> 4];
@@ -139,6 +151,11 @@ log_escape(const void *data, size_t len, char *out, size_t outsz)
 		} else {
 			out[o++] = (char)c;
 		}
+	}
+	if (!fits) {
+		dots = outsz - 1 - o < 3 ? outsz - 1 - o : 3;
+		memset(out + o, '.', dots);
+		o += dots;
 	}
 	out[o] = '\0';
 	return out;

@@ -9,8 +9,8 @@
  * use them for broken invariants and start-up failures only.
  *
  * Text that came from a client must go through log_escape() first: it turns
- * control bytes, backslashes, quotes and non-ASCII into \xNN so that nothing
- * a client sends can forge a log line.
+ * control bytes, backslashes, quotes, spaces, '=' and non-ASCII into \xNN so
+ * that nothing a client sends can forge a log line or a key=value pair.
  */
 #ifndef GOVMAIL_LOG_H
 #define GOVMAIL_LOG_H
@@ -47,9 +47,16 @@ void log_fatalx(const char *fmt, ...)
 void log_vlog(enum log_level level, int with_errno, const char *fmt, va_list ap)
 	__attribute__((format(printf, 3, 0)));
 
+/* Output bytes per escaped input byte ("\xNN"). */
+#define LOG_ESCAPE_WIDTH 4
+
 /*
- * Escape len bytes of untrusted text into out (size outsz, always
- * NUL-terminated), truncating with "..." if it does not fit.  Returns out.
+ * Escape len bytes of untrusted text into out (size outsz > 0, always
+ * NUL-terminated).  If the whole escaped text fits in outsz - 1 bytes it is
+ * written whole; otherwise as much as fits in outsz - 4 bytes, never
+ * splitting an escape, followed by "..." (fewer dots if outsz < 4).
+ * A buffer of len * LOG_ESCAPE_WIDTH + 1 bytes always holds the whole text.
+ * Returns out (untouched if outsz is 0).
  */
 char *log_escape(const void *data, size_t len, char *out, size_t outsz);
 

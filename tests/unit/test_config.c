@@ -558,10 +558,11 @@ man_entry(const char *man, const char *section, const char *key)
 		if (next != NULL)
 			*next++ = '\0';
 		if (str_has_prefix(line, ".SS") || str_has_prefix(line, ".SH")) {
-			char *want = xasprintf("[%s]", section);
+			char *want;
 
 			if (collecting)
 				break;
+			want = xasprintf("[%s]", section);
 			in_section = str_has_prefix(line, ".SS")
 			    && strstr(line, want) != NULL;
 			free(want);
