@@ -74,6 +74,50 @@ test_secret(void **state)
 	buf_free(&b);
 }
 
+/* Consuming from a secret leaves no copy of it beyond len. */
+static void
+test_secret_consume(void **state)
+{
+	struct buf b;
+	size_t i;
+
+	(void)state;
+	buf_init(&b, 1024);
+	b.secret = 1;
+	assert_int_equal(buf_append_str(&b, "0123456789secret"), 0);
+	buf_consume(&b, 10);
+	assert_string_equal(buf_str(&b), "secret");
+	for (i = b.len; i < 16; i++)
+		assert_int_equal(b.data[i], 0);
+	/* A plain buffer keeps the same contents (only secrets are wiped). */
+	buf_free(&b);
+	buf_init(&b, 1024);
+	assert_int_equal(buf_append_str(&b, "0123456789plain"), 0);
+	buf_consume(&b, 10);
+	assert_string_equal(buf_str(&b), "plain");
+	buf_consume(&b, 5);
+	assert_int_equal(b.len, 0);
+	assert_string_equal(buf_str(&b), "");
+	buf_free(&b);
+}
+
+/* buf_tail/buf_commit within what buf_reserve made room for. */
+static void
+test_tail_commit(void **state)
+{
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, 8);
+	assert_int_equal(buf_reserve(&b, 8), 0);
+	memcpy(buf_tail(&b), "abcdefgh", 8);
+	buf_commit(&b, 8);
+	assert_int_equal(b.len, 8);
+	assert_string_equal(buf_str(&b), "abcdefgh");
+	assert_int_equal(buf_reserve(&b, 1), -1);	/* N+1 past max */
+	buf_free(&b);
+}
+
 static void
 test_str(void **state)
 {
@@ -101,6 +145,8 @@ main(void)
 		cmocka_unit_test(test_buf_max),
 		cmocka_unit_test(test_buf_growth),
 		cmocka_unit_test(test_secret),
+		cmocka_unit_test(test_secret_consume),
+		cmocka_unit_test(test_tail_commit),
 		cmocka_unit_test(test_str),
 	};
 
