@@ -199,6 +199,56 @@ mime_field_value(struct mime_ctx *ctx, const struct mime_node *node,
 	return (const char *)ctx->scratch.data + start;
 }
 
+static int mime_value_parsable(const char *, size_t);
+
+/* The same, for a value handed to a libetpan parser: NULL if unsafe. */
+static const char *
+mime_field_parsable(struct mime_ctx *ctx, const struct mime_node *node,
+    enum mime_field f, size_t *len_r)
+{
+	const char *v = mime_field_value(ctx, node, f, len_r);
+
+	if (v == NULL || *len_r == 0 || !mime_value_parsable(v, *len_r))
+		return NULL;
+	return v;
+}
+
+/*
+ * SECURITY: libetpan parses RFC 5322 comments recursively, one C frame per
+ * "(" level.  A field value nested deeper than MIME_COMMENT_DEPTH_MAX is not
+ * handed to it (the field is treated as unparsable), so the stack depth
+ * never follows the input.
+ */
+#define MIME_COMMENT_DEPTH_MAX	16
+
+static int
+mime_value_parsable(const char *v, size_t len)
+{
+	size_t i, depth = 0;
+	int quoted = 0;
+
+	for (i = 0; i < len; i++) {
+		char c = v[i];
+
+		if (c == '\\') {
+			i++;
+			continue;
+		}
+		if (quoted) {
+			if (c == '"')
+				quoted = 0;
+			continue;
+		}
+		if (c == '"' && depth == 0)
+			quoted = 1;
+		else if (c == '(' && ++depth > MIME_COMMENT_DEPTH_MAX)
+			return 0;
+		else if (c == ')' && depth > 0)
+			depth--;
+	}
+	return 1;
+}
+
 /* ---- IMAP output -------------------------------------------------- */
 
 static void
@@ -338,7 +388,7 @@ out_addresses(struct mime_ctx *ctx, struct buf *o,
     const struct mime_node *node, enum mime_field f, enum mime_field dflt)
 {
 	size_t len;
-	const char *v = mime_field_value(ctx, node, f, &len);
+	const char *v = mime_field_parsable(ctx, node, f, &len);
 
 	if (v != NULL && len > 0 && out_address_list(o, v, len) > 0)
 		return;
@@ -486,7 +536,8 @@ out_encoding(struct mime_ctx *ctx, struct buf *bs, struct buf *b,
 	const char *v, *name = "7BIT";
 	size_t len, idx = 0;
 
-	v = mime_field_value(ctx, node, MIME_F_CONTENT_TRANSFER_ENCODING, &len);
+	v = mime_field_parsable(ctx, node, MIME_F_CONTENT_TRANSFER_ENCODING,
+	    &len);
 	if (v != NULL && len > 0 &&
 	    mailmime_encoding_parse(v, len, &idx, &m) == MAILIMF_NO_ERROR) {
 		switch (m->enc_type) {
@@ -525,7 +576,7 @@ out_disposition(struct mime_ctx *ctx, struct buf *o,
 	size_t len, idx = 0;
 	int n = 0;
 
-	v = mime_field_value(ctx, node, MIME_F_CONTENT_DISPOSITION, &len);
+	v = mime_field_parsable(ctx, node, MIME_F_CONTENT_DISPOSITION, &len);
 	if (v == NULL || len == 0 ||
 	    mailmime_disposition_parse(v, len, &idx, &d) != MAILIMF_NO_ERROR) {
 		out_str(o, "NIL");
@@ -844,9 +895,22 @@ mime_make_default(struct mime_ctx *ctx, uint32_t i)
 	node->first_child = node->last_child = MIME_NONE;
 }
 
+/* Only transport padding (RFC 2046 5.1.1: LWSP) and a CR until the LF. */
+static int
+mime_blank_to_eol(const uint8_t *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (!mime_is_wsp(p[i]) && !(p[i] == '\r' && i + 1 == len))
+			return 0;
+	return 1;
+}
+
 /*
  * Split a multipart body at its delimiter lines (RFC 2046 5.1.1): a line
- * starting with "--boundary"; "--boundary--" closes.  The line break before
+ * "--boundary" followed only by white space; a line starting with
+ * "--boundary--" closes.  The line break before
  * a delimiter belongs to the delimiter.  A missing close delimiter ends the
  * last part at the end of the body.  If MIME_PARTS_MAX would be passed,
  * the remaining parts become one opaque part.
@@ -886,6 +950,12 @@ mime_split(struct mime_ctx *ctx, uint32_t i, const char *boundary)
 		    msg[after + 1] == '-';
 		nl = memchr(msg + after, '\n', bend - after);
 		next = nl != NULL ? (size_t)(nl - msg) + 1 : bend;
+		if (!close && !mime_blank_to_eol(msg + after,
+		    (nl != NULL ? (size_t)(nl - msg) : bend) - after)) {
+			/* "--b1" does not delimit inside "--b10" */
+			pos = q + 1;
+			continue;
+		}
 		e = q;
 		if (e > boff) {
 			e--;
@@ -948,7 +1018,7 @@ mime_process(struct mime_ctx *ctx, uint32_t i)
 	    mime_ascii_caseeq((const uint8_t *)ctx->nodes[parent].ct->ct_subtype,
 	    strlen(ctx->nodes[parent].ct->ct_subtype), "digest"))
 		in_digest = 1;
-	v = mime_field_value(ctx, node, MIME_F_CONTENT_TYPE, &len);
+	v = mime_field_parsable(ctx, node, MIME_F_CONTENT_TYPE, &len);
 	if (v != NULL && len > 0 &&
 	    mailmime_content_parse(v, len, &idx, &ct) == MAILIMF_NO_ERROR &&
 	    ct->ct_type != NULL && ct->ct_subtype != NULL) {
@@ -1432,12 +1502,12 @@ mime_analyse(const uint8_t *msg, size_t len, struct mime_info *info_r,
 	v = mime_field_value(&ctx, root, MIME_F_SUBJECT, &vlen);
 	info_r->subject = v != NULL ? mime_decode_subject(v, vlen) :
 	    xstrdup("");
-	v = mime_field_value(&ctx, root, MIME_F_FROM, &vlen);
+	v = mime_field_parsable(&ctx, root, MIME_F_FROM, &vlen);
 	info_r->from = v != NULL ? mime_first_from(v, vlen) : xstrdup("");
-	v = mime_field_value(&ctx, root, MIME_F_MESSAGE_ID, &vlen);
+	v = mime_field_parsable(&ctx, root, MIME_F_MESSAGE_ID, &vlen);
 	info_r->message_id = v != NULL ? mime_parse_message_id(v, vlen) :
 	    xstrdup("");
-	v = mime_field_value(&ctx, root, MIME_F_DATE, &vlen);
+	v = mime_field_parsable(&ctx, root, MIME_F_DATE, &vlen);
 	info_r->date = v != NULL ? mime_parse_date(v, vlen) : 0;
 
 	for (i = 0; i < ctx.n; i++)

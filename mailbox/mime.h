@@ -30,9 +30,11 @@
  *   body part and every embedded message count one).  Parts beyond it are
  *   folded into one application/octet-stream part covering the rest of their
  *   multipart; a container met when the budget is spent is not opened.
- * MIME_FIELD_MAX: bytes of one header field (with its folding).  A longer
+ * MIME_FIELD_MAX: bytes of one header field's value: from after the colon
+ *   to the end of its last line, line break and folding included.  A longer
  *   field is ignored as if absent (RFC 5322 2.1.1 caps lines at 998 octets;
- *   folded address lists may be longer, hence the margin).
+ *   folded address lists may be longer, hence the margin).  Fields nested
+ *   deeper than 16 comment levels are treated as unparsable too.
  * MIME_BOUNDARY_MAX: bytes of a multipart boundary (RFC 2046 5.1.1: 70);
  *   a multipart with a longer or empty boundary is described as text/plain.
  */

@@ -310,11 +310,536 @@ test_samples(void **state)
 		check_sample(samples[i]);
 }
 
+/* ---- structural checks for any input ------------------------------ */
+
+/* One IMAP item (RFC 3501 syntax) at *p; -1 if malformed. */
+static int
+imap_item(const char **p, const char *end, int depth, int *nitems_r)
+{
+	const char *s = *p;
+
+	if (s >= end || depth > 200)
+		return -1;
+	if (*s == '(') {
+		int n = 0;
+
+		s++;
+		while (s < end && *s != ')') {
+			if (n > 0) {
+				if (*s == ' ')
+					s++;
+				else if (*s != '(')
+					return -1;
+			}
+			if (imap_item(&s, end, depth + 1, NULL) == -1)
+				return -1;
+			n++;
+		}
+		if (s >= end)
+			return -1;
+		*p = s + 1;
+		if (nitems_r != NULL)
+			*nitems_r = n;
+		return 0;
+	}
+	if (*s == '"') {
+		for (s++; s < end && *s != '"'; s++) {
+			if (*s == '\\') {
+				s++;
+				if (s >= end || (*s != '"' && *s != '\\'))
+					return -1;
+			} else if (*s == '\r' || *s == '\n' || (*s & 0x80))
+				return -1;
+		}
+		if (s >= end)
+			return -1;
+		*p = s + 1;
+		return 0;
+	}
+	if (*s == '{') {
+		char *e;
+		unsigned long n = strtoul(s + 1, &e, 10);
+
+		if (e >= end || e[0] != '}' || end - e < 3 || e[1] != '\r' ||
+		    e[2] != '\n' || (unsigned long)(end - (e + 3)) < n ||
+		    memchr(e + 3, 0, n) != NULL)
+			return -1;
+		*p = e + 3 + n;
+		return 0;
+	}
+	if (end - s >= 3 && memcmp(s, "NIL", 3) == 0) {
+		*p = s + 3;
+		return 0;
+	}
+	if (*s >= '0' && *s <= '9') {
+		while (s < end && *s >= '0' && *s <= '9')
+			s++;
+		*p = s;
+		return 0;
+	}
+	return -1;
+}
+
+static void
+check_syntax(const char *what, const char *s, int want_items)
+{
+	const char *p = s, *end = s + strlen(s);
+	int n = -1;
+
+	if (imap_item(&p, end, 0, &n) == -1 || p != end || s[0] != '(')
+		fail_msg("%s is not one IMAP list: %.200s", what, s);
+	if (want_items > 0 && n != want_items)
+		fail_msg("%s has %d items, want %d", what, n, want_items);
+}
+
+/* Every part the map names lies inside the message; "" and "1" exist. */
+static void
+check_partmap(const struct mime_info *info, size_t len)
+{
+	char *queue[2048];
+	size_t qh = 0, qt = 0, k, found = 0;
+	uint64_t ho, hl, bo, bl;
+
+	assert_int_equal(mime_partmap_find(info->partmap, info->partmap_len,
+	    "1", &ho, &hl, &bo, &bl), 0);
+	queue[qt++] = xstrdup("");
+	while (qh < qt) {
+		char *name = queue[qh++];
+
+		if (mime_partmap_find(info->partmap, info->partmap_len, name,
+		    &ho, &hl, &bo, &bl) == 0) {
+			found++;
+			if (ho + hl != bo || bo > len || bl > len - bo)
+				fail_msg("part %s out of range", name);
+			for (k = 1; k <= 4 && qt < 2048; k++)
+				queue[qt++] = name[0] ?
+				    xasprintf("%s.%zu", name, k) :
+				    xasprintf("%zu", k);
+		}
+		free(name);
+	}
+	while (qh < qt)
+		free(queue[qh++]);
+	assert_true(found >= 2);
+	assert_true(info->header_size <= len);
+}
+
+static void
+check_any(const uint8_t *msg, size_t len)
+{
+	struct mime_info info;
+	const char *error;
+
+	assert_int_equal(mime_analyse(msg, len, &info, &error), 0);
+	check_syntax("envelope", info.envelope, 10);
+	check_syntax("bodystructure", info.bodystructure, 0);
+	check_syntax("body", info.body, 0);
+	check_partmap(&info, len);
+	assert_non_null(info.subject);
+	assert_non_null(info.from);
+	assert_non_null(info.message_id);
+	mime_info_free(&info);
+}
+
+static size_t
+count_str(const char *hay, const char *needle)
+{
+	size_t n = 0;
+	const char *p = hay;
+
+	while ((p = strstr(p, needle)) != NULL) {
+		n++;
+		p += strlen(needle);
+	}
+	return n;
+}
+
+static void
+analyse_buf(const struct buf *b, struct mime_info *info)
+{
+	const char *error;
+
+	assert_int_equal(mime_analyse(b->data, b->len, info, &error), 0);
+	check_syntax("bodystructure", info->bodystructure, 0);
+	check_syntax("body", info->body, 0);
+	check_partmap(info, b->len);
+}
+
+static int
+has_part(const struct mime_info *info, const char *name)
+{
+	uint64_t ho, hl, bo, bl;
+
+	return mime_partmap_find(info->partmap, info->partmap_len, name, &ho,
+	    &hl, &bo, &bl) == 0;
+}
+
+/* n nested multiparts (depths 0..n-1) around one text leaf. */
+static void
+gen_deep_multipart(struct buf *b, int n)
+{
+	int k;
+
+	buf_init(b, BUF_UNBOUNDED);
+	for (k = 0; k < n; k++)
+		buf_printf(b, "Content-Type: multipart/mixed; boundary=b%d\r\n"
+		    "\r\n--b%d\r\n", k, k);
+	buf_printf(b, "Content-Type: text/plain\r\n\r\nleaf\r\n");
+	for (k = n - 1; k >= 0; k--)
+		buf_printf(b, "--b%d--\r\n", k);
+}
+
+/* n nested message/rfc822 entities (depths 0..n-1) around a leaf. */
+static void
+gen_deep_message(struct buf *b, int n)
+{
+	int k;
+
+	buf_init(b, BUF_UNBOUNDED);
+	for (k = 0; k < n; k++)
+		buf_printf(b, "Subject: level %d\r\n"
+		    "Content-Type: message/rfc822\r\n\r\n", k);
+	buf_printf(b, "Subject: leaf\r\n\r\nleaf\r\n");
+}
+
+static char *
+path_of_ones(int n)
+{
+	struct buf b;
+	int k;
+
+	buf_init(&b, BUF_UNBOUNDED);
+	for (k = 0; k < n; k++)
+		buf_append_str(&b, k == 0 ? "1" : ".1");
+	return buf_steal(&b);
+}
+
+static void
+test_depth_multipart(void **state)
+{
+	int n;
+
+	(void)state;
+	for (n = MIME_DEPTH_MAX - 1; n <= MIME_DEPTH_MAX + 1; n++) {
+		struct buf b;
+		struct mime_info info;
+		char *leaf = path_of_ones(n), *deeper = path_of_ones(n + 1);
+
+		gen_deep_multipart(&b, n);
+		analyse_buf(&b, &info);
+		if (n <= MIME_DEPTH_MAX) {
+			/* every level opened, the text leaf at depth n */
+			assert_int_equal(count_str(info.body, "\"MIXED\""), n);
+			assert_int_equal(count_str(info.body, "\"TEXT\""), 1);
+			assert_true(has_part(&info, leaf));
+			assert_false(has_part(&info, deeper));
+		} else {
+			/* the multipart at depth MIME_DEPTH_MAX stays shut */
+			assert_int_equal(count_str(info.body, "\"MIXED\""),
+			    MIME_DEPTH_MAX);
+			assert_int_equal(count_str(info.body, "\"TEXT\""), 0);
+			assert_int_equal(count_str(info.body,
+			    "\"APPLICATION\" \"OCTET-STREAM\""), 1);
+			assert_false(has_part(&info, leaf));
+			free(leaf);
+			leaf = path_of_ones(MIME_DEPTH_MAX);
+			assert_true(has_part(&info, leaf));
+		}
+		mime_info_free(&info);
+		buf_free(&b);
+		free(leaf);
+		free(deeper);
+	}
+}
+
+static void
+test_depth_message(void **state)
+{
+	int n;
+
+	(void)state;
+	for (n = MIME_DEPTH_MAX - 1; n <= MIME_DEPTH_MAX + 1; n++) {
+		struct buf b;
+		struct mime_info info;
+		char *leaf = path_of_ones(n + 1);
+
+		gen_deep_message(&b, n);
+		analyse_buf(&b, &info);
+		if (n <= MIME_DEPTH_MAX) {
+			assert_int_equal(count_str(info.body, "\"RFC822\""), n);
+			assert_int_equal(count_str(info.body, "\"leaf\""), 1);
+			assert_true(has_part(&info, leaf));
+		} else {
+			assert_int_equal(count_str(info.body, "\"RFC822\""),
+			    MIME_DEPTH_MAX);
+			assert_int_equal(count_str(info.body, "\"leaf\""), 0);
+			assert_int_equal(count_str(info.body,
+			    "\"APPLICATION\" \"OCTET-STREAM\""), 1);
+			assert_false(has_part(&info, leaf));
+		}
+		mime_info_free(&info);
+		buf_free(&b);
+		free(leaf);
+	}
+}
+
+/* Far past the limit: no deep recursion anywhere, still described. */
+static void
+test_depth_huge(void **state)
+{
+	struct buf b;
+	struct mime_info info;
+
+	(void)state;
+	gen_deep_multipart(&b, 20000);
+	analyse_buf(&b, &info);
+	assert_int_equal(count_str(info.body, "\"MIXED\""), MIME_DEPTH_MAX);
+	mime_info_free(&info);
+	buf_free(&b);
+	gen_deep_message(&b, 20000);
+	analyse_buf(&b, &info);
+	assert_int_equal(count_str(info.body, "\"RFC822\""), MIME_DEPTH_MAX);
+	mime_info_free(&info);
+	buf_free(&b);
+}
+
+static void
+gen_many_parts(struct buf *b, int n)
+{
+	int k;
+
+	buf_init(b, BUF_UNBOUNDED);
+	buf_printf(b, "Content-Type: multipart/mixed; boundary=p\r\n\r\n");
+	for (k = 0; k < n; k++)
+		buf_printf(b, "--p\r\nContent-Type: text/plain\r\n\r\n%d\r\n",
+		    k % 10);
+	buf_printf(b, "--p--\r\n");
+}
+
+static void
+test_parts_limit(void **state)
+{
+	int n;
+	char name[32];
+
+	(void)state;
+	/* the top-level multipart counts one: N-1, N, N+1 entities */
+	for (n = MIME_PARTS_MAX - 2; n <= MIME_PARTS_MAX; n++) {
+		struct buf b;
+		struct mime_info info;
+
+		gen_many_parts(&b, n);
+		analyse_buf(&b, &info);
+		if (n + 1 <= MIME_PARTS_MAX) {
+			assert_int_equal(count_str(info.body, "\"TEXT\""),
+			    (size_t)n);
+			snprintf(name, sizeof(name), "%d", n);
+			assert_true(has_part(&info, name));
+		} else {
+			/* the last two parts folded into one opaque part */
+			assert_int_equal(count_str(info.body, "\"TEXT\""),
+			    (size_t)n - 2);
+			assert_int_equal(count_str(info.body,
+			    "\"APPLICATION\" \"OCTET-STREAM\""), 1);
+			assert_non_null(strstr(info.body,
+			    "\"7BIT\" 65)"));	/* 2 parts, 1 delimiter */
+			snprintf(name, sizeof(name), "%d", n - 1);
+			assert_true(has_part(&info, name));
+			snprintf(name, sizeof(name), "%d", n);
+			assert_false(has_part(&info, name));
+		}
+		mime_info_free(&info);
+		buf_free(&b);
+	}
+}
+
+static void
+test_parts_huge(void **state)
+{
+	struct buf b;
+	struct mime_info info;
+	char name[32];
+
+	(void)state;
+	gen_many_parts(&b, 200000);
+	analyse_buf(&b, &info);
+	assert_int_equal(count_str(info.body, "\"TEXT\""), MIME_PARTS_MAX - 2);
+	snprintf(name, sizeof(name), "%d", MIME_PARTS_MAX - 1);
+	assert_true(has_part(&info, name));
+	mime_info_free(&info);
+	buf_free(&b);
+}
+
+/* A Subject whose value (after the colon, CRLF included) is n bytes. */
+static void
+test_field_limit(void **state)
+{
+	size_t n;
+
+	(void)state;
+	for (n = MIME_FIELD_MAX - 1; n <= MIME_FIELD_MAX + 1; n++) {
+		struct buf b;
+		struct mime_info info;
+		size_t k;
+
+		buf_init(&b, BUF_UNBOUNDED);
+		buf_append_str(&b, "Subject: ");
+		/* " " + text + CRLF = n; the text ends in a letter */
+		for (k = 0; k < n - 3; k++)
+			buf_append_byte(&b, (k % 71 == 70 && k != n - 4) ?
+			    ' ' : 'x');
+		buf_append_str(&b, "\r\n\r\nbody\r\n");
+		analyse_buf(&b, &info);
+		if (n <= MIME_FIELD_MAX)
+			assert_int_equal(strlen(info.subject), n - 3);
+		else
+			assert_string_equal(info.subject, "");
+		mime_info_free(&info);
+		buf_free(&b);
+	}
+}
+
+static void
+test_boundary_limit(void **state)
+{
+	size_t n;
+
+	(void)state;
+	for (n = MIME_BOUNDARY_MAX - 1; n <= MIME_BOUNDARY_MAX + 1; n++) {
+		struct buf b;
+		struct mime_info info;
+		char bnd[MIME_BOUNDARY_MAX + 2];
+
+		memset(bnd, 'q', n);
+		bnd[n] = '\0';
+		buf_init(&b, BUF_UNBOUNDED);
+		buf_printf(&b, "Content-Type: multipart/mixed; boundary=\"%s\""
+		    "\r\n\r\n--%s\r\n\r\none\r\n--%s--\r\n", bnd, bnd, bnd);
+		analyse_buf(&b, &info);
+		if (n <= MIME_BOUNDARY_MAX)
+			assert_non_null(strstr(info.body, "\"MIXED\")"));
+		else
+			assert_null(strstr(info.body, "\"MIXED\""));
+		mime_info_free(&info);
+		buf_free(&b);
+	}
+}
+
+/* Deep comments are not handed to libetpan; many header lines are fine. */
+static void
+test_hostile_headers(void **state)
+{
+	struct buf b;
+	struct mime_info info;
+	size_t k;
+
+	(void)state;
+	buf_init(&b, BUF_UNBOUNDED);
+	buf_append_str(&b, "From: ");
+	for (k = 0; k < 30000; k++)
+		buf_append_byte(&b, '(');
+	buf_append_str(&b, "a@b.c\r\nContent-Type: text/plain; (((((((((((((("
+	    "(((((((((((((((((((((\r\n");
+	for (k = 0; k < 200000; k++)
+		buf_printf(&b, "X-Filler-%zu: %zu\r\n", k % 7, k);
+	buf_append_str(&b, "Subject: last wins not\r\nSubject: second\r\n"
+	    "\r\nbody\r\n");
+	analyse_buf(&b, &info);
+	assert_string_equal(info.from, "");
+	assert_string_equal(info.subject, "last wins not");
+	assert_int_equal(info.header_size, b.len - 6);
+	mime_info_free(&info);
+	buf_free(&b);
+}
+
+/* Every prefix of every sample, and random damage, must analyse cleanly. */
+static void
+test_truncations(void **state)
+{
+	size_t i, cut, k;
+	unsigned seed = 12345;
+	static const char noise[] = "\r\n-:;=\"\\()<>@ \t\x80\xff\x00Xb";
+
+	(void)state;
+	for (i = 0; i < NSAMPLES; i++) {
+		char *path = data_path(samples[i], ".eml");
+		size_t len;
+		uint8_t *msg = read_file(path, &len), *copy;
+
+		assert_non_null(msg);
+		for (cut = 0; cut <= len; cut++) {
+			/* a fresh allocation of exactly cut bytes, so that
+			 * ASan sees any read past the end */
+			copy = xmalloc(cut > 0 ? cut : 1);
+			memcpy(copy, msg, cut);
+			check_any(copy, cut);
+			free(copy);
+		}
+		for (k = 0; k < 300 && len > 0; k++) {
+			size_t j, flips = 1 + rand_r(&seed) % 8;
+
+			copy = xmalloc(len);
+			memcpy(copy, msg, len);
+			for (j = 0; j < flips; j++)
+				copy[rand_r(&seed) % len] = (uint8_t)noise[
+				    rand_r(&seed) % (sizeof(noise) - 1)];
+			cut = (size_t)rand_r(&seed) % (len + 1);
+			check_any(copy, cut);
+			free(copy);
+		}
+		free(msg);
+		free(path);
+	}
+}
+
+static void
+test_api_edges(void **state)
+{
+	struct mime_info info;
+	const char *error = NULL;
+	uint64_t a, b, c, d;
+	static const uint8_t bad[] = { 9, 0 };
+
+	(void)state;
+	assert_int_equal(mime_analyse(NULL, 5, &info, &error), -1);
+	assert_non_null(error);
+	assert_int_equal(mime_analyse(NULL, 0, &info, &error), 0);
+	check_partmap(&info, 0);
+	mime_info_free(&info);
+	mime_info_free(&info);	/* idempotent */
+	mime_info_free(NULL);
+	assert_int_equal(mime_partmap_find(NULL, 0, "", &a, &b, &c, &d), -1);
+	assert_int_equal(mime_partmap_find(bad, sizeof(bad), "", &a, &b, &c,
+	    &d), -1);
+	/* a damaged map: cut at every length, never read past the end */
+	assert_int_equal(mime_analyse((const uint8_t *)"Content-Type: "
+	    "multipart/mixed; boundary=x\r\n\r\n--x\r\n\r\na\r\n--x--\r\n",
+	    56, &info, &error), 0);
+	for (a = 0; a < info.partmap_len; a++) {
+		uint8_t *cut = xmalloc(a > 0 ? a : 1);
+
+		memcpy(cut, info.partmap, a);
+		(void)mime_partmap_find(cut, a, "1", &b, &c, &d, &d);
+		free(cut);
+	}
+	mime_info_free(&info);
+}
+
 int
 main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_samples),
+		cmocka_unit_test(test_depth_multipart),
+		cmocka_unit_test(test_depth_message),
+		cmocka_unit_test(test_depth_huge),
+		cmocka_unit_test(test_parts_limit),
+		cmocka_unit_test(test_parts_huge),
+		cmocka_unit_test(test_field_limit),
+		cmocka_unit_test(test_boundary_limit),
+		cmocka_unit_test(test_hostile_headers),
+		cmocka_unit_test(test_truncations),
+		cmocka_unit_test(test_api_edges),
 	};
 
 	if (argc == 3 && strcmp(argv[1], "--print") == 0) {
