@@ -399,11 +399,11 @@ smime_multipart_split(const uint8_t *body, size_t len, const char *boundary,
 		nl = memchr(body + pos, '\n', len - pos);
 		next = nl == NULL ? len : (size_t)(nl - body) + 1;
 		eol = next;
-		if (nl != NULL) {
+		if (nl != NULL)
 			eol--;
-			if (eol > pos && body[eol - 1] == '\r')
-				eol--;
-		}
+		/* CRLF, or a CR cut off at the very end of the input. */
+		if (eol > pos && body[eol - 1] == '\r')
+			eol--;
 		kind = delimiter_kind(body + pos, eol - pos, boundary, blen);
 		if (kind != 0) {
 			if (start != NULL) {
