@@ -41,5 +41,25 @@ const struct config_key config_keys[] = {
 	{ "limits", "message_size", CONFIG_SIZE, "50M",
 	  "largest message accepted by delivery, submission and APPEND" },
 
+	/* ---- [ca]: the certificate authority (ca/, govmail-ca) ---- */
+	{ "ca", "dir", CONFIG_PATH, "/var/lib/govmail/ca",
+	  "folder of the certificate authority: keys, certificates, certificate database, audit log" },
+	{ "ca", "base_url", CONFIG_STR, "http://127.0.0.1:2080",
+	  "http URL of the PKI repository written into certificates (CRL DP, AIA)" },
+	{ "ca", "listen", CONFIG_STR, "127.0.0.1:2080",
+	  "address and port govmail-ca serve listens on" },
+	{ "ca", "threads", CONFIG_UINT, "2",
+	  "threads of govmail-ca serve's HTTP thread pool" },
+	{ "ca", "validity_days", CONFIG_UINT, "730",
+	  "default validity of an end-entity certificate, days (at most 824)" },
+	{ "ca", "key_type", CONFIG_STR, "p256",
+	  "key made by issue --generate: p256, p384, rsa2048 or rsa3072" },
+	{ "ca", "crl_days", CONFIG_UINT, "7",
+	  "days from a CRL's thisUpdate to its nextUpdate (1..7)" },
+	{ "ca", "name", CONFIG_STR, "govmail",
+	  "name of the CA in its certificates' subjects" },
+	{ "ca", "passphrase_file", CONFIG_PATH, "",
+	  "file holding the passphrase of the CA keys; empty: --passphrase-file or a prompt" },
+
 	{ NULL, NULL, CONFIG_STR, NULL, NULL },
 };
