@@ -20,7 +20,10 @@
 #include <stdint.h>
 
 #define CONFIG_DEFAULT_PATH "/etc/govmail/govmail.conf"
-/* Longest accepted line / value in the file (libinih's INI_MAX_LINE). */
+/*
+ * Longest value config_set() accepts.  In the file itself, Debian's libinih
+ * reads lines into a 200-byte buffer: longer lines are refused with file:line.
+ */
 #define CONFIG_MAX_VALUE 1024
 
 enum config_type {
