@@ -39,8 +39,9 @@ struct config;
 /* How a command uses the store. */
 enum ctl_store_mode {
 	CTL_STORE_NONE = 0,	/* no store handle (restore) */
-	CTL_STORE_READ,		/* looks only; the store must exist */
-	CTL_STORE_WRITE,	/* changes; the store is created if missing */
+	CTL_STORE_EXISTING,	/* the store must exist (all but domain add) */
+	CTL_STORE_CREATE,	/* created if missing (domain add, the first
+				   command of an installation) */
 };
 
 /* What every command gets. */

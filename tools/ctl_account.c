@@ -89,7 +89,7 @@ ctl_domain_add(struct ctl *ctl, int argc, char **argv)
 	if ((rc = ctl_args(ctl, argc, argv, 1, 1, &first)) >= 0)
 		return rc;
 	if ((rc = ctl_check_domain(ctl, argv[first])) != 0 ||
-	    (rc = ctl_store(ctl, CTL_STORE_WRITE)) != 0)
+	    (rc = ctl_store(ctl, CTL_STORE_CREATE)) != 0)
 		return rc;
 	rc = store_domain_add(ctl->store, argv[first], &error);
 	if (rc != 0)
@@ -106,7 +106,7 @@ ctl_domain_del(struct ctl *ctl, int argc, char **argv)
 	if ((rc = ctl_args(ctl, argc, argv, 1, 1, &first)) >= 0)
 		return rc;
 	if ((rc = ctl_check_domain(ctl, argv[first])) != 0 ||
-	    (rc = ctl_store(ctl, CTL_STORE_WRITE)) != 0)
+	    (rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		return rc;
 	rc = store_domain_del(ctl->store, argv[first], &error);
 	if (rc != 0)
@@ -131,7 +131,7 @@ ctl_domain_list(struct ctl *ctl, int argc, char **argv)
 
 	if ((rc = ctl_args(ctl, argc, argv, 0, 0, &first)) >= 0)
 		return rc;
-	if ((rc = ctl_store(ctl, CTL_STORE_READ)) != 0)
+	if ((rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		return rc;
 	rc = store_domain_list(ctl->store, ctl_print_line_cb, NULL, &error);
 	if (rc != 0)
@@ -384,7 +384,7 @@ ctl_user_add(struct ctl *ctl, int argc, char **argv)
 	if ((rc = ctl_read_password(ctl, pwfile, 1, &pw)) != 0)
 		goto out;
 	spec.password = buf_str(&pw);
-	if ((rc = ctl_store(ctl, CTL_STORE_WRITE)) != 0)
+	if ((rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		goto out;
 	c = store_account_add(ctl->store, &spec, &error);
 	if (c != 0)
@@ -409,7 +409,7 @@ ctl_user_del(struct ctl *ctl, int argc, char **argv)
 	if ((rc = ctl_args(ctl, argc, argv, 1, 1, &first)) >= 0)
 		return rc;
 	if ((rc = ctl_check_address(ctl, argv[first])) != 0 ||
-	    (rc = ctl_store(ctl, CTL_STORE_WRITE)) != 0)
+	    (rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		return rc;
 	rc = store_account_del(ctl->store, argv[first], &error);
 	if (rc != 0)
@@ -446,8 +446,7 @@ ctl_user_password(struct ctl *ctl, int argc, char **argv, int verify)
 	if ((rc = ctl_check_address(ctl, address)) != 0)
 		return rc;
 	/* Say "no such account" before asking for a password. */
-	if ((rc = ctl_store(ctl, verify ? CTL_STORE_READ :
-	    CTL_STORE_WRITE)) != 0)
+	if ((rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		return rc;
 	c = store_account_get(ctl->store, address, &acct, &error);
 	if (c != 0)
@@ -513,7 +512,7 @@ ctl_user_list(struct ctl *ctl, int argc, char **argv)
 		if ((rc = ctl_check_domain(ctl, domain)) != 0)
 			return rc;
 	}
-	if ((rc = ctl_store(ctl, CTL_STORE_READ)) != 0)
+	if ((rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		return rc;
 	if (domain != NULL && store_domain_exists(ctl->store, domain) == 0)
 		return ctl_fail(ctl, CTL_EX_NOUSER, "%s: no such domain",
@@ -545,7 +544,7 @@ ctl_user_show(struct ctl *ctl, int argc, char **argv)
 	if ((rc = ctl_args(ctl, argc, argv, 1, 1, &first)) >= 0)
 		return rc;
 	if ((rc = ctl_check_address(ctl, argv[first])) != 0 ||
-	    (rc = ctl_store(ctl, CTL_STORE_READ)) != 0)
+	    (rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		return rc;
 	rc = store_account_get(ctl->store, argv[first], &acct, &error);
 	if (rc != 0)
@@ -589,7 +588,7 @@ ctl_alias_add(struct ctl *ctl, int argc, char **argv)
 		return rc;
 	if ((rc = ctl_check_address(ctl, argv[first])) != 0 ||
 	    (rc = ctl_check_address(ctl, argv[first + 1])) != 0 ||
-	    (rc = ctl_store(ctl, CTL_STORE_WRITE)) != 0)
+	    (rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		return rc;
 	rc = store_alias_add(ctl->store, argv[first], argv[first + 1], &error);
 	if (rc != 0)
@@ -609,7 +608,7 @@ ctl_alias_del(struct ctl *ctl, int argc, char **argv)
 		target = argv[first + 1];
 	if ((rc = ctl_check_address(ctl, argv[first])) != 0 ||
 	    (target != NULL && (rc = ctl_check_address(ctl, target)) != 0) ||
-	    (rc = ctl_store(ctl, CTL_STORE_WRITE)) != 0)
+	    (rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		return rc;
 	rc = store_alias_del(ctl->store, argv[first], target, &error);
 	if (rc != 0)
@@ -643,7 +642,7 @@ ctl_alias_members(struct ctl *ctl, int argc, char **argv)
 	if ((rc = ctl_args(ctl, argc, argv, 1, 1, &first)) >= 0)
 		return rc;
 	if ((rc = ctl_check_address(ctl, argv[first])) != 0 ||
-	    (rc = ctl_store(ctl, CTL_STORE_READ)) != 0)
+	    (rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		return rc;
 	memset(&set, 0, sizeof(set));
 	rc = store_resolve(ctl->store, argv[first], NULL, &set, &error);
@@ -684,7 +683,7 @@ ctl_list_add(struct ctl *ctl, int argc, char **argv)
 		return ctl_usage(ctl, argc - optind < 1 ? "missing LIST" :
 		    "too many arguments");
 	if ((rc = ctl_check_address(ctl, argv[optind])) != 0 ||
-	    (rc = ctl_store(ctl, CTL_STORE_WRITE)) != 0)
+	    (rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		return rc;
 	c = store_list_add(ctl->store, argv[optind], flags, &error);
 	if (c != 0)
@@ -701,7 +700,7 @@ ctl_list_del(struct ctl *ctl, int argc, char **argv)
 	if ((rc = ctl_args(ctl, argc, argv, 1, 1, &first)) >= 0)
 		return rc;
 	if ((rc = ctl_check_address(ctl, argv[first])) != 0 ||
-	    (rc = ctl_store(ctl, CTL_STORE_WRITE)) != 0)
+	    (rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		return rc;
 	rc = store_list_del(ctl->store, argv[first], &error);
 	if (rc != 0)
@@ -735,7 +734,7 @@ ctl_list_show(struct ctl *ctl, int argc, char **argv, int kind)
 		    "too many arguments");
 	list = argv[optind];
 	if ((rc = ctl_check_address(ctl, list)) != 0 ||
-	    (rc = ctl_store(ctl, CTL_STORE_READ)) != 0)
+	    (rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		return rc;
 	if (!expand) {
 		c = store_list_entries(ctl->store, list, kind,
@@ -788,7 +787,7 @@ ctl_list_entry(struct ctl *ctl, int argc, char **argv,
 	if (!entry_is_address && (argv[first + 1][0] == '\0' ||
 	    strlen(argv[first + 1]) > STORE_ADDRESS_MAX + sizeof("class:")))
 		return ctl_fail(ctl, CTL_EX_DATAERR, "bad selector length");
-	if ((rc = ctl_store(ctl, CTL_STORE_WRITE)) != 0)
+	if ((rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		return rc;
 	rc = fn(ctl->store, argv[first], argv[first + 1], &error);
 	if (rc != 0)

@@ -79,8 +79,7 @@ ctl_check(struct ctl *ctl, int argc, char **argv)
 	}
 	if (optind < argc)
 		return ctl_usage(ctl, "too many arguments");
-	if ((rc = ctl_store(ctl, chk.repair ? CTL_STORE_WRITE :
-	    CTL_STORE_READ)) != 0)
+	if ((rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		return rc;
 	rc = store_check(ctl->store, chk.repair, ctl_check_report, &chk,
 	    &error);
@@ -111,7 +110,7 @@ ctl_backup(struct ctl *ctl, int argc, char **argv)
 
 	if ((rc = ctl_admin_args(ctl, argc, argv, 1)) >= 0)
 		return rc;
-	if ((rc = ctl_store(ctl, CTL_STORE_READ)) != 0)
+	if ((rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		return rc;
 	rc = store_backup(ctl->store, argv[optind], &error);
 	if (rc != 0)
@@ -150,7 +149,7 @@ ctl_stats(struct ctl *ctl, int argc, char **argv)
 
 	if ((rc = ctl_admin_args(ctl, argc, argv, 0)) >= 0)
 		return rc;
-	if ((rc = ctl_store(ctl, CTL_STORE_READ)) != 0)
+	if ((rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		return rc;
 	memset(&st, 0, sizeof(st));
 	rc = store_stats(ctl->store, &st, &error);

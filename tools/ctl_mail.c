@@ -113,7 +113,7 @@ ctl_mailbox_list(struct ctl *ctl, int argc, char **argv)
 	if ((rc = ctl_mail_args(ctl, argc, argv, 1, 1)) >= 0)
 		return rc;
 	if ((rc = ctl_check_address(ctl, argv[optind])) != 0 ||
-	    (rc = ctl_store(ctl, CTL_STORE_READ)) != 0)
+	    (rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		return rc;
 	rc = store_mailbox_list(ctl->store, argv[optind], ctl_mailbox_list_cb,
 	    NULL, &error);
@@ -204,7 +204,7 @@ ctl_ls(struct ctl *ctl, int argc, char **argv)
 		name = argv[optind + 1];
 	if ((rc = ctl_check_address(ctl, address)) != 0 ||
 	    (rc = ctl_check_mailbox_name(ctl, name)) != 0 ||
-	    (rc = ctl_store(ctl, CTL_STORE_READ)) != 0)
+	    (rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		return rc;
 	rc = store_mailbox_get(ctl->store, address, name, &info, &error);
 	if (rc != 0)
@@ -266,7 +266,7 @@ ctl_cat(struct ctl *ctl, int argc, char **argv)
 		return ctl_usage(ctl, "UID: %s", why);
 	if ((rc = ctl_check_address(ctl, argv[optind])) != 0 ||
 	    (rc = ctl_check_mailbox_name(ctl, argv[optind + 1])) != 0 ||
-	    (rc = ctl_store(ctl, CTL_STORE_READ)) != 0)
+	    (rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		return rc;
 	rc = store_mailbox_get(ctl->store, argv[optind], argv[optind + 1],
 	    &info, &error);
@@ -368,7 +368,7 @@ ctl_deliver(struct ctl *ctl, int argc, char **argv)
 		if ((rc = ctl_check_address(ctl, argv[i])) != 0)
 			return rc;
 	}
-	if ((rc = ctl_store(ctl, CTL_STORE_WRITE)) != 0)
+	if ((rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		return rc;
 	if ((rc = ctl_read_message(ctl, config_size(ctl->cfg, "limits",
 	    "message_size"), &msg)) != 0) {

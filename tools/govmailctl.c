@@ -209,7 +209,7 @@ ctl_store(struct ctl *ctl, enum ctl_store_mode mode)
 		return rc;
 	if (ctl->store != NULL || mode == CTL_STORE_NONE)
 		return CTL_EX_OK;
-	flags = mode == CTL_STORE_WRITE ? STORE_OPEN_CREATE : 0;
+	flags = mode == CTL_STORE_CREATE ? STORE_OPEN_CREATE : 0;
 	rc = store_open(ctl->cfg, flags, &ctl->store, &error);
 	if (rc != 0) {
 		ctl->store = NULL;
