@@ -489,6 +489,85 @@ ctl_user_verify(struct ctl *ctl, int argc, char **argv)
 }
 
 static int
+ctl_user_quota(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "quota-bytes", required_argument, NULL, CTL_OPT_QUOTA_BYTES },
+		{ "quota-messages", required_argument, NULL,
+		  CTL_OPT_QUOTA_MESSAGES },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *error = NULL;
+	uint64_t qbytes = 0, qmsgs = 0;
+	int c, rc;
+
+	while ((c = ctl_getopt(ctl, argc, argv, ":h", longopts)) != -1) {
+		switch (c) {
+		case 'h':
+			return ctl_help(ctl);
+		case CTL_OPT_QUOTA_BYTES:
+			if ((rc = ctl_parse_quota(ctl, "--quota-bytes", optarg,
+			    1, &qbytes)) != 0)
+				return rc;
+			break;
+		case CTL_OPT_QUOTA_MESSAGES:
+			if ((rc = ctl_parse_quota(ctl, "--quota-messages",
+			    optarg, 0, &qmsgs)) != 0)
+				return rc;
+			break;
+		default:
+			return CTL_EX_USAGE;
+		}
+	}
+	if (argc - optind != 1)
+		return ctl_usage(ctl, argc - optind < 1 ? "missing ADDRESS" :
+		    "too many arguments");
+	/* Both at once: one store call, nothing to race with. */
+	if (qbytes == 0 || qmsgs == 0)
+		return ctl_usage(ctl, "give both --quota-bytes and "
+		    "--quota-messages");
+	if ((rc = ctl_check_address(ctl, argv[optind])) != 0 ||
+	    (rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
+		return rc;
+	c = store_account_set_quota(ctl->store, argv[optind], qbytes, qmsgs,
+	    &error);
+	if (c != 0)
+		return ctl_store_fail(ctl, c, argv[optind], error);
+	return CTL_EX_OK;
+}
+
+static int
+ctl_user_set_disabled(struct ctl *ctl, int argc, char **argv, int disabled)
+{
+	const char *error = NULL;
+	int rc, first;
+
+	if ((rc = ctl_args(ctl, argc, argv, 1, 1, &first)) >= 0)
+		return rc;
+	if ((rc = ctl_check_address(ctl, argv[first])) != 0 ||
+	    (rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
+		return rc;
+	rc = store_account_set_disabled(ctl->store, argv[first], disabled,
+	    &error);
+	if (rc != 0)
+		return ctl_store_fail(ctl, rc, argv[first], error);
+	return CTL_EX_OK;
+}
+
+static int
+ctl_user_disable(struct ctl *ctl, int argc, char **argv)
+{
+	return ctl_user_set_disabled(ctl, argc, argv, 1);
+}
+
+static int
+ctl_user_enable(struct ctl *ctl, int argc, char **argv)
+{
+	return ctl_user_set_disabled(ctl, argc, argv, 0);
+}
+
+static int
 ctl_user_list_cb(const struct store_account *acct, void *ctx)
 {
 	(void)ctx;
@@ -841,6 +920,13 @@ const struct ctl_cmd ctl_account_cmds[] = {
 	{ "user verify", ctl_user_verify,
 	  "user verify ADDRESS [--password-file FILE]",
 	  "Check a password; exit 0 if right, 77 if wrong." },
+	{ "user quota", ctl_user_quota,
+	  "user quota ADDRESS --quota-bytes SIZE --quota-messages N",
+	  "Set an account's quota (both limits at once)." },
+	{ "user disable", ctl_user_disable, "user disable ADDRESS",
+	  "Suspend the account: its logins and deliveries are refused." },
+	{ "user enable", ctl_user_enable, "user enable ADDRESS",
+	  "Lift a suspension." },
 	{ "user list", ctl_user_list, "user list [DOMAIN]",
 	  "Print accounts: address, class, name (tab-separated)." },
 	{ "user show", ctl_user_show, "user show ADDRESS",

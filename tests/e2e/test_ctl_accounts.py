@@ -202,6 +202,27 @@ def passwords(t):
             "password with a NUL byte")
     c.fails(c.run("user", "passwd", f"ghost@{D}", input="x\n"), 67,
             "user passwd: unknown account")
+    c.must("user", "disable", a)
+    c.fails(c.run("user", "verify", a, input="from-a-file"), 77,
+            "a suspended account's password is refused")
+    p = c.must("user", "show", a)
+    t.ok("disabled: yes" in p.stdout, "user show: disabled", p.stdout)
+    c.must("user", "enable", a)
+    c.ok(c.run("user", "verify", a, input="from-a-file"),
+         "user enable: the password works again")
+    c.fails(c.run("user", "disable", f"ghost@{D}"), 67,
+            "user disable: unknown account")
+    c.must("user", "quota", a, "--quota-bytes", "2M",
+           "--quota-messages", "7")
+    p = c.must("user", "show", a)
+    t.ok("quota-bytes: 2097152" in p.stdout and "quota-messages: 7"
+         in p.stdout, "user quota sets both limits", p.stdout)
+    c.fails(c.run("user", "quota", a, "--quota-bytes", "2M"), 64,
+            "user quota needs both limits")
+    c.fails(c.run("user", "quota", a, "--quota-bytes", "0",
+                  "--quota-messages", "1"), 64, "user quota of 0 bytes")
+    c.fails(c.run("user", "quota", f"ghost@{D}", "--quota-bytes", "1M",
+                  "--quota-messages", "1"), 67, "user quota: unknown account")
     # STORE_PASSWORD_MAX = 1024: N-1 and N accepted, N+1 refused
     for n, code in ((1023, 0), (1024, 0), (1025, 65)):
         pw = "p" * n
