@@ -522,9 +522,9 @@ complete_issuing(const char *dir, const struct govca_settings *s,
 	}
 	kv_close(db);
 	p = dir_path(dir, "audit.log");
-	snprintf(fields, sizeof(fields), "dir=%s issuing_key=%s name=%s",
-	    dir, EVP_PKEY_get_bits(issuing_key) > 256 ? "p384" : "p256",
-	    "-");
+	snprintf(fields, sizeof(fields), "issuing_key=%s tls_ca=%s",
+	    EVP_PKEY_get_bits(issuing_key) > 256 ? "p384" : "p256",
+	    root_key != NULL ? "yes" : "no");
 	ret = govca_audit_append(p, event, fields, error_r);
 	free(p);
 	if (ret == -1)

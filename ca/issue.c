@@ -326,6 +326,29 @@ out:
 	return ret;
 }
 
+/* certificatePolicies with one policy OID, no qualifiers. */
+static int
+add_policy(X509 *cert, const char *oid)
+{
+	CERTIFICATEPOLICIES *pols = CERTIFICATEPOLICIES_new();
+	POLICYINFO *pi = POLICYINFO_new();
+	int ret = -1;
+
+	if (pols == NULL || pi == NULL)
+		goto out;
+	ASN1_OBJECT_free(pi->policyid);
+	if ((pi->policyid = OBJ_txt2obj(oid, 1)) == NULL ||
+	    sk_POLICYINFO_push(pols, pi) <= 0)
+		goto out;
+	pi = NULL;
+	ret = X509_add1_ext_i2d(cert, NID_certificate_policies, pols, 0,
+	    X509V3_ADD_DEFAULT) == 1 ? 0 : -1;
+out:
+	POLICYINFO_free(pi);
+	CERTIFICATEPOLICIES_free(pols);
+	return ret;
+}
+
 static int
 add_ee_exts(struct govca *ca, X509 *cert, X509 *issuer, EVP_PKEY *pub,
     const char *policy, const char *eku)
@@ -350,7 +373,7 @@ add_ee_exts(struct govca *ca, X509 *cert, X509 *issuer, EVP_PKEY *pub,
 	    ca_add_ext(cert, issuer, NID_basic_constraints,
 	    "critical,CA:FALSE") == -1 ||
 	    ca_add_ext(cert, issuer, NID_ext_key_usage, eku) == -1 ||
-	    ca_add_ext(cert, issuer, NID_certificate_policies, policy) == -1 ||
+	    add_policy(cert, policy) == -1 ||
 	    ca_add_ext(cert, issuer, NID_subject_key_identifier, "hash") ==
 	    -1 ||
 	    ca_add_ext(cert, issuer, NID_authority_key_identifier,

@@ -150,8 +150,8 @@ govca_ocsp_respond(struct govca *ca, const uint8_t *reqder, size_t len,
 internal:
 	*error_r = "OCSP response failed";
 	buf_reset(resp);
-	ret = ocsp_fixed(OCSP_RESPONSE_STATUS_INTERNALERROR, resp) == 0 ?
-	    -1 : -1;
+	(void)ocsp_fixed(OCSP_RESPONSE_STATUS_INTERNALERROR, resp);
+	ret = -1;
 out:
 	ERR_clear_error();
 	OPENSSL_free(der);
