@@ -441,11 +441,15 @@ out_both_string(struct buf *bs, struct buf *b, const char *s, int upper)
 	out_nstring(b, s, upper);
 }
 
+/*
+ * body-fld-param.  A text part without a charset gets ("CHARSET"
+ * "US-ASCII"), the RFC 2045 5.2 default, as Dovecot sends it.
+ */
 static void
-out_params(struct buf *o, clist *params)
+out_params(struct buf *o, clist *params, int text)
 {
 	clistiter *it;
-	int n = 0;
+	int n = 0, charset = 0;
 
 	if (params != NULL)
 		for (it = clist_begin(params); it != NULL; it = clist_next(it)) {
@@ -453,11 +457,17 @@ out_params(struct buf *o, clist *params)
 
 			if (p->pa_name == NULL || p->pa_value == NULL)
 				continue;
+			if (str_casecmp(p->pa_name, "charset") == 0)
+				charset = 1;
 			out_str(o, n++ == 0 ? "(" : " ");
 			out_nstring(o, p->pa_name, 1);
 			(void)buf_append_byte(o, ' ');
 			out_nstring(o, p->pa_value, 0);
 		}
+	if (text && !charset) {
+		out_str(o, n++ == 0 ? "(" : " ");
+		out_str(o, "\"CHARSET\" \"US-ASCII\"");
+	}
 	out_str(o, n > 0 ? ")" : "NIL");
 }
 
@@ -524,8 +534,9 @@ out_type(struct buf *bs, struct buf *b, const struct mime_node *node)
 	out_both_string(bs, b, node->ct->ct_subtype != NULL ?
 	    node->ct->ct_subtype : "OCTET-STREAM", 1);
 	out_both(bs, b, " ");
-	out_params(bs, node->ct->ct_parameters);
-	out_params(b, node->ct->ct_parameters);
+	out_params(bs, node->ct->ct_parameters,
+	    node->kind == MIME_KIND_TEXT);
+	out_params(b, node->ct->ct_parameters, node->kind == MIME_KIND_TEXT);
 }
 
 static void
@@ -710,7 +721,7 @@ out_body(struct mime_ctx *ctx, struct buf *bs, struct buf *b, uint32_t i)
 		out_both(bs, b, " ");
 		out_both_string(bs, b, node->ct->ct_subtype, 1);
 		(void)buf_append_byte(bs, ' ');
-		out_params(bs, node->ct->ct_parameters);
+		out_params(bs, node->ct->ct_parameters, 0);
 		(void)buf_append_byte(bs, ' ');
 		out_ext_tail(ctx, bs, node);
 		out_both(bs, b, ")");

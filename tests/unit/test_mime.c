@@ -31,7 +31,7 @@ static const char *const samples[] = {
 	"missing", "eightbit", "noblank", "barelf", "subject_utf8",
 	"subject_gb2312", "subject_gbk", "subject_gb18030", "subject_big5",
 	"subject_raw_gbk", "emptyparts", "badboundary", "nested",
-	"onlyheader", "empty", "subject_split",
+	"onlyheader", "empty", "subject_split", "dovecot_lf", "dovecot_crlf",
 };
 #define NSAMPLES (sizeof(samples) / sizeof(samples[0]))
 
@@ -308,6 +308,89 @@ test_samples(void **state)
 	(void)state;
 	for (i = 0; i < NSAMPLES; i++)
 		check_sample(samples[i]);
+}
+
+/*
+ * Cross-check with Dovecot: dovecot_crlf.eml is the message of Dovecot's
+ * src/lib-imap/test-imap-bodystructure.c with CRLF line ends, so the sizes
+ * must be Dovecot's own figures (it counts CRLF sizes).  Below is Dovecot's
+ * expected BODYSTRUCTURE, wrapped in the outer parentheses it leaves to
+ * the caller, with its Content-MD5 value replaced by NIL (we always send
+ * NIL there).  Dovecot keeps the header's case, we upper-case tokens:
+ * compare without case.
+ */
+static const char dovecot_bodystructure[] =
+"((\"text\" \"x-myown\" (\"charset\" \"us-ascii\" \"foo\" \"quoted\\\"string\") "
+"\"<foo@example.com>\" \"hellodescription\" \"7bit\" 7 1 NIL "
+"(\"inline\" (\"foo\" \"bar\")) (\"en\" \"fi\" \"se\") "
+"\"http://example.com/test.txt\")(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" "
+"412 (\"Sun, 12 Aug 2012 12:34:56 +0300\" \"submsg\" "
+"((NIL NIL \"sub\" \"domain.org\")) ((NIL NIL \"sub\" \"domain.org\")) "
+"((NIL NIL \"sub\" \"domain.org\")) ((NIL NIL \"sub-to1\" \"domain.org\")"
+"(NIL NIL \"sub-to2\" \"domain.org\")) NIL NIL NIL NIL) ((\"text\" \"html\" "
+"(\"charset\" \"us-ascii\") NIL NIL \"8bit\" 20 1 NIL NIL NIL NIL)(\"text\" "
+"\"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 21 1 NIL NIL NIL NIL) "
+"\"alternative\" (\"boundary\" \"sub1\") NIL NIL NIL) 21 NIL NIL NIL NIL) "
+"\"mixed\" (\"boundary\" \"foo bar\") NIL NIL NIL)";
+
+static const char dovecot_body[] =
+"((\"text\" \"x-myown\" (\"charset\" \"us-ascii\" \"foo\" \"quoted\\\"string\") "
+"\"<foo@example.com>\" \"hellodescription\" \"7bit\" 7 1)(\"message\" "
+"\"rfc822\" NIL NIL NIL \"7bit\" 412 (\"Sun, 12 Aug 2012 12:34:56 +0300\" "
+"\"submsg\" ((NIL NIL \"sub\" \"domain.org\")) ((NIL NIL \"sub\" "
+"\"domain.org\")) ((NIL NIL \"sub\" \"domain.org\")) ((NIL NIL \"sub-to1\" "
+"\"domain.org\")(NIL NIL \"sub-to2\" \"domain.org\")) NIL NIL NIL NIL) "
+"((\"text\" \"html\" (\"charset\" \"us-ascii\") NIL NIL \"8bit\" 20 1)"
+"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 21 1) "
+"\"alternative\") 21) \"mixed\")";
+
+/* RFC 3501 7.4.2's example ENVELOPE, without the SP it shows between two
+ * addresses (its formal syntax has none: "(" 1*address ")"). */
+static const char rfc3501_envelope[] =
+"(\"Wed, 17 Jul 1996 02:23:25 -0700 (PDT)\" "
+"\"IMAP4rev1 WG mtg summary and minutes\" "
+"((\"Terry Gray\" NIL \"gray\" \"cac.washington.edu\")) "
+"((\"Terry Gray\" NIL \"gray\" \"cac.washington.edu\")) "
+"((\"Terry Gray\" NIL \"gray\" \"cac.washington.edu\")) "
+"((NIL NIL \"imap\" \"cac.washington.edu\")) "
+"((NIL NIL \"minutes\" \"CNRI.Reston.VA.US\")"
+"(\"John Klensin\" NIL \"KLENSIN\" \"MIT.EDU\")) NIL NIL "
+"\"<B27397-0100000@cac.washington.edu>\")";
+
+static void
+test_reference_outputs(void **state)
+{
+	char *path;
+	uint8_t *msg;
+	size_t len;
+	struct mime_info info;
+	const char *error;
+
+	(void)state;
+	path = data_path("dovecot_crlf", ".eml");
+	msg = read_file(path, &len);
+	assert_non_null(msg);
+	assert_int_equal(mime_analyse(msg, len, &info, &error), 0);
+	if (str_casecmp(info.bodystructure, dovecot_bodystructure) != 0)
+		fail_msg("BODYSTRUCTURE differs from Dovecot's: %s",
+		    info.bodystructure);
+	if (str_casecmp(info.body, dovecot_body) != 0)
+		fail_msg("BODY differs from Dovecot's: %s", info.body);
+	mime_info_free(&info);
+	free(msg);
+	free(path);
+
+	path = data_path("simple", ".eml");
+	msg = read_file(path, &len);
+	assert_non_null(msg);
+	assert_int_equal(mime_analyse(msg, len, &info, &error), 0);
+	assert_string_equal(info.envelope, rfc3501_envelope);
+	/* RFC 3501's example body part, with our own size and lines */
+	assert_string_equal(info.body, "(\"TEXT\" \"PLAIN\" (\"CHARSET\" "
+	    "\"US-ASCII\") NIL NIL \"7BIT\" 68 2)");
+	mime_info_free(&info);
+	free(msg);
+	free(path);
 }
 
 /* ---- structural checks for any input ------------------------------ */
@@ -830,6 +913,7 @@ main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_samples),
+		cmocka_unit_test(test_reference_outputs),
 		cmocka_unit_test(test_depth_multipart),
 		cmocka_unit_test(test_depth_message),
 		cmocka_unit_test(test_depth_huge),
