@@ -1,0 +1,1235 @@
+/*
+ * store_env.c - the Berkeley DB environment of the store: open, close,
+ * housekeeping, the transaction runner that retries deadlocks, the DB call
+ * wrappers (with the test-only fault injection hook), change signalling and
+ * record serialisation.
+ *
+ * Runs in every process that uses the store (smtpd, imapd, govmailctl,
+ * govmail-ca).  Trusts the configuration and the files of the environment
+ * (they are ours, mode 0600); records read back are still length-checked so
+ * that a damaged record is an error, not an overread.
+ */
+#include "autoconf.h"
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <db.h>
+#include <sodium.h>
+
+#include "buf.h"
+#include "config.h"
+#include "log.h"
+#include "xmalloc.h"
+#include "mailbox_priv.h"
+
+/* File names of the databases, in enum store_db order. */
+static const char *const st_db_files[SDB_COUNT] = {
+	"counters.db", "domains.db", "accounts.db", "acct_ids.db",
+	"usage.db", "residents.db", "aliases.db", "lists.db",
+	"list_entries.db", "mailboxes.db", "mbox_by_id.db", "keywords.db",
+	"messages.db", "expunged.db", "blobs.db", "chunks.db", "meta.db",
+};
+
+struct store_shared {
+	struct store_shared *next;
+	char *path;
+	pid_t pid;
+	int refs;
+	int broken;
+	DB_ENV *env;
+	DB *db[SDB_COUNT];
+	time_t last_checkpoint;
+};
+
+static pthread_mutex_t st_shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct store_shared *st_shared_list;
+
+const char *
+store_strerror(int err)
+{
+	switch (err) {
+	case STORE_OK:
+		return "success";
+	case STORE_ETEMP:
+		return "temporary failure";
+	case STORE_ENOTFOUND:
+		return "not found";
+	case STORE_EEXISTS:
+		return "already exists";
+	case STORE_EINVAL:
+		return "invalid argument";
+	case STORE_EQUOTA:
+		return "over quota";
+	case STORE_EPERM:
+		return "not allowed";
+	case STORE_ETOOBIG:
+		return "message too large";
+	case STORE_EDAMAGED:
+		return "store damaged";
+	default:
+		return "unknown error";
+	}
+}
+
+/* ---- record serialisation ---- */
+
+void
+be32_put(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+void
+be64_put(uint8_t *p, uint64_t v)
+{
+	be32_put(p, (uint32_t)(v >> 32));
+	be32_put(p + 4, (uint32_t)v);
+}
+
+uint32_t
+be32_get(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+	    ((uint32_t)p[2] << 8) | p[3];
+}
+
+uint64_t
+be64_get(const uint8_t *p)
+{
+	return ((uint64_t)be32_get(p) << 32) | be32_get(p + 4);
+}
+
+static void
+rec_append(struct buf *b, const void *p, size_t n)
+{
+	if (buf_append(b, p, n) == -1)
+		log_fatalx("store: record larger than its buffer");
+}
+
+void
+rec_u8(struct buf *b, uint8_t v)
+{
+	rec_append(b, &v, 1);
+}
+
+void
+rec_u32(struct buf *b, uint32_t v)
+{
+	uint8_t t[4];
+
+	be32_put(t, v);
+	rec_append(b, t, 4);
+}
+
+void
+rec_u64(struct buf *b, uint64_t v)
+{
+	uint8_t t[8];
+
+	be64_put(t, v);
+	rec_append(b, t, 8);
+}
+
+void
+rec_bytes(struct buf *b, const void *p, size_t n)
+{
+	rec_append(b, p, n);
+}
+
+void
+rec_mem(struct buf *b, const void *p, size_t n)
+{
+	if (n > UINT32_MAX)
+		log_fatalx("store: record field too large");
+	rec_u32(b, (uint32_t)n);
+	if (n > 0)
+		rec_append(b, p, n);
+}
+
+void
+rec_str(struct buf *b, const char *s)
+{
+	if (s == NULL)
+		s = "";
+	rec_mem(b, s, strlen(s));
+}
+
+void
+rec_init(struct rec_reader *r, const uint8_t *p, size_t len)
+{
+	r->p = p;
+	r->len = len;
+	r->off = 0;
+	r->bad = 0;
+}
+
+void
+rec_get_bytes(struct rec_reader *r, void *out, size_t n)
+{
+	if (r->bad || r->len - r->off < n) {
+		r->bad = 1;
+		memset(out, 0, n);
+		return;
+	}
+	memcpy(out, r->p + r->off, n);
+	r->off += n;
+}
+
+uint8_t
+rec_get_u8(struct rec_reader *r)
+{
+	uint8_t v;
+
+	rec_get_bytes(r, &v, 1);
+	return v;
+}
+
+uint32_t
+rec_get_u32(struct rec_reader *r)
+{
+	uint8_t t[4];
+
+	rec_get_bytes(r, t, 4);
+	return be32_get(t);
+}
+
+uint64_t
+rec_get_u64(struct rec_reader *r)
+{
+	uint8_t t[8];
+
+	rec_get_bytes(r, t, 8);
+	return be64_get(t);
+}
+
+uint8_t *
+rec_get_mem(struct rec_reader *r, size_t *len_r)
+{
+	uint32_t n;
+	uint8_t *p;
+
+	n = rec_get_u32(r);
+	if (r->bad || r->len - r->off < n) {
+		r->bad = 1;
+		*len_r = 0;
+		return xmemdup("", 0);
+	}
+	p = xmemdup(r->p + r->off, n);
+	r->off += n;
+	*len_r = n;
+	return p;
+}
+
+char *
+rec_get_str(struct rec_reader *r)
+{
+	size_t n;
+	uint8_t *p;
+
+	p = rec_get_mem(r, &n);
+	if (memchr(p, '\0', n) != NULL)
+		r->bad = 1;
+	return (char *)p;
+}
+
+void
+acct_rec_encode(const struct acct_rec *a, struct buf *out)
+{
+	rec_u8(out, STORE_REC_VERSION);
+	rec_u32(out, a->id);
+	rec_u8(out, a->class);
+	rec_u8(out, a->disabled);
+	rec_u8(out, a->identity_verified);
+	rec_u8(out, a->has_resident_id);
+	rec_bytes(out, a->resident_id_hash, 32);
+	rec_u64(out, (uint64_t)a->created);
+	rec_u64(out, a->quota_bytes);
+	rec_u64(out, a->quota_messages);
+	rec_str(out, a->address);
+	rec_str(out, a->display_name);
+	rec_str(out, a->organisation);
+	rec_str(out, a->org_id);
+	rec_str(out, a->title);
+	rec_str(out, a->cert_serial);
+	rec_str(out, a->pwhash);
+}
+
+int
+acct_rec_decode(const uint8_t *p, size_t len, struct acct_rec *a)
+{
+	struct rec_reader r;
+
+	rec_init(&r, p, len);
+	if (rec_get_u8(&r) != STORE_REC_VERSION)
+		r.bad = 1;
+	a->id = rec_get_u32(&r);
+	a->class = rec_get_u8(&r);
+	a->disabled = rec_get_u8(&r);
+	a->identity_verified = rec_get_u8(&r);
+	a->has_resident_id = rec_get_u8(&r);
+	rec_get_bytes(&r, a->resident_id_hash, 32);
+	a->created = (int64_t)rec_get_u64(&r);
+	a->quota_bytes = rec_get_u64(&r);
+	a->quota_messages = rec_get_u64(&r);
+	a->address = rec_get_str(&r);
+	a->display_name = rec_get_str(&r);
+	a->organisation = rec_get_str(&r);
+	a->org_id = rec_get_str(&r);
+	a->title = rec_get_str(&r);
+	a->cert_serial = rec_get_str(&r);
+	a->pwhash = rec_get_str(&r);
+	if (r.bad) {
+		acct_rec_clear(a);
+		return -1;
+	}
+	return 0;
+}
+
+void
+acct_rec_clear(struct acct_rec *a)
+{
+	free(a->address);
+	free(a->display_name);
+	free(a->organisation);
+	free(a->org_id);
+	free(a->title);
+	free(a->cert_serial);
+	if (a->pwhash != NULL) {
+		sodium_memzero(a->pwhash, strlen(a->pwhash));
+		free(a->pwhash);
+	}
+	memset(a, 0, sizeof(*a));
+}
+
+void
+mbox_rec_encode(const struct mbox_rec *m, struct buf *out)
+{
+	rec_u8(out, STORE_REC_VERSION);
+	rec_u32(out, m->account_id);
+	rec_u32(out, m->uidvalidity);
+	rec_u32(out, m->uidnext);
+	rec_u64(out, m->highestmodseq);
+	rec_u32(out, m->messages);
+	rec_u32(out, m->unseen);
+	rec_u32(out, m->recent);
+	rec_u32(out, m->recent_uid);
+	rec_u64(out, m->size);
+	rec_u32(out, m->special_use);
+	rec_u8(out, m->subscribed);
+	rec_u64(out, m->keywords_mask);
+	rec_str(out, m->name);
+}
+
+int
+mbox_rec_decode(const uint8_t *p, size_t len, struct mbox_rec *m)
+{
+	struct rec_reader r;
+	char *name;
+
+	rec_init(&r, p, len);
+	if (rec_get_u8(&r) != STORE_REC_VERSION)
+		r.bad = 1;
+	m->account_id = rec_get_u32(&r);
+	m->uidvalidity = rec_get_u32(&r);
+	m->uidnext = rec_get_u32(&r);
+	m->highestmodseq = rec_get_u64(&r);
+	m->messages = rec_get_u32(&r);
+	m->unseen = rec_get_u32(&r);
+	m->recent = rec_get_u32(&r);
+	m->recent_uid = rec_get_u32(&r);
+	m->size = rec_get_u64(&r);
+	m->special_use = rec_get_u32(&r);
+	m->subscribed = rec_get_u8(&r);
+	m->keywords_mask = rec_get_u64(&r);
+	name = rec_get_str(&r);
+	if (str_copy(m->name, sizeof(m->name), name) == -1)
+		r.bad = 1;
+	free(name);
+	return r.bad ? -1 : 0;
+}
+
+void
+msg_rec_encode(const struct store_msg *m, uint8_t out[MSG_REC_LEN])
+{
+	uint8_t *p = out;
+
+	*p++ = STORE_REC_VERSION;
+	be32_put(p, m->flags);
+	p += 4;
+	be64_put(p, m->keywords);
+	p += 8;
+	be64_put(p, (uint64_t)m->internaldate);
+	p += 8;
+	be32_put(p, (uint32_t)m->internaldate_tz);
+	p += 4;
+	be64_put(p, m->size);
+	p += 8;
+	be64_put(p, m->modseq);
+	p += 8;
+	memcpy(p, m->blob, STORE_BLOB_KEY_LEN);
+}
+
+int
+msg_rec_decode(const uint8_t *p, size_t len, uint32_t uid, struct store_msg *m)
+{
+	if (len != MSG_REC_LEN || p[0] != STORE_REC_VERSION)
+		return -1;
+	m->uid = uid;
+	p++;
+	m->flags = be32_get(p);
+	p += 4;
+	m->keywords = be64_get(p);
+	p += 8;
+	m->internaldate = (int64_t)be64_get(p);
+	p += 8;
+	m->internaldate_tz = (int32_t)be32_get(p);
+	p += 4;
+	m->size = be64_get(p);
+	p += 8;
+	m->modseq = be64_get(p);
+	p += 8;
+	memcpy(m->blob, p, STORE_BLOB_KEY_LEN);
+	return 0;
+}
+
+void
+blob_rec_encode(const struct blob_rec *b, uint8_t out[BLOB_REC_LEN])
+{
+	out[0] = STORE_REC_VERSION;
+	out[1] = b->flags;
+	be64_put(out + 2, b->refcount);
+	be64_put(out + 10, b->size);
+	be32_put(out + 18, b->nchunks);
+}
+
+int
+blob_rec_decode(const uint8_t *p, size_t len, struct blob_rec *b)
+{
+	if (len != BLOB_REC_LEN || p[0] != STORE_REC_VERSION)
+		return -1;
+	b->flags = p[1];
+	b->refcount = be64_get(p + 2);
+	b->size = be64_get(p + 10);
+	b->nchunks = be32_get(p + 18);
+	return 0;
+}
+
+/* ---- errors ---- */
+
+int
+st_fail(struct store *s, int code, const char *text)
+{
+	s->err = text;
+	return code;
+}
+
+int
+st_failf(struct store *s, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(s->errbuf, sizeof(s->errbuf), fmt, ap);
+	va_end(ap);
+	s->err = s->errbuf;
+	return code;
+}
+
+int
+st_dberr(struct store *s, int ret, const char *what)
+{
+	switch (ret) {
+	case 0:
+		return 0;
+	case DB_NOTFOUND:
+	case DB_KEYEMPTY:
+		return STORE_ENOTFOUND;
+	case DB_KEYEXIST:
+		return STORE_EEXISTS;
+	case DB_LOCK_DEADLOCK:
+	case DB_LOCK_NOTGRANTED:
+		return STORE_ERETRY;
+	case DB_RUNRECOVERY:
+		log_warnx("store: %s: %s", what, db_strerror(ret));
+		return STORE_EPANIC;
+	default:
+		log_warnx("store: %s: %s", what, db_strerror(ret));
+		return st_failf(s, STORE_ETEMP, "%s: %s", what,
+		    db_strerror(ret));
+	}
+}
+
+/* ---- fault injection ---- */
+
+void
+store_fault_inject(struct store *s, unsigned nth, int dberr)
+{
+	s->fault_armed = nth != UINT32_MAX;
+	s->fault_nth = nth;
+	s->fault_count = 0;
+	s->fault_err = dberr;
+	s->fault_fired = 0;
+}
+
+int
+store_fault_fired(const struct store *s)
+{
+	return s->fault_fired;
+}
+
+/* 0, or the injected Berkeley DB error for this call. */
+static int
+st_fault(struct store *s)
+{
+	if (!s->fault_armed)
+		return 0;
+	if (s->fault_count++ != s->fault_nth)
+		return 0;
+	s->fault_armed = 0;
+	s->fault_fired = 1;
+	return s->fault_err;
+}
+
+/* ---- DB call wrappers ---- */
+
+static void
+st_dbt(DBT *d, const void *p, size_t n)
+{
+	memset(d, 0, sizeof(*d));
+	d->data = (void *)(uintptr_t)p;
+	d->size = (u_int32_t)n;
+}
+
+int
+st_get(struct store *s, int dbi, DB_TXN *txn, const void *k, size_t klen,
+    struct st_val *v)
+{
+	DBT key, data;
+	int ret;
+
+	v->data = NULL;
+	v->len = 0;
+	if ((ret = st_fault(s)) != 0)
+		return st_dberr(s, ret, "get");
+	st_dbt(&key, k, klen);
+	memset(&data, 0, sizeof(data));
+	data.flags = DB_DBT_MALLOC;
+	ret = s->db[dbi]->get(s->db[dbi], txn, &key, &data, 0);
+	if (ret != 0)
+		return st_dberr(s, ret, st_db_files[dbi]);
+	v->data = data.data;
+	v->len = data.size;
+	return 0;
+}
+
+int
+st_exists(struct store *s, int dbi, DB_TXN *txn, const void *k, size_t klen)
+{
+	struct st_val v;
+	int r;
+
+	r = st_get(s, dbi, txn, k, klen, &v);
+	free(v.data);
+	return r;
+}
+
+int
+st_put(struct store *s, int dbi, DB_TXN *txn, const void *k, size_t klen,
+    const void *v, size_t vlen, uint32_t flags)
+{
+	DBT key, data;
+	int ret;
+
+	if ((ret = st_fault(s)) != 0)
+		return st_dberr(s, ret, "put");
+	st_dbt(&key, k, klen);
+	st_dbt(&data, v, vlen);
+	ret = s->db[dbi]->put(s->db[dbi], txn, &key, &data, flags);
+	return st_dberr(s, ret, st_db_files[dbi]);
+}
+
+int
+st_del(struct store *s, int dbi, DB_TXN *txn, const void *k, size_t klen)
+{
+	DBT key;
+	int ret;
+
+	if ((ret = st_fault(s)) != 0)
+		return st_dberr(s, ret, "del");
+	st_dbt(&key, k, klen);
+	ret = s->db[dbi]->del(s->db[dbi], txn, &key, 0);
+	return st_dberr(s, ret, st_db_files[dbi]);
+}
+
+int
+st_del_dup(struct store *s, int dbi, DB_TXN *txn, const void *k, size_t klen,
+    const void *v, size_t vlen)
+{
+	DBC *dbc;
+	DBT key, data;
+	int ret, r;
+
+	if ((ret = st_fault(s)) != 0)
+		return st_dberr(s, ret, "del");
+	ret = s->db[dbi]->cursor(s->db[dbi], txn, &dbc, 0);
+	if (ret != 0)
+		return st_dberr(s, ret, st_db_files[dbi]);
+	st_dbt(&key, k, klen);
+	st_dbt(&data, v, vlen);
+	ret = dbc->get(dbc, &key, &data, DB_GET_BOTH);
+	if (ret == 0)
+		ret = dbc->del(dbc, 0);
+	r = st_dberr(s, ret, st_db_files[dbi]);
+	ret = dbc->close(dbc);
+	if (r == 0 && ret != 0)
+		r = st_dberr(s, ret, st_db_files[dbi]);
+	return r;
+}
+
+int
+st_cursor_open(struct store *s, int dbi, DB_TXN *txn, struct st_cursor *c)
+{
+	int ret;
+
+	memset(c, 0, sizeof(*c));
+	c->s = s;
+	c->k.flags = DB_DBT_REALLOC;
+	c->v.flags = DB_DBT_REALLOC;
+	if ((ret = st_fault(s)) != 0)
+		return st_dberr(s, ret, "cursor");
+	ret = s->db[dbi]->cursor(s->db[dbi], txn, &c->dbc, 0);
+	if (ret != 0) {
+		c->dbc = NULL;
+		return st_dberr(s, ret, st_db_files[dbi]);
+	}
+	return 0;
+}
+
+int
+st_cursor_get(struct st_cursor *c, const void *k, size_t klen, uint32_t flags)
+{
+	int ret;
+
+	if ((ret = st_fault(c->s)) != 0)
+		return st_dberr(c->s, ret, "cursor get");
+	if (k != NULL) {
+		/* The key goes in a buffer Berkeley DB may grow. */
+		c->k.data = realloc(c->k.data, klen > 0 ? klen : 1);
+		if (c->k.data == NULL)
+			log_fatalx("store: out of memory");
+		memcpy(c->k.data, k, klen);
+		c->k.size = (u_int32_t)klen;
+		c->k.ulen = (u_int32_t)klen;
+	}
+	ret = c->dbc->get(c->dbc, &c->k, &c->v, flags);
+	return st_dberr(c->s, ret, "cursor get");
+}
+
+int
+st_cursor_del(struct st_cursor *c)
+{
+	int ret;
+
+	if ((ret = st_fault(c->s)) != 0)
+		return st_dberr(c->s, ret, "cursor del");
+	ret = c->dbc->del(c->dbc, 0);
+	return st_dberr(c->s, ret, "cursor del");
+}
+
+void
+st_cursor_close(struct st_cursor *c)
+{
+	if (c->dbc != NULL)
+		(void)c->dbc->close(c->dbc);
+	c->dbc = NULL;
+	free(c->k.data);
+	free(c->v.data);
+	c->k.data = NULL;
+	c->v.data = NULL;
+}
+
+/* ---- change signalling ---- */
+
+void
+st_notify(struct store *s, uint32_t mailbox_id)
+{
+	size_t i;
+
+	for (i = 0; i < s->nnotify; i++)
+		if (s->notify[i] == mailbox_id)
+			return;
+	if (s->nnotify == s->notify_cap) {
+		s->notify_cap = s->notify_cap == 0 ? 8 : s->notify_cap * 2;
+		s->notify = xreallocarray(s->notify, s->notify_cap,
+		    sizeof(*s->notify));
+	}
+	s->notify[s->nnotify++] = mailbox_id;
+}
+
+void
+st_signal(const char *notify_dir, uint32_t mailbox_id)
+{
+	char path[4096];
+	int fd;
+
+	/*
+	 * A watcher creates the bucket file before watching it; no file
+	 * means nobody watches this bucket, so there is nothing to do.
+	 */
+	if (snprintf(path, sizeof(path), "%s/%03x", notify_dir,
+	    (unsigned)(mailbox_id % STORE_NOTIFY_BUCKETS)) >= (int)sizeof(path))
+		return;
+	fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd == -1)
+		return;
+	if (pwrite(fd, "x", 1, 0) != 1)
+		log_warn("store: notify %s", path);
+	(void)close(fd);
+}
+
+/* ---- the environment ---- */
+
+static int
+st_is_alive(DB_ENV *env, pid_t pid, db_threadid_t tid, u_int32_t flags)
+{
+	(void)env;
+	(void)tid;
+	(void)flags;
+	if (pid == getpid())
+		return 1;
+	return kill(pid, 0) == 0 || errno == EPERM;
+}
+
+static void
+st_db_errcall(const DB_ENV *env, const char *pfx, const char *msg)
+{
+	(void)env;
+	(void)pfx;
+	log_warnx("store: bdb: %s", msg);
+}
+
+static void
+st_db_msgcall(const DB_ENV *env, const char *msg)
+{
+	(void)env;
+	log_info("store: bdb: %s", msg);
+}
+
+static void
+st_shared_close_handles(struct store_shared *sh)
+{
+	int i;
+
+	for (i = 0; i < SDB_COUNT; i++) {
+		if (sh->db[i] != NULL)
+			(void)sh->db[i]->close(sh->db[i], 0);
+		sh->db[i] = NULL;
+	}
+	if (sh->env != NULL)
+		(void)sh->env->close(sh->env, 0);
+	sh->env = NULL;
+}
+
+/* Open the environment and the databases of sh->path. */
+static int
+st_shared_open(struct store_shared *sh, const struct config *cfg, int create,
+    const char **error_r)
+{
+	DB_ENV *env;
+	DB *db;
+	uint64_t cache;
+	uint32_t oflags;
+	int ret, i;
+
+	if ((ret = db_env_create(&env, 0)) != 0) {
+		*error_r = db_strerror(ret);
+		return STORE_ETEMP;
+	}
+	sh->env = env;
+	env->set_errcall(env, st_db_errcall);
+	env->set_msgcall(env, st_db_msgcall);
+	cache = config_size(cfg, "store", "cache_size");
+	if (cache < 1024 * 1024)
+		cache = 1024 * 1024;
+	(void)env->set_cachesize(env, (u_int32_t)(cache >> 30),
+	    (u_int32_t)(cache & ((1U << 30) - 1)), 1);
+	(void)env->set_thread_count(env,
+	    (u_int32_t)config_uint(cfg, "store", "max_processes"));
+	(void)env->set_isalive(env, st_is_alive);
+	(void)env->set_lk_detect(env, DB_LOCK_DEFAULT);
+	(void)env->set_lk_max_locks(env, STORE_LOCKS_MAX);
+	(void)env->set_lk_max_objects(env, STORE_LOCKS_MAX);
+	(void)env->set_lk_max_lockers(env, STORE_LOCKERS_MAX);
+	(void)env->set_timeout(env, STORE_LOCK_TIMEOUT_US,
+	    DB_SET_LOCK_TIMEOUT);
+	(void)env->set_lg_bsize(env, STORE_LOG_BUFFER);
+	(void)env->log_set_config(env, DB_LOG_AUTO_REMOVE, 1);
+	/*
+	 * DB_REGISTER + DB_FAILCHK + DB_RECOVER: when a previous user died,
+	 * failchk releases what it held; recovery runs only when failchk
+	 * cannot make the environment usable again (or after a crash).
+	 */
+	oflags = DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG |
+	    DB_INIT_MPOOL | DB_THREAD | DB_REGISTER | DB_RECOVER | DB_FAILCHK;
+	ret = env->open(env, sh->path, oflags, 0600);
+	if (ret != 0) {
+		log_warnx("store: open %s: %s", sh->path, db_strerror(ret));
+		*error_r = db_strerror(ret);
+		st_shared_close_handles(sh);
+		return STORE_ETEMP;
+	}
+	for (i = 0; i < SDB_COUNT; i++) {
+		if ((ret = db_create(&db, env, 0)) != 0)
+			goto fail;
+		sh->db[i] = db;
+		if (i == SDB_ALIASES || i == SDB_LIST_ENTRIES)
+			(void)db->set_flags(db, DB_DUPSORT);
+		ret = db->open(db, NULL, st_db_files[i], NULL, DB_BTREE,
+		    DB_AUTO_COMMIT | DB_THREAD | (create ? DB_CREATE : 0),
+		    0600);
+		if (ret != 0)
+			goto fail;
+	}
+	return 0;
+fail:
+	log_warnx("store: open %s/%s: %s", sh->path, st_db_files[i],
+	    db_strerror(ret));
+	*error_r = ret == ENOENT ? "store not initialised" : db_strerror(ret);
+	st_shared_close_handles(sh);
+	return ret == ENOENT ? STORE_ENOTFOUND : STORE_ETEMP;
+}
+
+static int
+st_mkdir(const char *path)
+{
+	if (mkdir(path, 0700) == -1 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+/*
+ * Read a 32-byte key: raw bytes or 64 hex digits (newline allowed).  With
+ * create, a missing file is made with fresh random bytes, mode 0600.
+ */
+static int
+st_key_read(const char *path, uint8_t key[32], int create,
+    const char **error_r)
+{
+	uint8_t raw[130];
+	struct stat sb;
+	ssize_t n;
+	size_t bin_len;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd == -1 && errno == ENOENT && create) {
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd == -1) {
+			log_warn("store: create key %s", path);
+			*error_r = "cannot create key file";
+			return STORE_ETEMP;
+		}
+		randombytes_buf(key, 32);
+		if (write(fd, key, 32) != 32 || fsync(fd) == -1) {
+			log_warn("store: write key %s", path);
+			(void)close(fd);
+			(void)unlink(path);
+			*error_r = "cannot write key file";
+			return STORE_ETEMP;
+		}
+		(void)close(fd);
+		return 0;
+	}
+	if (fd == -1) {
+		log_warn("store: key %s", path);
+		*error_r = "cannot open key file";
+		return STORE_ETEMP;
+	}
+	/* SECURITY: a key others can read protects nothing. */
+	if (fstat(fd, &sb) == -1 || (sb.st_mode & 077) != 0) {
+		log_warnx("store: key file %s is readable by others", path);
+		(void)close(fd);
+		*error_r = "key file must be mode 0600";
+		return STORE_EINVAL;
+	}
+	n = read(fd, raw, sizeof(raw));
+	(void)close(fd);
+	if (n == 32) {
+		memcpy(key, raw, 32);
+		sodium_memzero(raw, sizeof(raw));
+		return 0;
+	}
+	while (n > 0 && (raw[n - 1] == '\n' || raw[n - 1] == '\r'))
+		n--;
+	if (n == 64 && sodium_hex2bin(key, 32, (const char *)raw, 64, NULL,
+	    &bin_len, NULL) == 0 && bin_len == 32) {
+		sodium_memzero(raw, sizeof(raw));
+		return 0;
+	}
+	sodium_memzero(raw, sizeof(raw));
+	*error_r = "key file must hold 32 bytes or 64 hex digits";
+	return STORE_EINVAL;
+}
+
+/* The resident ID hash key, made on first use. */
+int
+st_id_key(struct store *s, const char **error_r)
+{
+	int r;
+
+	if (s->have_id_key)
+		return 0;
+	r = st_key_read(s->id_key_path, s->id_key, 1, error_r);
+	if (r == 0)
+		s->have_id_key = 1;
+	return r;
+}
+
+int
+store_open(const struct config *cfg, unsigned flags, struct store **store_r,
+    const char **error_r)
+{
+	struct store_shared *sh;
+	struct store *s;
+	const char *path, *keyfile, *idkey, *err = NULL;
+	struct stat sb;
+	pid_t pid = getpid();
+	int r;
+
+	if (error_r == NULL)
+		error_r = &err;
+	*store_r = NULL;
+	if (sodium_init() < 0) {
+		*error_r = "libsodium failed to initialise";
+		return STORE_ETEMP;
+	}
+	path = config_path_get(cfg, "store", "path");
+	if (path[0] == '\0') {
+		*error_r = "[store] path is empty";
+		return STORE_EINVAL;
+	}
+	if (flags & STORE_OPEN_CREATE) {
+		if (st_mkdir(path) == -1) {
+			log_warn("store: mkdir %s", path);
+			*error_r = "cannot create the store folder";
+			return STORE_ETEMP;
+		}
+	} else if (stat(path, &sb) == -1) {
+		*error_r = "store not initialised";
+		return STORE_ENOTFOUND;
+	}
+
+	s = xcalloc(1, sizeof(*s));
+	s->flags = flags;
+	s->path = xstrdup(path);
+	s->notify_dir = xasprintf("%s/notify", path);
+	(void)st_mkdir(s->notify_dir);
+	s->quota_bytes_def = config_size(cfg, "limits", "quota_bytes");
+	s->quota_messages_def = config_uint(cfg, "limits", "quota_messages");
+	s->message_max = config_size(cfg, "limits", "message_size");
+	if (s->message_max == 0 || s->message_max > STORE_MESSAGE_MAX)
+		s->message_max = STORE_MESSAGE_MAX;
+	s->opslimit = config_uint(cfg, "store", "password_opslimit");
+	s->memlimit = (size_t)config_size(cfg, "store", "password_memlimit");
+	s->auth_ttl = config_duration(cfg, "store", "auth_cache_ttl");
+	s->checkpoint_interval = config_duration(cfg, "store",
+	    "checkpoint_interval");
+	idkey = config_path_get(cfg, "store", "id_key_file");
+	s->id_key_path = idkey[0] != '\0' ? xstrdup(idkey) :
+	    xasprintf("%s/id.key", path);
+	keyfile = config_path_get(cfg, "store", "key_file");
+	if (keyfile[0] != '\0') {
+		r = st_key_read(keyfile, s->key, 0, error_r);
+		if (r != 0)
+			goto fail;
+		s->sealed = 1;
+		/*
+		 * SECURITY: with encryption on, blob keys are a keyed hash so
+		 * the index does not confirm guesses of a message's content.
+		 */
+		crypto_generichash(s->blob_hash_key, 32,
+		    (const uint8_t *)"govmail blob key", 16, s->key, 32);
+	}
+
+	(void)pthread_mutex_lock(&st_shared_lock);
+	for (sh = st_shared_list; sh != NULL; sh = sh->next)
+		if (sh->pid == pid && !sh->broken &&
+		    strcmp(sh->path, path) == 0)
+			break;
+	if (sh == NULL) {
+		sh = xcalloc(1, sizeof(*sh));
+		sh->path = xstrdup(path);
+		sh->pid = pid;
+		sh->last_checkpoint = time(NULL);
+		r = st_shared_open(sh, cfg, (flags & STORE_OPEN_CREATE) != 0,
+		    error_r);
+		if (r != 0) {
+			(void)pthread_mutex_unlock(&st_shared_lock);
+			free(sh->path);
+			free(sh);
+			goto fail;
+		}
+		sh->next = st_shared_list;
+		st_shared_list = sh;
+	}
+	sh->refs++;
+	(void)pthread_mutex_unlock(&st_shared_lock);
+	s->sh = sh;
+	s->env = sh->env;
+	s->db = sh->db;
+	*store_r = s;
+	return 0;
+fail:
+	sodium_memzero(s->key, sizeof(s->key));
+	free(s->path);
+	free(s->notify_dir);
+	free(s->id_key_path);
+	free(s);
+	return r;
+}
+
+/* Drop one reference to sh; the lock is held. */
+static void
+st_shared_release(struct store_shared *sh)
+{
+	struct store_shared **pp;
+
+	if (--sh->refs > 0)
+		return;
+	for (pp = &st_shared_list; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == sh) {
+			*pp = sh->next;
+			break;
+		}
+	/* A handle inherited over fork() belongs to the parent: leave it. */
+	if (sh->pid == getpid()) {
+		if (sh->env != NULL && !sh->broken)
+			(void)sh->env->txn_checkpoint(sh->env, 0, 0, 0);
+		st_shared_close_handles(sh);
+	}
+	free(sh->path);
+	free(sh);
+}
+
+void
+store_close(struct store *s)
+{
+	if (s == NULL)
+		return;
+	(void)pthread_mutex_lock(&st_shared_lock);
+	st_shared_release(s->sh);
+	(void)pthread_mutex_unlock(&st_shared_lock);
+	sodium_memzero(s->key, sizeof(s->key));
+	sodium_memzero(s->blob_hash_key, sizeof(s->blob_hash_key));
+	sodium_memzero(s->id_key, sizeof(s->id_key));
+	free(s->notify);
+	free(s->path);
+	free(s->notify_dir);
+	free(s->id_key_path);
+	free(s);
+}
+
+/*
+ * The environment panicked (a process died inside Berkeley DB): close our
+ * handles and reopen, which runs recovery.  Only when this handle is the
+ * process's only user of the environment; otherwise the others still hold
+ * handles and the caller gets STORE_ETEMP.
+ */
+static int
+st_reopen(struct store *s)
+{
+	struct store_shared *sh = s->sh;
+	struct config *cfg;
+	const char *err;
+	int r = STORE_ETEMP;
+
+	(void)pthread_mutex_lock(&st_shared_lock);
+	if (sh->refs == 1 && sh->pid == getpid()) {
+		st_shared_close_handles(sh);
+		/*
+		 * The sizes were applied at the first open; defaults are good
+		 * enough for the handles of a reopen.
+		 */
+		cfg = config_defaults();
+		r = st_shared_open(sh, cfg, 0, &err);
+		config_free(cfg);
+		if (r == 0) {
+			s->env = sh->env;
+			s->db = sh->db;
+			log_info("store: environment reopened after a panic");
+		} else {
+			sh->broken = 1;
+			r = STORE_ETEMP;
+		}
+	} else
+		sh->broken = 1;
+	(void)pthread_mutex_unlock(&st_shared_lock);
+	return r;
+}
+
+int
+st_txn_run(struct store *s, int mode, st_txn_fn fn, void *ctx,
+    const char **error_r)
+{
+	DB_TXN *txn;
+	struct timespec ts;
+	unsigned attempt;
+	size_t i;
+	int r, ret, reopened = 0;
+
+	s->err = NULL;
+	if (mode == ST_TXN_WRITE && (s->flags & STORE_OPEN_READONLY)) {
+		r = st_fail(s, STORE_EPERM, "store opened read-only");
+		goto out;
+	}
+	for (attempt = 0;; attempt++) {
+		s->nnotify = 0;
+		s->err = NULL;
+		if (s->sh->broken)
+			r = STORE_EPANIC;
+		else if ((ret = st_fault(s)) != 0)
+			r = st_dberr(s, ret, "txn begin");
+		else {
+			ret = s->env->txn_begin(s->env, NULL, &txn, 0);
+			r = st_dberr(s, ret, "txn begin");
+		}
+		if (r == 0) {
+			r = fn(s, txn, ctx);
+			if (r >= 0) {
+				if ((ret = st_fault(s)) != 0) {
+					(void)txn->abort(txn);
+					r = st_dberr(s, ret, "commit");
+				} else {
+					/*
+					 * DB_TXN_SYNC: durable before we say
+					 * so; concurrent committers share the
+					 * log flush (group commit).
+					 */
+					ret = txn->commit(txn, mode ==
+					    ST_TXN_WRITE ? DB_TXN_SYNC : 0);
+					if (ret != 0)
+						r = st_dberr(s, ret, "commit");
+				}
+			} else
+				(void)txn->abort(txn);
+		}
+		if (r == STORE_EPANIC && !reopened) {
+			reopened = 1;
+			if (st_reopen(s) == 0)
+				continue;
+			r = st_fail(s, STORE_ETEMP,
+			    "store needs recovery: reopen it");
+			break;
+		}
+		if (r == STORE_EPANIC) {
+			r = st_fail(s, STORE_ETEMP, "store needs recovery");
+			break;
+		}
+		if (r != STORE_ERETRY)
+			break;
+		if (attempt + 1 >= STORE_TXN_RETRY_MAX) {
+			log_warnx("store: giving up after %u deadlocks",
+			    attempt + 1);
+			r = st_fail(s, STORE_ETEMP, "too many deadlocks");
+			break;
+		}
+		if (attempt > 2) {
+			/* Back off a little, more each time, with jitter. */
+			ts.tv_sec = 0;
+			ts.tv_nsec = (long)(randombytes_uniform(1000) + 1) *
+			    (attempt < 20 ? attempt : 20) * 1000L;
+			(void)nanosleep(&ts, NULL);
+		}
+		if (attempt % 16 == 15)
+			(void)s->env->failchk(s->env, 0);
+	}
+	if (r >= 0 && mode == ST_TXN_WRITE)
+		for (i = 0; i < s->nnotify; i++)
+			st_signal(s->notify_dir, s->notify[i]);
+out:
+	s->nnotify = 0;
+	if (error_r != NULL)
+		*error_r = r < 0 ? (s->err != NULL ? s->err :
+		    store_strerror(r)) : NULL;
+	return r;
+}
+
+int
+store_maintain(struct store *s, const char **error_r)
+{
+	struct store_shared *sh = s->sh;
+	time_t now;
+	int ret;
+
+	if (error_r != NULL)
+		*error_r = NULL;
+	ret = s->env->failchk(s->env, 0);
+	if (ret != 0) {
+		log_warnx("store: failchk: %s", db_strerror(ret));
+		if (ret == DB_RUNRECOVERY && st_reopen(s) == 0)
+			return 0;
+		if (error_r != NULL)
+			*error_r = db_strerror(ret);
+		return STORE_ETEMP;
+	}
+	now = time(NULL);
+	if ((uint64_t)(now - sh->last_checkpoint) < s->checkpoint_interval)
+		return 0;
+	sh->last_checkpoint = now;
+	ret = s->env->txn_checkpoint(s->env, 0, 0, 0);
+	if (ret != 0) {
+		log_warnx("store: checkpoint: %s", db_strerror(ret));
+		if (error_r != NULL)
+			*error_r = db_strerror(ret);
+		return STORE_ETEMP;
+	}
+	/* DB_LOG_AUTO_REMOVE drops logs no longer needed at checkpoints. */
+	return 0;
+}
+
+/* ---- counters ---- */
+
+int
+st_counter_next(struct store *s, DB_TXN *txn, const char *name,
+    uint32_t first, uint32_t *val_r)
+{
+	struct st_val v;
+	uint8_t t[4];
+	uint32_t val;
+	int r;
+
+	r = st_get(s, SDB_COUNTERS, txn, name, strlen(name), &v);
+	if (r == STORE_ENOTFOUND)
+		val = first;
+	else if (r != 0)
+		return r;
+	else if (v.len != 4) {
+		free(v.data);
+		return st_fail(s, STORE_EDAMAGED, "damaged counter");
+	} else
+		val = be32_get(v.data);
+	free(v.data);
+	if (val == UINT32_MAX)
+		return st_fail(s, STORE_ETEMP, "counter exhausted");
+	be32_put(t, val + 1);
+	r = st_put(s, SDB_COUNTERS, txn, name, strlen(name), t, 4, 0);
+	if (r != 0)
+		return r;
+	*val_r = val;
+	return 0;
+}
