@@ -318,10 +318,42 @@ out_field(struct mime_ctx *ctx, struct buf *o, const struct mime_node *node,
 
 /* ---- ENVELOPE ----------------------------------------------------- */
 
+/*
+ * An addr-spec as libetpan left it, trimmed of the angle brackets it keeps
+ * on odd input ("<>", "<<a@b>>"), in [*start_r, *start_r + *len_r).
+ */
+static void
+mime_addr_trim(const char *spec, const char **start_r, size_t *len_r)
+{
+	size_t len = spec != NULL ? strlen(spec) : 0;
+
+	while (len > 0 && (spec[0] == '<' || mime_is_wsp(spec[0]))) {
+		spec++;
+		len--;
+	}
+	while (len > 0 && (spec[len - 1] == '>' || mime_is_wsp(spec[len - 1])))
+		len--;
+	*start_r = spec;
+	*len_r = len;
+}
+
+/* Something to show: an address or at least a name ("<>" is nothing). */
+static int
+mime_mailbox_usable(const struct mailimf_mailbox *mb)
+{
+	const char *spec;
+	size_t len;
+
+	mime_addr_trim(mb->mb_addr_spec, &spec, &len);
+	return len > 0 || (mb->mb_display_name != NULL &&
+	    mb->mb_display_name[0] != '\0');
+}
+
 static void
 out_mailbox(struct buf *o, const struct mailimf_mailbox *mb)
 {
-	const char *spec = mb->mb_addr_spec, *at;
+	const char *spec, *at;
+	size_t len;
 
 	(void)buf_append_byte(o, '(');
 	if (mb->mb_display_name != NULL && mb->mb_display_name[0] != '\0')
@@ -329,19 +361,61 @@ out_mailbox(struct buf *o, const struct mailimf_mailbox *mb)
 	else
 		out_str(o, "NIL");
 	out_str(o, " NIL ");
-	at = spec != NULL ? strrchr(spec, '@') : NULL;
-	if (spec == NULL || spec[0] == '\0') {
-		/* A NIL host would read as a group marker (RFC 3501 7.4.2). */
-		out_str(o, "NIL \"MISSING_DOMAIN\"");
-	} else if (at == NULL) {
-		out_string(o, spec, strlen(spec), 0);
-		out_str(o, " \"MISSING_DOMAIN\"");
+	mime_addr_trim(mb->mb_addr_spec, &spec, &len);
+	at = len > 0 ? memrchr(spec, '@', len) : NULL;
+	if (at == NULL) {
+		/* "" rather than NIL: a NIL host marks a group (RFC 3501
+		 * 7.4.2).  No domain: Dovecot's placeholder. */
+		out_string(o, spec, len, 0);
+		out_str(o, len > 0 ? " \"MISSING_DOMAIN\"" : " \"\"");
 	} else {
 		out_string(o, spec, (size_t)(at - spec), 0);
 		(void)buf_append_byte(o, ' ');
-		out_string(o, at + 1, strlen(at + 1), 0);
+		out_string(o, at + 1, len - (size_t)(at + 1 - spec), 0);
 	}
 	(void)buf_append_byte(o, ')');
+}
+
+/*
+ * libetpan's address-list parser with two repairs first: an obsolete
+ * source route ("<@relay,@relay2:user@host>", RFC 5322 4.4) is dropped
+ * because libetpan stops at it, and the copy is bounded by the field.
+ */
+static struct mailimf_address_list *
+mime_parse_addresses(const char *v, size_t len)
+{
+	struct mailimf_address_list *al = NULL;
+	struct buf clean;
+	size_t i, j, idx = 0;
+	int quoted = 0, r;
+
+	buf_init(&clean, BUF_UNBOUNDED);
+	(void)buf_reserve(&clean, len + 1);
+	for (i = 0; i < len; i++) {
+		char c = v[i];
+
+		(void)buf_append_byte(&clean, (uint8_t)c);
+		if (c == '\\' && i + 1 < len) {
+			(void)buf_append_byte(&clean, (uint8_t)v[++i]);
+			continue;
+		}
+		if (c == '"')
+			quoted = !quoted;
+		if (quoted || c != '<')
+			continue;
+		for (j = i + 1; j < len && mime_is_wsp(v[j]); j++)
+			;
+		if (j >= len || v[j] != '@')
+			continue;
+		for (; j < len && v[j] != ':' && v[j] != '>'; j++)
+			;
+		if (j < len && v[j] == ':')
+			i = j;	/* resume after the route */
+	}
+	r = mailimf_address_list_parse((const char *)clean.data, clean.len,
+	    &idx, &al);
+	buf_free(&clean);
+	return r == MAILIMF_NO_ERROR ? al : NULL;
 }
 
 /* Returns the number of address structures written (0: nothing usable). */
@@ -350,13 +424,16 @@ out_address_list(struct buf *o, const char *v, size_t len)
 {
 	struct mailimf_address_list *al = NULL;
 	clistiter *it, *jt;
-	size_t idx = 0, n = 0;
+	size_t n = 0;
 
-	if (mailimf_address_list_parse(v, len, &idx, &al) != MAILIMF_NO_ERROR)
+	if ((al = mime_parse_addresses(v, len)) == NULL)
 		return 0;
 	for (it = clist_begin(al->ad_list); it != NULL; it = clist_next(it)) {
 		struct mailimf_address *ad = clist_content(it);
 
+		if (ad->ad_type == MAILIMF_ADDRESS_MAILBOX &&
+		    !mime_mailbox_usable(ad->ad_data.ad_mailbox))
+			continue;
 		if (n == 0)
 			(void)buf_append_byte(o, '(');
 		if (ad->ad_type == MAILIMF_ADDRESS_MAILBOX) {
@@ -1182,31 +1259,33 @@ mime_decode_subject(const char *v, size_t len)
 static char *
 mime_first_from(const char *v, size_t len)
 {
-	struct mailimf_address_list *al = NULL;
+	struct mailimf_address_list *al;
+	const struct mailimf_mailbox *mb = NULL;
 	clistiter *it, *jt;
-	size_t idx = 0;
-	char *out = NULL;
+	const char *spec;
+	size_t slen;
+	char *out;
 
-	if (mailimf_address_list_parse(v, len, &idx, &al) != MAILIMF_NO_ERROR)
+	if ((al = mime_parse_addresses(v, len)) == NULL)
 		return xstrdup("");
-	for (it = clist_begin(al->ad_list); it != NULL && out == NULL;
+	for (it = clist_begin(al->ad_list); it != NULL && mb == NULL;
 	    it = clist_next(it)) {
 		struct mailimf_address *ad = clist_content(it);
 
-		if (ad->ad_type == MAILIMF_ADDRESS_MAILBOX) {
-			out = xstrdup(ad->ad_data.ad_mailbox->mb_addr_spec);
-			break;
-		}
-		if (ad->ad_data.ad_group->grp_mb_list == NULL)
-			continue;
-		jt = clist_begin(ad->ad_data.ad_group->grp_mb_list->mb_list);
-		if (jt != NULL)
-			out = xstrdup(((struct mailimf_mailbox *)
-			    clist_content(jt))->mb_addr_spec);
+		if (ad->ad_type == MAILIMF_ADDRESS_MAILBOX)
+			mb = ad->ad_data.ad_mailbox;
+		else if (ad->ad_data.ad_group->grp_mb_list != NULL &&
+		    (jt = clist_begin(
+		    ad->ad_data.ad_group->grp_mb_list->mb_list)) != NULL)
+			mb = clist_content(jt);
 	}
-	mailimf_address_list_free(al);
-	if (out == NULL)
+	if (mb == NULL) {
+		mailimf_address_list_free(al);
 		return xstrdup("");
+	}
+	mime_addr_trim(mb->mb_addr_spec, &spec, &slen);
+	out = mime_utf8_clean(spec, slen);
+	mailimf_address_list_free(al);
 	return out;
 }
 

@@ -393,6 +393,111 @@ test_reference_outputs(void **state)
 	free(path);
 }
 
+/*
+ * Header fields, one message each: the decoded keys exactly, and a piece
+ * the ENVELOPE must contain.  Dates checked with date -u -d @N.
+ */
+static const struct field_case {
+	const char *msg;
+	const char *subject, *from, *message_id;
+	int64_t date;
+	const char *in_envelope;
+} field_cases[] = {
+	{ "Date: Tue, 1 Jul 2003 10:52:37 +0200\r\n\r\n",
+	    "", "", "", 1057049557, "(\"Tue, 1 Jul 2003 10:52:37 +0200\" NIL" },
+	{ "Date: 1 Jul 2003 10:52 +0200\r\n\r\n", "", "", "", 1057049520, NULL },
+	{ "Date: Tue, 01 Jul 2003 10:52:37 GMT\r\n\r\n",
+	    "", "", "", 1057056757, NULL },
+	/* obsolete two-digit year and zone name (RFC 5322 4.3) */
+	{ "Date: Tue, 1 Jul 03 10:52:37 EST\r\n\r\n",
+	    "", "", "", 1057074757, NULL },
+	{ "Date: Thu, 29 Feb 2024 23:59:60 -1200\r\n\r\n",
+	    "", "", "", 1709294400, NULL },
+	/* invalid: no 29 Feb in 2023, ISO 8601 is not RFC 5322 */
+	{ "Date: Wed, 29 Feb 2023 12:00:00 +0000\r\n\r\n", "", "", "", 0, NULL },
+	{ "Date: 2003-07-01T10:52:37Z\r\n\r\n", "", "", "", 0,
+	    "(\"2003-07-01T10:52:37Z\" NIL" },
+	{ "Date: Tue, 1 Jul 2003 25:52:37 +0200\r\n\r\n", "", "", "", 0, NULL },
+	{ "Message-ID:\r\n <folded@example.com>\r\n\r\n", "", "",
+	    "<folded@example.com>", 0, " \"<folded@example.com>\")" },
+	{ "Message-ID: <a@b> <c@d>\r\nIn-Reply-To: <x@y>\r\n\t<z@w>\r\n\r\n",
+	    "", "", "<a@b>", 0, "\"<x@y>\t<z@w>\" \"<a@b> <c@d>\")" },
+	/* addresses: no domain, empty, source route, comment, quoting */
+	{ "From: root\r\n\r\n", "", "root", "", 0,
+	    "((NIL NIL \"root\" \"MISSING_DOMAIN\"))" },
+	{ "From: <>\r\n\r\n", "", "", "", 0,
+	    "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)" },
+	{ "From: x@y.z\r\nTo: <@relay,@r2:a@b.c>, d@e.f (Comment), "
+	    "\"Quoted \\\"Name\\\"\" <q@b.c>\r\n\r\n", "", "x@y.z", "", 0,
+	    "((NIL NIL \"a\" \"b.c\")(NIL NIL \"d\" \"e.f\")"
+	    "(\"Quoted \\\"Name\\\"\" NIL \"q\" \"b.c\"))" },
+	{ "From: \"Li, Si\" <li@x.cn>, wang@x.cn\r\n\r\n", "", "li@x.cn", "", 0,
+	    "((\"Li, Si\" NIL \"li\" \"x.cn\")(NIL NIL \"wang\" \"x.cn\"))" },
+	{ "From: Team: first@x.cn, second@x.cn;\r\n\r\n", "", "first@x.cn", "",
+	    0, "((NIL NIL \"Team\" NIL)(NIL NIL \"first\" \"x.cn\")"
+	    "(NIL NIL \"second\" \"x.cn\")(NIL NIL NIL NIL))" },
+	/* display names stay RFC 2047-encoded in the ENVELOPE */
+	{ "From: =?gbk?B?1tDOxA==?= <a@b.cn>\r\n\r\n", "", "a@b.cn", "", 0,
+	    "((\"=?gbk?B?1tDOxA==?=\" NIL \"a\" \"b.cn\"))" },
+	/* unparsable Sender/Reply-To default to From */
+	{ "From: a@b.cn\r\nSender: <<<\r\nReply-To:\r\n\r\n", "", "a@b.cn", "",
+	    0, "((NIL NIL \"a\" \"b.cn\")) ((NIL NIL \"a\" \"b.cn\")) "
+	    "((NIL NIL \"a\" \"b.cn\")) NIL" },
+	/* deep comments are never handed to libetpan */
+	{ "From: ((((((((((((((((((x)))))))))))))))))) a@b.cn\r\n\r\n",
+	    "", "", "", 0, "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)" },
+	{ "From: (((((((((((((((x))))))))))))))) a@b.cn\r\n\r\n",
+	    "", "a@b.cn", "", 0, NULL },
+	/* subjects: charsets, mixed words, raw 8-bit, control bytes */
+	{ "Subject: =?ISO-8859-1?Q?caf=E9?= =?ISO-8859-2?Q?=B1=E6?=\r\n\r\n",
+	    "caf\xc3\xa9\xc4\x85\xc4\x87", "", "", 0, NULL },
+	{ "Subject: =?utf-8?q?=E6=94=BF=E5=8A=A1?= plain =?big5?B?s3Gqvg==?="
+	    "\r\n\r\n", "\xe6\x94\xbf\xe5\x8a\xa1 plain \xe9\x80\x9a\xe7\x9f\xa5",
+	    "", "", 0, NULL },
+	{ "Subject: \xd5\xfe\xce\xf1 GBK raw\r\n\r\n",
+	    "\xe6\x94\xbf\xe5\x8a\xa1 GBK raw", "", "", 0,
+	    " {12}\r\n\xd5\xfe\xce\xf1 GBK raw NIL" },
+	{ "Subject: bad \xff\xfe bytes\r\n\r\n", "bad ?? bytes", "", "", 0,
+	    " {12}\r\nbad \xff\xfe bytes NIL" },
+	{ "Subject: tab\there\x01\r\n\r\n", "tab here?", "", "", 0, NULL },
+	{ "Subject: \"quotes\" and \\back\\\r\n\r\n", "\"quotes\" and \\back\\",
+	    "", "", 0, " \"\\\"quotes\\\" and \\\\back\\\\\" NIL" },
+	{ "Subject: folded\r\n  over\r\n\tlines\r\n\r\n", "folded over lines",
+	    "", "", 0, NULL },
+	{ "Subject:\r\n\r\n", "", "", "", 0, "(NIL NIL NIL" },
+	{ "subject : Odd Case\r\n\r\n", "Odd Case", "", "", 0, NULL },
+	{ "Subject: first\r\nSubject: second\r\n\r\n", "first", "", "", 0,
+	    NULL },
+};
+
+static void
+test_fields(void **state)
+{
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(field_cases) / sizeof(field_cases[0]); i++) {
+		const struct field_case *c = &field_cases[i];
+		struct mime_info info;
+		const char *error;
+
+		assert_int_equal(mime_analyse((const uint8_t *)c->msg,
+		    strlen(c->msg), &info, &error), 0);
+		check_str(c->msg, "subject", info.subject, c->subject);
+		check_str(c->msg, "from", info.from, c->from);
+		check_str(c->msg, "message_id", info.message_id,
+		    c->message_id);
+		if (info.date != c->date)
+			fail_msg("case %zu: date %lld, want %lld", i,
+			    (long long)info.date, (long long)c->date);
+		if (c->in_envelope != NULL &&
+		    strstr(info.envelope, c->in_envelope) == NULL)
+			fail_msg("case %zu: envelope %s lacks %s", i,
+			    info.envelope, c->in_envelope);
+		mime_info_free(&info);
+	}
+}
+
 /* ---- structural checks for any input ------------------------------ */
 
 /* One IMAP item (RFC 3501 syntax) at *p; -1 if malformed. */
@@ -914,6 +1019,7 @@ main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_samples),
 		cmocka_unit_test(test_reference_outputs),
+		cmocka_unit_test(test_fields),
 		cmocka_unit_test(test_depth_multipart),
 		cmocka_unit_test(test_depth_message),
 		cmocka_unit_test(test_depth_huge),
