@@ -519,8 +519,8 @@ out_both_string(struct buf *bs, struct buf *b, const char *s, int upper)
 }
 
 /*
- * body-fld-param.  A text part without a charset gets ("CHARSET"
- * "US-ASCII"), the RFC 2045 5.2 default, as Dovecot sends it.
+ * body-fld-param.  A text part without a charset is sent with
+ * "CHARSET" "US-ASCII" added, the RFC 2045 5.2 default, as Dovecot does.
  */
 static void
 out_params(struct buf *o, clist *params, int text)
