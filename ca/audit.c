@@ -177,7 +177,9 @@ govca_audit_append(const char *path, const char *event, const char *fields,
 	head_path = xasprintf("%s.head", path);
 	buf_reset(&line);
 	buf_printf(&line, "%" PRIu64 " %s\n", seq + 1, hex);
-	if (ca_file_write(head_path, line.data, line.len, 0600) == -1) {
+	/* The head is only ever behind the fsynced log, never ahead of it,
+	 * so it needs no fsync of its own. */
+	if (ca_file_write_ex(head_path, line.data, line.len, 0600, 0) == -1) {
 		free(head_path);
 		*error_r = "audit: cannot write the head file";
 		goto out;

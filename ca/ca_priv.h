@@ -65,6 +65,8 @@ EVP_PKEY *ca_key_load(const char *path, const char *passphrase);
 int ca_cert_save(const char *path, X509 *cert);
 X509 *ca_cert_load(const char *path);
 int ca_file_write(const char *path, const void *data, size_t len, int mode);
+int ca_file_write_ex(const char *path, const void *data, size_t len, int mode,
+    int durable);
 int ca_file_read(const char *path, size_t max, uint8_t **data_r,
     size_t *len_r);
 int ca_serial_random(ASN1_INTEGER **serial_r,

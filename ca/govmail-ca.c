@@ -89,6 +89,19 @@ struct cmd_ctx {
 };
 
 static volatile int stop_flag;
+/* Closed at exit, also after die(), so the database is left clean. */
+static struct govca *open_handle;
+static struct store *open_store;
+
+static void
+close_at_exit(void)
+{
+	govca_close(open_handle);
+	open_handle = NULL;
+	if (open_store != NULL)
+		store_close(open_store);
+	open_store = NULL;
+}
 
 static void
 usage(void)
@@ -245,7 +258,16 @@ open_ca(struct cmd_ctx *c, unsigned flags)
 	if (govca_open(c->dir, &c->settings,
 	    flags != 0 ? passphrase(c, 0) : NULL, flags, &ca, &err) == -1)
 		die(EXIT_ENV, "%s", err);
+	open_handle = ca;
 	return ca;
+}
+
+static void
+close_ca(struct govca *ca)
+{
+	govca_close(ca);
+	if (open_handle == ca)
+		open_handle = NULL;
 }
 
 static void
@@ -343,6 +365,7 @@ holder_load(struct cmd_ctx *c, const char *address, enum govca_profile p,
 	if ((ret = store_open(c->cfg, 0, &hd->store, &err)) != 0)
 		die(EXIT_ENV, "cannot open the mail store: %s",
 		    err != NULL ? err : store_strerror(ret));
+	open_store = hd->store;
 	ret = store_account_get(hd->store, address, &hd->acct, &err);
 	if (ret == STORE_ENOTFOUND)
 		die(EXIT_FAIL, "no such mailbox: %s", address);
@@ -385,6 +408,7 @@ holder_done(struct holder_data *hd, const char *serial)
 		    "record it on the account: %s\n", serial, err);
 	store_account_free(hd->acct);
 	store_close(hd->store);
+	open_store = NULL;
 }
 
 /* ---- commands ----------------------------------------------------------- */
@@ -545,7 +569,7 @@ cmd_issue(struct cmd_ctx *c)
 	holder_load(c, c->argv[0], p, &hd);
 	ca = open_ca(c, GOVCA_OPEN_KEYS);
 	issue_for(c, ca, &hd);
-	govca_close(ca);
+	close_ca(ca);
 	return 0;
 }
 
@@ -574,7 +598,7 @@ cmd_issue_server(struct cmd_ctx *c)
 	buf_free(&key);
 	buf_free(&chain);
 	govca_issued_free(&iss);
-	govca_close(ca);
+	close_ca(ca);
 	return 0;
 }
 
@@ -596,7 +620,7 @@ cmd_revoke(struct cmd_ctx *c)
 		die(EXIT_FAIL, "revoke: %s", err);
 	printf("revoked %s (%s); CRL regenerated\n", c->argv[0],
 	    govca_reason_name(r));
-	govca_close(ca);
+	close_ca(ca);
 	return 0;
 }
 
@@ -609,7 +633,7 @@ cmd_crl(struct cmd_ctx *c)
 	if (govca_crl_generate(ca, &err) == -1)
 		die(EXIT_FAIL, "crl: %s", err);
 	printf("CRL written to %s/issuing.crl\n", c->dir);
-	govca_close(ca);
+	close_ca(ca);
 	return 0;
 }
 
@@ -648,7 +672,7 @@ cmd_list(struct cmd_ctx *c, const char *address, time_t before)
 
 	if (govca_cert_list(ca, address, list_cb, &l, &err) == -1)
 		die(EXIT_ENV, "%s", err);
-	govca_close(ca);
+	close_ca(ca);
 	if (address != NULL && l.n == 0)
 		die(EXIT_FAIL, "no certificate for %s", address);
 	return 0;
@@ -693,7 +717,7 @@ cmd_show(struct cmd_ctx *c)
 	if (c->o.pem)
 		print_pem(cert.der, cert.der_len, stdout);
 	govca_cert_free(&cert);
-	govca_close(ca);
+	close_ca(ca);
 	return 0;
 }
 
@@ -713,7 +737,7 @@ cmd_renew(struct cmd_ctx *c)
 	ca = open_ca(c, 0);
 	if (govca_cert_get(ca, c->argv[0], &old, &err) == -1)
 		die(EXIT_FAIL, "%s", err);
-	govca_close(ca);
+	close_ca(ca);
 	if (old.profile == GOVCA_PROFILE_SERVER)
 		die(EXIT_FAIL, "renew a server certificate with issue-server");
 	/* A mailbox-validated citizen stays mailbox-validated. */
@@ -736,7 +760,7 @@ cmd_renew(struct cmd_ctx *c)
 	ca = open_ca(c, GOVCA_OPEN_KEYS);
 	printf("renewing %s for %s\n", old.serial, old.address);
 	issue_for(c, ca, &hd);
-	govca_close(ca);
+	close_ca(ca);
 	govca_cert_free(&old);
 	return 0;
 }
@@ -800,7 +824,7 @@ cmd_serve(struct cmd_ctx *c)
 	if (govca_audit(ca, "serve", "event=start", &err) == -1 ||
 	    govca_serve(ca, listen, threads, &stop_flag, &err) == -1)
 		die(EXIT_ENV, "serve: %s", err);
-	govca_close(ca);
+	close_ca(ca);
 	return 0;
 }
 
@@ -911,6 +935,7 @@ main(int argc, char **argv)
 	if (sodium_init() < 0)
 		die(EXIT_ENV, "libsodium failed to initialise");
 	umask(077);
+	atexit(close_at_exit);
 	parse_opts(&c.o, argc, argv);
 	if (optind >= argc)
 		usage();

@@ -56,6 +56,14 @@ ca_md_for_key(EVP_PKEY *key)
 int
 ca_file_write(const char *path, const void *data, size_t len, int mode)
 {
+	return ca_file_write_ex(path, data, len, mode, 1);
+}
+
+/* Write to PATH.tmp.PID, then rename over path; fsync when durable. */
+int
+ca_file_write_ex(const char *path, const void *data, size_t len, int mode,
+    int durable)
+{
 	char *tmp;
 	ssize_t n;
 	size_t off = 0;
@@ -76,7 +84,7 @@ ca_file_write(const char *path, const void *data, size_t len, int mode)
 		}
 		off += (size_t)n;
 	}
-	if (fchmod(fd, mode) == -1 || fsync(fd) == -1)
+	if (fchmod(fd, mode) == -1 || (durable && fsync(fd) == -1))
 		goto fail;
 	if (close(fd) == -1) {
 		fd = -1;

@@ -113,6 +113,23 @@ kv_is_alive(DB_ENV *env, pid_t pid, db_threadid_t tid, u_int32_t flags)
 	return 0;
 }
 
+/* Berkeley DB's own messages (failchk cleaning up after a dead process,
+ * recovery) go to the log at debug level, not to the caller's stderr. */
+static void
+kv_errcall(const DB_ENV *env, const char *prefix, const char *msg)
+{
+	(void)env;
+	(void)prefix;
+	log_debug("kv: %s", msg);
+}
+
+static void
+kv_msgcall(const DB_ENV *env, const char *msg)
+{
+	(void)env;
+	log_debug("kv: %s", msg);
+}
+
 static DB *
 kv_table_db(struct kv_env *kv, const char *name)
 {
@@ -147,6 +164,8 @@ kv_open(const char *dir, const char *const *tables, unsigned flags,
 		free(kv);
 		return kv_error(NULL, "db_env_create failed", ret, error_r);
 	}
+	kv->env->set_errcall(kv->env, kv_errcall);
+	kv->env->set_msgcall(kv->env, kv_msgcall);
 	kv->env->set_cachesize(kv->env, 0, KV_CACHE_BYTES, 1);
 	kv->env->set_lg_max(kv->env, KV_LOG_BYTES);
 	kv->env->set_lk_detect(kv->env, DB_LOCK_DEFAULT);
