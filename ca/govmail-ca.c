@@ -280,7 +280,8 @@ write_file(const char *path, const void *data, size_t len, int mode)
 	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 	    mode)) == -1 || (f = fdopen(fd, "w")) == NULL)
 		die(EXIT_ENV, "cannot write %s: %s", path, strerror(errno));
-	if (fwrite(data, 1, len, f) != len || fflush(f) != 0 ||
+	if (fchmod(fd, mode) != 0 || fwrite(data, 1, len, f) != len ||
+	    fflush(f) != 0 ||
 	    fsync(fd) != 0 || fclose(f) != 0)
 		die(EXIT_ENV, "cannot write %s: %s", path, strerror(errno));
 }

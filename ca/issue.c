@@ -87,23 +87,26 @@ address_check(const char *a, int *utf8_r, const char **why_r)
 	return 0;
 }
 
-/* Split "Given Surname" or a CJK name (surname = first character). */
+/*
+ * Split a display name into surname and given name the Chinese way: the
+ * surname comes first, both in characters ("张伟": 张 + 伟) and in pinyin
+ * ("Zhang Wei": Zhang + Wei, GB/T 28039).  Compound surnames and other
+ * orders need --surname and --given-name.
+ */
 static int
 split_name(const char *display, char *given, size_t gsz, char *surname,
     size_t ssz)
 {
-	const char *sp = strrchr(display, ' ');
+	const char *sp = strchr(display, ' ');
 	size_t n;
 
 	if (sp != NULL) {
-		if (sp == display || sp[1] == '\0')
-			return -1;
 		n = (size_t)(sp - display);
-		if (n >= gsz)
+		if (n == 0 || sp[1] == '\0' || n >= ssz)
 			return -1;
-		memcpy(given, display, n);
-		given[n] = '\0';
-		return str_copy(surname, ssz, sp + 1);
+		memcpy(surname, display, n);
+		surname[n] = '\0';
+		return str_copy(given, gsz, sp + 1);
 	}
 	/* First UTF-8 code point. */
 	n = 1;

@@ -93,7 +93,7 @@ def get(url, data=None, headers=None):
 # ---- store and CA ------------------------------------------------------
 ctl.must("domain", "add", DOMAIN)
 accounts = {
-    "official": (f"li.ming@{DOMAIN}", ["--name", "Ming Li", "--org",
+    "official": (f"li.ming@{DOMAIN}", ["--name", "Li Ming", "--org",
                                        "Housing Bureau", "--title",
                                        "Director"]),
     "department": (f"housing@{DOMAIN}", ["--name", "Housing Bureau",
@@ -169,6 +169,8 @@ t.ok(f"organizationIdentifier = NTRCN-{USCC_OK}" in txt,
 txt = x509_text(path("official.pem"))
 t.ok("organizationIdentifier = GOVCN" in txt and "title = Director" in txt,
      "official: GOVCN and title")
+t.ok("SN = Li" in txt and "GN = Ming" in txt,
+     "official: surname first (pinyin order)")
 t.ok("serialNumber" in x509_text(path("citizen.pem")),
      "citizen: an opaque serialNumber")
 derb = subprocess.run(["openssl", "x509", "-in", path("citizen.pem"),

@@ -431,7 +431,7 @@ static const struct {
 	const char *san;
 } profile_cases[] = {
 	{ { .address = "li.ming@city.gov.example",
-	    .profile = GOVCA_PROFILE_OFFICIAL, .display_name = "Ming Li",
+	    .profile = GOVCA_PROFILE_OFFICIAL, .display_name = "Li Ming",
 	    .organisation = "Housing Bureau", .org_id = "CN-SH",
 	    .title = "Director" },
 	  "2.23.140.1.5.3.3",
