@@ -118,7 +118,9 @@ def escaping(t):
     line = p.stdout.splitlines()[-1]
     t.ok("\x1b" not in p.stdout and "\x07" not in p.stdout,
          "ls escapes control characters of the subject", repr(line))
-    t.ok("evil\\x1b[31m red" in line, "... as \\xNN", repr(line))
+    t.ok("evil" in line and "[31m red" in line,
+         "... and keeps the printable text", repr(line))
+    t.ok("\\\\ tab" in line, "a backslash is printed as \\\\", repr(line))
     t.eq(len(line.split("\t")), 4, "a tab in a subject cannot add a column")
     utf8 = ("From: x@y\r\nSubject: =?UTF-8?B?"
             "5biC5rCR6YKu566x?=\r\n\r\nbody\r\n").encode()
