@@ -56,11 +56,28 @@ enum mime_field {
 	MIME_F_COUNT
 };
 
-static const char *const mime_field_names[MIME_F_COUNT] = {
-	"content-type", "content-transfer-encoding", "content-id",
-	"content-description", "content-disposition", "content-language",
-	"content-location", "date", "subject", "from", "sender", "reply-to",
-	"to", "cc", "bcc", "in-reply-to", "message-id",
+#define MIME_FIELD_NAME(s)	{ s, sizeof(s) - 1 }
+static const struct {
+	const char *name;
+	size_t len;
+} mime_field_names[MIME_F_COUNT] = {
+	MIME_FIELD_NAME("content-type"),
+	MIME_FIELD_NAME("content-transfer-encoding"),
+	MIME_FIELD_NAME("content-id"),
+	MIME_FIELD_NAME("content-description"),
+	MIME_FIELD_NAME("content-disposition"),
+	MIME_FIELD_NAME("content-language"),
+	MIME_FIELD_NAME("content-location"),
+	MIME_FIELD_NAME("date"),
+	MIME_FIELD_NAME("subject"),
+	MIME_FIELD_NAME("from"),
+	MIME_FIELD_NAME("sender"),
+	MIME_FIELD_NAME("reply-to"),
+	MIME_FIELD_NAME("to"),
+	MIME_FIELD_NAME("cc"),
+	MIME_FIELD_NAME("bcc"),
+	MIME_FIELD_NAME("in-reply-to"),
+	MIME_FIELD_NAME("message-id"),
 };
 
 enum mime_kind {
@@ -849,7 +866,8 @@ mime_field_done(struct mime_ctx *ctx, struct mime_node *node, size_t name_off,
 	if (end - val_off > MIME_FIELD_MAX)
 		return;
 	for (f = 0; f < MIME_F_COUNT; f++)
-		if (mime_ascii_caseeq(name, name_len, mime_field_names[f])) {
+		if (name_len == mime_field_names[f].len &&
+		    mime_ascii_caseeq(name, name_len, mime_field_names[f].name)) {
 			if (node->fields[f].off == MIME_ABSENT) {
 				node->fields[f].off = val_off;
 				node->fields[f].len = end - val_off;
@@ -1030,7 +1048,11 @@ mime_split(struct mime_ctx *ctx, uint32_t i, const char *boundary)
 			break;
 		q = (size_t)(hit - msg);
 		if (q > boff && msg[q - 1] != '\n') {
-			pos = q + 1;
+			/* Not at a line start: go on from the next line, so
+			 * that a periodic boundary ("------") costs linear
+			 * time, not one memmem per byte. */
+			nl = memchr(hit, '\n', bend - q);
+			pos = nl != NULL ? (size_t)(nl - msg) + 1 : bend;
 			continue;
 		}
 		after = q + dlen;
@@ -1041,7 +1063,7 @@ mime_split(struct mime_ctx *ctx, uint32_t i, const char *boundary)
 		if (!close && !mime_blank_to_eol(msg + after,
 		    (nl != NULL ? (size_t)(nl - msg) : bend) - after)) {
 			/* "--b1" does not delimit inside "--b10" */
-			pos = q + 1;
+			pos = next;
 			continue;
 		}
 		e = q;

@@ -913,6 +913,36 @@ test_boundary_limit(void **state)
 	}
 }
 
+/* A periodic boundary inside long lines: linear, still one part. */
+static void
+test_periodic_boundary(void **state)
+{
+	struct buf b;
+	struct mime_info info;
+	size_t k, j;
+
+	(void)state;
+	buf_init(&b, BUF_UNBOUNDED);
+	buf_append_str(&b, "Content-Type: multipart/mixed; boundary=\"");
+	for (k = 0; k < MIME_BOUNDARY_MAX; k++)
+		buf_append_byte(&b, '-');
+	buf_append_str(&b, "\"\r\n\r\n--");
+	for (k = 0; k < MIME_BOUNDARY_MAX; k++)
+		buf_append_byte(&b, '-');
+	buf_append_str(&b, "\r\n\r\n");
+	for (j = 0; j < 2000; j++) {
+		buf_append_byte(&b, 'x');
+		for (k = 0; k < 1000; k++)
+			buf_append_byte(&b, '-');
+		buf_append_str(&b, "\r\n");
+	}
+	analyse_buf(&b, &info);
+	assert_int_equal(count_str(info.body, "\"TEXT\""), 1);
+	assert_non_null(strstr(info.body, " 2006000 2000)"));
+	mime_info_free(&info);
+	buf_free(&b);
+}
+
 /* Deep comments are not handed to libetpan; many header lines are fine. */
 static void
 test_hostile_headers(void **state)
@@ -1027,6 +1057,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_parts_huge),
 		cmocka_unit_test(test_field_limit),
 		cmocka_unit_test(test_boundary_limit),
+		cmocka_unit_test(test_periodic_boundary),
 		cmocka_unit_test(test_hostile_headers),
 		cmocka_unit_test(test_truncations),
 		cmocka_unit_test(test_api_edges),
