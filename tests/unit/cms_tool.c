@@ -8,7 +8,9 @@
  *       prints the multipart/signed entity, or with --from/--to the whole
  *       message.
  *   cms_tool verify --root F... [--crl F] [--revoked-serial HEX]
- *            [--at EPOCH] [--signing-time] FILE
+ *            [--ca-dir DIR] [--at EPOCH] [--signing-time] FILE
+ *       --ca-dir looks the signer up in govmail-ca's database (the
+ *       revocation callback the daemons use: unknown serial = unavailable)
  *       prints status=, reason=, class=, from=, from_match=, emails=;
  *       exits 0 pass, 1 fail, 2 neutral, 3 malformed.
  *   cms_tool encrypt --cert F [--cert F...] FILE
@@ -28,12 +30,13 @@
 #include <openssl/x509.h>
 
 #include "buf.h"
-#include "govca_cms.h"
+#include "govca.h"
 
 #define TOOL_MAX_CERTS	64
 
 struct tool_opts {
 	const char *p12, *pass, *cert, *key, *chain, *crl, *revoked_serial;
+	const char *ca_dir;
 	const char *from, *to, *subject;
 	const char *certs[TOOL_MAX_CERTS];
 	size_t ncerts;
@@ -177,6 +180,48 @@ revoked_by_serial(X509 *cert, void *ctx, const char **reason_r)
 	return r;
 }
 
+/* The signer's serial as govca prints it: lower-case hex of its bytes. */
+static int
+serial_hex(X509 *cert, char *out, size_t outsz)
+{
+	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+	unsigned char b[64];
+	int n, i;
+
+	if (bn == NULL)
+		return -1;
+	n = BN_num_bytes(bn);
+	if (n <= 0 || n > (int)sizeof(b) || (size_t)(2 * n + 1) > outsz) {
+		BN_free(bn);
+		return -1;
+	}
+	BN_bn2bin(bn, b);
+	BN_free(bn);
+	for (i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", b[i]);
+	return 0;
+}
+
+static int
+revoked_by_ca(X509 *cert, void *ctx, const char **reason_r)
+{
+	struct govca *ca = ctx;
+	struct govca_cert c;
+	char hex[GOVCA_SERIAL_HEX_MAX + 2];
+	const char *err;
+	int r;
+
+	memset(&c, 0, sizeof(c));
+	if (serial_hex(cert, hex, sizeof(hex)) < 0 ||
+	    govca_cert_get(ca, hex, &c, &err) < 0)
+		return -1;	/* not ours: no answer */
+	r = c.status == GOVCA_STATUS_REVOKED;
+	if (r)
+		*reason_r = govca_reason_name(c.reason);
+	govca_cert_free(&c);
+	return r;
+}
+
 static int
 cmd_verify(const struct tool_opts *o, const char *file)
 {
@@ -185,6 +230,7 @@ cmd_verify(const struct tool_opts *o, const char *file)
 	STACK_OF(X509_CRL) *crls = NULL;
 	X509_STORE *store = X509_STORE_new();
 	struct buf in;
+	struct govca *ca = NULL;
 	const char *err = NULL;
 	size_t i;
 	int r, rc;
@@ -217,6 +263,19 @@ cmd_verify(const struct tool_opts *o, const char *file)
 		vo.revoked = revoked_by_serial;
 		vo.revoked_ctx = (void *)(uintptr_t)o->revoked_serial;
 	}
+	if (o->ca_dir != NULL) {
+		struct govca_settings gs;
+
+		memset(&gs, 0, sizeof(gs));
+		gs.base_url = "http://127.0.0.1";
+		gs.validity_days = GOVCA_VALIDITY_DEFAULT_DAYS;
+		gs.crl_days = GOVCA_CRL_DAYS_MAX;
+		gs.name = "govmail";
+		if (govca_open(o->ca_dir, &gs, NULL, 0, &ca, &err) < 0)
+			die(o->ca_dir, err);
+		vo.revoked = revoked_by_ca;
+		vo.revoked_ctx = ca;
+	}
 	vo.at = (time_t)o->at;
 	if (o->signing_time)
 		vo.flags |= GOVCA_CMS_VERIFY_SIGNING_TIME;
@@ -240,6 +299,8 @@ cmd_verify(const struct tool_opts *o, const char *file)
 	buf_free(&in);
 	sk_X509_CRL_pop_free(crls, X509_CRL_free);
 	X509_STORE_free(store);
+	if (ca != NULL)
+		govca_close(ca);
 	return rc;
 }
 
@@ -301,6 +362,7 @@ main(int argc, char **argv)
 		{ "chain", required_argument, NULL, 'C' },
 		{ "crl", required_argument, NULL, 'l' },
 		{ "revoked-serial", required_argument, NULL, 'R' },
+		{ "ca-dir", required_argument, NULL, 'D' },
 		{ "from", required_argument, NULL, 'f' },
 		{ "to", required_argument, NULL, 't' },
 		{ "subject", required_argument, NULL, 's' },
@@ -336,6 +398,7 @@ main(int argc, char **argv)
 		case 'C': o.chain = optarg; break;
 		case 'l': o.crl = optarg; break;
 		case 'R': o.revoked_serial = optarg; break;
+		case 'D': o.ca_dir = optarg; break;
 		case 'f': o.from = optarg; break;
 		case 't': o.to = optarg; break;
 		case 's': o.subject = optarg; break;
