@@ -22,6 +22,8 @@ struct kv_env;
 #define CA_TABLE_ADDR "by_addr"		/* lower(address) NUL serial -> "" */
 #define CA_TABLE_META "meta"		/* crl_number, ... */
 #define CA_TABLE_HOLDERS "holders"	/* address -> opaque citizen id */
+#define CA_TABLE_REVOKED "revoked"	/* serial -> when(8) reason(1): the
+					   CRL reads only this, not every cert */
 
 struct govca {
 	char dir[CA_PATH_MAX];

@@ -27,7 +27,8 @@
 #define CERTDB_HDR 30
 
 const char *const ca_db_tables[] = {
-	CA_TABLE_CERTS, CA_TABLE_ADDR, CA_TABLE_META, CA_TABLE_HOLDERS, NULL
+	CA_TABLE_CERTS, CA_TABLE_ADDR, CA_TABLE_META, CA_TABLE_HOLDERS,
+	CA_TABLE_REVOKED, NULL
 };
 
 static void
@@ -427,6 +428,14 @@ revoke_txn(struct kv_txn *txn, void *arg)
 	put64(val + 20, (uint64_t)r->when);
 	ret = kv_put(r->ca->db, txn, CA_TABLE_CERTS, r->serial, r->slen, val,
 	    vlen, 0);
+	if (ret == 0 && val[1] != GOVCA_PROFILE_SERVER) {
+		uint8_t entry[9];
+
+		put64(entry, (uint64_t)r->when);
+		entry[8] = (uint8_t)r->reason;
+		ret = kv_put(r->ca->db, txn, CA_TABLE_REVOKED, r->serial,
+		    r->slen, entry, sizeof(entry), 0);
+	}
 	free(val);
 	return ret;
 }
@@ -493,11 +502,10 @@ revoked_cb(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
 {
 	struct revoked_ctx *r = arg;
 
-	if (vlen < CERTDB_HDR || val[0] != CERTDB_VERSION ||
-	    val[2] != GOVCA_STATUS_REVOKED)
+	if (vlen != 9)
 		return 0;
 	/* Expired certificates stay on the CRL (S/MIME BR allows removal). */
-	return r->cb(key, klen, (time_t)get64(val + 20), val[3], r->ctx);
+	return r->cb(key, klen, (time_t)get64(val), val[8], r->ctx);
 }
 
 int
@@ -507,7 +515,7 @@ ca_db_revoked_each(struct govca *ca,
 {
 	struct revoked_ctx r = { cb, ctx };
 
-	return kv_iterate(ca->db, NULL, CA_TABLE_CERTS, NULL, 0, revoked_cb,
+	return kv_iterate(ca->db, NULL, CA_TABLE_REVOKED, NULL, 0, revoked_cb,
 	    &r) < 0 ? -1 : 0;
 }
 
