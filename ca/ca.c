@@ -169,15 +169,29 @@ ca_err(struct govca *ca, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(ca->errbuf, sizeof(ca->errbuf), fmt, ap);
+	(void)ca;
+	vsnprintf(ca_errbuf(), CA_ERRBUF_SIZE, fmt, ap);
 	va_end(ap);
-	return ca->errbuf;
+	return ca_errbuf();
+}
+
+/*
+ * The error text is per thread: `serve` answers on many threads at once
+ * with one struct govca, and one thread's error must not garble another's.
+ */
+static _Thread_local char ca_error_text[CA_ERRBUF_SIZE];
+
+char *
+ca_errbuf(void)
+{
+	return ca_error_text;
 }
 
 const char *
 govca_error(struct govca *ca)
 {
-	return ca->errbuf;
+	(void)ca;
+	return ca_errbuf();
 }
 
 /* "what: first OpenSSL error" into out. */
@@ -361,7 +375,7 @@ govca_open(const char *dir, const struct govca_settings *s,
 	return 0;
 fail:
 	if (error_r != NULL)
-		*error_r = xstrdup(ca->errbuf);	/* outlives ca */
+		*error_r = xstrdup(ca_errbuf());	/* a stable copy */
 	govca_close(ca);
 	return -1;
 }

@@ -48,11 +48,12 @@ struct govca {
 	size_t crl_len;
 	struct timespec crl_mtime;
 	ino_t crl_ino;
-
-	char errbuf[512];
 };
 
+#define CA_ERRBUF_SIZE 512
+
 /* ca.c */
+char *ca_errbuf(void);	/* this thread's error text (CA_ERRBUF_SIZE) */
 const char *ca_err(struct govca *ca, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 const char *ca_ssl_err(char *out, size_t outsz, const char *what);

@@ -136,7 +136,7 @@ govca_crl_generate(struct govca *ca, const char **error_r)
 	ret = 0;
 	goto out;
 fail:
-	*error_r = ca_ssl_err(ca->errbuf, sizeof(ca->errbuf),
+	*error_r = ca_ssl_err(ca_errbuf(), CA_ERRBUF_SIZE,
 	    "cannot build the CRL");
 out:
 	ERR_clear_error();

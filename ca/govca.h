@@ -16,8 +16,8 @@
  * Keys are PKCS#8 encrypted with AES-256 under one passphrase, mode 0600.
  *
  * Conventions: functions return 0, or -1 with *error_r set to text that is
- * static or owned by the struct govca (valid until the next call on it);
- * error_r may be NULL.  Serials are lower-case hex without separators.
+ * static or held per thread by libgovca (valid until the thread's next
+ * call); error_r must not be NULL.  Serials are lower-case hex without separators.
  */
 #ifndef GOVMAIL_GOVCA_H
 #define GOVMAIL_GOVCA_H
@@ -116,7 +116,7 @@ int govca_open(const char *dir, const struct govca_settings *settings,
     const char *passphrase, unsigned flags, struct govca **ca_r,
     const char **error_r);
 void govca_close(struct govca *ca);
-/* Text of the last error on ca. */
+/* Text of the calling thread's last error. */
 const char *govca_error(struct govca *ca);
 
 /*

@@ -603,10 +603,39 @@ cmd_issue_server(struct cmd_ctx *c)
 	return 0;
 }
 
+/* The account no longer has a current certificate if it was this one. */
+static void
+account_forget_cert(struct cmd_ctx *c, const char *address,
+    const char *serial)
+{
+	struct store_account *acct;
+	struct store *store;
+	const char *err = NULL;
+
+	if (address[0] == '\0')
+		return;
+	if (store_open(c->cfg, 0, &store, &err) != 0) {
+		fprintf(stderr, "govmail-ca: warning: mail store not updated: "
+		    "%s\n", err != NULL ? err : "cannot open");
+		return;
+	}
+	open_store = store;
+	if (store_account_get(store, address, &acct, &err) == 0) {
+		if (str_casecmp(acct->cert_serial, serial) == 0 &&
+		    store_account_set_cert(store, address, "", &err) != 0)
+			fprintf(stderr, "govmail-ca: warning: %s: %s\n",
+			    address, err != NULL ? err : "not updated");
+		store_account_free(acct);
+	}
+	store_close(store);
+	open_store = NULL;
+}
+
 static int
 cmd_revoke(struct cmd_ctx *c)
 {
 	enum govca_reason r = GOVCA_REASON_UNSPECIFIED;
+	struct govca_cert cert;
 	struct govca *ca;
 	const char *err;
 
@@ -621,6 +650,10 @@ cmd_revoke(struct cmd_ctx *c)
 		die(EXIT_FAIL, "revoke: %s", err);
 	printf("revoked %s (%s); CRL regenerated\n", c->argv[0],
 	    govca_reason_name(r));
+	if (govca_cert_get(ca, c->argv[0], &cert, &err) == 0) {
+		account_forget_cert(c, cert.address, cert.serial);
+		govca_cert_free(&cert);
+	}
 	close_ca(ca);
 	return 0;
 }

@@ -569,13 +569,13 @@ issue_key(struct govca *ca, const struct govca_holder *h, EVP_PKEY *pub,
 	    add_email_san(cert, h->address, utf8) == -1 ||
 	    add_ee_exts(ca, cert, ca->issuing, pub, policy,
 	    "emailProtection") == -1) {
-		*error_r = ca_ssl_err(ca->errbuf, sizeof(ca->errbuf),
+		*error_r = ca_ssl_err(ca_errbuf(), CA_ERRBUF_SIZE,
 		    "cannot build the certificate");
 		goto fail;
 	}
 	if (X509_sign(cert, ca->issuing_key, ca_md_for_key(ca->issuing_key))
 	    <= 0) {
-		*error_r = ca_ssl_err(ca->errbuf, sizeof(ca->errbuf),
+		*error_r = ca_ssl_err(ca_errbuf(), CA_ERRBUF_SIZE,
 		    "cannot sign the certificate");
 		goto fail;
 	}
@@ -694,7 +694,7 @@ govca_issue_generate(struct govca *ca, const struct govca_holder *h,
 	goto out;
 fail:
 	/* The certificate is recorded but its key is lost: revoke it. */
-	*error_r = ca_ssl_err(ca->errbuf, sizeof(ca->errbuf),
+	*error_r = ca_ssl_err(ca_errbuf(), CA_ERRBUF_SIZE,
 	    "cannot build the PKCS#12");
 	log_warnx("issue: serial=%s pkcs12=failed", iss_r->serial);
 	sodium_memzero(password, GOVCA_P12_PASSWORD_LEN + 1);
@@ -787,7 +787,7 @@ govca_issue_server(struct govca *ca, const char *const *dns, size_t ndns,
 	    add_ee_exts(ca, cert, ca->tls, key, "2.23.140.1.2.1",
 	    "serverAuth") == -1 ||
 	    X509_sign(cert, ca->tls_key, ca_md_for_key(ca->tls_key)) <= 0) {
-		*error_r = ca_ssl_err(ca->errbuf, sizeof(ca->errbuf),
+		*error_r = ca_ssl_err(ca_errbuf(), CA_ERRBUF_SIZE,
 		    "cannot make the server certificate");
 		goto out;
 	}

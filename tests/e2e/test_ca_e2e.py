@@ -163,6 +163,9 @@ for cls, (addr, _) in accounts.items():
          int(re.search(r"notBefore=\w+ +\d+ [\d:]+ (\d+)", d).group(1)) in
          (1, 2), f"{cls}: about 730 days")
 
+p = ctl.run("user", "show", f"acme@{DOMAIN}")
+t.ok(f"certificate: {serials.get('legal-person')}" in p.stdout,
+     "the serial is recorded on the account", p.stdout)
 txt = x509_text(path("legal-person.pem"))
 t.ok(f"organizationIdentifier = NTRCN-{USCC_OK}" in txt,
      "legal person: NTRCN-<USCC>")
@@ -287,6 +290,9 @@ t.ok("OCSP Nonce" in o.stdout, "OCSP: nonce echoed")
 
 p = ca("revoke", serials.get("citizen", "x"), "--reason", "keyCompromise")
 t.ok(p.returncode == 0, "revoke", p.stderr)
+p = ctl.run("user", "show", f"zhang@{DOMAIN}")
+t.ok("certificate: none" in p.stdout,
+     "revoke clears the account's current certificate", p.stdout)
 p = ca("revoke", serials.get("citizen", "x"), "--reason", "keyCompromise")
 t.ok(p.returncode == 1 and "already revoked" in p.stderr,
      "revoking twice is refused")
