@@ -61,5 +61,19 @@ const struct config_key config_keys[] = {
 	{ "ca", "passphrase_file", CONFIG_PATH, "",
 	  "file holding the passphrase of the CA keys; empty: --passphrase-file or a prompt" },
 
+	/* ---- [tls]: certificates and protocol settings (lib/tls.c) ---- */
+	{ "tls", "cert_file", CONFIG_PATH, "",
+	  "PEM file holding the server certificate followed by its chain" },
+	{ "tls", "key_file", CONFIG_PATH, "",
+	  "unencrypted PEM private key of cert_file, mode 0600" },
+	{ "tls", "ca_file", CONFIG_PATH, "",
+	  "trust anchors (PEM) for outbound TLS; empty: the system store" },
+	{ "tls", "min_version", CONFIG_STR, "1.2",
+	  "lowest TLS version accepted: 1.2 or 1.3" },
+	{ "tls", "ciphers", CONFIG_STR, "ECDHE+AESGCM:ECDHE+CHACHA20",
+	  "TLS 1.2 cipher list, OpenSSL syntax" },
+	{ "tls", "ciphersuites", CONFIG_STR, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256",
+	  "TLS 1.3 cipher suites, OpenSSL syntax" },
+
 	{ NULL, NULL, CONFIG_STR, NULL, NULL },
 };
