@@ -169,15 +169,25 @@ govca_audit_append(const char *path, const char *event, const char *fields,
 	audit_hash(prev, buf_str(&line), line.len, hash);
 	sodium_bin2hex(hex, sizeof(hex), hash, sizeof(hash));
 	buf_printf(&line, " %s\n", hex);
-	if (write(fd, line.data, line.len) != (ssize_t)line.len ||
-	    fsync(fd) == -1) {
+	if (write(fd, line.data, line.len) != (ssize_t)line.len) {
 		*error_r = "audit: cannot write the log";
+		goto out;
+	}
+	/*
+	 * The next appender chains onto our line as soon as it is written;
+	 * the fsync happens outside the lock so that concurrent appenders'
+	 * fsyncs overlap (a group commit), and we return only after it.
+	 */
+	flock(fd, LOCK_UN);
+	if (fsync(fd) == -1) {
+		*error_r = "audit: cannot fsync the log";
 		goto out;
 	}
 	head_path = xasprintf("%s.head", path);
 	buf_reset(&line);
 	buf_printf(&line, "%" PRIu64 " %s\n", seq + 1, hex);
-	/* The head is only ever behind the fsynced log, never ahead of it,
+	/* Written after the fsync: the head is never ahead of the durable
+	 * log (a racing appender may leave it behind, which is harmless),
 	 * so it needs no fsync of its own. */
 	if (ca_file_write_ex(head_path, line.data, line.len, 0600, 0) == -1) {
 		free(head_path);
