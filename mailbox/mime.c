@@ -1,6 +1,7 @@
 /*
- * mime.c - MIME analysis at delivery: IMAP ENVELOPE, BODYSTRUCTURE and BODY
- * (RFC 3501 7.4.2), decoded sort keys and a compact part map.
+ * mime.c - MIME analysis at delivery: the entity tree, header fields,
+ * decoded sort keys and a compact part map; mime_imap.c writes the IMAP
+ * ENVELOPE, BODYSTRUCTURE and BODY (RFC 3501 7.4.2) from the tree.
  *
  * Runs in the delivering process (smtpd, imapd APPEND, govmailctl deliver),
  * once per stored message.  Trusts nothing in the message bytes.
@@ -26,35 +27,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <libetpan/libetpan.h>
-
 #include "buf.h"
 #include "strnum.h"
 #include "xmalloc.h"
 
 #include "mime.h"
-
-/* Header fields we look at; the first occurrence of each counts. */
-enum mime_field {
-	MIME_F_CONTENT_TYPE,
-	MIME_F_CONTENT_TRANSFER_ENCODING,
-	MIME_F_CONTENT_ID,
-	MIME_F_CONTENT_DESCRIPTION,
-	MIME_F_CONTENT_DISPOSITION,
-	MIME_F_CONTENT_LANGUAGE,
-	MIME_F_CONTENT_LOCATION,
-	MIME_F_DATE,
-	MIME_F_SUBJECT,
-	MIME_F_FROM,
-	MIME_F_SENDER,
-	MIME_F_REPLY_TO,
-	MIME_F_TO,
-	MIME_F_CC,
-	MIME_F_BCC,
-	MIME_F_IN_REPLY_TO,
-	MIME_F_MESSAGE_ID,
-	MIME_F_COUNT
-};
+#include "mime_priv.h"
 
 #define MIME_FIELD_NAME(s)	{ s, sizeof(s) - 1 }
 static const struct {
@@ -80,71 +58,9 @@ static const struct {
 	MIME_FIELD_NAME("message-id"),
 };
 
-enum mime_kind {
-	MIME_KIND_BASIC,	/* any leaf that is not text */
-	MIME_KIND_TEXT,		/* text/\* (has a line count) */
-	MIME_KIND_MULTIPART,
-	MIME_KIND_MESSAGE,	/* message/rfc822 (envelope, body, lines) */
-};
-
-/* How a node's Content-Type is described. */
-enum mime_type_src {
-	MIME_TYPE_PARSED,	/* from ct */
-	MIME_TYPE_DEFAULT,	/* text/plain; charset=us-ascii (RFC 2045 5.2) */
-	MIME_TYPE_DIGEST,	/* message/rfc822, default in multipart/digest */
-	MIME_TYPE_OPAQUE,	/* application/octet-stream: a limit was hit */
-};
-
-#define MIME_NONE	UINT32_MAX
-#define MIME_ABSENT	SIZE_MAX
-
-struct mime_span {
-	size_t off;	/* MIME_ABSENT if the field is not there */
-	size_t len;
-};
-
-/* One entity: the top-level message, a body part or an embedded message. */
-struct mime_node {
-	size_t hdr_off, hdr_len;	/* body starts at hdr_off + hdr_len */
-	size_t body_len;
-	uint32_t parent, first_child, last_child, next_sibling;
-	uint32_t depth;
-	enum mime_kind kind;
-	enum mime_type_src type_src;
-	int no_header;			/* a folded rest: no header of its own */
-	struct mime_span fields[MIME_F_COUNT];
-	struct mailmime_content *ct;	/* owned; NULL unless MIME_TYPE_PARSED */
-};
-
-struct mime_ctx {
-	const uint8_t *msg;
-	size_t len;
-	struct mime_node *nodes;
-	uint32_t n, cap;
-	struct buf scratch;		/* unfolded field values */
-};
-
 /* ---- small helpers ------------------------------------------------ */
 
-static int
-mime_lower(int c)
-{
-	return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
-}
-
-static int
-mime_upper(int c)
-{
-	return (c >= 'a' && c <= 'z') ? c - ('a' - 'A') : c;
-}
-
-static int
-mime_is_wsp(int c)
-{
-	return c == ' ' || c == '\t';
-}
-
-static int
+int
 mime_ascii_caseeq(const uint8_t *a, size_t alen, const char *b)
 {
 	size_t i;
@@ -157,14 +73,8 @@ mime_ascii_caseeq(const uint8_t *a, size_t alen, const char *b)
 	return 1;
 }
 
-static size_t
-mime_body_off(const struct mime_node *node)
-{
-	return node->hdr_off + node->hdr_len;
-}
-
 /* Lines of a body: LF count, plus one for a last line without LF. */
-static uint64_t
+uint64_t
 mime_count_lines(const uint8_t *p, size_t len)
 {
 	const uint8_t *end = p + len, *nl;
@@ -186,7 +96,7 @@ mime_count_lines(const uint8_t *p, size_t len)
  * removed, RFC 5322 2.2.3).  Returns NULL if the field is absent; the
  * result stays valid until the next call.  *len_r may count NUL bytes.
  */
-static const char *
+const char *
 mime_field_value(struct mime_ctx *ctx, const struct mime_node *node,
     enum mime_field f, size_t *len_r)
 {
@@ -216,10 +126,8 @@ mime_field_value(struct mime_ctx *ctx, const struct mime_node *node,
 	return (const char *)ctx->scratch.data + start;
 }
 
-static int mime_value_parsable(const char *, size_t);
-
 /* The same, for a value handed to a libetpan parser: NULL if unsafe. */
-static const char *
+const char *
 mime_field_parsable(struct mime_ctx *ctx, const struct mime_node *node,
     enum mime_field f, size_t *len_r)
 {
@@ -238,7 +146,7 @@ mime_field_parsable(struct mime_ctx *ctx, const struct mime_node *node,
  */
 #define MIME_COMMENT_DEPTH_MAX	16
 
-static int
+int
 mime_value_parsable(const char *v, size_t len)
 {
 	size_t i, depth = 0;
@@ -266,80 +174,13 @@ mime_value_parsable(const char *v, size_t len)
 	return 1;
 }
 
-/* ---- IMAP output -------------------------------------------------- */
-
-static void
-out_str(struct buf *o, const char *s)
-{
-	(void)buf_append_str(o, s);
-}
-
-/*
- * An IMAP string: quoted if every byte is 7-bit text other than CR, LF
- * and NUL, else a literal.  NUL cannot appear even in a literal (RFC 3501
- * CHAR8), so it is sent as a space.
- */
-static void
-out_string(struct buf *o, const char *s, size_t len, int upper)
-{
-	size_t i;
-	int literal = 0;
-
-	for (i = 0; i < len; i++) {
-		uint8_t c = (uint8_t)s[i];
-
-		if (c >= 0x80 || c == '\r' || c == '\n' || c == 0) {
-			literal = 1;
-			break;
-		}
-	}
-	if (literal) {
-		(void)buf_printf(o, "{%zu}\r\n", len);
-		for (i = 0; i < len; i++)
-			(void)buf_append_byte(o, s[i] == 0 ? ' ' : (uint8_t)s[i]);
-		return;
-	}
-	(void)buf_append_byte(o, '"');
-	for (i = 0; i < len; i++) {
-		int c = (uint8_t)s[i];
-
-		if (c == '"' || c == '\\')
-			(void)buf_append_byte(o, '\\');
-		(void)buf_append_byte(o, (uint8_t)(upper ? mime_upper(c) : c));
-	}
-	(void)buf_append_byte(o, '"');
-}
-
-static void
-out_nstring(struct buf *o, const char *s, int upper)
-{
-	if (s == NULL)
-		out_str(o, "NIL");
-	else
-		out_string(o, s, strlen(s), upper);
-}
-
-/* A header value as an nstring: NIL when absent or empty. */
-static void
-out_field(struct mime_ctx *ctx, struct buf *o, const struct mime_node *node,
-    enum mime_field f)
-{
-	size_t len;
-	const char *v = mime_field_value(ctx, node, f, &len);
-
-	if (v == NULL || len == 0)
-		out_str(o, "NIL");
-	else
-		out_string(o, v, len, 0);
-}
-
-/* ---- ENVELOPE ----------------------------------------------------- */
+/* ---- addresses ---------------------------------------------------- */
 
 /*
  * An addr-spec as libetpan left it, trimmed of the angle brackets it keeps
  * on odd input ("<>", "<<a@b>>"), in [*start_r, *start_r + *len_r).
  */
-static void
+void
 mime_addr_trim(const char *spec, const char **start_r, size_t *len_r)
 {
 	size_t len = spec != NULL ? strlen(spec) : 0;
@@ -354,51 +195,12 @@ mime_addr_trim(const char *spec, const char **start_r, size_t *len_r)
 	*len_r = len;
 }
 
-/* Something to show: an address or at least a name ("<>" is nothing). */
-static int
-mime_mailbox_usable(const struct mailimf_mailbox *mb)
-{
-	const char *spec;
-	size_t len;
-
-	mime_addr_trim(mb->mb_addr_spec, &spec, &len);
-	return len > 0 || (mb->mb_display_name != NULL &&
-	    mb->mb_display_name[0] != '\0');
-}
-
-static void
-out_mailbox(struct buf *o, const struct mailimf_mailbox *mb)
-{
-	const char *spec, *at;
-	size_t len;
-
-	(void)buf_append_byte(o, '(');
-	if (mb->mb_display_name != NULL && mb->mb_display_name[0] != '\0')
-		out_nstring(o, mb->mb_display_name, 0);
-	else
-		out_str(o, "NIL");
-	out_str(o, " NIL ");
-	mime_addr_trim(mb->mb_addr_spec, &spec, &len);
-	at = len > 0 ? memrchr(spec, '@', len) : NULL;
-	if (at == NULL) {
-		/* "" rather than NIL: a NIL host marks a group (RFC 3501
-		 * 7.4.2).  No domain: Dovecot's placeholder. */
-		out_string(o, spec, len, 0);
-		out_str(o, len > 0 ? " \"MISSING_DOMAIN\"" : " \"\"");
-	} else {
-		out_string(o, spec, (size_t)(at - spec), 0);
-		(void)buf_append_byte(o, ' ');
-		out_string(o, at + 1, len - (size_t)(at + 1 - spec), 0);
-	}
-	(void)buf_append_byte(o, ')');
-}
-
 /*
  * libetpan's address-list parser with two repairs first: an obsolete
  * source route ("<@relay,@relay2:user@host>", RFC 5322 4.4) is dropped
  * because libetpan stops at it, and the copy is bounded by the field.
  */
-static struct mailimf_address_list *
+struct mailimf_address_list *
 mime_parse_addresses(const char *v, size_t len)
 {
 	struct mailimf_address_list *al = NULL;
@@ -433,423 +235,6 @@ mime_parse_addresses(const char *v, size_t len)
 	    &idx, &al);
 	buf_free(&clean);
 	return r == MAILIMF_NO_ERROR ? al : NULL;
-}
-
-/* Returns the number of address structures written (0: nothing usable). */
-static size_t
-out_address_list(struct buf *o, const char *v, size_t len)
-{
-	struct mailimf_address_list *al = NULL;
-	clistiter *it, *jt;
-	size_t n = 0;
-
-	if ((al = mime_parse_addresses(v, len)) == NULL)
-		return 0;
-	for (it = clist_begin(al->ad_list); it != NULL; it = clist_next(it)) {
-		struct mailimf_address *ad = clist_content(it);
-
-		if (ad->ad_type == MAILIMF_ADDRESS_MAILBOX &&
-		    !mime_mailbox_usable(ad->ad_data.ad_mailbox))
-			continue;
-		if (n == 0)
-			(void)buf_append_byte(o, '(');
-		if (ad->ad_type == MAILIMF_ADDRESS_MAILBOX) {
-			out_mailbox(o, ad->ad_data.ad_mailbox);
-			n++;
-			continue;
-		}
-		/* RFC 3501: group start (NIL NIL "name" NIL), its members,
-		 * group end (NIL NIL NIL NIL). */
-		out_str(o, "(NIL NIL ");
-		out_nstring(o, ad->ad_data.ad_group->grp_display_name, 0);
-		out_str(o, " NIL)");
-		if (ad->ad_data.ad_group->grp_mb_list != NULL)
-			for (jt = clist_begin(
-			    ad->ad_data.ad_group->grp_mb_list->mb_list);
-			    jt != NULL; jt = clist_next(jt))
-				out_mailbox(o, clist_content(jt));
-		out_str(o, "(NIL NIL NIL NIL)");
-		n++;
-	}
-	if (n > 0)
-		(void)buf_append_byte(o, ')');
-	mailimf_address_list_free(al);
-	return n;
-}
-
-static void
-out_addresses(struct mime_ctx *ctx, struct buf *o,
-    const struct mime_node *node, enum mime_field f, enum mime_field dflt)
-{
-	size_t len;
-	const char *v = mime_field_parsable(ctx, node, f, &len);
-
-	if (v != NULL && len > 0 && out_address_list(o, v, len) > 0)
-		return;
-	if (dflt != MIME_F_COUNT) {
-		out_addresses(ctx, o, node, dflt, MIME_F_COUNT);
-		return;
-	}
-	out_str(o, "NIL");
-}
-
-static void
-out_envelope(struct mime_ctx *ctx, struct buf *o, const struct mime_node *node)
-{
-	(void)buf_append_byte(o, '(');
-	out_field(ctx, o, node, MIME_F_DATE);
-	(void)buf_append_byte(o, ' ');
-	out_field(ctx, o, node, MIME_F_SUBJECT);
-	(void)buf_append_byte(o, ' ');
-	out_addresses(ctx, o, node, MIME_F_FROM, MIME_F_COUNT);
-	(void)buf_append_byte(o, ' ');
-	out_addresses(ctx, o, node, MIME_F_SENDER, MIME_F_FROM);
-	(void)buf_append_byte(o, ' ');
-	out_addresses(ctx, o, node, MIME_F_REPLY_TO, MIME_F_FROM);
-	(void)buf_append_byte(o, ' ');
-	out_addresses(ctx, o, node, MIME_F_TO, MIME_F_COUNT);
-	(void)buf_append_byte(o, ' ');
-	out_addresses(ctx, o, node, MIME_F_CC, MIME_F_COUNT);
-	(void)buf_append_byte(o, ' ');
-	out_addresses(ctx, o, node, MIME_F_BCC, MIME_F_COUNT);
-	(void)buf_append_byte(o, ' ');
-	out_field(ctx, o, node, MIME_F_IN_REPLY_TO);
-	(void)buf_append_byte(o, ' ');
-	out_field(ctx, o, node, MIME_F_MESSAGE_ID);
-	(void)buf_append_byte(o, ')');
-}
-
-/* ---- BODYSTRUCTURE ------------------------------------------------ */
-
-static void
-out_both(struct buf *bs, struct buf *b, const char *s)
-{
-	out_str(bs, s);
-	out_str(b, s);
-}
-
-static void
-out_both_string(struct buf *bs, struct buf *b, const char *s, int upper)
-{
-	out_nstring(bs, s, upper);
-	out_nstring(b, s, upper);
-}
-
-/*
- * body-fld-param.  A text part without a charset is sent with
- * "CHARSET" "US-ASCII" added, the RFC 2045 5.2 default, as Dovecot does.
- */
-static void
-out_params(struct buf *o, clist *params, int text)
-{
-	clistiter *it;
-	int n = 0, charset = 0;
-
-	if (params != NULL)
-		for (it = clist_begin(params); it != NULL; it = clist_next(it)) {
-			struct mailmime_parameter *p = clist_content(it);
-
-			if (p->pa_name == NULL || p->pa_value == NULL)
-				continue;
-			if (str_casecmp(p->pa_name, "charset") == 0)
-				charset = 1;
-			out_str(o, n++ == 0 ? "(" : " ");
-			out_nstring(o, p->pa_name, 1);
-			(void)buf_append_byte(o, ' ');
-			out_nstring(o, p->pa_value, 0);
-		}
-	if (text && !charset) {
-		out_str(o, n++ == 0 ? "(" : " ");
-		out_str(o, "\"CHARSET\" \"US-ASCII\"");
-	}
-	out_str(o, n > 0 ? ")" : "NIL");
-}
-
-static const char *
-mime_discrete_name(const struct mailmime_discrete_type *dt)
-{
-	switch (dt->dt_type) {
-	case MAILMIME_DISCRETE_TYPE_TEXT:
-		return "TEXT";
-	case MAILMIME_DISCRETE_TYPE_IMAGE:
-		return "IMAGE";
-	case MAILMIME_DISCRETE_TYPE_AUDIO:
-		return "AUDIO";
-	case MAILMIME_DISCRETE_TYPE_VIDEO:
-		return "VIDEO";
-	case MAILMIME_DISCRETE_TYPE_APPLICATION:
-		return "APPLICATION";
-	default:
-		return dt->dt_extension != NULL ? dt->dt_extension :
-		    "APPLICATION";
-	}
-}
-
-static const char *
-mime_type_name(const struct mailmime_content *ct)
-{
-	const struct mailmime_composite_type *cp;
-
-	if (ct->ct_type->tp_type == MAILMIME_TYPE_DISCRETE_TYPE)
-		return mime_discrete_name(ct->ct_type->tp_data.tp_discrete_type);
-	cp = ct->ct_type->tp_data.tp_composite_type;
-	switch (cp->ct_type) {
-	case MAILMIME_COMPOSITE_TYPE_MESSAGE:
-		return "MESSAGE";
-	case MAILMIME_COMPOSITE_TYPE_MULTIPART:
-		return "MULTIPART";
-	default:
-		return cp->ct_token != NULL ? cp->ct_token : "APPLICATION";
-	}
-}
-
-/* The media type, subtype and parameters (body-fld-param) to both. */
-static void
-out_type(struct buf *bs, struct buf *b, const struct mime_node *node)
-{
-	static const char *const dflt =
-	    "\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\")";
-
-	switch (node->type_src) {
-	case MIME_TYPE_DEFAULT:
-		out_both(bs, b, dflt);
-		return;
-	case MIME_TYPE_DIGEST:
-		out_both(bs, b, "\"MESSAGE\" \"RFC822\" NIL");
-		return;
-	case MIME_TYPE_OPAQUE:
-		out_both(bs, b, "\"APPLICATION\" \"OCTET-STREAM\" NIL");
-		return;
-	case MIME_TYPE_PARSED:
-		break;
-	}
-	out_both_string(bs, b, mime_type_name(node->ct), 1);
-	out_both(bs, b, " ");
-	out_both_string(bs, b, node->ct->ct_subtype != NULL ?
-	    node->ct->ct_subtype : "OCTET-STREAM", 1);
-	out_both(bs, b, " ");
-	out_params(bs, node->ct->ct_parameters,
-	    node->kind == MIME_KIND_TEXT);
-	out_params(b, node->ct->ct_parameters, node->kind == MIME_KIND_TEXT);
-}
-
-static void
-out_encoding(struct mime_ctx *ctx, struct buf *bs, struct buf *b,
-    const struct mime_node *node)
-{
-	struct mailmime_mechanism *m = NULL;
-	const char *v, *name = "7BIT";
-	size_t len, idx = 0;
-
-	v = mime_field_parsable(ctx, node, MIME_F_CONTENT_TRANSFER_ENCODING,
-	    &len);
-	if (v != NULL && len > 0 &&
-	    mailmime_encoding_parse(v, len, &idx, &m) == MAILIMF_NO_ERROR) {
-		switch (m->enc_type) {
-		case MAILMIME_MECHANISM_8BIT:
-			name = "8BIT";
-			break;
-		case MAILMIME_MECHANISM_BINARY:
-			name = "BINARY";
-			break;
-		case MAILMIME_MECHANISM_QUOTED_PRINTABLE:
-			name = "QUOTED-PRINTABLE";
-			break;
-		case MAILMIME_MECHANISM_BASE64:
-			name = "BASE64";
-			break;
-		case MAILMIME_MECHANISM_TOKEN:
-			if (m->enc_token != NULL)
-				name = m->enc_token;
-			break;
-		default:
-			break;
-		}
-	}
-	out_both_string(bs, b, name, 1);
-	if (m != NULL)
-		mailmime_mechanism_free(m);
-}
-
-static void
-out_disposition(struct mime_ctx *ctx, struct buf *o,
-    const struct mime_node *node)
-{
-	struct mailmime_disposition *d = NULL;
-	const char *v, *type;
-	clistiter *it;
-	size_t len, idx = 0;
-	int n = 0;
-
-	v = mime_field_parsable(ctx, node, MIME_F_CONTENT_DISPOSITION, &len);
-	if (v == NULL || len == 0 ||
-	    mailmime_disposition_parse(v, len, &idx, &d) != MAILIMF_NO_ERROR) {
-		out_str(o, "NIL");
-		return;
-	}
-	switch (d->dsp_type->dsp_type) {
-	case MAILMIME_DISPOSITION_TYPE_INLINE:
-		type = "INLINE";
-		break;
-	case MAILMIME_DISPOSITION_TYPE_ATTACHMENT:
-		type = "ATTACHMENT";
-		break;
-	default:
-		type = d->dsp_type->dsp_extension != NULL ?
-		    d->dsp_type->dsp_extension : "ATTACHMENT";
-		break;
-	}
-	(void)buf_append_byte(o, '(');
-	out_nstring(o, type, 1);
-	(void)buf_append_byte(o, ' ');
-	for (it = clist_begin(d->dsp_parms); it != NULL; it = clist_next(it)) {
-		struct mailmime_disposition_parm *p = clist_content(it);
-		const char *name = NULL, *val = NULL;
-		char num[32];
-
-		switch (p->pa_type) {
-		case MAILMIME_DISPOSITION_PARM_FILENAME:
-			name = "FILENAME";
-			val = p->pa_data.pa_filename;
-			break;
-		case MAILMIME_DISPOSITION_PARM_CREATION_DATE:
-			name = "CREATION-DATE";
-			val = p->pa_data.pa_creation_date;
-			break;
-		case MAILMIME_DISPOSITION_PARM_MODIFICATION_DATE:
-			name = "MODIFICATION-DATE";
-			val = p->pa_data.pa_modification_date;
-			break;
-		case MAILMIME_DISPOSITION_PARM_READ_DATE:
-			name = "READ-DATE";
-			val = p->pa_data.pa_read_date;
-			break;
-		case MAILMIME_DISPOSITION_PARM_SIZE:
-			name = "SIZE";
-			(void)snprintf(num, sizeof(num), "%zu",
-			    p->pa_data.pa_size);
-			val = num;
-			break;
-		case MAILMIME_DISPOSITION_PARM_PARAMETER:
-			if (p->pa_data.pa_parameter != NULL) {
-				name = p->pa_data.pa_parameter->pa_name;
-				val = p->pa_data.pa_parameter->pa_value;
-			}
-			break;
-		default:
-			break;
-		}
-		if (name == NULL || val == NULL)
-			continue;
-		out_str(o, n++ == 0 ? "(" : " ");
-		out_nstring(o, name, 1);
-		(void)buf_append_byte(o, ' ');
-		out_nstring(o, val, 0);
-	}
-	out_str(o, n > 0 ? "))" : "NIL)");
-	mailmime_disposition_free(d);
-}
-
-/* Content-Language (RFC 3282) as a list of tags, or NIL. */
-static void
-out_language(struct mime_ctx *ctx, struct buf *o, const struct mime_node *node)
-{
-	const char *v;
-	size_t len, i = 0, start;
-	int n = 0;
-
-	v = mime_field_value(ctx, node, MIME_F_CONTENT_LANGUAGE, &len);
-	while (v != NULL && i < len) {
-		int c = (uint8_t)v[i];
-
-		if (c == '(') {
-			/* a comment, not nested further than one level */
-			while (i < len && v[i] != ')')
-				i++;
-			i++;
-			continue;
-		}
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '-' || c == '*')) {
-			i++;
-			continue;
-		}
-		start = i;
-		while (i < len && (((c = (uint8_t)v[i]) >= 'a' && c <= 'z') ||
-		    (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		    c == '-' || c == '*'))
-			i++;
-		out_str(o, n++ == 0 ? "(" : " ");
-		out_string(o, v + start, i - start, 0);
-	}
-	out_str(o, n > 0 ? ")" : "NIL");
-}
-
-/* body-fld-dsp SP body-fld-lang SP body-fld-loc, to the extended output. */
-static void
-out_ext_tail(struct mime_ctx *ctx, struct buf *bs, const struct mime_node *node)
-{
-	out_disposition(ctx, bs, node);
-	(void)buf_append_byte(bs, ' ');
-	out_language(ctx, bs, node);
-	(void)buf_append_byte(bs, ' ');
-	out_field(ctx, bs, node, MIME_F_CONTENT_LOCATION);
-}
-
-/*
- * BODYSTRUCTURE into bs and BODY into b.  Recursion follows our own tree,
- * whose depth is at most MIME_DEPTH_MAX.
- */
-static void
-out_body(struct mime_ctx *ctx, struct buf *bs, struct buf *b, uint32_t i)
-{
-	const struct mime_node *node = &ctx->nodes[i];
-	const uint8_t *body = ctx->msg + mime_body_off(node);
-	uint32_t c;
-
-	out_both(bs, b, "(");
-	if (node->kind == MIME_KIND_MULTIPART) {
-		for (c = node->first_child; c != MIME_NONE;
-		    c = ctx->nodes[c].next_sibling)
-			out_body(ctx, bs, b, c);
-		out_both(bs, b, " ");
-		out_both_string(bs, b, node->ct->ct_subtype, 1);
-		(void)buf_append_byte(bs, ' ');
-		out_params(bs, node->ct->ct_parameters, 0);
-		(void)buf_append_byte(bs, ' ');
-		out_ext_tail(ctx, bs, node);
-		out_both(bs, b, ")");
-		return;
-	}
-	out_type(bs, b, node);
-	out_both(bs, b, " ");
-	out_field(ctx, bs, node, MIME_F_CONTENT_ID);
-	out_field(ctx, b, node, MIME_F_CONTENT_ID);
-	out_both(bs, b, " ");
-	out_field(ctx, bs, node, MIME_F_CONTENT_DESCRIPTION);
-	out_field(ctx, b, node, MIME_F_CONTENT_DESCRIPTION);
-	out_both(bs, b, " ");
-	out_encoding(ctx, bs, b, node);
-	(void)buf_printf(bs, " %zu", node->body_len);
-	(void)buf_printf(b, " %zu", node->body_len);
-	if (node->kind == MIME_KIND_MESSAGE) {
-		size_t mark = bs->len;
-
-		out_both(bs, b, " ");
-		out_envelope(ctx, bs, &ctx->nodes[node->first_child]);
-		(void)buf_append(b, bs->data + mark + 1, bs->len - mark - 1);
-		out_both(bs, b, " ");
-		out_body(ctx, bs, b, node->first_child);
-	}
-	if (node->kind == MIME_KIND_TEXT || node->kind == MIME_KIND_MESSAGE) {
-		uint64_t lines = mime_count_lines(body, node->body_len);
-
-		(void)buf_printf(bs, " %llu", (unsigned long long)lines);
-		(void)buf_printf(b, " %llu", (unsigned long long)lines);
-	}
-	out_str(bs, " NIL ");
-	out_ext_tail(ctx, bs, node);
-	out_both(bs, b, ")");
 }
 
 /* ---- the entity tree ---------------------------------------------- */
@@ -1590,10 +975,10 @@ mime_analyse(const uint8_t *msg, size_t len, struct mime_info *info_r,
 	buf_init(&bs, BUF_UNBOUNDED);
 	buf_init(&b, BUF_UNBOUNDED);
 	buf_init(&pm, BUF_UNBOUNDED);
-	out_body(&ctx, &bs, &b, 0);
+	mime_imap_write_body(&ctx, &bs, &b, 0);
 	info_r->bodystructure = buf_steal(&bs);
 	info_r->body = buf_steal(&b);
-	out_envelope(&ctx, &bs, &ctx.nodes[0]);
+	mime_imap_write_envelope(&ctx, &bs, &ctx.nodes[0]);
 	info_r->envelope = buf_steal(&bs);
 
 	(void)buf_append_byte(&pm, MIME_PM_VERSION);

@@ -7,7 +7,7 @@
  * hand from the top of the tree:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -include autoconf.h \
  *     -I BUILD -I lib -I mailbox tests/fuzz/fuzz_mime.c mailbox/mime.c \
- *     lib/buf.c lib/xmalloc.c lib/strnum.c lib/log.c \
+ *     mailbox/mime_imap.c lib/buf.c lib/xmalloc.c lib/strnum.c lib/log.c \
  *     $(pkg-config --cflags --libs libetpan libsodium) -o fuzz_mime
  *   ./fuzz_mime -max_len=65536 CORPUS_DIR tests/data/mime
  */
