@@ -637,27 +637,97 @@ mime_utf8_clean(const char *s, size_t len)
 }
 
 /*
+ * Charset labels as Chinese mail uses them, mapped to the iconv superset
+ * that decodes what the senders really wrote: mail labelled GB2312 often
+ * holds GBK characters (and GBK mail GB18030 ones); Big5 mail holds HKSCS
+ * characters.  RFC 2231 language suffixes ("gb2312*zh") are dropped.
+ */
+static const struct {
+	const char *label;
+	const char *iconv;
+} mime_charset_aliases[] = {
+	{ "gb2312", "GB18030" }, { "gb_2312-80", "GB18030" },
+	{ "csgb2312", "GB18030" }, { "euc-cn", "GB18030" },
+	{ "x-euc-cn", "GB18030" }, { "gbk", "GB18030" }, { "x-gbk", "GB18030" },
+	{ "cp936", "GB18030" }, { "ms936", "GB18030" },
+	{ "windows-936", "GB18030" }, { "gb18030", "GB18030" },
+	{ "big5", "BIG5-HKSCS" }, { "x-big5", "BIG5-HKSCS" },
+	{ "cn-big5", "BIG5-HKSCS" }, { "csbig5", "BIG5-HKSCS" },
+	{ "big5-hkscs", "BIG5-HKSCS" }, { "utf8", "UTF-8" },
+};
+#define MIME_CHARSET_LABEL_MAX	64
+
+/* Rewrite the charset of every "=?charset?" in v into out. */
+static void
+mime_fix_charsets(const char *v, size_t len, struct buf *out)
+{
+	size_t i = 0, cs, end, k, lablen;
+
+	buf_reset(out);
+	(void)buf_append(out, "", 0);
+	while (i < len) {
+		const char *q = memchr(v + i, '=', len - i), *name = NULL;
+
+		if (q == NULL || (size_t)(q - v) + 1 >= len) {
+			(void)buf_append(out, v + i, len - i);
+			break;
+		}
+		cs = (size_t)(q - v) + 2;
+		(void)buf_append(out, v + i, cs - i);
+		if (v[cs - 1] != '?') {
+			i = cs;
+			continue;
+		}
+		for (end = cs; end < len && end - cs < MIME_CHARSET_LABEL_MAX &&
+		    v[end] != '?'; end++)
+			;
+		if (end >= len || v[end] != '?') {
+			i = cs;
+			continue;
+		}
+		for (lablen = 0; cs + lablen < end && v[cs + lablen] != '*';
+		    lablen++)
+			;
+		for (k = 0; k < sizeof(mime_charset_aliases) /
+		    sizeof(mime_charset_aliases[0]); k++)
+			if (mime_ascii_caseeq((const uint8_t *)v + cs, lablen,
+			    mime_charset_aliases[k].label))
+				name = mime_charset_aliases[k].iconv;
+		if (name != NULL)
+			(void)buf_append_str(out, name);
+		else
+			(void)buf_append(out, v + cs, lablen);
+		i = end;
+	}
+}
+
+/*
  * Subject decoded to UTF-8.  RFC 2047 words via libetpan (charsets through
- * iconv).  Raw 8-bit text that is not UTF-8 is read as GB18030 (a superset
- * of GB2312 and GBK), what undeclared Chinese mail uses.
+ * iconv, labels widened by mime_fix_charsets()).  Raw 8-bit text that is
+ * not UTF-8 is read as GB18030 (a superset of GB2312 and GBK), what
+ * undeclared Chinese mail uses.
  */
 static char *
 mime_decode_subject(const char *v, size_t len)
 {
 	char *conv = NULL, *dec = NULL, *out;
+	struct buf fixed;
 	size_t idx = 0;
 
 	if (!mime_utf8_valid((const uint8_t *)v, len) &&
-	    charconv("utf-8", "gb18030", v, len, &conv) == MAIL_CHARCONV_NO_ERROR &&
-	    conv != NULL) {
+	    charconv("utf-8", "gb18030", v, len, &conv) ==
+	    MAIL_CHARCONV_NO_ERROR && conv != NULL) {
 		v = conv;
 		len = strlen(conv);
 	}
-	if (mailmime_encoded_phrase_parse("utf-8", v, len, &idx, "utf-8",
-	    &dec) == MAILIMF_NO_ERROR && dec != NULL)
+	buf_init(&fixed, BUF_UNBOUNDED);
+	mime_fix_charsets(v, len, &fixed);
+	if (mailmime_encoded_phrase_parse("utf-8", (const char *)fixed.data,
+	    fixed.len, &idx, "utf-8", &dec) == MAILIMF_NO_ERROR && dec != NULL)
 		out = mime_utf8_clean(dec, strlen(dec));
 	else
 		out = mime_utf8_clean(v, len);
+	buf_free(&fixed);
 	free(dec);
 	free(conv);
 	return out;

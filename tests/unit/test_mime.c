@@ -454,6 +454,17 @@ static const struct field_case {
 	{ "Subject: =?utf-8?q?=E6=94=BF=E5=8A=A1?= plain =?big5?B?s3Gqvg==?="
 	    "\r\n\r\n", "\xe6\x94\xbf\xe5\x8a\xa1 plain \xe9\x80\x9a\xe7\x9f\xa5",
 	    "", "", 0, NULL },
+	/* labels wider in practice: GBK under gb2312, GB18030 under gbk,
+	 * HKSCS under big5, an RFC 2231 language suffix */
+	{ "Subject: =?gb2312?B?1uzpRrv5?=\r\n\r\n",
+	    "\xe6\x9c\xb1\xe9\x95\x95\xe5\x9f\xba", "", "", 0, NULL },
+	{ "Subject: =?GBK?B?lTSyNQ==?=\r\n\r\n", "\xf0\xa0\xae\xb7", "", "", 0,
+	    NULL },
+	{ "Subject: =?big5?B?rbu05PrAwtc=?=\r\n\r\n",
+	    "\xe9\xa6\x99\xe6\xb8\xaf\xe6\xbb\x99\xe8\xb1\x90", "", "", 0,
+	    NULL },
+	{ "Subject: =?gb2312*zh?B?1tDOxA==?=\r\n\r\n", "\xe4\xb8\xad\xe6\x96\x87",
+	    "", "", 0, NULL },
 	{ "Subject: \xd5\xfe\xce\xf1 GBK raw\r\n\r\n",
 	    "\xe6\x94\xbf\xe5\x8a\xa1 GBK raw", "", "", 0,
 	    " {12}\r\n\xd5\xfe\xce\xf1 GBK raw NIL" },
