@@ -132,8 +132,69 @@ int
 govca_audit_append(const char *path, const char *event, const char *fields,
     const char **error_r)
 {
+	return ca_audit_append(path, event, fields, 1, error_r);
+}
+
+/* Write the head file: the last durable record's seq and hash. */
+static int
+audit_write_head(const char *path, uint64_t seq,
+    const uint8_t hash[AUDIT_HASH_LEN], const char **error_r)
+{
+	char hex[AUDIT_HASH_HEX + 1], line[AUDIT_HASH_HEX + 32], *head_path;
+	int ret, n;
+
+	sodium_bin2hex(hex, sizeof(hex), hash, AUDIT_HASH_LEN);
+	n = snprintf(line, sizeof(line), "%" PRIu64 " %s\n", seq, hex);
+	head_path = xasprintf("%s.head", path);
+	/* Written after the fsync: the head is never ahead of the durable
+	 * log (a racing appender may leave it behind, which is harmless),
+	 * so it needs no fsync of its own. */
+	ret = ca_file_write_ex(head_path, line, (size_t)n, 0600, 0);
+	free(head_path);
+	if (ret == -1)
+		*error_r = "audit: cannot write the head file";
+	return ret;
+}
+
+/* Make every record appended so far durable (after non-durable appends). */
+int
+ca_audit_sync(const char *path, const char **error_r)
+{
+	uint8_t hash[AUDIT_HASH_LEN];
+	uint64_t seq;
+	int fd, ret = -1;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		*error_r = "audit: cannot open the log";
+		return -1;
+	}
+	/* The tail read under the lock, then the fsync: the head names only
+	 * records written before the fsync. */
+	if (flock(fd, LOCK_EX) == -1 || audit_tail(fd, &seq, hash) == -1) {
+		*error_r = "audit: cannot read the last record";
+		goto out;
+	}
+	flock(fd, LOCK_UN);
+	if (fsync(fd) == -1) {
+		*error_r = "audit: cannot fsync the log";
+		goto out;
+	}
+	ret = seq > 0 ? audit_write_head(path, seq, hash, error_r) : 0;
+out:
+	close(fd);
+	return ret;
+}
+
+/*
+ * Append one record; with durable, return only after it is on disk (and
+ * update the head), else leave that to ca_audit_sync().
+ */
+int
+ca_audit_append(const char *path, const char *event, const char *fields,
+    int durable, const char **error_r)
+{
 	uint8_t prev[AUDIT_HASH_LEN], hash[AUDIT_HASH_LEN];
-	char hex[AUDIT_HASH_HEX + 1], *head_path;
+	char hex[AUDIT_HASH_HEX + 1];
 	struct buf line;
 	uint64_t seq;
 	int fd, ret = -1;
@@ -179,22 +240,14 @@ govca_audit_append(const char *path, const char *event, const char *fields,
 	 * fsyncs overlap (a group commit), and we return only after it.
 	 */
 	flock(fd, LOCK_UN);
-	if (fsync(fd) == -1) {
-		*error_r = "audit: cannot fsync the log";
-		goto out;
+	if (durable) {
+		if (fsync(fd) == -1) {
+			*error_r = "audit: cannot fsync the log";
+			goto out;
+		}
+		if (audit_write_head(path, seq + 1, hash, error_r) == -1)
+			goto out;
 	}
-	head_path = xasprintf("%s.head", path);
-	buf_reset(&line);
-	buf_printf(&line, "%" PRIu64 " %s\n", seq + 1, hex);
-	/* Written after the fsync: the head is never ahead of the durable
-	 * log (a racing appender may leave it behind, which is harmless),
-	 * so it needs no fsync of its own. */
-	if (ca_file_write_ex(head_path, line.data, line.len, 0600, 0) == -1) {
-		free(head_path);
-		*error_r = "audit: cannot write the head file";
-		goto out;
-	}
-	free(head_path);
 	ret = 0;
 out:
 	buf_free(&line);
@@ -210,7 +263,7 @@ govca_audit(struct govca *ca, const char *event, const char *fields,
 	char *path = ca_path(ca, "audit.log");
 	int ret;
 
-	ret = govca_audit_append(path, event, fields, error_r);
+	ret = ca_audit_append(path, event, fields, !ca->batch, error_r);
 	free(path);
 	if (ret == -1)
 		*error_r = ca_err(ca, "%s", *error_r);

@@ -42,6 +42,7 @@ struct govca {
 	EVP_PKEY *ocsp_key;
 	OCSP_CERTID *issuer_ids[2];	/* SHA-1 and SHA-256 CertIDs of issuing */
 	struct kv_env *db;
+	int batch;			/* govca_batch_begin: commits not synced */
 
 	pthread_mutex_t crl_lock;	/* serve: the cached CRL */
 	uint8_t *crl_der;
@@ -81,6 +82,11 @@ int ca_add_ext(X509 *cert, X509 *issuer, int nid, const char *value);
 int ca_set_validity(X509 *cert, time_t start, long days);
 X509 *ca_make_ca_cert(X509_NAME *subject, EVP_PKEY *pub, X509 *issuer,
     EVP_PKEY *issuer_key, long days, int pathlen, const char *eku);
+
+/* audit.c */
+int ca_audit_append(const char *path, const char *event, const char *fields,
+    int durable, const char **error_r);
+int ca_audit_sync(const char *path, const char **error_r);
 
 /* certdb.c */
 extern const char *const ca_db_tables[];

@@ -198,7 +198,8 @@ ca_db_record_cert(struct govca *ca, X509 *cert, const char *address,
 				continue;
 			break;
 		}
-		ret = kv_txn_commit(txn, error_r);
+		ret = ca->batch ? kv_txn_commit_nosync(txn, error_r) :
+		    kv_txn_commit(txn, error_r);
 		if (ret != KV_EDEADLOCK)
 			break;
 	}
@@ -210,6 +211,30 @@ ca_db_record_cert(struct govca *ca, X509 *cert, const char *address,
 		return -1;
 	}
 	return 0;
+}
+
+void
+govca_batch_begin(struct govca *ca)
+{
+	ca->batch = 1;
+}
+
+int
+govca_batch_commit(struct govca *ca, const char **error_r)
+{
+	char *path;
+	int ret;
+
+	ca->batch = 0;
+	if ((ret = kv_sync(ca->db, error_r)) != 0) {
+		*error_r = ca_err(ca, "certificate database: %s",
+		    kv_strerror(ret));
+		return -1;
+	}
+	path = ca_path(ca, "audit.log");
+	ret = ca_audit_sync(path, error_r);
+	free(path);
+	return ret;
 }
 
 int
@@ -467,6 +492,8 @@ govca_revoke(struct govca *ca, const char *serial, enum govca_reason reason,
 		*error_r = ca_err(ca, "not a serial number (hex expected)");
 		return -1;
 	}
+	if (ca->batch && govca_batch_commit(ca, error_r) == -1)
+		return -1;
 	ret = kv_txn_run(ca->db, revoke_txn, &r, &err);
 	if (ret == KV_ENOTFOUND) {
 		*error_r = ca_err(ca, "no certificate with serial %s", serial);

@@ -91,6 +91,8 @@ govca_crl_generate(struct govca *ca, const char **error_r)
 		*error_r = ca_err(ca, "the CRL needs the CA keys");
 		return -1;
 	}
+	if (ca->batch && govca_batch_commit(ca, error_r) == -1)
+		return -1;
 	if (ca_db_next_crl_number(ca, &number, error_r) == -1)
 		return -1;
 	if ((c.crl = X509_CRL_new()) == NULL ||

@@ -213,6 +213,18 @@ int govca_issue_server(struct govca *ca, const char *const *dns, size_t ndns,
     const char *const *ips, size_t nips, unsigned days, struct buf *key_pem,
     struct buf *chain_pem, struct govca_issued *iss_r, const char **error_r);
 
+/*
+ * Bulk issuance: between govca_batch_begin and govca_batch_commit, the
+ * database commits and audit records of issuances do not wait for the
+ * disk; govca_batch_commit makes all of them durable at once (one log
+ * flush, one audit fsync), so a batch of N costs about one disk flush, not
+ * 2N.  A certificate issued inside a batch must not be handed out before
+ * govca_batch_commit returned 0.  Revocations and CRLs are always durable
+ * on their own.
+ */
+void govca_batch_begin(struct govca *ca);
+int govca_batch_commit(struct govca *ca, const char **error_r);
+
 /* ---- the certificate database ---------------------------------------- */
 
 enum govca_status {

@@ -115,6 +115,7 @@ usage(void)
 "        (--csr FILE [--out FILE] | --generate [--p12 PATH] [--key-type T])\n"
 "        [--days N] [--unverified] [--legacy-code] [--given-name G]\n"
 "        [--surname S] [--title T] [--resident-id ID]\n"
+"  issue-batch < LINES   (PROFILE ADDRESS CSR-FILE|generate OUT [unverified])\n"
 "  issue-server --dns NAME... [--ip ADDR...] --key-out FILE --cert-out FILE\n"
 "  revoke SERIAL [--reason REASON]     crl\n"
 "  list | show SERIAL [--pem] | find --email ADDRESS\n"
@@ -355,29 +356,53 @@ struct holder_data {
 	struct govca_holder h;
 };
 
-static void
-holder_load(struct cmd_ctx *c, const char *address, enum govca_profile p,
-    struct holder_data *hd)
+/*
+ * Fill hd->h from the account in an open store.  Returns 0, or an exit
+ * code with *msg_r (static or in msgbuf) saying why not.
+ */
+static int
+holder_fill(struct cmd_ctx *c, struct store *store, const char *address,
+    enum govca_profile p, int unverified, struct holder_data *hd,
+    char *msgbuf, size_t msgsz, const char **msg_r)
 {
-	const char *err;
+	const char *err = NULL;
 	int ret;
 
 	memset(hd, 0, sizeof(*hd));
-	if ((ret = store_open(c->cfg, 0, &hd->store, &err)) != 0)
-		die(EXIT_ENV, "cannot open the mail store: %s",
+	hd->store = store;
+	ret = store_account_get(store, address, &hd->acct, &err);
+	if (ret == STORE_ENOTFOUND) {
+		snprintf(msgbuf, msgsz, "no such mailbox: %s", address);
+		*msg_r = msgbuf;
+		return EXIT_FAIL;
+	}
+	if (ret != 0) {
+		snprintf(msgbuf, msgsz, "mail store: %s",
 		    err != NULL ? err : store_strerror(ret));
-	open_store = hd->store;
-	ret = store_account_get(hd->store, address, &hd->acct, &err);
-	if (ret == STORE_ENOTFOUND)
-		die(EXIT_FAIL, "no such mailbox: %s", address);
-	if (ret != 0)
-		die(EXIT_ENV, "mail store: %s",
-		    err != NULL ? err : store_strerror(ret));
+		*msg_r = msgbuf;
+		return ret == STORE_EINVAL ? EXIT_FAIL : EXIT_ENV;
+	}
 	if (!profile_matches(p, hd->acct->class))
-		die(EXIT_FAIL, "%s is a %s mailbox, not %s", address,
+		snprintf(msgbuf, msgsz, "%s is a %s mailbox, not %s", address,
 		    store_class_name(hd->acct->class), govca_profile_name(p));
-	if (hd->acct->disabled)
-		die(EXIT_FAIL, "%s is disabled", address);
+	else if (hd->acct->disabled)
+		snprintf(msgbuf, msgsz, "%s is disabled", address);
+	else if (p == GOVCA_PROFILE_CITIZEN && !unverified &&
+	    !hd->acct->identity_verified)
+		snprintf(msgbuf, msgsz, "%s: the citizen's identity was not "
+		    "verified; use --unverified for a mailbox-validated "
+		    "certificate", address);
+	else if (unverified && p != GOVCA_PROFILE_CITIZEN)
+		snprintf(msgbuf, msgsz, "--unverified is for the citizen "
+		    "profile");
+	else
+		msgbuf[0] = '\0';
+	if (msgbuf[0] != '\0') {
+		store_account_free(hd->acct);
+		hd->acct = NULL;
+		*msg_r = msgbuf;
+		return EXIT_FAIL;
+	}
 	hd->h.address = hd->acct->address;
 	hd->h.profile = p;
 	hd->h.display_name = hd->acct->display_name;
@@ -388,14 +413,28 @@ holder_load(struct cmd_ctx *c, const char *address, enum govca_profile p,
 	hd->h.surname = c->o.surname;
 	hd->h.legacy_code = c->o.legacy_code;
 	hd->h.resident_id = c->o.resident_id;
-	hd->h.unverified = c->o.unverified;
-	if (p == GOVCA_PROFILE_CITIZEN && !c->o.unverified &&
-	    !hd->acct->identity_verified)
-		die(EXIT_FAIL, "%s: the citizen's identity was not verified; "
-		    "use --unverified for a mailbox-validated certificate",
-		    address);
+	hd->h.unverified = unverified;
+	return 0;
+}
+
+static void
+holder_load(struct cmd_ctx *c, const char *address, enum govca_profile p,
+    struct holder_data *hd)
+{
+	struct store *store;
+	const char *err = NULL, *msg;
+	char msgbuf[512];
+	int ret;
+
 	if ((c->o.given_name == NULL) != (c->o.surname == NULL))
 		die(EXIT_USAGE, "give both --given-name and --surname");
+	if ((ret = store_open(c->cfg, 0, &store, &err)) != 0)
+		die(EXIT_ENV, "cannot open the mail store: %s",
+		    err != NULL ? err : store_strerror(ret));
+	open_store = store;
+	if ((ret = holder_fill(c, store, address, p, c->o.unverified, hd,
+	    msgbuf, sizeof(msgbuf), &msg)) != 0)
+		die(ret, "%s", msg);
 }
 
 static void
@@ -572,6 +611,198 @@ cmd_issue(struct cmd_ctx *c)
 	issue_for(c, ca, &hd);
 	close_ca(ca);
 	return 0;
+}
+
+/* ---- issue-batch: many issuances, one disk flush per CMD_BATCH_MAX ---- */
+
+#define CMD_BATCH_MAX 256		/* issuances per durable commit */
+#define CMD_BATCH_LINE_MAX 4096		/* bytes of one input line */
+#define CMD_BATCH_FIELDS 5
+
+struct batch_item {
+	char *address;
+	char *out;
+	char serial[GOVCA_SERIAL_HEX_MAX];
+	struct buf data;		/* PEM certificate or PKCS#12 */
+	char password[GOVCA_P12_PASSWORD_LEN + 1];
+};
+
+static void
+der_to_pem(const uint8_t *der, size_t len, struct buf *out)
+{
+	const unsigned char *p = der;
+	X509 *cert = d2i_X509(NULL, &p, (long)len);
+	BIO *bio = BIO_new(BIO_s_mem());
+	char *mem;
+	long n;
+
+	if (cert == NULL || bio == NULL || PEM_write_bio_X509(bio, cert) != 1)
+		die(EXIT_ENV, "cannot encode a certificate");
+	n = BIO_get_mem_data(bio, &mem);
+	buf_append(out, mem, (size_t)n);
+	BIO_free(bio);
+	X509_free(cert);
+}
+
+/* Make the batch durable, then hand out what it issued. */
+static void
+batch_flush(struct govca *ca, struct store *store, struct batch_item *items,
+    size_t *n)
+{
+	const char *err;
+	size_t i;
+
+	if (govca_batch_commit(ca, &err) == -1)
+		die(EXIT_ENV, "issue-batch: %s (the last %zu issuances are not "
+		    "durable; revoke them)", err, *n);
+	for (i = 0; i < *n; i++) {
+		struct batch_item *it = &items[i];
+
+		write_file(it->out, it->data.data, it->data.len,
+		    it->password[0] != '\0' ? 0600 : 0644);
+		if (store_account_set_cert(store, it->address, it->serial,
+		    &err) != 0)
+			fprintf(stderr, "govmail-ca: warning: %s: serial not "
+			    "recorded on the account: %s\n", it->address, err);
+		printf("%s %s %s%s%s\n", it->address, it->serial, it->out,
+		    it->password[0] != '\0' ? " " : "", it->password);
+		sodium_memzero(it->password, sizeof(it->password));
+		buf_free(&it->data);
+		free(it->address);
+		free(it->out);
+	}
+	fflush(stdout);
+	*n = 0;
+	govca_batch_begin(ca);
+}
+
+/* Split line into at most max space-separated fields; returns the count. */
+static size_t
+split_fields(char *line, char **fields, size_t max)
+{
+	size_t n = 0;
+	char *p = line;
+
+	for (;;) {
+		while (*p == ' ' || *p == '\t')
+			*p++ = '\0';
+		if (*p == '\0')
+			return n;
+		if (n == max)
+			return max + 1;
+		fields[n++] = p;
+		while (*p != '\0' && *p != ' ' && *p != '\t')
+			p++;
+	}
+}
+
+static int
+cmd_issue_batch(struct cmd_ctx *c)
+{
+	struct batch_item *items;
+	struct store *store;
+	struct govca *ca;
+	const char *err = NULL, *msg;
+	char *line = NULL, *f[CMD_BATCH_FIELDS + 1], msgbuf[512];
+	size_t cap = 0, n = 0, lineno = 0, nf, failed = 0, done = 0;
+	ssize_t len;
+	int ret;
+
+	if (c->argc != 0)
+		die(EXIT_USAGE, "issue-batch reads PROFILE ADDRESS "
+		    "(CSR-FILE|generate) OUT [unverified] lines on stdin");
+	if ((ret = store_open(c->cfg, 0, &store, &err)) != 0)
+		die(EXIT_ENV, "cannot open the mail store: %s",
+		    err != NULL ? err : store_strerror(ret));
+	open_store = store;
+	ca = open_ca(c, GOVCA_OPEN_KEYS);
+	items = xcalloc(CMD_BATCH_MAX, sizeof(*items));
+	govca_batch_begin(ca);
+	while ((len = getline(&line, &cap, stdin)) != -1) {
+		struct holder_data hd;
+		struct govca_issued iss;
+		enum govca_profile p;
+		struct batch_item *it = &items[n];
+		int unverified = 0;
+
+		lineno++;
+		if (len > CMD_BATCH_LINE_MAX) {
+			fprintf(stderr, "govmail-ca: line %zu: longer than %d "
+			    "bytes\n", lineno, CMD_BATCH_LINE_MAX);
+			failed++;
+			continue;
+		}
+		line[strcspn(line, "\r\n")] = '\0';
+		nf = split_fields(line, f, CMD_BATCH_FIELDS);
+		if (nf == 0 || f[0][0] == '#')
+			continue;
+		if (nf == 5 && strcmp(f[4], "unverified") == 0)
+			unverified = 1;
+		if ((nf != 4 && !unverified) ||
+		    govca_profile_parse(f[0], &p) == -1 ||
+		    p == GOVCA_PROFILE_SERVER) {
+			fprintf(stderr, "govmail-ca: line %zu: want PROFILE "
+			    "ADDRESS (CSR-FILE|generate) OUT [unverified]\n",
+			    lineno);
+			failed++;
+			continue;
+		}
+		if ((ret = holder_fill(c, store, f[1], p, unverified, &hd,
+		    msgbuf, sizeof(msgbuf), &msg)) != 0) {
+			fprintf(stderr, "govmail-ca: line %zu: %s\n", lineno,
+			    msg);
+			failed++;
+			continue;
+		}
+		buf_init(&it->data, 1024 * 1024);
+		if (strcmp(f[2], "generate") == 0)
+			ret = govca_issue_generate(ca, &hd.h, 0, 0, &it->data,
+			    it->password, &iss, &err);
+		else {
+			size_t clen;
+			uint8_t *csr;
+			FILE *cf = fopen(f[2], "rb");
+
+			ret = -1;
+			err = "cannot read the CSR file";
+			if (cf != NULL) {
+				csr = xmalloc(GOVCA_CSR_MAX + 1);
+				clen = fread(csr, 1, GOVCA_CSR_MAX + 1, cf);
+				fclose(cf);
+				ret = govca_issue_csr(ca, &hd.h, csr, clen, 0,
+				    &iss, &err);
+				free(csr);
+				if (ret == 0)
+					der_to_pem(iss.der, iss.der_len,
+					    &it->data);
+			}
+		}
+		if (ret != 0) {
+			fprintf(stderr, "govmail-ca: line %zu: %s\n", lineno,
+			    err);
+			buf_free(&it->data);
+			store_account_free(hd.acct);
+			failed++;
+			continue;
+		}
+		str_copy(it->serial, sizeof(it->serial), iss.serial);
+		it->address = xstrdup(hd.h.address);
+		it->out = xstrdup(f[3]);
+		govca_issued_free(&iss);
+		store_account_free(hd.acct);
+		done++;
+		if (++n == CMD_BATCH_MAX)
+			batch_flush(ca, store, items, &n);
+	}
+	batch_flush(ca, store, items, &n);
+	free(items);
+	free(line);
+	close_ca(ca);
+	store_close(store);
+	open_store = NULL;
+	fprintf(stderr, "govmail-ca: issue-batch: %zu issued, %zu failed\n",
+	    done, failed);
+	return failed > 0 ? EXIT_FAIL : 0;
 }
 
 static int
@@ -1019,6 +1250,8 @@ main(int argc, char **argv)
 		rc = cmd_import_issuing(&c);
 	else if (strcmp(cmd, "issue") == 0)
 		rc = cmd_issue(&c);
+	else if (strcmp(cmd, "issue-batch") == 0)
+		rc = cmd_issue_batch(&c);
 	else if (strcmp(cmd, "issue-server") == 0)
 		rc = cmd_issue_server(&c);
 	else if (strcmp(cmd, "revoke") == 0)

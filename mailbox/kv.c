@@ -271,6 +271,29 @@ kv_txn_commit(struct kv_txn *t, const char **error_r)
 	return KV_OK;
 }
 
+int
+kv_txn_commit_nosync(struct kv_txn *t, const char **error_r)
+{
+	struct kv_env *kv = t->env;
+	int ret;
+
+	ret = t->txn->commit(t->txn, DB_TXN_WRITE_NOSYNC);
+	free(t);
+	if (ret != 0)
+		return kv_error(kv, "commit", ret, error_r);
+	return KV_OK;
+}
+
+int
+kv_sync(struct kv_env *kv, const char **error_r)
+{
+	int ret;
+
+	if ((ret = kv->env->log_flush(kv->env, NULL)) != 0)
+		return kv_error(kv, "log_flush", ret, error_r);
+	return KV_OK;
+}
+
 void
 kv_txn_abort(struct kv_txn *t)
 {

@@ -57,6 +57,13 @@ int kv_txn_begin(struct kv_env *env, struct kv_txn **txn_r,
 /* Durable commit (log flushed). The transaction is gone either way. */
 int kv_txn_commit(struct kv_txn *txn, const char **error_r);
 void kv_txn_abort(struct kv_txn *txn);
+/*
+ * Commit without waiting for the disk (bulk work): the transaction is
+ * atomic but not durable until kv_sync() returns 0.
+ */
+int kv_txn_commit_nosync(struct kv_txn *txn, const char **error_r);
+/* Flush the log: every transaction committed so far is durable. */
+int kv_sync(struct kv_env *env, const char **error_r);
 
 /*
  * Run fn(txn, ctx) in a transaction and commit it.  fn returns 0 to commit,

@@ -114,6 +114,39 @@ p = ca("renew", "00112233", "--generate")
 t.ok(p.returncode == 1 and "no certificate" in p.stderr,
      "renew of an unknown serial refused")
 
+# ---- issue-batch: one disk flush for many ------------------------------------
+ctl.ok(ctl.user(f"b1@{DOMAIN}", "citizen", "--name", "Bai Yu"), "user b1")
+ctl.ok(ctl.user(f"b2@{DOMAIN}", "citizen", "--name", "Bai Er"), "user b2")
+sh("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+   "ec_paramgen_curve:P-256", "-out", path("b2.key"))
+sh("openssl", "req", "-new", "-key", path("b2.key"), "-subj", "/CN=x",
+   "-out", path("b2.csr"))
+lines = (f"citizen b1@{DOMAIN} generate {path('b1.p12')} unverified\n"
+         f"# a comment\n"
+         f"citizen nobody@{DOMAIN} generate {path('n.p12')} unverified\n"
+         f"citizen b2@{DOMAIN} {path('b2.csr')} {path('b2.pem')} "
+         "unverified\n"
+         "official b2@x too many fields here\n")
+p = t.run([CA, "-c", ctl.conf, "issue-batch"], input=lines)
+t.ok(p.returncode == 1 and "2 issued, 2 failed" in p.stderr,
+     "issue-batch: good lines issued, bad lines reported", p.stderr)
+t.ok("line 3: no such mailbox" in p.stderr and "line 5:" in p.stderr,
+     "issue-batch names the failing lines", p.stderr)
+m = re.search(rf"^b1@{DOMAIN} ([0-9a-f]{{32}}) \S+ (\S+)$", p.stdout, re.M)
+t.ok(m is not None and os.path.exists(path("b1.p12")),
+     "issue-batch --generate: serial, file and password", p.stdout)
+if m:
+    r = sh("openssl", "pkcs12", "-in", path("b1.p12"), "-passin",
+           "pass:" + m.group(2), "-noout")
+    t.ok(r.returncode == 0, "the batch PKCS#12 opens with its password")
+v = sh("openssl", "verify", "-purpose", "smimesign", "-CAfile",
+       os.path.join(rootdir, "root.crt"), "-untrusted",
+       os.path.join(cadir, "issuing.crt"), path("b2.pem"))
+t.ok(v.returncode == 0, "issue-batch from a CSR verifies", v.stdout + v.stderr)
+t.ok(not os.path.exists(path("n.p12")), "nothing written for a bad line")
+p = ca("audit", "verify")
+t.ok(p.returncode == 0, "audit intact after a batch", p.stdout)
+
 # ---- wrong passphrase: clear error, nothing changes ------------------------
 with open(path("badpass"), "w") as f:
     f.write("nope\n")

@@ -681,6 +681,44 @@ test_generate_p12(void **state)
 	govca_issued_free(&iss);
 }
 
+/* A batch: recorded, audited, durable after the commit; the chain holds. */
+static void
+test_batch(void **state)
+{
+	struct govca_holder h = { .address = "batch@x.example",
+	    .profile = GOVCA_PROFILE_CITIZEN, .unverified = 1 };
+	size_t i, len, before = cert_count(), lines = audit_lines();
+	char *path = xasprintf("%s/audit.log", cadir), *head, hb[128];
+	struct govca_issued iss;
+	const char *err;
+	uint64_t n;
+	FILE *f;
+
+	(void)state;
+	govca_batch_begin(ca);
+	for (i = 0; i < 5; i++) {
+		uint8_t *csr = p256_csr(&len);
+
+		assert_int_equal(govca_issue_csr(ca, &h, csr, len, 0, &iss,
+		    &err), 0);
+		govca_issued_free(&iss);
+		free(csr);
+	}
+	assert_int_equal(govca_batch_commit(ca, &err), 0);
+	assert_int_equal(cert_count(), before + 5);
+	assert_int_equal(audit_lines(), lines + 5);
+	assert_int_equal(govca_audit_verify(path, NULL, NULL, &n, &err), 0);
+	/* The head names the last record. */
+	head = xasprintf("%s.head", path);
+	f = fopen(head, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(hb, sizeof(hb), f));
+	fclose(f);
+	assert_int_equal(strtoull(hb, NULL, 10), n);
+	free(head);
+	free(path);
+}
+
 /* ---- revocation, CRL, OCSP ------------------------------------------- */
 
 static OCSP_RESPONSE *
@@ -1131,6 +1169,7 @@ main(void)
 		cmocka_unit_test(test_profile_refusals),
 		cmocka_unit_test(test_validity_and_legacy),
 		cmocka_unit_test(test_generate_p12),
+		cmocka_unit_test(test_batch),
 		cmocka_unit_test(test_revoke_crl_ocsp),
 		cmocka_unit_test(test_ocsp_malformed),
 		cmocka_unit_test(test_audit_tamper),
