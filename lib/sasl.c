@@ -9,6 +9,8 @@
  */
 #include "autoconf.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -62,6 +64,7 @@ struct sasl_session {
 	enum sasl_state state;
 	int verify_result;	/* 1, 0, -1, or SASL_VERIFY_NOT_CALLED */
 	const char *reason;	/* why a callback refused, static text */
+	enum sasl_reason reason_kind;	/* of the last failure */
 	char mechs[SASL_GLUE_MECHS_MAX];
 	char mech[SASL_MECH_NAME_MAX + 1];
 	char *user;
@@ -288,10 +291,12 @@ session_checkpass(sasl_conn_t *conn, void *context, const char *user,
 	(void)propctx;
 	if (user == NULL || pass == NULL) {
 		s->reason = "malformed response";
+		s->reason_kind = SASL_REASON_SYNTAX;
 		return SASL_BADPARAM;
 	}
 	if (memchr(pass, '\0', passlen) != NULL) {
 		s->reason = "NUL in password";
+		s->reason_kind = SASL_REASON_AUTH;
 		s->verify_result = 0;
 		return SASL_BADAUTH;
 	}
@@ -308,10 +313,12 @@ session_checkpass(sasl_conn_t *conn, void *context, const char *user,
 	if (r == 0) {
 		s->verify_result = 0;
 		s->reason = "authentication failed";
+		s->reason_kind = SASL_REASON_AUTH;
 		return SASL_BADAUTH;
 	}
 	s->verify_result = -1;
 	s->reason = "password check unavailable";
+	s->reason_kind = SASL_REASON_UNAVAILABLE;
 	return SASL_UNAVAIL;
 }
 
@@ -332,6 +339,7 @@ session_canon_user(sasl_conn_t *conn, void *context, const char *in,
 	(void)conn;
 	(void)flags;
 	(void)user_realm;
+	s->reason_kind = SASL_REASON_AUTH;
 	if (in == NULL || inlen == 0) {
 		s->reason = "empty user name";
 		return SASL_BADPROT;
@@ -351,6 +359,7 @@ session_canon_user(sasl_conn_t *conn, void *context, const char *in,
 	memmove(out, in, inlen);
 	out[inlen] = '\0';
 	*out_len = inlen;
+	s->reason_kind = SASL_REASON_NONE;
 	return SASL_OK;
 }
 
@@ -371,6 +380,7 @@ session_authorize(sasl_conn_t *conn, void *context, const char *requested,
 		return SASL_OK;
 	s->reason = "authorization identity differs from authentication "
 	    "identity";
+	s->reason_kind = SASL_REASON_AUTH;
 	sasl_seterror(conn, SASL_NOLOG, "proxy authorization refused");
 	return SASL_NOAUTHZ;
 }
@@ -525,12 +535,29 @@ sasl_session_mech(const struct sasl_session *s)
 	return s->mech[0] != '\0' ? s->mech : NULL;
 }
 
+enum sasl_reason
+sasl_session_reason(const struct sasl_session *s)
+{
+	return s->reason_kind;
+}
+
 static enum sasl_session_result
-session_fail(struct sasl_session *s, const char *why, const char **error_r)
+session_fail(struct sasl_session *s, enum sasl_reason kind, const char *why,
+    const char **error_r)
 {
 	s->state = SASL_STATE_DONE;
+	s->reason_kind = kind;
 	*error_r = why;
 	return SASL_SESSION_FAIL;
+}
+
+static enum sasl_session_result
+session_error(struct sasl_session *s, const char *why, const char **error_r)
+{
+	s->state = SASL_STATE_DONE;
+	s->reason_kind = SASL_REASON_UNAVAILABLE;
+	*error_r = why;
+	return SASL_SESSION_ERROR;
 }
 
 /* Turn a libsasl2 result into ours. */
@@ -543,58 +570,56 @@ session_result(struct sasl_session *s, int r, const char *out,
 
 	switch (r) {
 	case SASL_CONTINUE:
+		s->reason_kind = SASL_REASON_NONE;
 		*out_r = (const uint8_t *)(out != NULL ? out : "");
 		*out_len_r = out != NULL ? outlen : 0;
 		return SASL_SESSION_CONTINUE;
 	case SASL_OK:
-		s->state = SASL_STATE_DONE;
 		/*
 		 * SECURITY: a broken invariant, not a login: every mechanism
 		 * we load checks the password through verify.
 		 */
 		if (s->verify_result != 1) {
-			*error_r = "mechanism succeeded without a password "
-			    "check";
-			log_warnx("sasl: event=invariant mech=%s %s", s->mech,
-			    *error_r);
-			return SASL_SESSION_ERROR;
+			log_warnx("sasl: event=invariant mech=%s "
+			    "msg=success_without_password_check", s->mech);
+			return session_error(s, "mechanism succeeded without "
+			    "a password check", error_r);
 		}
 		if (sasl_getprop(s->conn, SASL_USERNAME, &user) != SASL_OK ||
-		    user == NULL || ((const char *)user)[0] == '\0') {
-			*error_r = "no user name after authentication";
-			return SASL_SESSION_ERROR;
-		}
+		    user == NULL || ((const char *)user)[0] == '\0')
+			return session_error(s, "no user name after "
+			    "authentication", error_r);
+		s->state = SASL_STATE_DONE;
+		s->reason_kind = SASL_REASON_NONE;
 		s->user = xstrdup(user);
 		return SASL_SESSION_OK;
 	default:
 		break;
 	}
-	s->state = SASL_STATE_DONE;
-	if (s->verify_result < 0) {
-		*error_r = "password check unavailable";
-		return SASL_SESSION_ERROR;
-	}
+	if (s->verify_result < 0)
+		return session_error(s, "password check unavailable", error_r);
 	switch (r) {
 	case SASL_NOMEM:
 	case SASL_UNAVAIL:
 	case SASL_TRYAGAIN:
 	case SASL_CONFIGERR:
 	case SASL_NOTINIT:
-		*error_r = "authentication service unavailable";
-		return SASL_SESSION_ERROR;
+		return session_error(s, "authentication service unavailable",
+		    error_r);
 	case SASL_TOOWEAK:
 	case SASL_ENCRYPT:
-		*error_r = "mechanism not allowed without TLS";
-		return SASL_SESSION_FAIL;
+		return session_fail(s, SASL_REASON_TLS_REQUIRED,
+		    "mechanism not allowed without TLS", error_r);
 	case SASL_NOMECH:
-		if (s->verify_result == SASL_VERIFY_NOT_CALLED) {
-			*error_r = "mechanism not available";
-			return SASL_SESSION_FAIL;
-		}
+		if (s->verify_result == SASL_VERIFY_NOT_CALLED &&
+		    s->reason == NULL)
+			return session_fail(s, SASL_REASON_MECH,
+			    "mechanism not available", error_r);
 		break;
 	case SASL_BADPROT:
 		if (s->reason == NULL)
-			s->reason = "malformed response";
+			return session_fail(s, SASL_REASON_SYNTAX,
+			    "malformed response", error_r);
 		break;
 	default:
 		break;
@@ -602,8 +627,8 @@ session_result(struct sasl_session *s, int r, const char *out,
 	/* The password was right: what failed is the authorization id. */
 	if (s->reason == NULL && s->verify_result == 1)
 		s->reason = "authorization identity refused";
-	*error_r = s->reason != NULL ? s->reason : "authentication failed";
-	return SASL_SESSION_FAIL;
+	return session_fail(s, SASL_REASON_AUTH, s->reason != NULL ?
+	    s->reason : "authentication failed", error_r);
 }
 
 /* RFC 4422 section 3.1: 1-20 of A-Z 0-9 - _ (we accept lower case too). */
@@ -640,11 +665,13 @@ sasl_session_start(struct sasl_session *s, const char *mech,
 	*out_r = NULL;
 	*out_len_r = 0;
 	if (s->state != SASL_STATE_NEW) {
+		s->reason_kind = SASL_REASON_SYNTAX;
 		*error_r = "exchange already started";
 		return SASL_SESSION_FAIL;
 	}
 	if (!mech_name_ok(mech))
-		return session_fail(s, "bad mechanism name", error_r);
+		return session_fail(s, SASL_REASON_MECH, "bad mechanism name",
+		    error_r);
 	for (i = 0; mech[i] != '\0'; i++)
 		s->mech[i] = (mech[i] >= 'a' && mech[i] <= 'z') ?
 		    (char)(mech[i] - 'a' + 'A') : mech[i];
@@ -652,14 +679,17 @@ sasl_session_start(struct sasl_session *s, const char *mech,
 	if (!mech_in_list(s->mechs, s->mech)) {
 		if (is_plaintext_mech(s->mech) &&
 		    mech_in_list(sasl_glue_mechs_buf, s->mech))
-			return session_fail(s,
+			return session_fail(s, SASL_REASON_TLS_REQUIRED,
 			    "mechanism not allowed without TLS", error_r);
-		return session_fail(s, "mechanism not available", error_r);
+		return session_fail(s, SASL_REASON_MECH,
+		    "mechanism not available", error_r);
 	}
 	if (has_resp && resp_len > SASL_RESPONSE_MAX)
-		return session_fail(s, "response too long", error_r);
+		return session_fail(s, SASL_REASON_SYNTAX, "response too long",
+		    error_r);
 	if (has_resp && resp == NULL && resp_len > 0)
-		return session_fail(s, "malformed response", error_r);
+		return session_fail(s, SASL_REASON_SYNTAX,
+		    "malformed response", error_r);
 	s->state = SASL_STATE_RUNNING;
 	s->steps = 1;
 	r = sasl_server_start(s->conn, s->mech,
@@ -680,19 +710,47 @@ sasl_session_step(struct sasl_session *s, const uint8_t *resp,
 	*out_r = NULL;
 	*out_len_r = 0;
 	if (s->state != SASL_STATE_RUNNING) {
+		s->reason_kind = SASL_REASON_SYNTAX;
 		*error_r = "no exchange in progress";
 		return SASL_SESSION_FAIL;
 	}
 	if (s->steps >= s->max_steps)
-		return session_fail(s, "too many steps", error_r);
+		return session_fail(s, SASL_REASON_SYNTAX, "too many steps",
+		    error_r);
 	if (resp_len > SASL_RESPONSE_MAX)
-		return session_fail(s, "response too long", error_r);
+		return session_fail(s, SASL_REASON_SYNTAX, "response too long",
+		    error_r);
 	if (resp == NULL && resp_len > 0)
-		return session_fail(s, "malformed response", error_r);
+		return session_fail(s, SASL_REASON_SYNTAX,
+		    "malformed response", error_r);
 	s->steps++;
 	r = sasl_server_step(s->conn, resp != NULL ? (const char *)resp : "",
 	    (unsigned)resp_len, &out, &outlen);
 	return session_result(s, r, out, outlen, out_r, out_len_r, error_r);
+}
+
+int
+sasl_addr_is_loopback(const char *addr)
+{
+	char ip[INET6_ADDRSTRLEN];
+	struct in_addr a4;
+	struct in6_addr a6;
+	size_t n;
+
+	if (addr == NULL)
+		return 0;
+	n = strcspn(addr, ";");
+	if (n == 0 || n >= sizeof(ip))
+		return 0;
+	memcpy(ip, addr, n);
+	ip[n] = '\0';
+	if (inet_pton(AF_INET, ip, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, ip, &a6) != 1)
+		return 0;
+	if (IN6_IS_ADDR_LOOPBACK(&a6))
+		return 1;
+	return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
 }
 
 /* ---- base64 ------------------------------------------------------------ */

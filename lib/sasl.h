@@ -86,6 +86,35 @@ enum sasl_session_result {
 };
 
 /*
+ * Why the last start/step returned FAIL or ERROR, so the protocol layer
+ * can pick its reply (sasl_session_reason()).
+ */
+enum sasl_reason {
+	SASL_REASON_NONE = 0,	/* no failure (yet) */
+	/*
+	 * Wrong user or password, refused authorization identity, bad user
+	 * name.  SMTP 535 5.7.8; IMAP NO [AUTHENTICATIONFAILED].  The
+	 * daemon counts these for its per-address rate limit.
+	 */
+	SASL_REASON_AUTH,
+	/* Mechanism unknown here or malformed name.  SMTP 504 5.5.4; IMAP NO. */
+	SASL_REASON_MECH,
+	/*
+	 * A plaintext mechanism without TLS.  SMTP 538 5.7.11 (RFC 4954);
+	 * IMAP NO [PRIVACYREQUIRED] (RFC 5530).
+	 */
+	SASL_REASON_TLS_REQUIRED,
+	/*
+	 * Malformed response, response over SASL_RESPONSE_MAX, too many
+	 * steps, or a call out of order.  SMTP 501 5.5.2 (500 5.5.6 for a
+	 * line too long); IMAP BAD.
+	 */
+	SASL_REASON_SYNTAX,
+	/* With SASL_SESSION_ERROR.  SMTP 454 4.7.0; IMAP NO [UNAVAILABLE]. */
+	SASL_REASON_UNAVAILABLE,
+};
+
+/*
  * The caller's password check.  user is the authentication identity exactly
  * as the client sent it (NUL-terminated, at most SASL_USER_MAX bytes, no
  * control characters); pass is the password (NUL-terminated; it never
@@ -189,6 +218,16 @@ const char *sasl_session_user(const struct sasl_session *s);
 
 /* The mechanism of the exchange ("PLAIN"), or NULL before start. */
 const char *sasl_session_mech(const struct sasl_session *s);
+
+/* Why the last start/step failed; SASL_REASON_NONE if it did not. */
+enum sasl_reason sasl_session_reason(const struct sasl_session *s);
+
+/*
+ * 1 if addr ("ip;port" as passed to sasl_session_new, or a bare IP) is a
+ * loopback address: 127.0.0.0/8, ::1, or ::ffff:127.x.y.z; else 0.  For
+ * the daemons' "plaintext on loopback" development setting.
+ */
+int sasl_addr_is_loopback(const char *addr);
 
 /*
  * Decode base64 text (RFC 4648, standard alphabet, padding required, no

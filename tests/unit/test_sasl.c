@@ -32,6 +32,7 @@ struct fake {
 	const char *pass;
 	int calls;
 	int tempfail;		/* answer -1 (store unavailable) */
+	int always;		/* 1: say yes to anything; -1: no to all */
 };
 
 static int
@@ -42,6 +43,8 @@ fake_verify(const char *user, const char *pass, void *ctx)
 	f->calls++;
 	if (f->tempfail)
 		return -1;
+	if (f->always != 0)
+		return f->always > 0;
 	return strcmp(user, f->user) == 0 && strcmp(pass, f->pass) == 0;
 }
 
@@ -117,7 +120,7 @@ test_mechs_need_tls(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct fake f = { USER, PASS, 0, 0 };
+		struct fake f = { USER, PASS, 0, 0, 0 };
 		struct sasl_session *s = session(&f, cases[i].tls,
 		    cases[i].plaintext, 0);
 		const char *m = sasl_session_mechs(s);
@@ -146,6 +149,8 @@ test_mechs_need_tls(void **state)
 			} else {
 				assert_int_equal(res, SASL_SESSION_FAIL);
 				assert_non_null(strstr(err, "TLS"));
+				assert_int_equal(sasl_session_reason(t),
+				    SASL_REASON_TLS_REQUIRED);
 			}
 			sasl_session_free(t);
 		}
@@ -162,34 +167,46 @@ struct plain_case {
 	enum sasl_session_result want;
 	int calls;
 	const char *err;	/* substring, for FAIL/ERROR */
+	enum sasl_reason reason;
 };
 
 static void
 test_plain_table(void **state)
 {
 	static const struct plain_case cases[] = {
-		{ "", USER, PASS, 0, SASL_SESSION_OK, 1, NULL },
-		{ USER, USER, PASS, 0, SASL_SESSION_OK, 1, NULL },
+		{ "", USER, PASS, 0, SASL_SESSION_OK, 1, NULL,
+		  SASL_REASON_NONE },
+		{ USER, USER, PASS, 0, SASL_SESSION_OK, 1, NULL,
+		  SASL_REASON_NONE },
 		{ "", USER, "wrong", 0, SASL_SESSION_FAIL, 1,
-		  "authentication failed" },
-		{ "", USER, "", 0, SASL_SESSION_FAIL, -1, NULL },
+		  "authentication failed", SASL_REASON_AUTH },
+		{ "", USER, "", 0, SASL_SESSION_FAIL, -1, NULL,
+		  SASL_REASON_AUTH },
 		{ "", "bob@demo.gov.cn", PASS, 0, SASL_SESSION_FAIL, 1,
-		  "authentication failed" },
+		  "authentication failed", SASL_REASON_AUTH },
 		/* A right password does not buy another identity. */
 		{ "bob@demo.gov.cn", USER, PASS, 0, SASL_SESSION_FAIL, -1,
-		  "authorization" },
-		{ "", "", PASS, 0, SASL_SESSION_FAIL, 0, NULL },
+		  "authorization", SASL_REASON_AUTH },
+		{ "", "", PASS, 0, SASL_SESSION_FAIL, 0, NULL,
+		  SASL_REASON_AUTH },
 		{ "", "al ice@demo.gov.cn", PASS, 0, SASL_SESSION_FAIL, 0,
-		  "user name" },
+		  "user name", SASL_REASON_AUTH },
 		{ "", "alice\t@demo.gov.cn", PASS, 0, SASL_SESSION_FAIL, 0,
-		  "user name" },
-		{ "", USER, PASS, 1, SASL_SESSION_ERROR, 1, "unavailable" },
+		  "user name", SASL_REASON_AUTH },
+		{ "", "alice\x7f@demo.gov.cn", PASS, 0, SASL_SESSION_FAIL, 0,
+		  "user name", SASL_REASON_AUTH },
+		/* UTF-8 user names pass through to verify. */
+		{ "", "\xe5\xb8\x82\xe6\xb0\x91@demo.gov.cn", PASS, 0,
+		  SASL_SESSION_FAIL, 1, "authentication failed",
+		  SASL_REASON_AUTH },
+		{ "", USER, PASS, 1, SASL_SESSION_ERROR, 1, "unavailable",
+		  SASL_REASON_UNAVAILABLE },
 	};
 	size_t i;
 
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct fake f = { USER, PASS, 0, cases[i].fake_tempfail };
+		struct fake f = { USER, PASS, 0, cases[i].fake_tempfail, 0 };
 		struct sasl_session *s = session(&f, 1, 0, 0);
 		uint8_t r[256];
 		size_t n = plain_resp(r, sizeof(r), cases[i].authz,
@@ -208,6 +225,7 @@ test_plain_table(void **state)
 			assert_int_equal(f.calls, cases[i].calls);
 		if (cases[i].err != NULL)
 			assert_non_null(strstr(err, cases[i].err));
+		assert_int_equal(sasl_session_reason(s), cases[i].reason);
 		if (res == SASL_SESSION_OK) {
 			assert_string_equal(sasl_session_user(s), USER);
 			assert_string_equal(sasl_session_mech(s), "PLAIN");
@@ -237,7 +255,7 @@ test_plain_malformed(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct fake f = { USER, PASS, 0, 0 };
+		struct fake f = { USER, PASS, 0, 0, 0 };
 		struct sasl_session *s = session(&f, 1, 0, 0);
 		const uint8_t *out;
 		size_t outlen;
@@ -256,7 +274,7 @@ test_plain_malformed(void **state)
 static void
 test_plain_no_initial_response(void **state)
 {
-	struct fake f = { USER, PASS, 0, 0 };
+	struct fake f = { USER, PASS, 0, 0, 0 };
 	struct sasl_session *s = session(&f, 1, 0, 0);
 	uint8_t r[128];
 	size_t n = plain_resp(r, sizeof(r), "", USER, PASS);
@@ -324,7 +342,7 @@ test_login_table(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct fake f = { USER, PASS, 0, 0 };
+		struct fake f = { USER, PASS, 0, 0, 0 };
 		struct sasl_session *s = session(&f, 1, 0, 0);
 		const char *err = NULL;
 
@@ -361,15 +379,18 @@ test_steps_limit(void **state)
 	(void)state;
 	assert_int_equal(SASL_STEPS_MAX, 3);
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct fake f = { USER, PASS, 0, 0 };
+		struct fake f = { USER, PASS, 0, 0, 0 };
 		struct sasl_session *s = session(&f, 1, 0, cases[i].max);
 		const char *err = NULL;
 
 		assert_int_equal(login_run(s, cases[i].initial, USER, PASS,
 		    &err), cases[i].want);
 		assert_int_equal(f.calls, cases[i].calls);
-		if (cases[i].want == SASL_SESSION_FAIL)
+		if (cases[i].want == SASL_SESSION_FAIL) {
 			assert_string_equal(err, "too many steps");
+			assert_int_equal(sasl_session_reason(s),
+			    SASL_REASON_SYNTAX);
+		}
 		sasl_session_free(s);
 	}
 }
@@ -396,6 +417,7 @@ size_case(size_t len, int via_step, enum sasl_session_result want,
 	f.pass = pass;
 	f.calls = 0;
 	f.tempfail = 0;
+	f.always = 0;
 	s = session(&f, 1, 0, 0);
 	assert_int_equal(plain_resp(r, len + 1, "", USER, pass), len);
 	if (via_step) {
@@ -408,8 +430,10 @@ size_case(size_t len, int via_step, enum sasl_session_result want,
 	}
 	assert_int_equal(res, want);
 	assert_int_equal(f.calls, calls);
-	if (want == SASL_SESSION_FAIL)
+	if (want == SASL_SESSION_FAIL) {
 		assert_string_equal(err, "response too long");
+		assert_int_equal(sasl_session_reason(s), SASL_REASON_SYNTAX);
+	}
 	sasl_session_free(s);
 	free(pass);
 	free(r);
@@ -458,6 +482,7 @@ test_user_max(void **state)
 		f.pass = PASS;
 		f.calls = 0;
 		f.tempfail = 0;
+		f.always = 0;
 		s = session(&f, 1, 0, 0);
 		n = plain_resp(r, sizeof(r), "", user, PASS);
 		assert_int_equal(sasl_session_start(s, "PLAIN", r, n, 1, &out,
@@ -488,7 +513,7 @@ test_session_misc(void **state)
 	};
 	struct sasl_session_params p;
 	struct sasl_session *s = NULL;
-	struct fake f = { USER, PASS, 0, 0 };
+	struct fake f = { USER, PASS, 0, 0, 0 };
 	const uint8_t *out;
 	size_t outlen, i;
 	const char *err = NULL;
@@ -499,6 +524,7 @@ test_session_misc(void **state)
 		assert_int_equal(sasl_session_start(s, bad_mechs[i].mech, NULL,
 		    0, 0, &out, &outlen, &err), SASL_SESSION_FAIL);
 		assert_non_null(strstr(err, bad_mechs[i].err));
+		assert_int_equal(sasl_session_reason(s), SASL_REASON_MECH);
 		sasl_session_free(s);
 	}
 	/* Started once only. */
@@ -532,6 +558,80 @@ test_session_misc(void **state)
 	assert_int_equal(sasl_session_new(&p, &s, &err), 0);
 	assert_non_null(strstr(sasl_session_mechs(s), "PLAIN"));
 	sasl_session_free(s);
+}
+
+/* The verify callback alone decides: a yes-to-all store lets any password
+ * in, a no-to-all store keeps the right one out. */
+static void
+test_verify_decides(void **state)
+{
+	static const struct {
+		int always;
+		const char *pass;
+		enum sasl_session_result want;
+	} cases[] = {
+		{ 1, "anything at all", SASL_SESSION_OK },
+		{ 1, PASS, SASL_SESSION_OK },
+		{ -1, PASS, SASL_SESSION_FAIL },
+		{ -1, "anything at all", SASL_SESSION_FAIL },
+	};
+	size_t i;
+	int initial;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct fake f = { USER, PASS, 0, 0, cases[i].always };
+		struct sasl_session *s = session(&f, 1, 0, 0);
+		uint8_t r[128];
+		size_t n = plain_resp(r, sizeof(r), "", USER, cases[i].pass);
+		const uint8_t *out;
+		size_t outlen;
+		const char *err = NULL;
+
+		assert_int_equal(sasl_session_start(s, "PLAIN", r, n, 1, &out,
+		    &outlen, &err), cases[i].want);
+		assert_int_equal(f.calls, 1);
+		sasl_session_free(s);
+		for (initial = 0; initial < 2; initial++) {
+			f.calls = 0;
+			s = session(&f, 1, 0, 0);
+			assert_int_equal(login_run(s, initial, USER,
+			    cases[i].pass, &err), cases[i].want);
+			assert_int_equal(f.calls, 1);
+			sasl_session_free(s);
+		}
+	}
+}
+
+static void
+test_loopback(void **state)
+{
+	static const struct {
+		const char *addr;
+		int loopback;
+	} cases[] = {
+		{ "127.0.0.1;2587", 1 },
+		{ "127.255.255.254;1", 1 },
+		{ "127.0.0.1", 1 },
+		{ "::1;143", 1 },
+		{ "::ffff:127.0.0.1;25", 1 },
+		{ "128.0.0.1;25", 0 },
+		{ "126.255.255.255;25", 0 },
+		{ "10.0.0.1;25", 0 },
+		{ "::2;25", 0 },
+		{ "::ffff:10.0.0.1;25", 0 },
+		{ "localhost;25", 0 },		/* names are not addresses */
+		{ ";25", 0 },
+		{ "", 0 },
+		{ NULL, 0 },
+		{ "1111:2222:3333:4444:5555:6666:7777:8888:9999;1", 0 },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_int_equal(sasl_addr_is_loopback(cases[i].addr),
+		    cases[i].loopback);
 }
 
 static void
@@ -754,7 +854,7 @@ test_client_interop(void **state)
 	(void)state;
 	assert_int_equal(sasl_client_init(NULL), SASL_OK);
 	for (i = 0; i < 2; i++) {
-		struct fake f = { USER, PASS, 0, 0 };
+		struct fake f = { USER, PASS, 0, 0, 0 };
 
 		assert_int_equal(client_exchange(mechs[i], USER, PASS, &f),
 		    SASL_SESSION_OK);
@@ -809,6 +909,7 @@ test_threads(void **state)
 		f[i].pass = PASS;
 		f[i].calls = 0;
 		f[i].tempfail = 0;
+		f[i].always = 0;
 		assert_int_equal(pthread_create(&t[i], NULL, thread_main,
 		    &f[i]), 0);
 	}
@@ -835,6 +936,8 @@ main(void)
 		cmocka_unit_test(test_response_size),
 		cmocka_unit_test(test_user_max),
 		cmocka_unit_test(test_session_misc),
+		cmocka_unit_test(test_verify_decides),
+		cmocka_unit_test(test_loopback),
 		cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_base64_limits),
 		cmocka_unit_test(test_base64_roundtrip),
