@@ -195,6 +195,8 @@ mime_addr_trim(const char *spec, const char **start_r, size_t *len_r)
 	*len_r = len;
 }
 
+#define MIME_ADDRESS_TRIES	32
+
 /*
  * libetpan's address-list parser with two repairs first: an obsolete
  * source route ("<@relay,@relay2:user@host>", RFC 5322 4.4) is dropped
@@ -203,9 +205,10 @@ mime_addr_trim(const char *spec, const char **start_r, size_t *len_r)
 struct mailimf_address_list *
 mime_parse_addresses(const char *v, size_t len)
 {
-	struct mailimf_address_list *al = NULL;
+	struct mailimf_address_list *al = NULL, *part;
 	struct buf clean;
-	size_t i, j, idx = 0;
+	const char *data;
+	size_t i, j, idx = 0, tries;
 	int quoted = 0, r;
 
 	buf_init(&clean, BUF_UNBOUNDED);
@@ -231,10 +234,42 @@ mime_parse_addresses(const char *v, size_t len)
 		if (j < len && v[j] == ':')
 			i = j;	/* resume after the route */
 	}
-	r = mailimf_address_list_parse((const char *)clean.data, clean.len,
-	    &idx, &al);
+	/*
+	 * libetpan stops at the first address it cannot read ("a@b,,c@d",
+	 * "a@b; c@d"): resume after the next separator, a bounded number of
+	 * times (each failed try may scan the rest of the field).
+	 */
+	data = (const char *)clean.data;
+	for (tries = 0; idx < clean.len && tries < MIME_ADDRESS_TRIES;
+	    tries++) {
+		size_t start = idx;
+		const char *sep;
+
+		part = NULL;
+		r = mailimf_address_list_parse(data, clean.len, &idx, &part);
+		if (r == MAILIMF_NO_ERROR && idx > start) {
+			if (al == NULL)
+				al = part;
+			else {
+				clist_concat(al->ad_list, part->ad_list);
+				mailimf_address_list_free(part);
+			}
+			if (idx < clean.len && (data[idx] == ',' ||
+			    data[idx] == ';'))
+				idx++;
+			continue;
+		}
+		if (r == MAILIMF_NO_ERROR)
+			mailimf_address_list_free(part);
+		sep = memchr(data + start, ',', clean.len - start);
+		if (sep == NULL)
+			sep = memchr(data + start, ';', clean.len - start);
+		if (sep == NULL)
+			break;
+		idx = (size_t)(sep - data) + 1;
+	}
 	buf_free(&clean);
-	return r == MAILIMF_NO_ERROR ? al : NULL;
+	return al;
 }
 
 /* ---- the entity tree ---------------------------------------------- */

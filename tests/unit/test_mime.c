@@ -437,6 +437,10 @@ static const struct field_case {
 	{ "From: Team: first@x.cn, second@x.cn;\r\n\r\n", "", "first@x.cn", "",
 	    0, "((NIL NIL \"Team\" NIL)(NIL NIL \"first\" \"x.cn\")"
 	    "(NIL NIL \"second\" \"x.cn\")(NIL NIL NIL NIL))" },
+	/* libetpan stops at a bad address: resume after the separator */
+	{ "From: x@y.z\r\nTo: a@b.c,, d@e.f; g@h.i\r\n\r\n", "", "x@y.z", "", 0,
+	    "((NIL NIL \"a\" \"b.c\")(NIL NIL \"d\" \"e.f\")"
+	    "(NIL NIL \"g\" \"h.i\"))" },
 	/* display names stay RFC 2047-encoded in the ENVELOPE */
 	{ "From: =?gbk?B?1tDOxA==?= <a@b.cn>\r\n\r\n", "", "a@b.cn", "", 0,
 	    "((\"=?gbk?B?1tDOxA==?=\" NIL \"a\" \"b.cn\"))" },
@@ -970,6 +974,11 @@ test_hostile_headers(void **state)
 		buf_append_byte(&b, '(');
 	buf_append_str(&b, "a@b.c\r\nContent-Type: text/plain; (((((((((((((("
 	    "(((((((((((((((((((((\r\n");
+	/* a To: that makes every resumed parse scan to the end */
+	buf_append_str(&b, "To: ");
+	for (k = 0; k < 6000; k++)
+		buf_append_str(&b, "\"x, ");
+	buf_append_str(&b, "\r\n");
 	for (k = 0; k < 200000; k++)
 		buf_printf(&b, "X-Filler-%zu: %zu\r\n", k % 7, k);
 	buf_append_str(&b, "Subject: last wins not\r\nSubject: second\r\n"
