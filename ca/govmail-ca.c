@@ -397,6 +397,21 @@ holder_fill(struct cmd_ctx *c, struct store *store, const char *address,
 		    "profile");
 	else
 		msgbuf[0] = '\0';
+	if (msgbuf[0] == '\0' && c->o.resident_id != NULL) {
+		char *owner = NULL;
+
+		/* The ID number must be the one the store holds (as a keyed
+		 * hash) for this very account. */
+		if (p != GOVCA_PROFILE_CITIZEN)
+			snprintf(msgbuf, msgsz, "--resident-id is for the "
+			    "citizen profile");
+		else if (store_account_find_resident(store, c->o.resident_id,
+		    &owner, &err) != 0 ||
+		    str_casecmp(owner, hd->acct->address) != 0)
+			snprintf(msgbuf, msgsz, "%s: the resident ID number "
+			    "given is not the account's", address);
+		free(owner);
+	}
 	if (msgbuf[0] != '\0') {
 		store_account_free(hd->acct);
 		hd->acct = NULL;

@@ -17,7 +17,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tap import Suite, program, free_port, wait_port  # noqa: E402
-from ctlenv import Ctl, USCC_OK, RESIDENT_ID_OK  # noqa: E402
+from ctlenv import Ctl, USCC_OK, RESIDENT_ID_OK, RESIDENT_ID_OK2  # noqa: E402,E501
 
 CA = program("ca/govmail-ca")
 DOMAIN = "city.gov.example"
@@ -216,6 +216,17 @@ if shutil.which("pk12util"):
     t.ok(f"housing@{DOMAIN}" in lst.stdout and "u,u,u" in lst.stdout,
          "NSS holds the certificate with its key")
 
+p = ca("issue", "--profile", "citizen", f"zhang@{DOMAIN}", "--resident-id",
+       RESIDENT_ID_OK, "--csr", csr("rid"), "--out", path("rid.pem"))
+t.ok(p.returncode == 0, "--resident-id of the account's own ID: issued",
+     p.stderr)
+m = re.search(r"serial ([0-9a-f]{32})", p.stdout + p.stderr)
+rid_serial = m.group(1) if m else "x"
+derb = subprocess.run(["openssl", "x509", "-in", path("rid.pem"),
+                       "-outform", "DER"], capture_output=True).stdout
+t.ok(len(derb) > 0 and RESIDENT_ID_OK.encode() not in derb,
+     "the checked ID number is not in the certificate")
+
 # ---- hostile input: clear errors, nothing issued -----------------------------
 before, lines = count_certs(), audit_len()
 cases = [
@@ -236,6 +247,10 @@ with open(csr("h5"), "rb") as f:
     good = f.read()
 with open(path("trunc.csr"), "wb") as f:
     f.write(good[:len(good) // 2])
+cases.append(("another person's ID number",
+              ["issue", "--profile", "citizen", f"zhang@{DOMAIN}",
+               "--resident-id", RESIDENT_ID_OK2, "--csr", csr("h6")],
+              "not the account's"))
 cases.append(("truncated CSR", ["issue", "--profile", "citizen",
                                 f"zhang@{DOMAIN}", "--csr",
                                 path("trunc.csr")], "PKCS#10"))
@@ -290,6 +305,12 @@ t.ok("OCSP Nonce" in o.stdout, "OCSP: nonce echoed")
 
 p = ca("revoke", serials.get("citizen", "x"), "--reason", "keyCompromise")
 t.ok(p.returncode == 0, "revoke", p.stderr)
+p = ctl.run("user", "show", f"zhang@{DOMAIN}")
+t.ok(f"certificate: {rid_serial}" in p.stdout,
+     "revoking an older certificate keeps the account's current one",
+     p.stdout)
+p = ca("revoke", rid_serial, "--reason", "superseded")
+t.ok(p.returncode == 0, "revoke the current one", p.stderr)
 p = ctl.run("user", "show", f"zhang@{DOMAIN}")
 t.ok("certificate: none" in p.stdout,
      "revoke clears the account's current certificate", p.stdout)
