@@ -326,6 +326,48 @@ load_key(struct govca *ca, const char *file, const char *passphrase)
 	return key;
 }
 
+static X509 *make_ocsp_cert(X509 *issuing, EVP_PKEY *issuing_key,
+    EVP_PKEY *key, const char *name);
+static int save_pair(const char *dir, const char *base, X509 *cert,
+    EVP_PKEY *key, const char *passphrase);
+
+/*
+ * The delegated responder's certificate lives GOVCA_OCSP_DAYS; whenever
+ * the CA is opened with its keys less than GOVCA_OCSP_RENEW_DAYS before
+ * the end, it gets a new key and certificate (serve picks them up when it
+ * is restarted, which the administrator does at least that often).
+ */
+static int
+ocsp_renew_if_due(struct govca *ca, const char *passphrase,
+    const char **error_r)
+{
+	time_t limit = time(NULL) + (time_t)GOVCA_OCSP_RENEW_DAYS * 86400;
+	EVP_PKEY *key;
+	X509 *cert;
+	const char *err;
+
+	if (X509_cmp_time(X509_get0_notAfter(ca->ocsp), &limit) > 0)
+		return 0;
+	key = ca_key_generate(GOVCA_KEY_P256);
+	cert = key != NULL ? make_ocsp_cert(ca->issuing, ca->issuing_key, key,
+	    ca->name) : NULL;
+	if (cert == NULL ||
+	    save_pair(ca->dir, "ocsp", cert, key, passphrase) == -1) {
+		EVP_PKEY_free(key);
+		X509_free(cert);
+		*error_r = ca_err(ca, "cannot renew the OCSP responder "
+		    "certificate");
+		return -1;
+	}
+	X509_free(ca->ocsp);
+	EVP_PKEY_free(ca->ocsp_key);
+	ca->ocsp = cert;
+	ca->ocsp_key = key;
+	if (govca_audit(ca, "ocsp-renew", "key=p256", &err) == -1)
+		log_warnx("ca: audit of the OCSP renewal failed: %s", err);
+	return 0;
+}
+
 int
 govca_open(const char *dir, const struct govca_settings *s,
     const char *passphrase, unsigned flags, struct govca **ca_r,
@@ -358,6 +400,9 @@ govca_open(const char *dir, const struct govca_settings *s,
 		    passphrase)) == NULL)
 			goto fail;
 	}
+	if (ca->issuing_key != NULL && ocsp_renew_if_due(ca, passphrase,
+	    error_r) == -1)
+		goto fail;
 	ca->issuer_ids[0] = OCSP_cert_to_id(EVP_sha1(), NULL, ca->issuing);
 	ca->issuer_ids[1] = OCSP_cert_to_id(EVP_sha256(), NULL, ca->issuing);
 	if (ca->issuer_ids[0] == NULL || ca->issuer_ids[1] == NULL) {
@@ -465,7 +510,7 @@ make_ocsp_cert(X509 *issuing, EVP_PKEY *issuing_key, EVP_PKEY *key,
 	    X509_set_subject_name(cert, subj) != 1 ||
 	    X509_set_issuer_name(cert, X509_get_subject_name(issuing)) != 1 ||
 	    X509_set_pubkey(cert, key) != 1 ||
-	    ca_set_validity(cert, time(NULL), 365) == -1 ||
+	    ca_set_validity(cert, time(NULL), GOVCA_OCSP_DAYS) == -1 ||
 	    ca_add_ext(cert, issuing, NID_basic_constraints,
 	    "critical,CA:FALSE") == -1 ||
 	    ca_add_ext(cert, issuing, NID_key_usage,

@@ -38,6 +38,8 @@ struct buf;
 #define GOVCA_ROOT_DAYS (20 * 365 + 5)
 #define GOVCA_ISSUING_DAYS (10 * 365 + 3)
 #define GOVCA_CRL_DAYS_MAX 7			/* nextUpdate <= 7 days */
+#define GOVCA_OCSP_DAYS 365			/* responder certificate */
+#define GOVCA_OCSP_RENEW_DAYS 30		/* renewed when fewer left */
 #define GOVCA_CSR_MAX (64 * 1024)		/* bytes of a CSR file */
 #define GOVCA_OCSP_REQUEST_MAX 8192		/* bytes of an OCSP request */
 #define GOVCA_OCSP_REQUESTS_MAX 16		/* certificates per request */
@@ -110,7 +112,10 @@ enum govca_open_flags {
 /*
  * Open a CA folder made by govca_init: certificates, the certificate
  * database and, with GOVCA_OPEN_KEYS, the private keys (passphrase
- * needed).  settings is copied.  Release with govca_close().
+ * needed; an OCSP responder certificate near its end is renewed then).
+ * settings is copied.  A process opens a CA folder once at a time (the
+ * database environment is registered per process); the handle may be used
+ * by several threads for look-ups and OCSP.  Release with govca_close().
  */
 int govca_open(const char *dir, const struct govca_settings *settings,
     const char *passphrase, unsigned flags, struct govca **ca_r,

@@ -927,6 +927,75 @@ test_ocsp_malformed(void **state)
 	free(big);
 }
 
+/* An OCSP responder certificate close to its end is renewed on open. */
+static void
+test_ocsp_renewal(void **state)
+{
+	char *ipath = xasprintf("%s/issuing.key", cadir);
+	char *cpath = xasprintf("%s/issuing.crt", cadir);
+	char *opath = xasprintf("%s/ocsp.crt", cadir);
+	char *kpath = xasprintf("%s/ocsp.key", cadir);
+	EVP_PKEY *ikey, *okey;
+	X509 *issuing, *old, *now;
+	struct govca *ca2;
+	const char *err;
+	FILE *f;
+	int days, secs;
+
+	(void)state;
+	f = fopen(ipath, "r");
+	ikey = PEM_read_PrivateKey(f, NULL, NULL, (void *)"unit pass");
+	fclose(f);
+	f = fopen(cpath, "r");
+	issuing = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	assert_non_null(ikey);
+	/* A responder certificate with 10 days left. */
+	okey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	old = X509_new();
+	X509_set_version(old, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(old), 4242);
+	X509_set_issuer_name(old, X509_get_subject_name(issuing));
+	X509_set_subject_name(old, X509_get_subject_name(issuing));
+	X509_set_pubkey(old, okey);
+	X509_gmtime_adj(X509_getm_notBefore(old), 0);
+	X509_gmtime_adj(X509_getm_notAfter(old), 10 * 86400);
+	assert_true(X509_sign(old, ikey, EVP_sha256()) > 0);
+	f = fopen(opath, "w");
+	PEM_write_X509(f, old);
+	fclose(f);
+	f = fopen(kpath, "w");
+	PEM_write_PKCS8PrivateKey(f, okey, EVP_aes_256_cbc(), NULL, 0, NULL,
+	    (void *)"unit pass");
+	fclose(f);
+
+	/* One environment handle per process (DB_REGISTER): reopen. */
+	govca_close(ca);
+	if (govca_open(cadir, &settings, "unit pass", GOVCA_OPEN_KEYS, &ca2,
+	    &err) != 0)
+		fail_msg("open: %s", err);
+	ca = ca2;
+	f = fopen(opath, "r");
+	now = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	assert_non_null(now);
+	assert_int_not_equal(X509_cmp(now, old), 0);
+	assert_int_equal(ASN1_TIME_diff(&days, &secs, NULL,
+	    X509_get0_notAfter(now)), 1);
+	assert_true(days > GOVCA_OCSP_DAYS - 2);
+	assert_true(X509_get_ext_by_NID(now, NID_id_pkix_OCSP_noCheck, -1) >=
+	    0);
+	X509_free(now);
+	X509_free(old);
+	X509_free(issuing);
+	EVP_PKEY_free(ikey);
+	EVP_PKEY_free(okey);
+	free(ipath);
+	free(cpath);
+	free(opath);
+	free(kpath);
+}
+
 /* ---- audit ------------------------------------------------------------- */
 
 struct problems {
@@ -1172,6 +1241,7 @@ main(void)
 		cmocka_unit_test(test_batch),
 		cmocka_unit_test(test_revoke_crl_ocsp),
 		cmocka_unit_test(test_ocsp_malformed),
+		cmocka_unit_test(test_ocsp_renewal),
 		cmocka_unit_test(test_audit_tamper),
 		cmocka_unit_test(test_audit_ca_log),
 		cmocka_unit_test(test_kv),
