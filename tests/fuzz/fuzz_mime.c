@@ -21,6 +21,78 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* One RFC 3501 item (list, quoted, literal, NIL, number); -1 if bad. */
+static int
+imap_item(const char **p, const char *end, int depth, int *n_r)
+{
+	const char *s = *p;
+	int n = 0;
+
+	if (s >= end || depth > 200)
+		return -1;
+	if (*s == '(') {
+		for (s++; s < end && *s != ')'; n++) {
+			if (n > 0 && *s == ' ')
+				s++;
+			else if (n > 0 && *s != '(')
+				return -1;
+			if (imap_item(&s, end, depth + 1, NULL) == -1)
+				return -1;
+		}
+		if (s >= end)
+			return -1;
+		*p = s + 1;
+		if (n_r != NULL)
+			*n_r = n;
+		return 0;
+	}
+	if (*s == '"') {
+		for (s++; s < end && *s != '"'; s++) {
+			if (*s == '\\' && (++s >= end ||
+			    (*s != '"' && *s != '\\')))
+				return -1;
+			if (*s == '\r' || *s == '\n' || (*s & 0x80))
+				return -1;
+		}
+		if (s >= end)
+			return -1;
+		*p = s + 1;
+		return 0;
+	}
+	if (*s == '{') {
+		char *e;
+		unsigned long len = strtoul(s + 1, &e, 10);
+
+		if (e + 3 > end || e[0] != '}' || e[1] != '\r' || e[2] != '\n' ||
+		    (unsigned long)(end - (e + 3)) < len ||
+		    memchr(e + 3, 0, len) != NULL)
+			return -1;
+		*p = e + 3 + len;
+		return 0;
+	}
+	if (end - s >= 3 && memcmp(s, "NIL", 3) == 0) {
+		*p = s + 3;
+		return 0;
+	}
+	if (*s < '0' || *s > '9')
+		return -1;
+	while (s < end && *s >= '0' && *s <= '9')
+		s++;
+	*p = s;
+	return 0;
+}
+
+static void
+check_list(const char *s, int items)
+{
+	const char *p = s, *end = s + strlen(s);
+	int n = -1;
+
+	if (*s != '(' || imap_item(&p, end, 0, &n) == -1 || p != end ||
+	    (items > 0 && n != items))
+		abort();
+}
+
 static void
 check_part(const struct mime_info *info, const char *part, size_t size,
     int must)
@@ -48,8 +120,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (mime_analyse(data, size, &info, &error) != 0)
 		abort();
-	if (info.envelope[0] != '(' || info.bodystructure[0] != '(' ||
-	    info.body[0] != '(' || info.header_size > size)
+	check_list(info.envelope, 10);
+	check_list(info.bodystructure, 0);
+	check_list(info.body, 0);
+	if (info.header_size > size)
 		abort();
 	check_part(&info, "", size, 1);
 	check_part(&info, "1", size, 1);
