@@ -279,9 +279,15 @@ st, _ = get(base + f"/certs/nobody@{DOMAIN}")
 t.eq(st, 404, "/certs/ of an unknown address: 404")
 st, _ = get(base + "/etc/passwd")
 t.eq(st, 404, "unknown path: 404")
-st, _ = get(base + "/ocsp", data=os.urandom(9000),
-            headers={"Content-Type": "application/ocsp-request"})
-t.eq(st, 413, "oversized OCSP POST: 413")
+OCSP_MAX = 8192   # GOVCA_OCSP_REQUEST_MAX
+for n, want in ((OCSP_MAX - 1, 200), (OCSP_MAX, 200), (OCSP_MAX + 1, 413)):
+    st, _ = get(base + "/ocsp", data=b"\x30" * n,
+                headers={"Content-Type": "application/ocsp-request"})
+    t.eq(st, want, f"OCSP POST of {n} bytes: {want}")
+PATH_MAX = 2048   # GOVCA_HTTP_PATH_MAX
+for n, want in ((PATH_MAX, 404), (PATH_MAX + 1, 414)):
+    st, _ = get(base + "/x" + "a" * (n - 2))
+    t.eq(st, want, f"a {n}-byte path: {want}")
 st, body = get(base + "/ocsp", data=b"junk",
                headers={"Content-Type": "application/ocsp-request"})
 with open(path("junk.resp"), "wb") as f:

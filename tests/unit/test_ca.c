@@ -270,7 +270,7 @@ test_names(void **state)
 enum csr_kind {
 	CSR_P256, CSR_P384, CSR_RSA2048, CSR_RSA1024, CSR_DSA, CSR_K256,
 	CSR_ED25519, CSR_TRUNCATED, CSR_BAD_SIG, CSR_EMPTY, CSR_GARBAGE_MAX,
-	CSR_OVERSIZE, CSR_PEM, CSR_TRAILING,
+	CSR_OVERSIZE, CSR_PEM, CSR_TRAILING, CSR_GARBAGE_MAX_1,
 };
 
 static const struct {
@@ -289,6 +289,7 @@ static const struct {
 	{ CSR_TRUNCATED, 0, "not a PKCS#10" },
 	{ CSR_BAD_SIG, 0, "proof of possession" },
 	{ CSR_EMPTY, 0, "empty" },
+	{ CSR_GARBAGE_MAX_1, 0, "not a PKCS#10" },
 	{ CSR_GARBAGE_MAX, 0, "not a PKCS#10" },
 	{ CSR_OVERSIZE, 0, "larger than" },
 	{ CSR_TRAILING, 0, "not a PKCS#10" },
@@ -339,6 +340,11 @@ csr_for(enum csr_kind kind, size_t *len_r)
 		return xmalloc(1);
 	case CSR_GARBAGE_MAX:
 		*len_r = GOVCA_CSR_MAX;
+		csr = xmalloc(*len_r);
+		memset(csr, 0x30, *len_r);
+		return csr;
+	case CSR_GARBAGE_MAX_1:
+		*len_r = GOVCA_CSR_MAX - 1;
 		csr = xmalloc(*len_r);
 		memset(csr, 0x30, *len_r);
 		return csr;
@@ -1126,6 +1132,35 @@ test_audit_tamper(void **state)
 		for (i = 0; i < n; i++)
 			free(lines[i]);
 		free(lines);
+	}
+	/* GOVCA_AUDIT_LINE_MAX: "1 TTTTTTTTTT t " is 15 bytes before the
+	 * fields of a first record; N-1 and N fit, N+1 does not. */
+	{
+		static const struct {
+			size_t len;
+			int ok;
+		} lim[] = {
+			{ GOVCA_AUDIT_LINE_MAX - 15 - 1, 1 },
+			{ GOVCA_AUDIT_LINE_MAX - 15, 1 },
+			{ GOVCA_AUDIT_LINE_MAX - 15 + 1, 0 },
+		};
+		const char *err;
+		uint64_t records;
+		char *fields;
+
+		for (i = 0; i < 3; i++) {
+			unlink(path);
+			unlink(head);
+			fields = xmalloc(lim[i].len + 1);
+			memset(fields, 'f', lim[i].len);
+			fields[lim[i].len] = '\0';
+			assert_int_equal(govca_audit_append(path, "t", fields,
+			    &err), lim[i].ok ? 0 : -1);
+			if (lim[i].ok)
+				assert_int_equal(govca_audit_verify(path, NULL,
+				    NULL, &records, &err), 0);
+			free(fields);
+		}
 	}
 	/* Line breaks in a record are refused. */
 	{
