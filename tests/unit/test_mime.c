@@ -1050,6 +1050,20 @@ test_api_edges(void **state)
 	assert_int_equal(mime_partmap_find(NULL, 0, "", &a, &b, &c, &d), -1);
 	assert_int_equal(mime_partmap_find(bad, sizeof(bad), "", &a, &b, &c,
 	    &d), -1);
+	/* an empty header: the blank line alone is the header */
+	assert_int_equal(mime_analyse((const uint8_t *)"\r\nbody\r\n", 8, &info,
+	    &error), 0);
+	assert_int_equal(info.header_size, 2);
+	assert_int_equal(info.lines, 1);
+	assert_string_equal(info.envelope,
+	    "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)");
+	assert_int_equal(mime_partmap_find(info.partmap, info.partmap_len,
+	    "1", &a, &b, &c, &d), 0);
+	assert_true(a == 0 && b == 2 && c == 2 && d == 6);
+	assert_int_equal(mime_partmap_find(info.partmap, info.partmap_len,
+	    "TEXT", &a, &b, &c, &d), 0);
+	assert_true(a == 0 && b == 2 && c == 2 && d == 6);
+	mime_info_free(&info);
 	/* a damaged map: cut at every length, never read past the end */
 	assert_int_equal(mime_analyse((const uint8_t *)"Content-Type: "
 	    "multipart/mixed; boundary=x\r\n\r\n--x\r\n\r\na\r\n--x--\r\n",
