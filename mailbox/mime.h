@@ -51,7 +51,12 @@ struct mime_info {
 	 * (body-fld-md5 is always NIL), body does not.  Strings that cannot be
 	 * quoted (CR, LF, 8-bit) are IMAP literals "{n}\r\n...".  Header
 	 * values are sent raw (still RFC 2047-encoded).  Sizes are octets of
-	 * the message as given (no CRLF conversion).
+	 * the message as given (no CRLF conversion); lines count LFs, plus
+	 * one for a last line without one.  Media types, subtypes, encodings
+	 * and parameter names are upper-cased as in RFC 3501's examples,
+	 * values keep their case; a text part without a charset parameter
+	 * is given "CHARSET" "US-ASCII" (RFC 2045 5.2).  Sender and Reply-To
+	 * default to From.  Unparsable address fields are NIL.
 	 */
 	char *envelope;
 	char *bodystructure;
