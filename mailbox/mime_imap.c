@@ -17,6 +17,8 @@
 #include <string.h>
 
 #include "buf.h"
+#include "strnum.h"
+#include "xmalloc.h"
 
 #include "mime.h"
 #include "mime_priv.h"
@@ -230,34 +232,219 @@ out_both_string(struct buf *bs, struct buf *b, const char *s, int upper)
 	out_nstring(b, s, upper);
 }
 
+/* ---- parameters (RFC 2045 5.1, RFC 2231) --------------------------- */
+
 /*
- * body-fld-param.  A text part without a charset is sent with
- * "CHARSET" "US-ASCII" added, the RFC 2045 5.2 default, as Dovecot does.
+ * RFC 2231 continuations ("name*0*=...; name*1=...") are joined into one
+ * parameter, as Dovecot sends them: "NAME" with the plain value, or
+ * "NAME*" with the still percent-encoded value ("charset'lang'%xx...")
+ * if any section is encoded.  Sections are taken in order from 0 and stop
+ * at the first gap; at most MIME_RFC2231_SECTIONS_MAX per parameter.
  */
+#define MIME_RFC2231_SECTIONS_MAX	1000
+
+struct mime_param {
+	const char *name;
+	const char *value;
+	size_t keylen;		/* bytes of name before its first '*' */
+	uint32_t section;	/* continuation number; UINT32_MAX: none */
+	int encoded;		/* "name*N*": the value is percent-encoded */
+	size_t order;		/* input position, to keep the sort stable */
+};
+
+struct mime_params {
+	struct mime_param *v;
+	size_t n, cap;
+};
+
+static void
+params_add(struct mime_params *ps, const char *name, const char *value)
+{
+	struct mime_param *p;
+	const char *star, *end;
+	uint64_t num;
+	const char *errstr;
+
+	if (name == NULL || value == NULL)
+		return;
+	if (ps->n == ps->cap) {
+		ps->cap = ps->cap == 0 ? 8 : xmul(ps->cap, 2);
+		ps->v = xreallocarray(ps->v, ps->cap, sizeof(*ps->v));
+	}
+	p = &ps->v[ps->n];
+	p->name = name;
+	p->value = value;
+	p->keylen = strlen(name);
+	p->section = UINT32_MAX;
+	p->encoded = 0;
+	p->order = ps->n++;
+	if ((star = strchr(name, '*')) == NULL || star[1] == '\0')
+		return;		/* "name" or "name*": sent as it is */
+	end = strchr(star + 1, '*');
+	if (end != NULL && end[1] != '\0')
+		return;
+	if (strnum_u64_n(star + 1, end != NULL ? (size_t)(end - star - 1) :
+	    strlen(star + 1), MIME_RFC2231_SECTIONS_MAX - 1, &num,
+	    &errstr) == -1)
+		return;
+	p->keylen = (size_t)(star - name);
+	p->section = (uint32_t)num;
+	p->encoded = end != NULL;
+}
+
+/* ASCII case-insensitive comparison of n bytes. */
+static int
+mime_casecmp_n(const char *a, const char *b, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		int ca = mime_lower((uint8_t)a[i]), cb = mime_lower((uint8_t)b[i]);
+
+		if (ca != cb)
+			return ca < cb ? -1 : 1;
+	}
+	return 0;
+}
+
+static int
+params_same_key(const struct mime_param *x, const struct mime_param *y)
+{
+	return x->keylen == y->keylen &&
+	    mime_casecmp_n(x->name, y->name, x->keylen) == 0;
+}
+
+/* Order continuation sections by key, then section, then position. */
+static int
+params_cmp(const void *a, const void *b)
+{
+	const struct mime_param *x = a, *y = b;
+	size_t n = x->keylen < y->keylen ? x->keylen : y->keylen;
+	int r = mime_casecmp_n(x->name, y->name, n);
+
+	if (r != 0)
+		return r;
+	if (x->keylen != y->keylen)
+		return x->keylen < y->keylen ? -1 : 1;
+	if (x->section != y->section)
+		return x->section < y->section ? -1 : 1;
+	return x->order < y->order ? -1 : (x->order > y->order);
+}
+
+static void
+out_param(struct buf *o, int *n, const char *name, size_t namelen,
+    const char *value, size_t valuelen)
+{
+	out_str(o, (*n)++ == 0 ? "(" : " ");
+	out_string(o, name, namelen, 1);
+	(void)buf_append_byte(o, ' ');
+	out_string(o, value, valuelen, 0);
+}
+
+/* One RFC 2231 parameter from its sorted sections c[0..nc) into o. */
+static void
+out_param_joined(struct buf *o, int *n, const struct mime_param *c,
+    size_t nc, struct buf *name, struct buf *value)
+{
+	uint32_t want = 0;
+	size_t k;
+	int encoded = 0;
+	const char *v;
+
+	if (c[0].section != 0)
+		return;		/* no first section: nothing to join */
+	for (k = 0; k < nc; k++)
+		if (c[k].encoded)
+			encoded = 1;
+	buf_reset(name);
+	buf_reset(value);
+	(void)buf_append(name, c[0].name, c[0].keylen);
+	(void)buf_append(value, "", 0);
+	if (encoded) {
+		(void)buf_append_byte(name, '*');
+		if (!c[0].encoded)
+			(void)buf_append_str(value, "''");
+	}
+	for (k = 0; k < nc && c[k].section <= want; k++) {
+		if (c[k].section < want)
+			continue;	/* a repeated section: first wins */
+		want++;
+		if (!encoded || c[k].encoded) {
+			(void)buf_append_str(value, c[k].value);
+			continue;
+		}
+		for (v = c[k].value; *v != '\0'; v++)
+			if (*v == '%')
+				(void)buf_append_str(value, "%25");
+			else
+				(void)buf_append_byte(value, (uint8_t)*v);
+	}
+	out_param(o, n, (const char *)name->data, name->len,
+	    (const char *)value->data, value->len);
+}
+
+/*
+ * body-fld-param from ps, or NIL: plain parameters in their order, then
+ * the joined RFC 2231 ones.  With text set, a missing charset is sent as
+ * "CHARSET" "US-ASCII", the RFC 2045 5.2 default, as Dovecot does.
+ */
+static void
+out_param_list(struct buf *o, struct mime_params *ps, int text)
+{
+	struct mime_param *cont;
+	struct buf name, value;
+	size_t i, j, nc = 0;
+	int n = 0, charset = 0;
+
+	cont = xreallocarray(NULL, ps->n > 0 ? ps->n : 1, sizeof(*cont));
+	for (i = 0; i < ps->n; i++) {
+		const struct mime_param *p = &ps->v[i];
+
+		if (p->section != UINT32_MAX) {
+			cont[nc++] = *p;
+			continue;
+		}
+		if (mime_casecmp_n(p->name, "charset", 7) == 0 &&
+		    (p->name[7] == '\0' || strcmp(p->name + 7, "*") == 0))
+			charset = 1;
+		out_param(o, &n, p->name, strlen(p->name), p->value,
+		    strlen(p->value));
+	}
+	qsort(cont, nc, sizeof(*cont), params_cmp);
+	buf_init(&name, BUF_UNBOUNDED);
+	buf_init(&value, BUF_UNBOUNDED);
+	for (i = 0; i < nc; i = j) {
+		for (j = i + 1; j < nc && params_same_key(&cont[j], &cont[i]);
+		    j++)
+			;
+		if (cont[i].keylen == 7 &&
+		    mime_casecmp_n(cont[i].name, "charset", 7) == 0)
+			charset = 1;
+		out_param_joined(o, &n, cont + i, j - i, &name, &value);
+	}
+	buf_free(&name);
+	buf_free(&value);
+	free(cont);
+	if (text && !charset)
+		out_param(o, &n, "CHARSET", 7, "US-ASCII", 8);
+	out_str(o, n > 0 ? ")" : "NIL");
+}
+
+/* Content-Type parameters (libetpan's list) as body-fld-param. */
 static void
 out_params(struct buf *o, clist *params, int text)
 {
+	struct mime_params ps = { NULL, 0, 0 };
 	clistiter *it;
-	int n = 0, charset = 0;
 
 	if (params != NULL)
 		for (it = clist_begin(params); it != NULL; it = clist_next(it)) {
 			struct mailmime_parameter *p = clist_content(it);
 
-			if (p->pa_name == NULL || p->pa_value == NULL)
-				continue;
-			if (str_casecmp(p->pa_name, "charset") == 0)
-				charset = 1;
-			out_str(o, n++ == 0 ? "(" : " ");
-			out_nstring(o, p->pa_name, 1);
-			(void)buf_append_byte(o, ' ');
-			out_nstring(o, p->pa_value, 0);
+			params_add(&ps, p->pa_name, p->pa_value);
 		}
-	if (text && !charset) {
-		out_str(o, n++ == 0 ? "(" : " ");
-		out_str(o, "\"CHARSET\" \"US-ASCII\"");
-	}
-	out_str(o, n > 0 ? ")" : "NIL");
+	out_param_list(o, &ps, text);
+	free(ps.v);
 }
 
 static const char *
@@ -371,10 +558,11 @@ out_disposition(struct mime_ctx *ctx, struct buf *o,
     const struct mime_node *node)
 {
 	struct mailmime_disposition *d = NULL;
+	struct mime_params ps = { NULL, 0, 0 };
 	const char *v, *type;
 	clistiter *it;
 	size_t len, idx = 0;
-	int n = 0;
+	char num[32] = "";
 
 	v = mime_field_parsable(ctx, node, MIME_F_CONTENT_DISPOSITION, &len);
 	if (v == NULL || len == 0 ||
@@ -399,49 +587,43 @@ out_disposition(struct mime_ctx *ctx, struct buf *o,
 	(void)buf_append_byte(o, ' ');
 	for (it = clist_begin(d->dsp_parms); it != NULL; it = clist_next(it)) {
 		struct mailmime_disposition_parm *p = clist_content(it);
-		const char *name = NULL, *val = NULL;
-		char num[32];
 
 		switch (p->pa_type) {
 		case MAILMIME_DISPOSITION_PARM_FILENAME:
-			name = "FILENAME";
-			val = p->pa_data.pa_filename;
+			params_add(&ps, "FILENAME", p->pa_data.pa_filename);
 			break;
 		case MAILMIME_DISPOSITION_PARM_CREATION_DATE:
-			name = "CREATION-DATE";
-			val = p->pa_data.pa_creation_date;
+			params_add(&ps, "CREATION-DATE",
+			    p->pa_data.pa_creation_date);
 			break;
 		case MAILMIME_DISPOSITION_PARM_MODIFICATION_DATE:
-			name = "MODIFICATION-DATE";
-			val = p->pa_data.pa_modification_date;
+			params_add(&ps, "MODIFICATION-DATE",
+			    p->pa_data.pa_modification_date);
 			break;
 		case MAILMIME_DISPOSITION_PARM_READ_DATE:
-			name = "READ-DATE";
-			val = p->pa_data.pa_read_date;
+			params_add(&ps, "READ-DATE", p->pa_data.pa_read_date);
 			break;
 		case MAILMIME_DISPOSITION_PARM_SIZE:
-			name = "SIZE";
+			/* libetpan made it a number; one SIZE is kept */
+			if (num[0] != '\0')
+				break;
 			(void)snprintf(num, sizeof(num), "%zu",
 			    p->pa_data.pa_size);
-			val = num;
+			params_add(&ps, "SIZE", num);
 			break;
 		case MAILMIME_DISPOSITION_PARM_PARAMETER:
-			if (p->pa_data.pa_parameter != NULL) {
-				name = p->pa_data.pa_parameter->pa_name;
-				val = p->pa_data.pa_parameter->pa_value;
-			}
+			if (p->pa_data.pa_parameter != NULL)
+				params_add(&ps,
+				    p->pa_data.pa_parameter->pa_name,
+				    p->pa_data.pa_parameter->pa_value);
 			break;
 		default:
 			break;
 		}
-		if (name == NULL || val == NULL)
-			continue;
-		out_str(o, n++ == 0 ? "(" : " ");
-		out_nstring(o, name, 1);
-		(void)buf_append_byte(o, ' ');
-		out_nstring(o, val, 0);
 	}
-	out_str(o, n > 0 ? "))" : "NIL)");
+	out_param_list(o, &ps, 0);
+	(void)buf_append_byte(o, ')');
+	free(ps.v);
 	mailmime_disposition_free(d);
 }
 

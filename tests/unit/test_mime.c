@@ -32,7 +32,7 @@ static const char *const samples[] = {
 	"subject_gb2312", "subject_gbk", "subject_gb18030", "subject_big5",
 	"subject_raw_gbk", "emptyparts", "badboundary", "nested",
 	"onlyheader", "empty", "subject_split", "dovecot_lf", "dovecot_crlf",
-	"smime_signed", "smime_enveloped",
+	"smime_signed", "smime_enveloped", "rfc2231",
 };
 #define NSAMPLES (sizeof(samples) / sizeof(samples[0]))
 
