@@ -32,7 +32,7 @@ static const char *const samples[] = {
 	"subject_gb2312", "subject_gbk", "subject_gb18030", "subject_big5",
 	"subject_raw_gbk", "emptyparts", "badboundary", "nested",
 	"onlyheader", "empty", "subject_split", "dovecot_lf", "dovecot_crlf",
-	"smime_signed", "smime_enveloped", "rfc2231",
+	"smime_signed", "smime_enveloped", "rfc2231", "types",
 };
 #define NSAMPLES (sizeof(samples) / sizeof(samples[0]))
 
@@ -820,6 +820,25 @@ gen_many_parts(struct buf *b, int n)
 	buf_printf(b, "--p--\r\n");
 }
 
+/* Without the close delimiter the folded rest runs to the end. */
+static void
+test_parts_unclosed(void **state)
+{
+	struct buf b;
+	struct mime_info info;
+
+	(void)state;
+	gen_many_parts(&b, MIME_PARTS_MAX);
+	buf_truncate(&b, b.len - 7);	/* drop "--p--\r\n" */
+	analyse_buf(&b, &info);
+	assert_int_equal(count_str(info.body, "\"TEXT\""), MIME_PARTS_MAX - 2);
+	/* the last two parts, the second keeping its CRLF */
+	assert_non_null(strstr(info.body, "\"OCTET-STREAM\" NIL NIL NIL "
+	    "\"7BIT\" 67)"));
+	mime_info_free(&info);
+	buf_free(&b);
+}
+
 static void
 test_parts_limit(void **state)
 {
@@ -1090,6 +1109,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_depth_huge),
 		cmocka_unit_test(test_parts_limit),
 		cmocka_unit_test(test_parts_huge),
+		cmocka_unit_test(test_parts_unclosed),
 		cmocka_unit_test(test_field_limit),
 		cmocka_unit_test(test_boundary_limit),
 		cmocka_unit_test(test_periodic_boundary),
