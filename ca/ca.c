@@ -312,6 +312,13 @@ load_key(struct govca *ca, const char *file, const char *passphrase)
 {
 	char *path = ca_path(ca, file);
 	EVP_PKEY *key = ca_key_load(path, passphrase);
+	struct stat st;
+
+	/* SECURITY: a CA key readable by others has been exposed. */
+	if (key != NULL && stat(path, &st) == 0 && (st.st_mode & 077) != 0)
+		log_warnx("ca: %s is readable by group or others (mode %03o); "
+		    "chmod 600 it and consider the key compromised", path,
+		    (unsigned)(st.st_mode & 0777));
 
 	if (key == NULL) {
 		if (access(path, R_OK) == 0)

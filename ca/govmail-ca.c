@@ -1087,6 +1087,12 @@ cmd_serve(struct cmd_ctx *c)
 	unsigned threads;
 	struct govca *ca;
 	unsigned flags = GOVCA_OPEN_OCSP_KEY;
+	enum log_level level;
+
+	/* A long-running process: its events at the configured level. */
+	if (log_level_parse(config_str(c->cfg, "store", "log_level"),
+	    &level) == 0)
+		log_init("govmail-ca", LOG_TO_STDERR, level);
 
 	listen = c->o.listen != NULL ? c->o.listen :
 	    config_str(c->cfg, "ca", "listen");
