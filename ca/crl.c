@@ -9,7 +9,11 @@
  */
 #include "autoconf.h"
 
+#include <sys/file.h>
 #include <sys/stat.h>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -81,8 +85,9 @@ govca_crl_generate(struct govca *ca, const char **error_r)
 	unsigned char *der = NULL;
 	X509V3_CTX v3;
 	X509_EXTENSION *ext;
-	char *path = NULL, fields[128];
+	char *path = NULL, *lock_path, fields[128];
 	uint64_t number;
+	int lock_fd;
 	time_t now = time(NULL);
 	int dlen, ret = -1;
 
@@ -93,8 +98,24 @@ govca_crl_generate(struct govca *ca, const char **error_r)
 	}
 	if (ca->batch && govca_batch_commit(ca, error_r) == -1)
 		return -1;
-	if (ca_db_next_crl_number(ca, &number, error_r) == -1)
+	/*
+	 * One CRL at a time across processes: two revocations at once must
+	 * not let the older CRL (fewer entries, lower number) be renamed
+	 * over the newer one.
+	 */
+	lock_path = ca_path(ca, "crl.lock");
+	lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	free(lock_path);
+	if (lock_fd == -1 || flock(lock_fd, LOCK_EX) == -1) {
+		if (lock_fd != -1)
+			close(lock_fd);
+		*error_r = ca_err(ca, "cannot lock crl.lock");
 		return -1;
+	}
+	if (ca_db_next_crl_number(ca, &number, error_r) == -1) {
+		close(lock_fd);
+		return -1;
+	}
 	if ((c.crl = X509_CRL_new()) == NULL ||
 	    X509_CRL_set_version(c.crl, 1) != 1 ||
 	    X509_CRL_set_issuer_name(c.crl,
@@ -141,6 +162,7 @@ fail:
 	*error_r = ca_ssl_err(ca_errbuf(), CA_ERRBUF_SIZE,
 	    "cannot build the CRL");
 out:
+	close(lock_fd);		/* releases the lock */
 	ERR_clear_error();
 	free(path);
 	OPENSSL_free(der);
