@@ -217,6 +217,19 @@ m2 = re.search(r"nextUpdate=(\w+ +\d+)", d)
 t.ok(m1 and m2 and m1.group(1) != m2.group(1), "CRL nextUpdate set "
      "from crl_days", d)
 t.stop(srv)
+# ---- concurrent revocations: the CRL ends up with all of them --------------
+good = re.findall(r"^([0-9a-f]{32}) good ", ca("list").stdout, re.M)
+procs = [subprocess.Popen([CA, "-c", ctl.conf, "revoke", s_, "--reason",
+                           "cessationOfOperation"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+         for s_ in good]
+codes = [pr.wait(timeout=60) for pr in procs]
+t.ok(len(good) >= 3 and codes == [0] * len(good),
+     f"{len(good)} revocations at once", codes)
+crl = sh("openssl", "crl", "-inform", "DER", "-in",
+         os.path.join(cadir, "issuing.crl"), "-noout", "-text").stdout
+t.ok(all(re.sub(r"^0+", "", s_).upper() in crl.replace(":", "").upper()
+         for s_ in good), "the CRL lists every concurrent revocation")
 p = ca("audit", "verify")
 t.ok(p.returncode == 0, "audit verify after the split", p.stdout)
 t.done()
