@@ -670,9 +670,22 @@ conn_ssl_error(struct conn *c)
 }
 
 /*
- * A failed SSL call: err is SSL_get_error()'s answer.  Returns 0 when the
- * call should be retried on readiness (want flags are set by the caller).
+ * SECURITY: a socket call under OpenSSL failed for good (reset, EPIPE).
+ * OpenSSL may report that as something it can continue from (a session
+ * ticket it failed to send is skipped, its record number spent), so the
+ * connection ends here, whatever the SSL call returned.
  */
+static int
+conn_ssl_io_failed(struct conn *c)
+{
+	if (c->sys_errno == 0)
+		return 0;
+	ERR_clear_error();
+	conn_die(c, CONN_CLOSE_RESET, strerror(c->sys_errno));
+	return 1;
+}
+
+/* A failed SSL_read: err is SSL_get_error()'s answer. */
 static void
 conn_ssl_fail(struct conn *c, int err)
 {
@@ -734,6 +747,8 @@ conn_flush(struct conn *c)
 			c->flags &= ~CONN_F_WRITE_WANT_READ;
 			ERR_clear_error();
 			r = SSL_write_ex(c->ssl, c->out.data, c->out.len, &n);
+			if (conn_ssl_io_failed(c))
+				return;
 			if (r != 1) {
 				err = SSL_get_error(c->ssl, r);
 				if (err == SSL_ERROR_WANT_READ)
@@ -773,6 +788,8 @@ conn_handshake(struct conn *c)
 
 	ERR_clear_error();
 	r = SSL_do_handshake(c->ssl);
+	if (conn_ssl_io_failed(c))
+		return -1;
 	if (r == 1) {
 		c->flags &= ~(CONN_F_HANDSHAKE | CONN_F_HS_WANT_WRITE);
 		c->flags |= CONN_F_TLS_DONE;
@@ -977,6 +994,8 @@ conn_fill(struct conn *c)
 			c->flags &= ~CONN_F_READ_WANT_WRITE;
 			ERR_clear_error();
 			ok = SSL_read_ex(c->ssl, scratch, want, &n);
+			if (conn_ssl_io_failed(c))
+				break;
 			if (ok != 1) {
 				err = SSL_get_error(c->ssl, ok);
 				if (err == SSL_ERROR_WANT_WRITE)
@@ -1214,7 +1233,7 @@ conn_finish(struct conn *c)
 	if (c->flags & CONN_F_DEAD)
 		return;
 	/* TLS may hold decrypted records the socket will not signal. */
-	if (c->ssl != NULL && conn_can_read(c) && SSL_has_pending(c->ssl)) {
+	if (c->ssl != NULL && conn_can_read(c) && SSL_pending(c->ssl) > 0) {
 		c->flags |= CONN_F_DEFER_RUN;
 		conn_defer(c);
 	}
@@ -1244,7 +1263,7 @@ conn_run(struct conn *c, int readable, int call_input)
 			continue;
 		}
 		got = 0;
-		if ((readable || (c->ssl != NULL && SSL_has_pending(c->ssl)))
+		if ((readable || (c->ssl != NULL && SSL_pending(c->ssl) > 0))
 		    && conn_can_read(c))
 			got = conn_fill(c);
 		full = conn_pending(c) >= conn_in_limit(c);
@@ -1261,7 +1280,7 @@ conn_run(struct conn *c, int readable, int call_input)
 			continue;
 		if (full && conn_can_read(c))
 			readable = 1;
-		else if (!(c->ssl != NULL && SSL_has_pending(c->ssl)
+		else if (!(c->ssl != NULL && SSL_pending(c->ssl) > 0
 		    && conn_can_read(c)))
 			break;
 	}
