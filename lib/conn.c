@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,7 @@ struct conn {
 	struct buf out;
 	size_t in_pos;		/* start of unread input */
 	size_t in_scanned;	/* bytes after in_pos known to hold no EOL */
+	size_t out_pos;		/* start of unsent output */
 	size_t out_plain;	/* head of out to send before TLS starts */
 	size_t line_max;
 	uint64_t t_start;	/* ms, monotonic */
@@ -373,6 +375,13 @@ conn_pending(const struct conn *c)
 	return c->in.len - c->in_pos;
 }
 
+/* Output queued and not yet sent. */
+static size_t
+conn_unsent(const struct conn *c)
+{
+	return c->out.len - c->out_pos;
+}
+
 /* Input the buffer may hold: a longest line with CRLF, or a read chunk. */
 static size_t
 conn_in_limit(const struct conn *c)
@@ -381,11 +390,16 @@ conn_in_limit(const struct conn *c)
 	    : CONN_READ_CHUNK;
 }
 
+/*
+ * Whether to read the socket now.  A closing connection still reads (and
+ * drops) what arrives while its last reply drains: closing a socket with
+ * unread input sends a TCP reset, which may destroy that reply in flight.
+ */
 static int
 conn_can_read(const struct conn *c)
 {
-	if (c->flags & (CONN_F_DEAD | CONN_F_CLOSING | CONN_F_PAUSED
-	    | CONN_F_EOF | CONN_F_TLS_WAIT | CONN_F_HANDSHAKE))
+	if (c->flags & (CONN_F_DEAD | CONN_F_PAUSED | CONN_F_EOF
+	    | CONN_F_TLS_WAIT | CONN_F_HANDSHAKE))
 		return 0;
 	return conn_pending(c) < conn_in_limit(c);
 }
@@ -403,7 +417,7 @@ conn_want_events(const struct conn *c)
 			ev |= EV_WRITE;
 		return ev;
 	}
-	if (c->out.len > 0 || (c->flags & CONN_F_READ_WANT_WRITE))
+	if (conn_unsent(c) > 0 || (c->flags & CONN_F_READ_WANT_WRITE))
 		ev |= EV_WRITE;
 	if (conn_can_read(c) || (c->flags & CONN_F_WRITE_WANT_READ))
 		ev |= EV_READ;
@@ -480,7 +494,7 @@ conn_new(struct event_base *base, int fd, const struct conn_callbacks *cb,
     void *arg)
 {
 	struct conn *c;
-	int fl;
+	int fl, one = 1;
 
 	c = xcalloc(1, sizeof(*c));
 	c->base = base;
@@ -494,6 +508,12 @@ conn_new(struct event_base *base, int fd, const struct conn_callbacks *cb,
 	fl = fcntl(fd, F_GETFL);
 	if (fl >= 0 && !(fl & O_NONBLOCK))
 		(void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	/*
+	 * Replies are written whole, once per batch of commands: Nagle would
+	 * only add delay-ACK stalls to a request/response protocol.  Fails
+	 * harmlessly on a non-TCP socket.
+	 */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	event_assign(&c->ev_timer, base, -1, 0, conn_timer_cb, c);
 	conn_update_events(c);
 	return c;
@@ -583,7 +603,13 @@ conn_set_output_max(struct conn *c, size_t output_max)
 {
 	if (output_max == 0)
 		output_max = 1;
-	c->out.max = output_max < c->out.len ? c->out.len : output_max;
+	c->out.max = output_max < conn_unsent(c) ? conn_unsent(c)
+	    : output_max;
+	/* Compare the limit with unsent bytes only. */
+	if (c->out_pos > 0) {
+		buf_consume(&c->out, c->out_pos);
+		c->out_pos = 0;
+	}
 }
 
 int
@@ -607,11 +633,28 @@ conn_buffer_sizes(const struct conn *c, size_t *in_r, size_t *out_r)
 
 /* ---- output ---- */
 
+/*
+ * Make room for n more bytes: drop the sent head of the queue when it is
+ * large (amortised: at most as many bytes move as were sent) or when the
+ * limit would be hit only because of it.
+ */
+static void
+conn_out_compact(struct conn *c, size_t n)
+{
+	if (c->out_pos == 0)
+		return;
+	if (c->out_pos >= c->out.len / 2 || c->out.len + n > c->out.max) {
+		buf_consume(&c->out, c->out_pos);
+		c->out_pos = 0;
+	}
+}
+
 int
 conn_write(struct conn *c, const void *data, size_t len)
 {
 	if (c->flags & (CONN_F_DEAD | CONN_F_CLOSING))
 		return -1;
+	conn_out_compact(c, len);
 	if (buf_append(&c->out, data, len) < 0) {
 		conn_die(c, CONN_CLOSE_OUTPUT_OVERFLOW, "output queue full");
 		return -1;
@@ -624,9 +667,17 @@ conn_write(struct conn *c, const void *data, size_t len)
 int
 conn_vprintf(struct conn *c, const char *fmt, va_list ap)
 {
+	va_list ap2;
+	int n;
+
 	if (c->flags & (CONN_F_DEAD | CONN_F_CLOSING))
 		return -1;
-	if (buf_vprintf(&c->out, fmt, ap) < 0) {
+	va_copy(ap2, ap);
+	n = vsnprintf(NULL, 0, fmt, ap2);
+	va_end(ap2);
+	if (n >= 0)
+		conn_out_compact(c, (size_t)n);
+	if (n < 0 || buf_vprintf(&c->out, fmt, ap) < 0) {
 		conn_die(c, CONN_CLOSE_OUTPUT_OVERFLOW, "output queue full");
 		return -1;
 	}
@@ -650,7 +701,7 @@ conn_printf(struct conn *c, const char *fmt, ...)
 size_t
 conn_output_len(const struct conn *c)
 {
-	return c->out.len;
+	return conn_unsent(c);
 }
 
 /* Why OpenSSL failed, for conn_error(). */
@@ -709,6 +760,19 @@ conn_ssl_fail(struct conn *c, int err)
 	conn_die(c, CONN_CLOSE_TLS, conn_ssl_error(c));
 }
 
+/* n bytes of the queue went out. */
+static void
+conn_out_sent(struct conn *c, size_t n)
+{
+	c->out_pos += n;
+	if (c->out_pos == c->out.len) {
+		/* An idle connection holds no output buffer. */
+		buf_free(&c->out);
+		c->out_pos = 0;
+		c->flags |= CONN_F_DRAINED;
+	}
+}
+
 /*
  * Write as much as the socket takes: first the cleartext that precedes
  * STARTTLS, then (once the handshake is done) the rest through TLS.
@@ -722,15 +786,16 @@ conn_flush(struct conn *c)
 
 	while (!(c->flags & CONN_F_DEAD)) {
 		if (c->out_plain > 0) {
-			w = conn_sys_write(c, c->out.data, c->out_plain);
+			w = conn_sys_write(c, c->out.data + c->out_pos,
+			    c->out_plain);
 			if (w < 0) {
 				if (!conn_errno_retry(errno))
 					conn_die(c, CONN_CLOSE_RESET,
 					    strerror(errno));
 				return;
 			}
-			buf_consume(&c->out, (size_t)w);
 			c->out_plain -= (size_t)w;
+			conn_out_sent(c, (size_t)w);
 			continue;
 		}
 		if (c->flags & CONN_F_TLS_WAIT) {
@@ -741,12 +806,13 @@ conn_flush(struct conn *c)
 			}
 			c->flags |= CONN_F_HANDSHAKE | CONN_F_HS_WANT_WRITE;
 		}
-		if ((c->flags & CONN_F_HANDSHAKE) || c->out.len == 0)
+		if ((c->flags & CONN_F_HANDSHAKE) || conn_unsent(c) == 0)
 			break;
 		if (c->ssl != NULL) {
 			c->flags &= ~CONN_F_WRITE_WANT_READ;
 			ERR_clear_error();
-			r = SSL_write_ex(c->ssl, c->out.data, c->out.len, &n);
+			r = SSL_write_ex(c->ssl, c->out.data + c->out_pos,
+			    conn_unsent(c), &n);
 			if (conn_ssl_io_failed(c))
 				return;
 			if (r != 1) {
@@ -760,7 +826,8 @@ conn_flush(struct conn *c)
 				return;
 			}
 		} else {
-			w = conn_sys_write(c, c->out.data, c->out.len);
+			w = conn_sys_write(c, c->out.data + c->out_pos,
+			    conn_unsent(c));
 			if (w < 0) {
 				if (!conn_errno_retry(errno))
 					conn_die(c, CONN_CLOSE_RESET,
@@ -769,12 +836,7 @@ conn_flush(struct conn *c)
 			}
 			n = (size_t)w;
 		}
-		buf_consume(&c->out, n);
-		if (c->out.len == 0) {
-			/* An idle connection holds no output buffer. */
-			buf_free(&c->out);
-			c->flags |= CONN_F_DRAINED;
-		}
+		conn_out_sent(c, n);
 	}
 }
 
@@ -888,7 +950,7 @@ conn_tls_begin(struct conn *c, SSL_CTX *ctx, int client, const char *host,
 	if (client)
 		c->flags |= CONN_F_CLIENT;
 	/* Output queued so far ("220 ready") goes out in the clear first. */
-	c->out_plain = c->out.len;
+	c->out_plain = conn_unsent(c);
 	if (c->depth == 0) {
 		c->flags |= CONN_F_DEFER_RUN;
 		conn_defer(c);
@@ -1214,7 +1276,7 @@ conn_finish(struct conn *c)
 	if ((c->flags & CONN_F_EOF) && !(c->flags & CONN_F_PAUSED))
 		conn_start_closing(c, CONN_CLOSE_EOF);
 	if ((c->flags & CONN_F_CLOSING) && !(c->flags & CONN_F_DEAD)
-	    && c->out.len == 0 && !(c->flags & CONN_F_TLS_WAIT)) {
+	    && conn_unsent(c) == 0 && !(c->flags & CONN_F_TLS_WAIT)) {
 		if ((c->flags & CONN_F_TLS_DONE) && !(c->flags & CONN_F_EOF)) {
 			/* Best effort close_notify; never wait for the reply. */
 			ERR_clear_error();

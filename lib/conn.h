@@ -158,8 +158,8 @@ void conn_free(struct conn *c);
 
 /*
  * Close after the queued output has been sent (at most CONN_LINGER_MS),
- * with a TLS close_notify when TLS is up; input is no longer read or
- * reported.  on_close(CONN_CLOSE_LOCAL) follows from the loop.  Safe from
+ * with a TLS close_notify when TLS is up; input that arrives meanwhile is
+ * read and dropped, never reported.  on_close(CONN_CLOSE_LOCAL) follows from the loop.  Safe from
  * inside any callback, and more than once.
  */
 void conn_close(struct conn *c);

@@ -1129,6 +1129,134 @@ test_tls_bulk(void **state)
 	assert_int_equal(tls_bulk_session(1, 0), 1);
 }
 
+/* ---- a large answer produced in slices from on_drain ---- */
+
+#define PRODUCE_TOTAL (3 * 1024 * 1024 + 17)
+#define PRODUCE_SLICE 16384
+#define PRODUCE_MAX (64 * 1024)
+
+static uint8_t
+produce_byte(size_t i)
+{
+	return (uint8_t)(i * 131 + (i >> 12));
+}
+
+/* Queue slices while the queue is short; the rest waits for on_drain. */
+static void
+produce(struct conn *c, struct side *s)
+{
+	uint8_t slice[PRODUCE_SLICE];
+	size_t n, i;
+
+	while (s->want_bytes > 0 && conn_output_len(c) < PRODUCE_MAX / 2) {
+		n = s->want_bytes < sizeof(slice) ? s->want_bytes
+		    : sizeof(slice);
+		for (i = 0; i < n; i++)
+			slice[i] = produce_byte(PRODUCE_TOTAL - s->want_bytes
+			    + i);
+		assert_int_equal(conn_write(c, slice, n), 0);
+		s->want_bytes -= n;
+	}
+}
+
+static void
+on_input_producer(struct conn *c, void *arg)
+{
+	struct side *s = arg;
+	const char *line;
+	size_t len;
+
+	while (conn_read_line(c, &line, &len) == CONN_LINE_OK) {
+		side_record(s, line, len);
+		s->want_bytes = PRODUCE_TOTAL;
+		produce(c, s);
+	}
+}
+
+static void
+on_drain_producer(struct conn *c, void *arg)
+{
+	struct side *s = arg;
+
+	s->drains++;
+	produce(c, s);
+}
+
+static const struct conn_callbacks producer_cb = {
+	.on_input = on_input_producer,
+	.on_drain = on_drain_producer,
+	.on_close = on_close,
+};
+
+/* The consumer checks every byte with conn_input()/conn_consume(). */
+static void
+on_input_consumer(struct conn *c, void *arg)
+{
+	struct side *s = arg;
+	const uint8_t *p;
+	size_t n, i;
+
+	n = conn_input(c, &p);
+	for (i = 0; i < n; i++)
+		if (p[i] != produce_byte(s->want_bytes + i))
+			fail_msg("byte %zu differs", s->want_bytes + i);
+	conn_consume(c, n);
+	s->want_bytes += n;
+	if (s->want_bytes == PRODUCE_TOTAL)
+		conn_close(c);
+}
+
+static void
+on_tls_consumer(struct conn *c, void *arg)
+{
+	on_tls(c, arg);
+	conn_printf(c, "GET\r\n");
+}
+
+static const struct conn_callbacks consumer_cb = {
+	.on_input = on_input_consumer,
+	.on_tls = on_tls_consumer,
+	.on_close = on_close,
+};
+
+static void
+test_drain_producer(void **state)
+{
+	int tls;
+
+	(void)state;
+	for (tls = 0; tls < 2; tls++) {
+		struct event_base *base = event_base_new();
+		struct side srv, cli;
+		const char *err;
+		int sv[2];
+
+		side_init(&srv, base);
+		side_init(&cli, base);
+		mkpair(sv);
+		srv.c = conn_new(base, sv[0], &producer_cb, &srv);
+		cli.c = conn_new(base, sv[1], &consumer_cb, &cli);
+		conn_set_output_max(srv.c, PRODUCE_MAX);
+		if (tls) {
+			assert_int_equal(conn_starttls(srv.c, server_ctx, NULL,
+			    &err), 0);
+			assert_int_equal(conn_starttls_client(cli.c,
+			    client_ctx, "localhost", NULL, &err), 0);
+		} else
+			assert_int_equal(conn_printf(cli.c, "GET\r\n"), 0);
+		run_until2(base, &srv.closed, &cli.closed);
+		assert_int_equal(cli.want_bytes, PRODUCE_TOTAL);
+		assert_int_equal(srv.want_bytes, 0);
+		assert_int_equal(cli.why, CONN_CLOSE_LOCAL);
+		assert_int_equal(srv.why, CONN_CLOSE_EOF);
+		assert_true(srv.drains > 1);
+		assert_string_equal(side_log(&srv), "GET\n");
+		side_free(&srv);
+		side_free(&cli);
+		event_base_free(base);
+	}
+}
+
 /* ---- memory of idle connections ---- */
 
 static size_t
@@ -1478,7 +1606,7 @@ test_pause_resume(void **state)
 
 /*
  * A plain echo session under one injected fault: the peer sends the
- * stream in three parts and closes its side.  Returns 1 if the fault was
+ * stream in pieces and closes its side.  Returns 1 if the fault was
  * reached.
  */
 static int
@@ -1488,7 +1616,7 @@ plain_fault_session(enum conn_fault_op op, unsigned long n,
 	struct event_base *base = event_base_new();
 	struct side s;
 	struct buf back;
-	size_t len = sizeof(stream) - 1;
+	size_t i, len = sizeof(stream) - 1;
 	int sv[2], hit;
 
 	conn_fault_reset();
@@ -1497,11 +1625,11 @@ plain_fault_session(enum conn_fault_op op, unsigned long n,
 	s.echo = 1;
 	mkpair(sv);
 	s.c = conn_new(base, sv[0], &lines_cb, &s);
-	raw_write_try(sv[1], stream, 10);
-	pump(base);
-	raw_write_try(sv[1], stream + 10, 40);
-	pump(base);
-	raw_write_try(sv[1], stream + 50, len - 50);
+	/* In 13-byte pieces: lines split at many points. */
+	for (i = 0; i < len; i += 13) {
+		raw_write_try(sv[1], stream + i, len - i < 13 ? len - i : 13);
+		pump(base);
+	}
 	shutdown(sv[1], SHUT_WR);
 	run_until(base, &s.closed);
 	hit = conn_fault_count(op) > n;
@@ -1535,7 +1663,7 @@ test_faults_plain(void **state)
 	};
 	size_t f;
 	int op;
-	unsigned long n;
+	unsigned long n, sessions = 0;
 
 	(void)state;
 	for (f = 0; f < sizeof(faults) / sizeof(faults[0]); f++)
@@ -1545,7 +1673,9 @@ test_faults_plain(void **state)
 				assert_true(n < 10000);
 			/* The fault was reached at least once. */
 			assert_true(n > 0);
+			sessions += n + 1;
 		}
+	printf("# %lu plain sessions, each with one fault\n", sessions);
 }
 
 /* The same under TLS: faults hit the handshake and the records. */
@@ -1557,7 +1687,7 @@ test_faults_tls(void **state)
 	};
 	size_t f;
 	int op, done;
-	unsigned long n, reached;
+	unsigned long n, reached, sessions = 0;
 
 	(void)state;
 	for (f = 0; f < sizeof(faults) / sizeof(faults[0]); f++)
@@ -1567,6 +1697,7 @@ test_faults_tls(void **state)
 				conn_fault_inject(op, n, faults[f]);
 				done = tls_bulk_session(0,
 				    faults[f] == CONN_FAULT_RESET);
+				sessions++;
 				reached = conn_fault_count(op);
 				conn_fault_reset();
 				if (faults[f] != CONN_FAULT_RESET || reached <= n)
@@ -1577,6 +1708,7 @@ test_faults_tls(void **state)
 			}
 			assert_true(n > 0);
 		}
+	printf("# %lu TLS sessions, each with one fault\n", sessions);
 }
 
 /* ---- listener ---- */
@@ -1695,6 +1827,7 @@ main(void)
 		cmocka_unit_test(test_tls_implicit),
 		cmocka_unit_test(test_tls_garbage),
 		cmocka_unit_test(test_tls_bulk),
+		cmocka_unit_test(test_drain_producer),
 		cmocka_unit_test(test_idle_buffers),
 		cmocka_unit_test(test_output_overflow),
 		cmocka_unit_test(test_timeouts),
