@@ -36,6 +36,48 @@
  * the loop frees it later (Redis's freeClientAsync), so a handler may
  * close its own connection and keep using c until it returns.
  *
+ * When the peer closes its side (EOF), buffered input is still handed to
+ * on_input; as soon as on_input returns without pausing, the connection
+ * flushes its output and closes with CONN_CLOSE_EOF (an unfinished line
+ * left in the buffer can never complete, and is dropped).
+ *
+ * A daemon's session, in outline (SMTP):
+ *
+ *   static void
+ *   smtp_on_input(struct conn *c, void *arg)
+ *   {
+ *           struct smtp_session *s = arg;
+ *           const char *line;
+ *           size_t len;
+ *           int r;
+ *
+ *           while (!s->busy && (r = conn_read_line(c, &line, &len))
+ *               != CONN_MORE) {
+ *                   if (r == CONN_LINE_TOO_LONG) {
+ *                           conn_printf(c, "500 5.5.2 Line too long\r\n");
+ *                           continue;
+ *                   }
+ *                   smtp_command(s, line, len);
+ *           }
+ *   }
+ *
+ * where smtp_command() may call conn_starttls() (see below), or set
+ * s->busy and conn_pause_input() while a delivery runs elsewhere, then
+ * clear it and conn_resume_input() when the reply is queued: lines left
+ * unread are not offered again until new bytes arrive or input resumes.
+ * The session starts with
+ *
+ *   c = conn_new(base, fd, &smtp_conn_callbacks, s);
+ *   conn_set_timeouts(c, 300 * 1000, 3600 * 1000);
+ *   conn_set_line_limit(c, SMTP_LINE_MAX, 0);     (CRLF only: no bare LF)
+ *   conn_printf(c, "220 %s ESMTP\r\n", name);
+ *
+ * and, after STARTTLS is accepted:
+ *
+ *   conn_printf(c, "220 2.0.0 Ready to start TLS\r\n");
+ *   conn_starttls(c, ctx, &dropped, &err);        (log dropped if > 0)
+ *   return;                                       (the line is gone now)
+ *
  * Input
  * -----
  * SECURITY: every input is bounded.  Lines: conn_read_line() returns a
