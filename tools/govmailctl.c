@@ -442,10 +442,12 @@ ctl_prompt(struct ctl *ctl, const char *prompt, struct buf *pw)
 	raw = ctl_saved_tty;
 	raw.c_lflag &= ~(tcflag_t)ECHO;
 	raw.c_lflag |= ECHONL;
-	fputs(prompt, stderr);
-	fflush(stderr);
+	/* Echo off before the prompt shows: an answer typed as soon as the
+	   prompt appears must not be echoed (TCSAFLUSH drops typeahead). */
 	ctl_tty_changed = 1;
 	tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw);
+	fputs(prompt, stderr);
+	fflush(stderr);
 	rc = ctl_read_secret(STDIN_FILENO, 1, pw);
 	tcsetattr(STDIN_FILENO, TCSAFLUSH, &ctl_saved_tty);
 	ctl_tty_changed = 0;

@@ -3,6 +3,7 @@
 aliases and lists, against a fresh store under the scratch folder: each
 command's happy path and its errors (exit status, one line on stderr)."""
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -258,6 +259,101 @@ def passwords(t):
          "the piped password works")
 
 
+def limits(t):
+    """The limits govmailctl checks itself, at N-1, N and N+1."""
+    # STORE_LOCALPART_MAX = 64
+    c.ok(c.user("l" * 63 + "@" + D, "citizen"), "local part of 63 bytes")
+    c.ok(c.user("l" * 64 + "@" + D, "citizen"), "local part of 64 bytes")
+    c.fails(c.user("l" * 65 + "@" + D, "citizen"), 65,
+            "local part of 65 bytes")
+    # STORE_DOMAIN_MAX = 253 (labels of at most 63)
+    d253 = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+    c.must("domain", "add", d253[1:], name="domain of 252 bytes")
+    c.must("domain", "add", d253, name="domain of 253 bytes")
+    c.fails(c.run("domain", "add", "e" + d253), 65, "domain of 254 bytes")
+    # STORE_ADDRESS_MAX = 254: 64 + 1 + 189
+    d189 = ".".join(["a" * 63, "b" * 63, "c" * 61])
+    c.must("domain", "add", d189, name="domain of 189 bytes")
+    c.ok(c.user("m" * 63 + "@" + d189, "citizen"), "address of 253 bytes")
+    c.ok(c.user("m" * 64 + "@" + d189, "citizen"), "address of 254 bytes")
+    c.fails(c.user("m" * 64 + "@e" + d189, "citizen"), 65,
+            "address of 255 bytes")
+    # STORE_TEXT_MAX = 256
+    c.ok(c.user(f"n255@{D}", "citizen", "--name", "n" * 255),
+         "--name of 255 bytes")
+    c.ok(c.user(f"n256@{D}", "citizen", "--name", "n" * 256),
+         "--name of 256 bytes")
+    c.fails(c.user(f"n257@{D}", "citizen", "--name", "n" * 257), 65,
+            "--name of 257 bytes")
+    # STORE_MAILBOX_NAME_MAX = 255: a longer name is refused before the store
+    c.fails(c.run("ls", f"n255@{D}", "x" * 255), 67, "ls of a 255-byte "
+            "mailbox name that does not exist")
+    c.fails(c.run("ls", f"n255@{D}", "x" * 256), 65,
+            "ls of a 256-byte mailbox name")
+
+
+def terminal(t):
+    """On a terminal the password is asked twice, without echo."""
+    import pty
+    import select
+
+    def session(address, answers):
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execv(GOVMAILCTL, [GOVMAILCTL, "-c", c.conf, "user", "add",
+                                  address, "--class", "citizen"])
+        out = b""
+        for answer in answers:
+            while b"Password" not in out.split(b"\n")[-1] or \
+                    not out.rstrip().endswith(b":"):
+                r, _, _ = select.select([fd], [], [], 30)
+                if not r:
+                    break
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    break
+                out += chunk
+            out += b"\n"   # marks where an answer went
+            os.write(fd, answer.encode() + b"\n")
+        while True:
+            r, _, _ = select.select([fd], [], [], 30)
+            if not r:
+                break
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        for _ in range(300):    # bounded: a stuck child is killed
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+        os.close(fd)
+        return os.waitstatus_to_exitcode(status), out.decode("utf-8",
+                                                             "replace")
+
+    code, out = session(f"tty.user@{D}", ["Tty-Secret-1", "Tty-Secret-1"])
+    t.eq(code, 0, "user add on a terminal: asked twice")
+    t.ok(out.count("Password") == 2, "two prompts", out)
+    t.ok("Tty-Secret-1" not in out, "the terminal does not echo it", out)
+    c.ok(c.run("user", "verify", f"tty.user@{D}", input="Tty-Secret-1"),
+         "the password typed on the terminal works")
+    code, out = session(f"tty.bad@{D}", ["Tty-Secret-1", "Tty-Secret-2"])
+    t.eq(code, 65, "two different answers are refused")
+    t.ok("do not match" in out, "... saying so", out)
+    c.fails(c.run("user", "show", f"tty.bad@{D}"), 67,
+            "... and no account was made")
+
+
 def aliases(t):
     c.must("alias", "add", f"info@{D}", f"li.wei@{D}")
     c.must("alias", "add", f"info@{D}", f"notices@{D}")
@@ -318,6 +414,7 @@ def lists(t):
     c.fails(c.run("list", "members", L), 67, "list del removed it")
 
 
-for case in (cmdline, domains, accounts, passwords, aliases, lists):
+for case in (cmdline, domains, accounts, passwords, limits, terminal,
+             aliases, lists):
     t.run_case(case)
 t.done()
