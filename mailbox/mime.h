@@ -36,7 +36,8 @@
  *   folded address lists may be longer, hence the margin).  Fields nested
  *   deeper than 16 comment levels are treated as unparsable too.
  * MIME_BOUNDARY_MAX: bytes of a multipart boundary (RFC 2046 5.1.1: 70);
- *   a multipart with a longer or empty boundary is described as text/plain.
+ *   a multipart with a longer or empty boundary, or without any delimiter
+ *   line in its body, is described as text/plain (RFC 2045 5.2).
  */
 #define MIME_DEPTH_MAX		32
 #define MIME_PARTS_MAX		1000
@@ -55,7 +56,8 @@ struct mime_info {
 	 * one for a last line without one.  Media types, subtypes, encodings
 	 * and parameter names are upper-cased as in RFC 3501's examples,
 	 * values keep their case; a text part without a charset parameter
-	 * is given "CHARSET" "US-ASCII" (RFC 2045 5.2).  Sender and Reply-To
+	 * is given "CHARSET" "US-ASCII" (RFC 2045 5.2); RFC 2231 parameter
+	 * continuations are joined (as Dovecot does).  Sender and Reply-To
 	 * default to From.  Unparsable address fields are NIL.
 	 */
 	char *envelope;
