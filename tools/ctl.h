@@ -71,9 +71,6 @@ struct ctl_cmd {
  */
 int ctl_fail(struct ctl *ctl, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* A warning line on stderr ("govmailctl: CMD: warning: ..."). */
-void ctl_warn(struct ctl *ctl, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
 /* One-line usage error for the current command; returns CTL_EX_USAGE. */
 int ctl_usage(struct ctl *ctl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -185,7 +185,8 @@ ctl_upper(char *s)
 
 /*
  * The legal person's USCC: wrong length or alphabet is always refused; a
- * wrong check character only without --legacy-code (then with a warning).
+ * wrong check character only without --legacy-code (with it, the store
+ * accepts the code and logs a warning on stderr).
  */
 static int
 ctl_check_uscc(struct ctl *ctl, const char *code, int legacy)
@@ -211,8 +212,7 @@ ctl_check_uscc(struct ctl *ctl, const char *code, int legacy)
 		return ctl_fail(ctl, CTL_EX_DATAERR,
 		    "invalid Unified Social Credit Code: wrong check character "
 		    "(--legacy-code accepts it)");
-	ctl_warn(ctl, "Unified Social Credit Code %s fails its check "
-	    "character; accepted because of --legacy-code", code);
+	/* Accepted: the store logs the warning (one line, not two). */
 	return CTL_EX_OK;
 }
 

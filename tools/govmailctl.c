@@ -65,7 +65,7 @@ ctl_one_line(struct buf *b)
 }
 
 static void
-ctl_vline(struct ctl *ctl, const char *what, const char *fmt, va_list ap)
+ctl_vline(struct ctl *ctl, const char *fmt, va_list ap)
 {
 	struct buf b;
 
@@ -73,8 +73,6 @@ ctl_vline(struct ctl *ctl, const char *what, const char *fmt, va_list ap)
 	buf_printf(&b, "%s: ", CTL_PROG);
 	if (ctl != NULL && ctl->cmd != NULL)
 		buf_printf(&b, "%s: ", ctl->cmd);
-	if (what != NULL)
-		buf_append_str(&b, what);
 	buf_vprintf(&b, fmt, ap);
 	ctl_one_line(&b);
 	fflush(stdout);
@@ -89,19 +87,9 @@ ctl_fail(struct ctl *ctl, int code, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	ctl_vline(ctl, NULL, fmt, ap);
+	ctl_vline(ctl, fmt, ap);
 	va_end(ap);
 	return code;
-}
-
-void
-ctl_warn(struct ctl *ctl, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	ctl_vline(ctl, "warning: ", fmt, ap);
-	va_end(ap);
 }
 
 int
