@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -167,6 +168,8 @@ reap(pid_t pid)
  * "pid=N uid=N kind=K index=I".  Returns the worker pid, or -1 if the
  * connection failed.
  */
+static int last_hup;
+
 static pid_t
 echo(unsigned int port, uid_t *uid_r, char *kind, size_t kindsz)
 {
@@ -203,8 +206,8 @@ echo(unsigned int port, uid_t *uid_r, char *kind, size_t kindsz)
 	}
 	close(fd);
 	line[got] = '\0';
-	if (sscanf(line, "pid=%ld uid=%ld kind=%63s index=%u", &pid, &uid, k,
-	    &index) != 4)
+	if (sscanf(line, "pid=%ld uid=%ld kind=%63s index=%u hup=%d", &pid,
+	    &uid, k, &index, &last_hup) != 5)
 		return -1;
 	if (uid_r != NULL)
 		*uid_r = (uid_t)uid;
@@ -215,15 +218,33 @@ echo(unsigned int port, uid_t *uid_r, char *kind, size_t kindsz)
 
 /* ---- workers ----------------------------------------------------------- */
 
-/* Accept on every listener; answer each connection with who we are. */
+static volatile sig_atomic_t echo_hups;
+
+static void
+echo_on_hup(int sig)
+{
+	(void)sig;
+	echo_hups++;
+}
+
+/*
+ * Accept on every listener; answer each connection with who we are and
+ * how many SIGHUPs reached us (the worker installs a handler, as a real
+ * worker would for reloads).
+ */
 static int
 echo_main(const struct daemon_listener *ls, size_t n, unsigned int index,
     void *ctx)
 {
 	struct pollfd pfd[DAEMON_LISTENERS_MAX];
+	struct sigaction sa;
 	size_t i;
 
 	(void)ctx;
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = echo_on_hup;
+	sigaction(SIGHUP, &sa, NULL);
 	for (i = 0; i < n; i++) {
 		pfd[i].fd = ls[i].fd;
 		pfd[i].events = POLLIN;
@@ -245,9 +266,9 @@ echo_main(const struct daemon_listener *ls, size_t n, unsigned int index,
 				continue;
 			}
 			len = snprintf(line, sizeof(line),
-			    "pid=%ld uid=%ld kind=%s index=%u\n",
+			    "pid=%ld uid=%ld kind=%s index=%u hup=%d\n",
 			    (long)getpid(), (long)geteuid(), ls[i].kind,
-			    index);
+			    index, (int)echo_hups);
 			if (write(fd, line, (size_t)len) < 0)
 				(void)0;
 			close(fd);
@@ -455,6 +476,19 @@ test_supervise(void **state)
 		assert_true(pid_in(p, after, n));
 	}
 
+	/* SIGHUP reaches the workers, and restarts nobody. */
+	assert_int_equal(kill(dpid, SIGHUP), 0);
+	deadline = now_ms() + DEADLINE_MS;
+	last_hup = 0;
+	while (now_ms() < deadline && last_hup == 0) {
+		assert_true(echo_until_up(port, NULL, NULL, 0) > 0);
+		if (last_hup == 0)
+			nap();
+	}
+	assert_int_equal(last_hup, 1);
+	assert_int_equal(children_of(dpid, kids, MAX_KIDS), 2);
+	assert_true(pid_in(after[0], kids, 2) && pid_in(after[1], kids, 2));
+
 	/* SIGTERM: the parent stops every worker and exits cleanly. */
 	assert_int_equal(kill(dpid, SIGTERM), 0);
 	status = reap(dpid);
@@ -551,6 +585,89 @@ test_crash_loop(void **state)
 	print_message("# crash loop: %d starts\n", starts);
 	assert_true(starts >= 2);	/* it was restarted */
 	assert_true(starts <= 8);	/* but not in a spin */
+	run_done(&r);
+}
+
+/* As root, a worker that cannot drop privileges stops the daemon. */
+static void
+test_privsep_fatal(void **state)
+{
+	struct run r;
+	pid_t dpid;
+	int status;
+
+	(void)state;
+	if (!privsep_is_root()) {
+		print_message("# skipped: needs root (privsep_drop is a "
+		    "no-op otherwise)\n");
+		return;
+	}
+	run_init(&r, free_port(), echo_main, NULL);
+	r.spec.user = "no-such-user-govmail-test";
+	dpid = run_start(&r);
+	status = reap(dpid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 1);
+	assert_int_equal(access(r.pid_file, F_OK), -1);
+	run_done(&r);
+}
+
+/*
+ * Without foreground the daemon detaches: the process that called
+ * daemon_run() exits at once, the detached one writes the pid file and
+ * serves.  We are its subreaper, so we can wait for it by PID.
+ */
+static void
+test_daemonise(void **state)
+{
+	struct run r;
+	unsigned int port = free_port();
+	pid_t first, dpid = -1, kids[MAX_KIDS];
+	int64_t deadline;
+	int status, fd;
+	size_t n, i;
+
+	(void)state;
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+	run_init(&r, port, echo_main, NULL);
+	r.spec.foreground = 0;
+	first = run_start(&r);
+	status = reap(first);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	deadline = now_ms() + DEADLINE_MS;
+	while (now_ms() < deadline && dpid <= 0) {
+		char buf[32];
+		ssize_t got;
+		uint64_t v;
+		const char *err;
+
+		fd = open(r.pid_file, O_RDONLY);
+		if (fd >= 0) {
+			got = read(fd, buf, sizeof(buf) - 1);
+			close(fd);
+			if (got > 1 && buf[got - 1] == '\n') {
+				buf[got - 1] = '\0';
+				if (strnum_u64(buf, 1, INT32_MAX, &v,
+				    &err) == 0)
+					dpid = (pid_t)v;
+			}
+		}
+		if (dpid <= 0)
+			nap();
+	}
+	assert_true(dpid > 0);
+	assert_int_not_equal(dpid, first);
+	assert_true(echo_until_up(port, NULL, NULL, 0) > 0);
+	n = wait_children(dpid, 2, kids);
+	assert_int_equal(kill(dpid, SIGTERM), 0);
+	status = reap(dpid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	for (i = 0; i < n; i++)
+		assert_true(pid_gone(kids[i]));
+	assert_int_equal(access(r.pid_file, F_OK), -1);
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
 	run_done(&r);
 }
 
@@ -712,6 +829,8 @@ main(void)
 		cmocka_unit_test(test_supervise),
 		cmocka_unit_test(test_stubborn_worker),
 		cmocka_unit_test(test_fatal_worker),
+		cmocka_unit_test(test_privsep_fatal),
+		cmocka_unit_test(test_daemonise),
 		cmocka_unit_test(test_crash_loop),
 	};
 
