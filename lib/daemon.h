@@ -32,6 +32,30 @@
  *      removed and daemon_run() returns.
  *
  * The parent never accepts a connection and never reads a client byte.
+ *
+ * What belongs before daemon_run(), in main(): reading the configuration,
+ * anything that needs root and no client input -- building the SSL_CTX
+ * (the key file may be readable by root only), sasl_glue_init() -- all of
+ * which the workers inherit through fork().  What belongs in worker_main:
+ * everything per process that must not be shared across fork() --
+ * opening the store (a Berkeley DB environment handle is per process),
+ * the libevent base, helper threads.  Paths must be absolute (the
+ * configuration makes them so): a detached daemon runs in "/".
+ *
+ * Typical use (smtpd):
+ *
+ *	struct daemon_listen l[] = {
+ *		{ "smtp", "127.0.0.1", "2525" },
+ *		{ "submission", "127.0.0.1", "2587" },
+ *		{ "submissions", "127.0.0.1", "2465" },
+ *	};
+ *	struct daemon_spec spec = {
+ *		.role = "govmail-smtpd", .listen = l, .nlisten = 3,
+ *		.foreground = fflag, .pid_file = pid_path,
+ *		.worker_main = smtp_worker_main, .ctx = &server,
+ *	};
+ *	if (daemon_run(&spec, &err) < 0)
+ *		log_fatalx("smtpd: %s", err);
  */
 #ifndef GOVMAIL_DAEMON_H
 #define GOVMAIL_DAEMON_H

@@ -22,6 +22,7 @@
 #include "buf.h"
 #include "log.h"
 #include "sasl.h"
+#include "strnum.h"
 #include "xmalloc.h"
 
 /* The only mechanisms we load; both are plaintext (need TLS). */
@@ -394,6 +395,35 @@ is_plaintext_mech(const char *mech)
 	    str_casecmp(mech, "LOGIN") == 0;
 }
 
+/*
+ * Split "ip;port" (or a bare ip when port_required is 0) and check both
+ * parts are numeric.  Fills ip (size INET6_ADDRSTRLEN).  Returns 1 if
+ * well-formed.
+ */
+static int
+addr_parse(const char *addr, int port_required, char *ip)
+{
+	uint64_t port;
+	const char *perr;
+	struct in6_addr a6;
+	struct in_addr a4;
+	size_t n;
+
+	if (addr == NULL)
+		return 0;
+	n = strcspn(addr, ";");
+	if (n == 0 || n >= INET6_ADDRSTRLEN)
+		return 0;
+	memcpy(ip, addr, n);
+	ip[n] = '\0';
+	if (inet_pton(AF_INET, ip, &a4) != 1 &&
+	    inet_pton(AF_INET6, ip, &a6) != 1)
+		return 0;
+	if (addr[n] == '\0')
+		return !port_required;
+	return strnum_u64(addr + n + 1, 0, 65535, &port, &perr) == 0;
+}
+
 int
 sasl_session_new(const struct sasl_session_params *p,
     struct sasl_session **s_r, const char **error_r)
@@ -412,6 +442,22 @@ sasl_session_new(const struct sasl_session_params *p,
 		*error_r = "sasl_session_new: service, server_fqdn and verify "
 		    "are required";
 		return -1;
+	}
+	{
+		char ip[INET6_ADDRSTRLEN];
+
+		/*
+		 * libsasl2 would resolve a name here (and leaks on that
+		 * error path): only numeric "ip;port" gets through.
+		 */
+		if ((p->local_addr != NULL &&
+		    !addr_parse(p->local_addr, 1, ip)) ||
+		    (p->remote_addr != NULL &&
+		    !addr_parse(p->remote_addr, 1, ip))) {
+			*error_r = "sasl_session_new: addresses must be "
+			    "numeric ip;port";
+			return -1;
+		}
 	}
 	if (sasl_glue_init(error_r) < 0)
 		return -1;
@@ -735,15 +781,9 @@ sasl_addr_is_loopback(const char *addr)
 	char ip[INET6_ADDRSTRLEN];
 	struct in_addr a4;
 	struct in6_addr a6;
-	size_t n;
 
-	if (addr == NULL)
+	if (!addr_parse(addr, 0, ip))
 		return 0;
-	n = strcspn(addr, ";");
-	if (n == 0 || n >= sizeof(ip))
-		return 0;
-	memcpy(ip, addr, n);
-	ip[n] = '\0';
 	if (inet_pton(AF_INET, ip, &a4) == 1)
 		return (ntohl(a4.s_addr) >> 24) == 127;
 	if (inet_pton(AF_INET6, ip, &a6) != 1)

@@ -131,8 +131,12 @@ typedef int sasl_verify_fn(const char *user, const char *pass, void *ctx);
 struct sasl_session_params {
 	const char *service;	/* "smtp" or "imap" (RFC 4422 service name) */
 	const char *server_fqdn;	/* our host name, e.g. "mail.example.cn" */
-	const char *local_addr;	/* "ip;port" (Cyrus syntax) or NULL */
-	const char *remote_addr;	/* "ip;port" or NULL */
+	/*
+	 * "ip;port", numeric (Cyrus syntax; IPv6 unbracketed, as in struct
+	 * daemon_listener's addr), or NULL.  Anything else is refused.
+	 */
+	const char *local_addr;
+	const char *remote_addr;
 	int tls_active;		/* 1 once TLS is up on this connection */
 	/*
 	 * 1 to allow PLAIN/LOGIN without TLS.  SECURITY: only for loopback

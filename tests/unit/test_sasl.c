@@ -549,9 +549,25 @@ test_session_misc(void **state)
 	assert_null(s);
 	p.verify = fake_verify;
 	p.verify_ctx = &f;
-	p.remote_addr = "not an address";
-	assert_int_equal(sasl_session_new(&p, &s, &err), -1);
-	assert_null(s);
+	{
+		static const char *const bad[] = {
+			"not an address", "localhost;25", "127.0.0.1",
+			"127.0.0.1;", "127.0.0.1;65536", "127.0.0.1;x",
+			";25", "",
+		};
+		size_t k;
+
+		for (k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+			p.remote_addr = bad[k];
+			assert_int_equal(sasl_session_new(&p, &s, &err), -1);
+			assert_null(s);
+			assert_non_null(strstr(err, "numeric"));
+		}
+	}
+	p.remote_addr = "127.0.0.1;65535";
+	assert_int_equal(sasl_session_new(&p, &s, &err), 0);
+	sasl_session_free(s);
+	s = NULL;
 	p.remote_addr = "::1;143";
 	p.local_addr = "::1;143";
 	p.tls_active = 1;
@@ -625,6 +641,8 @@ test_loopback(void **state)
 		{ "", 0 },
 		{ NULL, 0 },
 		{ "1111:2222:3333:4444:5555:6666:7777:8888:9999;1", 0 },
+		{ "127.0.0.1;x", 0 },
+		{ "127.0.0.1;70000", 0 },
 	};
 	size_t i;
 
