@@ -112,10 +112,12 @@ glue_log(void *context, int level, const char *message)
 	if (level == SASL_LOG_PASS || level == SASL_LOG_NONE)
 		return SASL_OK;
 	/*
-	 * Expected on every wrong password: our checkpass said no, and
-	 * libsasl2 finds no verifier of its own to try (on purpose).
+	 * Expected, on purpose: on every wrong password our checkpass said
+	 * no and libsasl2 finds no verifier of its own to try; on every
+	 * exchange it finds no auxprop plugin (we load none).
 	 */
-	if (str_has_prefix(message, "unknown password verifier"))
+	if (str_has_prefix(message, "unknown password verifier") ||
+	    str_has_prefix(message, "could not find auxprop plugin"))
 		return SASL_OK;
 	log_escape(message, strnlen(message, SASL_GLUE_LOG_MAX), esc,
 	    sizeof(esc));

@@ -97,7 +97,7 @@ enum sasl_reason {
 	 * daemon counts these for its per-address rate limit.
 	 */
 	SASL_REASON_AUTH,
-	/* Mechanism unknown here or malformed name.  SMTP 504 5.5.4; IMAP NO. */
+	/* Mechanism unknown here, or a malformed name.  SMTP 504 5.5.4. */
 	SASL_REASON_MECH,
 	/*
 	 * A plaintext mechanism without TLS.  SMTP 538 5.7.11 (RFC 4954);
@@ -129,8 +129,8 @@ enum sasl_reason {
 typedef int sasl_verify_fn(const char *user, const char *pass, void *ctx);
 
 struct sasl_session_params {
-	const char *service;	/* "smtp" or "imap" (RFC 4422 service name) */
-	const char *server_fqdn;	/* our host name, e.g. "mail.example.cn" */
+	const char *service;	/* "smtp" or "imap" (RFC 4422 service) */
+	const char *server_fqdn;	/* our host name, "mail.example.cn" */
 	/*
 	 * "ip;port", numeric (Cyrus syntax; IPv6 unbracketed, as in struct
 	 * daemon_listener's addr), or NULL.  Anything else is refused.

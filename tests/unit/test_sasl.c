@@ -508,8 +508,9 @@ test_session_misc(void **state)
 		{ "SCRAM-SHA-256", "not available" },
 		{ "PL AIN", "bad mechanism name" },
 		{ "", "bad mechanism name" },
-		{ "ABCDEFGHIJKLMNOPQRSTU", "bad mechanism name" },	/* 21 */
-		{ "ABCDEFGHIJKLMNOPQRST", "not available" },		/* 20 */
+		/* 21 characters, then 20 (RFC 4422 allows 20). */
+		{ "ABCDEFGHIJKLMNOPQRSTU", "bad mechanism name" },
+		{ "ABCDEFGHIJKLMNOPQRST", "not available" },
 	};
 	struct sasl_session_params p;
 	struct sasl_session *s = NULL;
@@ -545,7 +546,8 @@ test_session_misc(void **state)
 	memset(&p, 0, sizeof(p));
 	p.service = "imap";
 	p.server_fqdn = "mail.demo.gov.cn";
-	assert_int_equal(sasl_session_new(&p, &s, &err), -1);	/* no verify */
+	/* No verify function. */
+	assert_int_equal(sasl_session_new(&p, &s, &err), -1);
 	assert_null(s);
 	p.verify = fake_verify;
 	p.verify_ctx = &f;
@@ -636,7 +638,7 @@ test_loopback(void **state)
 		{ "10.0.0.1;25", 0 },
 		{ "::2;25", 0 },
 		{ "::ffff:10.0.0.1;25", 0 },
-		{ "localhost;25", 0 },		/* names are not addresses */
+		{ "localhost;25", 0 },	/* names are not addresses */
 		{ ";25", 0 },
 		{ "", 0 },
 		{ NULL, 0 },
