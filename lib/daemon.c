@@ -153,7 +153,7 @@ daemon_listeners_open(const struct daemon_listen *listen, size_t nlisten,
     struct daemon_listener **listeners_r, size_t *n_r, const char **error_r)
 {
 	struct daemon_listener *ls;
-	size_t n = 0, i;
+	size_t n = 0, i, bound;
 
 	*listeners_r = NULL;
 	*n_r = 0;
@@ -200,6 +200,7 @@ daemon_listeners_open(const struct daemon_listen *listen, size_t nlisten,
 			    gai_strerror(r));
 			goto fail;
 		}
+		bound = 0;
 		for (ai = res; ai != NULL; ai = ai->ai_next) {
 			const char *what = "";
 			int fd;
@@ -214,6 +215,9 @@ daemon_listeners_open(const struct daemon_listen *listen, size_t nlisten,
 				goto fail;
 			}
 			fd = listen_one(ai, &what);
+			/* A wildcard on a host without IPv6 (or v4) is fine. */
+			if (fd < 0 && host == NULL && errno == EAFNOSUPPORT)
+				continue;
 			if (fd < 0) {
 				char a[DAEMON_ADDR_MAX];
 
@@ -238,8 +242,15 @@ daemon_listeners_open(const struct daemon_listen *listen, size_t nlisten,
 					    sizeof(ls[n].addr));
 			}
 			n++;
+			bound++;
 		}
 		freeaddrinfo(res);
+		if (bound == 0) {
+			*error_r = daemon_error("%s: no usable address for %s "
+			    "port %s", l->kind, host != NULL ? host : "*",
+			    l->port);
+			goto fail;
+		}
 	}
 	*listeners_r = ls;
 	*n_r = n;
