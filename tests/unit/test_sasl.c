@@ -357,6 +357,46 @@ test_login_table(void **state)
 	}
 }
 
+/* NUL bytes inside a LOGIN user name or password never reach verify. */
+static void
+test_login_nul(void **state)
+{
+	static const struct {
+		const char *user;
+		size_t ulen;
+		const char *pass;
+		size_t plen;
+	} cases[] = {
+		{ USER "\0x", sizeof(USER) + 1, PASS, sizeof(PASS) - 1 },
+		{ "\0" USER, sizeof(USER), PASS, sizeof(PASS) - 1 },
+		{ USER, sizeof(USER) - 1, PASS "\0x", sizeof(PASS) + 1 },
+		{ USER, sizeof(USER) - 1, "\0" PASS, sizeof(PASS) },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct fake f = { USER, PASS, 0, 0, 1 };	/* yes to all */
+		struct sasl_session *s = session(&f, 1, 0, 0);
+		const uint8_t *out;
+		size_t outlen;
+		const char *err = NULL;
+		enum sasl_session_result r;
+
+		r = sasl_session_start(s, "LOGIN",
+		    (const uint8_t *)cases[i].user, cases[i].ulen, 1, &out,
+		    &outlen, &err);
+		if (r == SASL_SESSION_CONTINUE)
+			r = sasl_session_step(s,
+			    (const uint8_t *)cases[i].pass, cases[i].plen,
+			    &out, &outlen, &err);
+		assert_int_equal(r, SASL_SESSION_FAIL);
+		assert_int_equal(f.calls, 0);
+		assert_null(sasl_session_user(s));
+		sasl_session_free(s);
+	}
+}
+
 /* LOGIN takes 2 responses with an initial response, 3 without. */
 static void
 test_steps_limit(void **state)
@@ -952,6 +992,7 @@ main(void)
 		cmocka_unit_test(test_plain_malformed),
 		cmocka_unit_test(test_plain_no_initial_response),
 		cmocka_unit_test(test_login_table),
+		cmocka_unit_test(test_login_nul),
 		cmocka_unit_test(test_steps_limit),
 		cmocka_unit_test(test_response_size),
 		cmocka_unit_test(test_user_max),
