@@ -913,6 +913,10 @@ govca_cms_verify(const uint8_t *msg, size_t len,
 	buf_init(&ctv, SMIME_MAX_FIELD);
 	buf_init(&der, GOVCA_CMS_MAX_DER);
 	res->status = GOVCA_CMS_NEUTRAL;
+	if (opts == NULL) {
+		*error_r = "no verification options";
+		goto malformed;
+	}
 	if (len > GOVCA_CMS_MAX_MESSAGE ||
 	    smime_canon_crlf(msg, len, &canon) < 0) {
 		*error_r = "message too large";

@@ -231,8 +231,8 @@ void govca_cms_result_free(struct govca_cms_result *res);
  * opts->crls or opts->revoked.  The From: check and the class are
  * reported, not enforced.
  *
- * res must have been set up with govca_cms_result_init and is filled in
- * every case.  Returns 0 when a verdict was reached (PASS, FAIL or
+ * opts is required (NULL is an error) and only read.  res must have been
+ * set up with govca_cms_result_init and is filled in every case.  Returns 0 when a verdict was reached (PASS, FAIL or
  * NEUTRAL), -1 when the message is malformed or over a limit (no header
  * end, no boundary, boundary never closed, header too large, ...): then
  * status is FAIL (if it claimed to be signed) or NEUTRAL, and reason and

@@ -112,12 +112,22 @@ smime_header_each(const struct smime_entity *e,
 	return 0;
 }
 
-static int
+/*
+ * Does field f start with name and a colon?  RFC 5322 4.5.8 (obsolete
+ * syntax) allows white space before the colon; readers accept it, so we
+ * must see "Content-Type :" too or a second, hidden Content-Type slips by.
+ * Returns the offset just past the colon, 0 if no match.
+ */
+static size_t
 name_matches(const uint8_t *f, size_t len, const char *name)
 {
-	size_t n = strlen(name), i;
+	size_t n = strlen(name), i, c;
 
-	if (len <= n || f[n] != ':')
+	if (len <= n)
+		return 0;
+	for (c = n; c < len && (f[c] == ' ' || f[c] == '\t'); c++)
+		;
+	if (c >= len || f[c] != ':')
 		return 0;
 	for (i = 0; i < n; i++) {
 		uint8_t a = f[i], b = (uint8_t)name[i];
@@ -129,7 +139,7 @@ name_matches(const uint8_t *f, size_t len, const char *name)
 		if (a != b)
 			return 0;
 	}
-	return 1;
+	return c + 1;
 }
 
 int
@@ -162,9 +172,9 @@ static int
 header_get_one(const uint8_t *f, size_t len, void *arg)
 {
 	struct header_get_ctx *c = arg;
-	size_t i, n = strlen(c->name) + 1;
+	size_t i, n;
 
-	if (!name_matches(f, len, c->name))
+	if ((n = name_matches(f, len, c->name)) == 0)
 		return 0;
 	if (c->count++ > 0)
 		return 0;

@@ -1026,6 +1026,11 @@ test_hostile(void **state)
 		{ "Content-Type: text/plain\r\nContent-Type: multipart/signed; "
 		    "protocol=\"application/pkcs7-signature\"; boundary=x\r\n"
 		    "\r\nx\r\n", -1, GOVCA_CMS_FAIL },
+		/* a second Content-Type in obsolete syntax (space before
+		 * the colon) is still a second one */
+		{ "Content-Type: text/plain\r\nContent-Type : multipart/signed;"
+		    " protocol=\"application/pkcs7-signature\"; boundary=x\r\n"
+		    "\r\nx\r\n", -1, GOVCA_CMS_FAIL },
 		/* malformed Content-Type */
 		{ "Content-Type: multipart\r\n\r\nx\r\n", -1,
 		    GOVCA_CMS_NEUTRAL },
