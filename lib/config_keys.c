@@ -40,6 +40,10 @@ const struct config_key config_keys[] = {
 	  "default quota of a new account, messages" },
 	{ "limits", "message_size", CONFIG_SIZE, "50M",
 	  "largest message accepted by delivery, submission and APPEND" },
+	{ "limits", "auth_failures", CONFIG_UINT, "10",
+	  "failed logins per client address (IPv6: per /64) within auth_failure_window before AUTH is refused, per worker; 0: no limit" },
+	{ "limits", "auth_failure_window", CONFIG_DURATION, "15m",
+	  "how long failed logins count against an address" },
 
 	/* ---- [ca]: the certificate authority (ca/, govmail-ca) ---- */
 	{ "ca", "dir", CONFIG_PATH, "/var/lib/govmail/ca",

@@ -795,6 +795,143 @@ sasl_addr_is_loopback(const char *addr)
 	return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
 }
 
+/* ---- failed-authentication rate limit ---------------------------------- */
+
+#define SASL_RATELIMIT_BUCKETS (SASL_RATELIMIT_SLOTS / SASL_RATELIMIT_WAYS)
+
+struct sasl_ratelimit_entry {
+	uint8_t key[16];	/* IPv6 /64 or IPv4-mapped address */
+	int used;
+	int64_t window_start;
+	unsigned int count;
+};
+
+struct sasl_ratelimit {
+	unsigned int max_failures;
+	int64_t window;
+	uint8_t hash_key[crypto_shorthash_KEYBYTES];
+	struct sasl_ratelimit_entry entries[SASL_RATELIMIT_SLOTS];
+};
+
+struct sasl_ratelimit *
+sasl_ratelimit_new(unsigned int max_failures, unsigned int window_seconds)
+{
+	struct sasl_ratelimit *rl = xcalloc(1, sizeof(*rl));
+
+	rl->max_failures = max_failures;
+	rl->window = window_seconds;
+	randombytes_buf(rl->hash_key, sizeof(rl->hash_key));
+	return rl;
+}
+
+void
+sasl_ratelimit_free(struct sasl_ratelimit *rl)
+{
+	free(rl);
+}
+
+/* The key of an address: IPv4 as ::ffff:a.b.c.d, IPv6 cut to /64. */
+static void
+ratelimit_key(const char *addr, uint8_t key[16])
+{
+	char ip[INET6_ADDRSTRLEN];
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	memset(key, 0, 16);
+	if (!addr_parse(addr, 0, ip))
+		return;		/* the shared "unknown" key */
+	if (inet_pton(AF_INET, ip, &a4) == 1) {
+		key[10] = 0xff;
+		key[11] = 0xff;
+		memcpy(key + 12, &a4, 4);
+		return;
+	}
+	if (inet_pton(AF_INET6, ip, &a6) != 1)
+		return;
+	memcpy(key, &a6, 16);
+	if (!IN6_IS_ADDR_V4MAPPED(&a6))
+		memset(key + 8, 0, 8);
+}
+
+static struct sasl_ratelimit_entry *
+ratelimit_bucket(struct sasl_ratelimit *rl, const uint8_t key[16])
+{
+	uint8_t h[crypto_shorthash_BYTES];
+	uint64_t v = 0;
+	size_t i;
+
+	crypto_shorthash(h, key, 16, rl->hash_key);
+	for (i = 0; i < sizeof(v) && i < sizeof(h); i++)
+		v = (v << 8) | h[i];
+	return &rl->entries[(v % SASL_RATELIMIT_BUCKETS) * SASL_RATELIMIT_WAYS];
+}
+
+static struct sasl_ratelimit_entry *
+ratelimit_find(struct sasl_ratelimit *rl, const uint8_t key[16])
+{
+	struct sasl_ratelimit_entry *b = ratelimit_bucket(rl, key);
+	size_t i;
+
+	for (i = 0; i < SASL_RATELIMIT_WAYS; i++)
+		if (b[i].used && memcmp(b[i].key, key, 16) == 0)
+			return &b[i];
+	return NULL;
+}
+
+int
+sasl_ratelimit_allowed(struct sasl_ratelimit *rl, const char *addr,
+    int64_t now)
+{
+	struct sasl_ratelimit_entry *e;
+	uint8_t key[16];
+
+	if (rl->max_failures == 0)
+		return 1;
+	ratelimit_key(addr, key);
+	e = ratelimit_find(rl, key);
+	if (e == NULL || now - e->window_start >= rl->window)
+		return 1;
+	return e->count < rl->max_failures;
+}
+
+void
+sasl_ratelimit_failed(struct sasl_ratelimit *rl, const char *addr,
+    int64_t now)
+{
+	struct sasl_ratelimit_entry *e, *b;
+	uint8_t key[16];
+	size_t i;
+
+	if (rl->max_failures == 0)
+		return;
+	ratelimit_key(addr, key);
+	e = ratelimit_find(rl, key);
+	if (e == NULL) {
+		/* A free or expired way, else the oldest one. */
+		b = ratelimit_bucket(rl, key);
+		e = &b[0];
+		for (i = 0; i < SASL_RATELIMIT_WAYS; i++) {
+			if (!b[i].used ||
+			    now - b[i].window_start >= rl->window) {
+				e = &b[i];
+				break;
+			}
+			if (b[i].window_start < e->window_start)
+				e = &b[i];
+		}
+		memcpy(e->key, key, 16);
+		e->used = 1;
+		e->window_start = now;
+		e->count = 0;
+	} else if (now - e->window_start >= rl->window) {
+		e->window_start = now;
+		e->count = 0;
+	}
+	if (e->count < UINT32_MAX)
+		e->count++;
+}
+
 /* ---- base64 ------------------------------------------------------------ */
 
 int

@@ -234,6 +234,41 @@ enum sasl_reason sasl_session_reason(const struct sasl_session *s);
 int sasl_addr_is_loopback(const char *addr);
 
 /*
+ * Failed-authentication rate limit per client address (DESIGN.md 3:
+ * "failed logins are rate-limited per address").  A fixed window per
+ * address: after max_failures failures within window_seconds of the first,
+ * sasl_ratelimit_allowed() says no until the window has passed; then the
+ * count starts again.  IPv4 addresses count per address, IPv6 per /64 (one
+ * host usually owns a whole /64), IPv4-mapped IPv6 as IPv4; the port is
+ * ignored.  An address that does not parse counts as one shared "unknown"
+ * address.
+ *
+ * Per process, in memory, not thread-safe: one per worker, used on its
+ * event loop (check before starting an exchange, record the failure when
+ * the helper thread's result comes back).  At most SASL_RATELIMIT_SLOTS
+ * addresses are tracked; when full, the oldest entry in the way is reused
+ * (buckets are chosen by a keyed hash, so a client cannot aim at one).
+ * Times are passed in (seconds, any monotonic clock) so tests need no
+ * sleeping.
+ */
+#define SASL_RATELIMIT_SLOTS 4096
+/* Entries per hash bucket. */
+#define SASL_RATELIMIT_WAYS 8
+
+struct sasl_ratelimit;
+
+/* max_failures 0 disables the limit (everything allowed). */
+struct sasl_ratelimit *sasl_ratelimit_new(unsigned int max_failures,
+    unsigned int window_seconds);
+void sasl_ratelimit_free(struct sasl_ratelimit *rl);
+/* 1 if addr ("ip;port" or ip) may try to authenticate at now, else 0. */
+int sasl_ratelimit_allowed(struct sasl_ratelimit *rl, const char *addr,
+    int64_t now);
+/* Count one failed authentication (SASL_REASON_AUTH) from addr at now. */
+void sasl_ratelimit_failed(struct sasl_ratelimit *rl, const char *addr,
+    int64_t now);
+
+/*
  * Decode base64 text (RFC 4648, standard alphabet, padding required, no
  * whitespace) into out, which is reset first and marked secret (wiped when
  * freed) because it usually holds a password.  The single character "="

@@ -694,6 +694,117 @@ test_loopback(void **state)
 		    cases[i].loopback);
 }
 
+/* N-1 and N failures, then refused until the window has passed. */
+static void
+test_ratelimit_window(void **state)
+{
+	struct sasl_ratelimit *rl = sasl_ratelimit_new(3, 60);
+	const char *a = "192.0.2.7;40000";
+
+	(void)state;
+	assert_true(sasl_ratelimit_allowed(rl, a, 100));
+	sasl_ratelimit_failed(rl, a, 100);
+	sasl_ratelimit_failed(rl, a, 110);
+	assert_true(sasl_ratelimit_allowed(rl, a, 110));	/* N-1 */
+	sasl_ratelimit_failed(rl, a, 120);
+	assert_false(sasl_ratelimit_allowed(rl, a, 120));	/* N */
+	sasl_ratelimit_failed(rl, a, 121);
+	assert_false(sasl_ratelimit_allowed(rl, a, 121));	/* N+1 */
+	assert_false(sasl_ratelimit_allowed(rl, a, 159));	/* in window */
+	/* Another port of the same address counts the same. */
+	assert_false(sasl_ratelimit_allowed(rl, "192.0.2.7;40001", 150));
+	assert_false(sasl_ratelimit_allowed(rl, "192.0.2.7", 150));
+	assert_false(sasl_ratelimit_allowed(rl, "::ffff:192.0.2.7;1", 150));
+	/* Others are not affected. */
+	assert_true(sasl_ratelimit_allowed(rl, "192.0.2.8;40000", 150));
+	/* The window ends 60 s after the first failure; counting restarts. */
+	assert_true(sasl_ratelimit_allowed(rl, a, 160));
+	sasl_ratelimit_failed(rl, a, 160);
+	sasl_ratelimit_failed(rl, a, 161);
+	assert_true(sasl_ratelimit_allowed(rl, a, 162));
+	sasl_ratelimit_failed(rl, a, 162);
+	assert_false(sasl_ratelimit_allowed(rl, a, 163));
+	sasl_ratelimit_free(rl);
+}
+
+static void
+test_ratelimit_keys(void **state)
+{
+	static const struct {
+		const char *failing;	/* fails twice (the limit) */
+		const char *other;
+		int other_blocked;
+	} cases[] = {
+		/* IPv6 counts per /64. */
+		{ "2001:db8:1:2::1;25", "2001:db8:1:2::ffff;25", 1 },
+		{ "2001:db8:1:2::1;25", "2001:db8:1:2:ffff:ffff:ffff:ffff;1",
+		  1 },
+		{ "2001:db8:1:2::1;25", "2001:db8:1:3::1;25", 0 },
+		/* IPv4 per address. */
+		{ "10.0.0.1;25", "10.0.0.1;26", 1 },
+		{ "10.0.0.1;25", "10.0.0.2;25", 0 },
+		{ "10.0.0.1;25", "::ffff:10.0.0.1;25", 1 },
+		/* Unparseable addresses share one key. */
+		{ "garbage", "more garbage", 1 },
+		{ "garbage", "10.0.0.1;25", 0 },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sasl_ratelimit *rl = sasl_ratelimit_new(2, 300);
+
+		sasl_ratelimit_failed(rl, cases[i].failing, 1);
+		sasl_ratelimit_failed(rl, cases[i].failing, 2);
+		assert_false(sasl_ratelimit_allowed(rl, cases[i].failing, 3));
+		assert_int_equal(sasl_ratelimit_allowed(rl, cases[i].other, 3),
+		    !cases[i].other_blocked);
+		sasl_ratelimit_free(rl);
+	}
+	/* max_failures 0: no limit at all. */
+	{
+		struct sasl_ratelimit *rl = sasl_ratelimit_new(0, 300);
+		int k;
+
+		for (k = 0; k < 100; k++)
+			sasl_ratelimit_failed(rl, "10.0.0.1;25", k);
+		assert_true(sasl_ratelimit_allowed(rl, "10.0.0.1;25", 100));
+		sasl_ratelimit_free(rl);
+	}
+}
+
+/*
+ * More addresses than slots: the table reuses old entries, the newest
+ * offender is still blocked, and clean addresses are never blocked.
+ */
+static void
+test_ratelimit_full(void **state)
+{
+	struct sasl_ratelimit *rl = sasl_ratelimit_new(1, 1000);
+	char a[64];
+	unsigned int i, blocked = 0;
+
+	(void)state;
+	for (i = 0; i < 4 * SASL_RATELIMIT_SLOTS; i++) {
+		snprintf(a, sizeof(a), "10.%u.%u.%u;25", (i >> 16) & 0xff,
+		    (i >> 8) & 0xff, i & 0xff);
+		sasl_ratelimit_failed(rl, a, 10 + i / 1000);
+		assert_false(sasl_ratelimit_allowed(rl, a, 10 + i / 1000));
+	}
+	for (i = 0; i < 4 * SASL_RATELIMIT_SLOTS; i++) {
+		snprintf(a, sizeof(a), "10.%u.%u.%u;25", (i >> 16) & 0xff,
+		    (i >> 8) & 0xff, i & 0xff);
+		if (!sasl_ratelimit_allowed(rl, a, 30))
+			blocked++;
+		snprintf(a, sizeof(a), "172.16.%u.%u;25", (i >> 8) & 0xff,
+		    i & 0xff);
+		assert_true(sasl_ratelimit_allowed(rl, a, 30));
+	}
+	assert_true(blocked <= SASL_RATELIMIT_SLOTS);
+	assert_true(blocked >= SASL_RATELIMIT_SLOTS / 2);
+	sasl_ratelimit_free(rl);
+}
+
 static void
 test_base64(void **state)
 {
@@ -999,6 +1110,9 @@ main(void)
 		cmocka_unit_test(test_session_misc),
 		cmocka_unit_test(test_verify_decides),
 		cmocka_unit_test(test_loopback),
+		cmocka_unit_test(test_ratelimit_window),
+		cmocka_unit_test(test_ratelimit_keys),
+		cmocka_unit_test(test_ratelimit_full),
 		cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_base64_limits),
 		cmocka_unit_test(test_base64_roundtrip),
