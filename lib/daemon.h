@@ -125,7 +125,9 @@ struct daemon_spec {
 	 * not close them.  index is 0..workers-1, stable across restarts of
 	 * the same slot.  Its return value is the exit status: 0 normal (the
 	 * parent still restarts it unless it is stopping), DAEMON_EXIT_FATAL
-	 * to stop the daemon, anything else a failure (restarted).
+	 * to stop the daemon, anything else a failure (restarted).  The
+	 * worker ends with _exit(): the parent's atexit handlers do not run
+	 * and stdio buffers are not flushed, so flush what it wrote.
 	 */
 	int (*worker_main)(const struct daemon_listener *listeners, size_t n,
 	    unsigned int index, void *ctx);
