@@ -40,6 +40,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <zlib.h>
 
 #include "buf.h"
 #include "conn.h"
@@ -68,6 +69,19 @@
 
 /* Rounds of read/on_input per event before yielding to other clients. */
 #define CONN_RUN_ROUNDS 8
+/* Compressed input held before it is inflated, at most. */
+#define CONN_ZIN_MAX CONN_READ_CHUNK
+/* Deflate output is produced in steps of this many bytes. */
+#define CONN_ZOUT_STEP 4096
+
+/* RFC 4978 state, allocated only once conn_compress() is called. */
+struct conn_z {
+	z_stream in;		/* inflate: peer -> in */
+	z_stream out;		/* deflate: conn_write -> out */
+	struct buf zin;		/* compressed input not yet inflated */
+	int in_full;		/* inflate stopped for lack of room */
+	int out_dirty;		/* deflate holds data not yet flushed */
+};
 
 struct conn {
 	struct event_base *base;
@@ -76,7 +90,8 @@ struct conn {
 	const struct conn_callbacks *cb;
 	void *arg;
 	SSL *ssl;
-	struct buf in;		/* unbounded buf; conn_fill bounds it */
+	struct conn_z *z;	/* COMPRESS=DEFLATE, or NULL */
+	struct buf in;		/* max follows conn_in_limit() */
 	struct buf out;
 	size_t in_pos;		/* start of unread input */
 	size_t in_scanned;	/* bytes after in_pos known to hold no EOL */
@@ -319,6 +334,8 @@ conn_close_reason_str(enum conn_close_reason why)
 		return "tls-error";
 	case CONN_CLOSE_OUTPUT_OVERFLOW:
 		return "output-overflow";
+	case CONN_CLOSE_DEFLATE:
+		return "deflate-error";
 	}
 	return "unknown";
 }
@@ -417,7 +434,8 @@ conn_want_events(const struct conn *c)
 			ev |= EV_WRITE;
 		return ev;
 	}
-	if (conn_unsent(c) > 0 || (c->flags & CONN_F_READ_WANT_WRITE))
+	if (conn_unsent(c) > 0 || (c->flags & CONN_F_READ_WANT_WRITE)
+	    || (c->z != NULL && c->z->out_dirty))
 		ev |= EV_WRITE;
 	if (conn_can_read(c) || (c->flags & CONN_F_WRITE_WANT_READ))
 		ev |= EV_READ;
@@ -527,6 +545,12 @@ conn_release(struct conn *c)
 	event_del(&c->ev_timer);
 	if (c->ssl != NULL)
 		SSL_free(c->ssl);
+	if (c->z != NULL) {
+		inflateEnd(&c->z->in);
+		deflateEnd(&c->z->out);
+		buf_free(&c->z->zin);
+		free(c->z);
+	}
 	if (c->fd >= 0)
 		close(c->fd);
 	buf_free(&c->in);
@@ -649,11 +673,58 @@ conn_out_compact(struct conn *c, size_t n)
 	}
 }
 
+/*
+ * Run the deflater over len bytes (flush: Z_NO_FLUSH or Z_SYNC_FLUSH),
+ * appending what it produces to the output queue.  -1 on overflow.
+ */
+static int
+conn_deflate(struct conn *c, const void *data, size_t len, int flush)
+{
+	z_stream *zs = &c->z->out;
+	size_t space, made;
+	int r;
+
+	zs->next_in = (Bytef *)(uintptr_t)data;
+	zs->avail_in = (uInt)len;
+	for (;;) {
+		conn_out_compact(c, CONN_ZOUT_STEP);
+		space = c->out.max - c->out.len;
+		if (space > CONN_ZOUT_STEP)
+			space = CONN_ZOUT_STEP;
+		if (space == 0 || buf_reserve(&c->out, space) < 0)
+			return -1;
+		zs->next_out = buf_tail(&c->out);
+		zs->avail_out = (uInt)space;
+		r = deflate(zs, flush);
+		made = space - zs->avail_out;
+		if (made > 0)
+			buf_commit(&c->out, made);
+		if (r != Z_OK && r != Z_BUF_ERROR)
+			log_fatalx("conn: deflate failed (%d)", r);
+		/* Done when all input is taken and deflate had room left. */
+		if (zs->avail_in == 0 && zs->avail_out != 0)
+			break;
+	}
+	zs->next_in = NULL;
+	c->z->out_dirty = flush == Z_NO_FLUSH;
+	return 0;
+}
+
 int
 conn_write(struct conn *c, const void *data, size_t len)
 {
 	if (c->flags & (CONN_F_DEAD | CONN_F_CLOSING))
 		return -1;
+	if (c->z != NULL) {
+		if (len > 0 && conn_deflate(c, data, len, Z_NO_FLUSH) < 0) {
+			conn_die(c, CONN_CLOSE_OUTPUT_OVERFLOW,
+			    "output queue full");
+			return -1;
+		}
+		if (c->depth == 0)
+			conn_update_events(c);
+		return 0;
+	}
 	conn_out_compact(c, len);
 	if (buf_append(&c->out, data, len) < 0) {
 		conn_die(c, CONN_CLOSE_OUTPUT_OVERFLOW, "output queue full");
@@ -672,6 +743,22 @@ conn_vprintf(struct conn *c, const char *fmt, va_list ap)
 
 	if (c->flags & (CONN_F_DEAD | CONN_F_CLOSING))
 		return -1;
+	if (c->z != NULL) {
+		struct buf tmp;
+		int r;
+
+		/* Format in the clear, then compress. */
+		buf_init(&tmp, c->out.max);
+		if (buf_vprintf(&tmp, fmt, ap) < 0) {
+			buf_free(&tmp);
+			conn_die(c, CONN_CLOSE_OUTPUT_OVERFLOW,
+			    "output queue full");
+			return -1;
+		}
+		r = conn_write(c, tmp.data, tmp.len);
+		buf_free(&tmp);
+		return r;
+	}
 	va_copy(ap2, ap);
 	n = vsnprintf(NULL, 0, fmt, ap2);
 	va_end(ap2);
@@ -784,6 +871,12 @@ conn_flush(struct conn *c)
 	ssize_t w;
 	int r, err;
 
+	/* Everything written so far goes out as a complete deflate block. */
+	if (c->z != NULL && c->z->out_dirty && !(c->flags & CONN_F_DEAD)
+	    && conn_deflate(c, NULL, 0, Z_SYNC_FLUSH) < 0) {
+		conn_die(c, CONN_CLOSE_OUTPUT_OVERFLOW, "output queue full");
+		return;
+	}
 	while (!(c->flags & CONN_F_DEAD)) {
 		if (c->out_plain > 0) {
 			w = conn_sys_write(c, c->out.data + c->out_pos,
@@ -895,6 +988,10 @@ conn_tls_begin(struct conn *c, SSL_CTX *ctx, int client, const char *host,
 		*error_r = "TLS is already active";
 		return -1;
 	}
+	if (c->z != NULL) {
+		*error_r = "TLS cannot start inside COMPRESS";
+		return -1;
+	}
 	ERR_clear_error();
 	ssl = SSL_new(ctx);
 	if (ssl == NULL) {
@@ -973,6 +1070,56 @@ conn_starttls_client(struct conn *c, SSL_CTX *ctx, const char *host,
 }
 
 int
+conn_compress(struct conn *c, const char **error_r)
+{
+	struct conn_z *z;
+
+	if (c->flags & (CONN_F_DEAD | CONN_F_CLOSING)) {
+		*error_r = "connection is closing";
+		return -1;
+	}
+	if (c->z != NULL) {
+		*error_r = "compression is already active";
+		return -1;
+	}
+	if (c->flags & (CONN_F_TLS_WAIT | CONN_F_HANDSHAKE)) {
+		*error_r = "TLS negotiation in progress";
+		return -1;
+	}
+	z = xcalloc(1, sizeof(*z));
+	/* Bounded by conn_fill (and by the input limit when moved here). */
+	buf_init(&z->zin, BUF_UNBOUNDED);
+	if (inflateInit2(&z->in, -15) != Z_OK
+	    || deflateInit2(&z->out, CONN_DEFLATE_LEVEL, Z_DEFLATED,
+	    -CONN_DEFLATE_WINDOW_BITS, CONN_DEFLATE_MEM_LEVEL,
+	    Z_DEFAULT_STRATEGY) != Z_OK)
+		log_fatalx("conn: zlib initialisation failed");
+	/*
+	 * Bytes the peer sent after the COMPRESS command are compressed
+	 * already; output queued before this call goes out as it is.
+	 */
+	if (conn_pending(c) > 0
+	    && buf_append(&z->zin, c->in.data + c->in_pos, conn_pending(c))
+	    < 0)
+		log_fatalx("conn: compressed input overflow");
+	c->in_pos = c->in.len;
+	c->in_scanned = 0;
+	c->flags &= ~CONN_F_SKIP_LINE;
+	c->z = z;
+	if (c->depth == 0 && z->zin.len > 0) {
+		c->flags |= CONN_F_DEFER_RUN;
+		conn_defer(c);
+	}
+	return 0;
+}
+
+int
+conn_compressing(const struct conn *c)
+{
+	return c->z != NULL;
+}
+
+int
 conn_is_tls(const struct conn *c)
 {
 	return c->ssl != NULL;
@@ -1035,6 +1182,87 @@ conn_ssl(const struct conn *c)
 /* ---- input ---- */
 
 /*
+ * Move unread input to the front before adding to it, and cap the
+ * buffer's growth at the input limit (buf doubles its capacity otherwise).
+ */
+static void
+conn_in_compact(struct conn *c)
+{
+	if (c->in_pos > 0) {
+		buf_consume(&c->in, c->in_pos);
+		c->in_pos = 0;
+	}
+	c->in.max = conn_in_limit(c) > c->in.len ? conn_in_limit(c)
+	    : c->in.len;
+}
+
+/*
+ * Inflate buffered compressed input into the input buffer, never past the
+ * input limit (SECURITY: a small compressed packet may expand to any
+ * size; what does not fit waits in zin or in zlib until the daemon has
+ * consumed).  Returns the bytes added.
+ */
+static size_t
+conn_inflate(struct conn *c)
+{
+	struct conn_z *z = c->z;
+	size_t space, used, made, total = 0;
+	int r;
+
+	if (z->zin.len == 0 && !z->in_full)
+		return 0;
+	z->in_full = 0;
+	while (!(c->flags & CONN_F_DEAD)) {
+		if (conn_pending(c) >= conn_in_limit(c)) {
+			z->in_full = 1;
+			break;
+		}
+		conn_in_compact(c);
+		space = conn_in_limit(c) - conn_pending(c);
+		if (space > CONN_READ_CHUNK)
+			space = CONN_READ_CHUNK;
+		if (buf_reserve(&c->in, space) < 0)
+			log_fatalx("conn: input buffer reserve failed");
+		z->in.next_in = z->zin.data;
+		z->in.avail_in = (uInt)z->zin.len;
+		z->in.next_out = buf_tail(&c->in);
+		z->in.avail_out = (uInt)space;
+		r = inflate(&z->in, Z_SYNC_FLUSH);
+		used = z->zin.len - z->in.avail_in;
+		made = space - z->in.avail_out;
+		z->in.next_in = NULL;
+		if (used > 0)
+			buf_consume(&z->zin, used);
+		if (made > 0)
+			buf_commit(&c->in, made);
+		total += made;
+		if (r == Z_STREAM_END || (r != Z_OK && r != Z_BUF_ERROR)) {
+			/* RFC 4978: the stream never ends; anything else is
+			   damage. */
+			conn_die(c, CONN_CLOSE_DEFLATE, z->in.msg != NULL
+			    ? z->in.msg : "bad compressed data");
+			break;
+		}
+		if (made < space && z->zin.len == 0)
+			break;		/* all input inflated */
+		if (used == 0 && made == 0)
+			break;
+	}
+	if (z->zin.len == 0)
+		buf_free(&z->zin);
+	return total;
+}
+
+/* Input is waiting below the input buffer: in TLS or the inflater. */
+static int
+conn_raw_pending(const struct conn *c)
+{
+	if (c->ssl != NULL && SSL_pending(c->ssl) > 0)
+		return 1;
+	return c->z != NULL && (c->z->zin.len > 0 || c->z->in_full);
+}
+
+/*
  * Read what the socket (or TLS) has, into the input buffer, up to its
  * limit.  Returns the number of bytes added; sets CONN_F_EOF or kills the
  * connection as the socket says.
@@ -1045,12 +1273,21 @@ conn_fill(struct conn *c)
 	static _Thread_local uint8_t scratch[CONN_READ_CHUNK];
 	size_t total = 0, room, want, n;
 	ssize_t r;
-	int ok, err;
+	int ok, err, last = 0;
 
-	while (!(c->flags & (CONN_F_DEAD | CONN_F_EOF))) {
+	for (;;) {
+		if (c->z != NULL)
+			total += conn_inflate(c);
+		if (last || (c->flags & (CONN_F_DEAD | CONN_F_EOF)))
+			break;
 		if (conn_pending(c) >= conn_in_limit(c))
 			break;
 		room = conn_in_limit(c) - conn_pending(c);
+		if (c->z != NULL)
+			room = c->z->zin.len >= CONN_ZIN_MAX ? 0
+			    : CONN_ZIN_MAX - c->z->zin.len;
+		if (room == 0)
+			break;
 		want = room < sizeof(scratch) ? room : sizeof(scratch);
 		if (c->ssl != NULL) {
 			c->flags &= ~CONN_F_READ_WANT_WRITE;
@@ -1080,16 +1317,18 @@ conn_fill(struct conn *c)
 			}
 			n = (size_t)r;
 		}
-		if (c->in_pos > 0) {
-			buf_consume(&c->in, c->in_pos);
-			c->in_pos = 0;
+		/* A short plain read means the socket is empty now. */
+		if (c->ssl == NULL && n < want)
+			last = 1;
+		if (c->z != NULL) {
+			if (buf_append(&c->z->zin, scratch, n) < 0)
+				log_fatalx("conn: compressed input overflow");
+			continue;
 		}
+		conn_in_compact(c);
 		if (buf_append(&c->in, scratch, n) < 0)
 			log_fatalx("conn: input buffer append failed");
 		total += n;
-		/* A short plain read means the socket is empty now. */
-		if (c->ssl == NULL && n < want)
-			break;
 	}
 	return total;
 }
@@ -1294,8 +1533,8 @@ conn_finish(struct conn *c)
 	}
 	if (c->flags & CONN_F_DEAD)
 		return;
-	/* TLS may hold decrypted records the socket will not signal. */
-	if (c->ssl != NULL && conn_can_read(c) && SSL_pending(c->ssl) > 0) {
+	/* TLS or zlib may hold input the socket will not signal. */
+	if (conn_can_read(c) && conn_raw_pending(c)) {
 		c->flags |= CONN_F_DEFER_RUN;
 		conn_defer(c);
 	}
@@ -1325,8 +1564,7 @@ conn_run(struct conn *c, int readable, int call_input)
 			continue;
 		}
 		got = 0;
-		if ((readable || (c->ssl != NULL && SSL_pending(c->ssl) > 0))
-		    && conn_can_read(c))
+		if ((readable || conn_raw_pending(c)) && conn_can_read(c))
 			got = conn_fill(c);
 		full = conn_pending(c) >= conn_in_limit(c);
 		readable = 0;
@@ -1342,8 +1580,7 @@ conn_run(struct conn *c, int readable, int call_input)
 			continue;
 		if (full && conn_can_read(c))
 			readable = 1;
-		else if (!(c->ssl != NULL && SSL_pending(c->ssl) > 0
-		    && conn_can_read(c)))
+		else if (!(conn_raw_pending(c) && conn_can_read(c)))
 			break;
 	}
 	conn_finish(c);

@@ -147,6 +147,15 @@
 /* How long conn_close() waits for queued output to drain, milliseconds. */
 #define CONN_LINGER_MS 10000
 
+/*
+ * COMPRESS deflate parameters: a 4 KiB window and small hash tables keep
+ * the deflate state near 16 KiB per connection (the peer inflates with
+ * any window up to 32 KiB, so a smaller one is always understood).
+ */
+#define CONN_DEFLATE_LEVEL 6
+#define CONN_DEFLATE_WINDOW_BITS 12
+#define CONN_DEFLATE_MEM_LEVEL 5
+
 /* conn_set_line_limit() flags. */
 #define CONN_LINE_BARE_LF 0x1	/* a bare LF ends a line too */
 
@@ -163,6 +172,7 @@ enum conn_close_reason {
 	CONN_CLOSE_TIMEOUT_SESSION,	/* connected longer than session_ms */
 	CONN_CLOSE_TLS,			/* handshake failed or bad record */
 	CONN_CLOSE_OUTPUT_OVERFLOW,	/* more than output_max queued */
+	CONN_CLOSE_DEFLATE,		/* bad COMPRESS=DEFLATE input */
 };
 
 struct conn;
@@ -280,6 +290,22 @@ int conn_starttls(struct conn *c, SSL_CTX *ctx, size_t *discarded_r,
  */
 int conn_starttls_client(struct conn *c, SSL_CTX *ctx, const char *host,
     size_t *discarded_r, const char **error_r);
+
+/*
+ * RFC 4978 COMPRESS=DEFLATE (IMAP; raw deflate both ways): call after
+ * queueing the tagged OK, which is still sent uncompressed.  From then on
+ * every byte written is deflated (flushed with Z_SYNC_FLUSH whenever the
+ * queue is sent) and every byte read is inflated, including bytes already
+ * buffered after the COMPRESS command.  SECURITY: inflation never fills
+ * the input buffer past its limit (a compressed bomb waits, bounded, until
+ * the daemon consumes), and output_max counts compressed bytes.  Costs
+ * about 32 KiB (inflate window) + the deflate state per connection.
+ * Returns -1 with *error_r if already compressing, closing, or in a TLS
+ * handshake.  conn_starttls*() is refused afterwards.
+ */
+int conn_compress(struct conn *c, const char **error_r);
+/* 1 once conn_compress() succeeded. */
+int conn_compressing(const struct conn *c);
 
 /* 1 if TLS is on (handshake may still be running), else 0. */
 int conn_is_tls(const struct conn *c);

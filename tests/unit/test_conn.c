@@ -58,6 +58,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <zlib.h>
 
 #include "buf.h"
 #include "conn.h"
@@ -240,6 +241,7 @@ struct side {
 	int role;
 	int count;
 	size_t want_bytes;	/* raw bytes still to read (BDAT) */
+	size_t max_in;		/* largest input buffer seen by on_input */
 	struct side *peer;
 };
 
@@ -787,6 +789,7 @@ test_raw_bytes(void **state)
 #define ROLE_PLAIN 0
 #define ROLE_INJECT 1		/* server: inject a reply before TLS */
 #define ROLE_OPP 2		/* client: opportunistic context */
+#define ROLE_COMPRESS 3		/* bulk client: COMPRESS first */
 
 /* A tiny server: STARTTLS, CHECK, NOOP, QUIT. */
 static void
@@ -794,9 +797,17 @@ on_input_server(struct conn *c, void *arg)
 {
 	struct side *s = arg;
 	const char *line, *err = NULL;
-	size_t len;
+	size_t len, in, out;
+	int r;
 
-	while (conn_read_line(c, &line, &len) == CONN_LINE_OK) {
+	conn_buffer_sizes(c, &in, &out);
+	if (in > s->max_in)
+		s->max_in = in;
+	while ((r = conn_read_line(c, &line, &len)) != CONN_MORE) {
+		if (r == CONN_LINE_TOO_LONG) {
+			side_record(s, "!LONG", 5);
+			continue;
+		}
 		side_record(s, line, len);
 		if (!conn_is_tls(c) && strcmp(line, "STARTTLS") == 0) {
 			conn_printf(c, "220 ready\r\n");
@@ -812,6 +823,14 @@ on_input_server(struct conn *c, void *arg)
 			assert_int_equal(conn_starttls(c, server_ctx, NULL,
 			    &err), -1);
 			return;
+		}
+		if (strcmp(line, "COMPRESS") == 0) {
+			conn_printf(c, "OK\r\n");
+			if (conn_compress(c, &err) != 0)
+				fail_msg("conn_compress: %s", err);
+			assert_int_equal(conn_compressing(c), 1);
+			assert_int_equal(conn_compress(c, &err), -1);
+			continue;
 		}
 		if (strcmp(line, "CHECK") == 0)
 			conn_printf(c, "OK %s\r\n", conn_tls_version(c));
@@ -1034,18 +1053,31 @@ bulk_init(void)
 static void
 on_tls_bulk(struct conn *c, void *arg)
 {
+	struct side *s = arg;
+
 	on_tls(c, arg);
-	conn_write(c, bulk_stream, strlen(bulk_stream));
+	if (s->role == ROLE_COMPRESS)
+		conn_printf(c, "COMPRESS\r\n");
+	else
+		conn_write(c, bulk_stream, strlen(bulk_stream));
 }
 
 static void
 on_input_bulk_client(struct conn *c, void *arg)
 {
 	struct side *s = arg;
-	const char *line;
+	const char *line, *err;
 	size_t len;
 
 	while (conn_read_line(c, &line, &len) == CONN_LINE_OK) {
+		if (s->role == ROLE_COMPRESS && !conn_compressing(c)) {
+			assert_string_equal(line, "OK");
+			if (conn_compress(c, &err) != 0)
+				fail_msg("conn_compress: %s", err);
+			/* Compressed from here on, both ways. */
+			conn_write(c, bulk_stream, strlen(bulk_stream));
+			continue;
+		}
 		side_record(s, line, len);
 		if (++s->count == BULK_LINES)
 			conn_close(c);
@@ -1073,7 +1105,7 @@ line_prefix(const char *a, const char *b)
  * either way nothing is duplicated or merged.
  */
 static int
-tls_bulk_session(int small_buffers, int resets)
+tls_bulk_session(int small_buffers, int resets, int compress)
 {
 	struct event_base *base = event_base_new();
 	struct side srv, cli;
@@ -1084,6 +1116,8 @@ tls_bulk_session(int small_buffers, int resets)
 	side_init(&srv, base);
 	side_init(&cli, base);
 	srv.echo = 1;
+	if (compress)
+		cli.role = ROLE_COMPRESS;
 	mkpair(sv);
 	if (small_buffers) {
 		setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
@@ -1095,6 +1129,10 @@ tls_bulk_session(int small_buffers, int resets)
 	assert_int_equal(conn_starttls_client(cli.c, client_ctx, "localhost",
 	    NULL, &err), 0);
 	run_until2(base, &srv.closed, &cli.closed);
+	if (compress && strncmp(side_log(&srv), "COMPRESS\n", 9) == 0) {
+		/* Compare what came after the COMPRESS command. */
+		buf_consume(&srv.log, 9);
+	}
 	assert_true(line_prefix(side_log(&srv), bulk_lines));
 	assert_true(line_prefix(side_log(&cli), side_log(&srv)));
 	done = strcmp(side_log(&cli), bulk_lines) == 0;
@@ -1127,8 +1165,10 @@ static void
 test_tls_bulk(void **state)
 {
 	(void)state;
-	assert_int_equal(tls_bulk_session(0, 0), 1);
-	assert_int_equal(tls_bulk_session(1, 0), 1);
+	assert_int_equal(tls_bulk_session(0, 0, 0), 1);
+	assert_int_equal(tls_bulk_session(1, 0, 0), 1);
+	assert_int_equal(tls_bulk_session(0, 0, 1), 1);
+	assert_int_equal(tls_bulk_session(1, 0, 1), 1);
 }
 
 /* ---- a large answer produced in slices from on_drain ---- */
@@ -1257,6 +1297,167 @@ test_drain_producer(void **state)
 		side_free(&cli);
 		event_base_free(base);
 	}
+}
+
+/* ---- COMPRESS=DEFLATE against a raw zlib peer ---- */
+
+/* Raw deflate of data with a sync flush, as an RFC 4978 client sends. */
+static void
+zdeflate(z_stream *zs, const void *data, size_t len, struct buf *out)
+{
+	uint8_t tmp[4096];
+
+	zs->next_in = (Bytef *)(uintptr_t)data;
+	zs->avail_in = (uInt)len;
+	do {
+		zs->next_out = tmp;
+		zs->avail_out = sizeof(tmp);
+		assert_true(deflate(zs, Z_SYNC_FLUSH) != Z_STREAM_ERROR);
+		assert_int_equal(buf_append(out, tmp, sizeof(tmp)
+		    - zs->avail_out), 0);
+	} while (zs->avail_out == 0);
+}
+
+static void
+zinflate_all(const uint8_t *data, size_t len, struct buf *out)
+{
+	z_stream zs;
+	uint8_t tmp[4096];
+	int r;
+
+	memset(&zs, 0, sizeof(zs));
+	assert_int_equal(inflateInit2(&zs, -15), Z_OK);
+	zs.next_in = (Bytef *)(uintptr_t)data;
+	zs.avail_in = (uInt)len;
+	do {
+		zs.next_out = tmp;
+		zs.avail_out = sizeof(tmp);
+		r = inflate(&zs, Z_SYNC_FLUSH);
+		assert_true(r == Z_OK || r == Z_BUF_ERROR);
+		assert_int_equal(buf_append(out, tmp, sizeof(tmp)
+		    - zs.avail_out), 0);
+	} while (zs.avail_out == 0 || zs.avail_in > 0);
+	inflateEnd(&zs);
+}
+
+/*
+ * "COMPRESS" and compressed commands pipelined in one packet, then the
+ * compressed part cut at every byte: the server inflates everything after
+ * the command line, and its echo inflates back to the commands.
+ */
+static void
+test_compress(void **state)
+{
+	static const char cmds[] = "A1 NOOP\r\nA2 SELECT \"INBOX\"\r\n"
+	    "A3 LOGOUT\r\n";
+	struct buf z;
+	z_stream zs;
+	size_t k;
+
+	(void)state;
+	buf_init(&z, BUF_UNBOUNDED);
+	memset(&zs, 0, sizeof(zs));
+	assert_int_equal(deflateInit2(&zs, 6, Z_DEFLATED, -15, 8,
+	    Z_DEFAULT_STRATEGY), Z_OK);
+	zdeflate(&zs, cmds, 10, &z);		/* two flushes: two blocks */
+	zdeflate(&zs, cmds + 10, sizeof(cmds) - 11, &z);
+	deflateEnd(&zs);
+	for (k = 0; k <= z.len; k++) {
+		struct event_base *base = event_base_new();
+		struct side s;
+		struct buf back, plain;
+		int sv[2];
+
+		side_init(&s, base);
+		s.echo = 1;
+		mkpair(sv);
+		s.c = conn_new(base, sv[0], &server_cb, &s);
+		raw_write_str(sv[1], "COMPRESS\r\n");
+		raw_write(sv[1], z.data, k);
+		pump(base);
+		raw_write(sv[1], z.data + k, z.len - k);
+		pump(base);
+		assert_string_equal(side_log(&s), "COMPRESS\nA1 NOOP\n"
+		    "A2 SELECT \"INBOX\"\nA3 LOGOUT\n");
+		shutdown(sv[1], SHUT_WR);
+		run_until(base, &s.closed);
+		assert_int_equal(s.why, CONN_CLOSE_EOF);
+		buf_init(&back, BUF_UNBOUNDED);
+		buf_init(&plain, BUF_UNBOUNDED);
+		raw_read_avail(sv[1], &back, 1);
+		/* The OK is in the clear, the rest compressed. */
+		assert_true(back.len > 4);
+		assert_memory_equal(back.data, "OK\r\n", 4);
+		zinflate_all(back.data + 4, back.len - 4, &plain);
+		assert_int_equal(plain.len, sizeof(cmds) - 1);
+		assert_memory_equal(plain.data, cmds, plain.len);
+		buf_free(&back);
+		buf_free(&plain);
+		side_free(&s);
+		close(sv[1]);
+		event_base_free(base);
+	}
+	buf_free(&z);
+}
+
+/*
+ * A compression bomb (4 MiB of one byte in a few KiB) never makes the
+ * input buffer grow past its limit; bad compressed data closes.
+ */
+static void
+test_compress_hostile(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct side s;
+	struct buf z;
+	z_stream zs;
+	char *big;
+	size_t sent;
+	int sv[2];
+
+	(void)state;
+	big = xmalloc(4 * 1024 * 1024);
+	memset(big, 'a', 4 * 1024 * 1024);
+	buf_init(&z, BUF_UNBOUNDED);
+	memset(&zs, 0, sizeof(zs));
+	assert_int_equal(deflateInit2(&zs, 9, Z_DEFLATED, -15, 8,
+	    Z_DEFAULT_STRATEGY), Z_OK);
+	zdeflate(&zs, big, 4 * 1024 * 1024, &z);
+	zdeflate(&zs, "\r\nNOOP\r\n", 8, &z);
+	deflateEnd(&zs);
+	assert_true(z.len < 16 * 1024);
+
+	side_init(&s, base);
+	mkpair(sv);
+	s.c = conn_new(base, sv[0], &server_cb, &s);
+	conn_set_line_limit(s.c, 100, 0);
+	raw_write_str(sv[1], "COMPRESS\r\n");
+	for (sent = 0; sent < z.len; sent += 512) {
+		raw_write(sv[1], z.data + sent, z.len - sent < 512
+		    ? z.len - sent : 512);
+		pump(base);
+	}
+	pump(base);
+	assert_string_equal(side_log(&s), "COMPRESS\n!LONG\nNOOP\n");
+	printf("# 4 MiB bomb: input buffer peaked at %zu bytes\n", s.max_in);
+	assert_true(s.max_in > 0);
+	assert_true(s.max_in <= CONN_READ_CHUNK + 1);	/* limit + NUL */
+	side_free(&s);
+	close(sv[1]);
+
+	/* Reserved block type 3: not deflate. */
+	side_init(&s, base);
+	mkpair(sv);
+	s.c = conn_new(base, sv[0], &server_cb, &s);
+	raw_write_str(sv[1], "COMPRESS\r\n\xff\xff\xff\xff");
+	run_until(base, &s.closed);
+	assert_int_equal(s.why, CONN_CLOSE_DEFLATE);
+	assert_true(s.error[0] != '\0');
+	side_free(&s);
+	close(sv[1]);
+	event_base_free(base);
+	buf_free(&z);
+	free(big);
 }
 
 /* ---- memory of idle connections ---- */
@@ -1700,7 +1901,7 @@ test_faults_tls(void **state)
 				conn_fault_reset();
 				conn_fault_inject(op, n, faults[f]);
 				done = tls_bulk_session(0,
-				    faults[f] == CONN_FAULT_RESET);
+				    faults[f] == CONN_FAULT_RESET, op == 1);
 				sessions++;
 				reached = conn_fault_count(op);
 				conn_fault_reset();
@@ -1859,6 +2060,8 @@ main(void)
 		cmocka_unit_test(test_tls_garbage),
 		cmocka_unit_test(test_tls_bulk),
 		cmocka_unit_test(test_drain_producer),
+		cmocka_unit_test(test_compress),
+		cmocka_unit_test(test_compress_hostile),
 		cmocka_unit_test(test_idle_buffers),
 		cmocka_unit_test(test_output_overflow),
 		cmocka_unit_test(test_timeouts),
