@@ -37,6 +37,13 @@
 #define CMS_MAX_IDENTITY_FILE	(1024u * 1024)
 /* Most certificates in an identity's chain. */
 #define CMS_MAX_CHAIN		16
+/*
+ * SECURITY: the weakest signer key and chain accepted, in bits of security
+ * (OpenSSL security level 2: RSA >= 2048, EC >= 224, no SHA-1 or MD5
+ * signatures in the chain).
+ */
+#define CMS_MIN_SECURITY_BITS	112
+#define CMS_AUTH_LEVEL		2
 
 struct govca_cms_identity {
 	X509 *cert;
@@ -662,6 +669,20 @@ check_ess(CMS_SignerInfo *si, STACK_OF(X509) *chain)
 	return ok;
 }
 
+/* SECURITY: only the SHA-2 digests; SHA-1 and MD5 are forgeable. */
+static int
+digest_ok(CMS_SignerInfo *si)
+{
+	X509_ALGOR *dig = NULL;
+	int nid;
+
+	CMS_SignerInfo_get0_algs(si, NULL, NULL, &dig, NULL);
+	if (dig == NULL)
+		return 0;
+	nid = OBJ_obj2nid(dig->algorithm);
+	return nid == NID_sha256 || nid == NID_sha384 || nid == NID_sha512;
+}
+
 /* The OpenSSL reason for the last error, for a result's reason text. */
 static const char *
 ssl_reason(void)
@@ -689,6 +710,7 @@ verify_chain(X509 *signer, STACK_OF(X509) *untrusted,
 	X509_STORE_CTX_set_default(ctx, "smime_sign");
 	X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SMIME_SIGN);
 	param = X509_STORE_CTX_get0_param(ctx);
+	X509_VERIFY_PARAM_set_auth_level(param, CMS_AUTH_LEVEL);
 	if (at != 0)
 		X509_VERIFY_PARAM_set_time(param, at);
 	if (opts->crls != NULL) {
@@ -760,6 +782,16 @@ verify_der(const uint8_t *der, size_t der_len, const struct smime_span *content,
 	res->signer = signer;
 	collect_emails(signer, res);
 	res->cert_class = cert_class(signer);
+	if (!digest_ok(si)) {
+		set_result(res, GOVCA_CMS_FAIL,
+		    "weak or unknown digest algorithm", NULL);
+		goto out;
+	}
+	if (EVP_PKEY_get_security_bits(X509_get0_pubkey(signer)) <
+	    CMS_MIN_SECURITY_BITS) {
+		set_result(res, GOVCA_CMS_FAIL, "signer key too weak", NULL);
+		goto out;
+	}
 
 	if (content != NULL) {
 		/* A null filter in front of the memory BIO: OpenSSL 3.0's

@@ -223,7 +223,9 @@ void govca_cms_result_free(struct govca_cms_result *res);
  * application/(x-)pkcs7-signature, or application/(x-)pkcs7-mime with
  * smime-type=signed-data (opaque).  Anything else is NEUTRAL.
  *
- * PASS needs: one signer; its signature over the content (and the signed
+ * PASS needs: one signer, with a SHA-256/384/512 digest and a key of at
+ * least 112 bits of security (RSA 2048, P-256); its signature over the
+ * content (and the signed
  * attributes, including signingCertificateV2 when present); a chain from
  * the signer to a root in opts->store; the S/MIME signing purpose
  * (emailProtection EKU, digitalSignature or nonRepudiation key usage);

@@ -766,6 +766,66 @@ test_opaque(void **state)
 	buf_free(&msg);
 }
 
+/* SHA-1 digests and weak keys do not pass, even with a good chain. */
+static void
+test_weak(void **state)
+{
+	static const char inner[] = "Content-Type: text/plain\r\n\r\nweak\r\n";
+	struct govca_cms_result res;
+	struct pki_cert rsa1024;
+	X509_STORE *st = X509_STORE_new();
+	struct govca_cms_verify_opts o;
+	size_t i;
+
+	(void)state;
+	/* A 1024-bit RSA signer certificate, made by hand. */
+	rsa1024.key = EVP_RSA_gen(1024);
+	rsa1024.cert = X509_dup(pki.cit.cert);
+	X509_set_pubkey(rsa1024.cert, rsa1024.key);
+	X509_sign(rsa1024.cert, pki.issuing.key, EVP_sha256());
+	X509_STORE_add_cert(st, pki.root.cert);
+	X509_STORE_add_cert(st, pki.issuing.cert);
+	memset(&o, 0, sizeof(o));
+	o.store = st;
+	for (i = 0; i < 3; i++) {
+		const struct pki_cert *c = i == 2 ? &rsa1024 : &pki.dept;
+		const EVP_MD *md = i == 0 ? EVP_sha256() : i == 1 ? EVP_sha1() :
+		    EVP_sha256();
+		CMS_ContentInfo *cms;
+		BIO *in = BIO_new_mem_buf(inner, (int)strlen(inner));
+		unsigned char *der = NULL;
+		struct buf msg;
+		int n;
+
+		cms = CMS_sign(NULL, NULL, NULL, NULL, CMS_BINARY | CMS_PARTIAL);
+		assert_non_null(cms);
+		assert_non_null(CMS_add1_signer(cms, c->cert, c->key, md,
+		    CMS_BINARY));
+		assert_int_equal(CMS_final(cms, in, NULL, CMS_BINARY), 1);
+		n = i2d_CMS_ContentInfo(cms, &der);
+		buf_init(&msg, BUF_UNBOUNDED);
+		buf_append_str(&msg, "Content-Type: application/pkcs7-mime; "
+		    "smime-type=signed-data\r\n"
+		    "Content-Transfer-Encoding: base64\r\n\r\n");
+		smime_base64_encode(der, (size_t)n, &msg);
+		assert_int_equal(verify_msg(msg.data, msg.len, &o, &res), 0);
+		if (i == 0) {
+			assert_int_equal(res.status, GOVCA_CMS_PASS);
+		} else {
+			assert_int_equal(res.status, GOVCA_CMS_FAIL);
+			assert_non_null(strstr(res.reason, i == 1 ? "digest" :
+			    "weak"));
+		}
+		govca_cms_result_free(&res);
+		buf_free(&msg);
+		OPENSSL_free(der);
+		BIO_free(in);
+		CMS_ContentInfo_free(cms);
+	}
+	X509_STORE_free(st);
+	free_cert(&rsa1024);
+}
+
 static void
 test_sign_rejects(void **state)
 {
@@ -1409,6 +1469,7 @@ main(void)
 		cmocka_unit_test(test_expired_signing_time),
 		cmocka_unit_test(test_unsigned),
 		cmocka_unit_test(test_opaque),
+		cmocka_unit_test(test_weak),
 		cmocka_unit_test(test_sign_rejects),
 		cmocka_unit_test(test_encrypt_decrypt),
 		cmocka_unit_test(test_sign_then_encrypt),
