@@ -1839,3 +1839,49 @@ conn_listen_tcp(const char *host, const char *port, int *fd_r,
 	*fd_r = fd;
 	return 0;
 }
+
+int
+conn_connect_tcp(const char *host, const char *port, int *fd_r,
+    const char **error_r)
+{
+	static char ebuf[256];
+	struct addrinfo hints, *res;
+	int fd, r, e;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+	r = getaddrinfo(host, port, &hints, &res);
+	if (r != 0) {
+		snprintf(ebuf, sizeof(ebuf), "%s:%s: %s", host, port,
+		    gai_strerror(r));
+		*error_r = ebuf;
+		return -1;
+	}
+	fd = socket(res->ai_family, res->ai_socktype | SOCK_NONBLOCK
+	    | SOCK_CLOEXEC, res->ai_protocol);
+	if (fd < 0) {
+		e = errno;
+		freeaddrinfo(res);
+		snprintf(ebuf, sizeof(ebuf), "socket: %s", strerror(e));
+		*error_r = ebuf;
+		return -1;
+	}
+	r = connect(fd, res->ai_addr, res->ai_addrlen);
+	e = errno;
+	freeaddrinfo(res);
+	/*
+	 * EINPROGRESS is the normal answer; a refusal known later is
+	 * reported by the first read or write, like any reset.
+	 */
+	if (r < 0 && e != EINPROGRESS) {
+		close(fd);
+		snprintf(ebuf, sizeof(ebuf), "connect %s:%s: %s", host, port,
+		    strerror(e));
+		*error_r = ebuf;
+		return -1;
+	}
+	*fd_r = fd;
+	return 0;
+}

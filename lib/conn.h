@@ -374,6 +374,19 @@ void conn_listener_set_pause(struct conn_listener *l, uint32_t ms);
 int conn_listen_tcp(const char *host, const char *port, int *fd_r,
     const char **error_r);
 
+/*
+ * Start a non-blocking TCP connection to a numeric address (host "1.2.3.4"
+ * or "::1", never a name: resolving would block the loop) for the
+ * outbound SMTP client.  Returns 0 with *fd_r (close-on-exec) once the
+ * connection is under way; hand it to conn_new() at once.  A refused or
+ * unreachable peer then shows as on_close(CONN_CLOSE_RESET) with
+ * conn_error() saying why; bound the wait with conn_set_timeouts().
+ * Returns -1 with *error_r (static text) if the address is not numeric,
+ * or the connection fails at once (a refusal on loopback often does).
+ */
+int conn_connect_tcp(const char *host, const char *port, int *fd_r,
+    const char **error_r);
+
 /* ---- fault injection (tests) ---- */
 
 enum conn_fault_op {

@@ -2045,6 +2045,64 @@ test_listener(void **state)
 	event_base_free(base);
 }
 
+/* Outbound: a client conn on conn_connect_tcp() to our listener. */
+static void
+test_connect(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct conn_listener *l;
+	struct accepted a;
+	struct side cli;
+	struct sockaddr_in sin;
+	socklen_t slen = sizeof(sin);
+	const char *err;
+	char portstr[16];
+	int lfd, fd;
+
+	(void)state;
+	memset(&a, 0, sizeof(a));
+	a.base = base;
+	assert_int_equal(conn_listen_tcp("127.0.0.1", "0", &lfd, &err), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &slen), 0);
+	snprintf(portstr, sizeof(portstr), "%u", ntohs(sin.sin_port));
+	l = conn_listener_new(base, lfd, on_accept, &a);
+
+	/* Names are refused: resolving would block the loop. */
+	assert_int_equal(conn_connect_tcp("localhost", portstr, &fd, &err),
+	    -1);
+	assert_int_equal(conn_connect_tcp("127.0.0.1", portstr, &fd, &err),
+	    0);
+	side_init(&cli, base);
+	cli.c = conn_new(base, fd, &lines_cb, &cli);
+	/* The client speaks first, before the connection is even up. */
+	assert_int_equal(conn_write(cli.c, "HELLO out\r\n", 11), 0);
+	while (strcmp(side_log(&cli), "HELLO out\n") != 0) {
+		assert_int_equal(cli.closed, 0);
+		event_base_loop(base, EVLOOP_ONCE);
+	}
+	assert_int_equal(a.n, 1);
+	assert_string_equal(side_log(&a.s), "HELLO out\n");
+	conn_close(cli.c);
+	run_until2(base, &cli.closed, &a.s.closed);
+	assert_int_equal(a.s.why, CONN_CLOSE_EOF);
+	side_free(&a.s);
+	side_free(&cli);
+	conn_listener_free(l);
+
+	/* Nobody listens there any more: refused, now or on first I/O. */
+	if (conn_connect_tcp("127.0.0.1", portstr, &fd, &err) == 0) {
+		side_init(&cli, base);
+		cli.c = conn_new(base, fd, &lines_cb, &cli);
+		run_until(base, &cli.closed);
+		assert_int_equal(cli.why, CONN_CLOSE_RESET);
+		err = cli.error;
+		side_free(&cli);
+	}
+	if (strstr(err, "refused") == NULL)
+		fail_msg("error \"%s\"", err);
+	event_base_free(base);
+}
+
 int
 main(void)
 {
@@ -2070,6 +2128,7 @@ main(void)
 		cmocka_unit_test(test_faults_plain),
 		cmocka_unit_test(test_faults_tls),
 		cmocka_unit_test(test_listener),
+		cmocka_unit_test(test_connect),
 	};
 
 	/* Like the daemons: a peer gone away is an error, not a signal. */
