@@ -762,7 +762,8 @@ verify_der(const uint8_t *der, size_t der_len, const struct smime_span *content,
 	}
 	sis = CMS_get0_SignerInfos(cms);
 	if (sis == NULL || sk_CMS_SignerInfo_num(sis) != 1) {
-		set_result(res, GOVCA_CMS_FAIL, "need exactly one signer", NULL);
+		set_result(res, GOVCA_CMS_FAIL, "need exactly one signer",
+		    NULL);
 		goto out;
 	}
 	si = sk_CMS_SignerInfo_value(sis, 0);
@@ -813,8 +814,8 @@ verify_der(const uint8_t *der, size_t der_len, const struct smime_span *content,
 		olen = BIO_get_mem_data(out, &odata);
 		if (olen < 0 || smime_canon_crlf((const uint8_t *)odata,
 		    (size_t)olen, &res->content) < 0) {
-			set_result(res, GOVCA_CMS_FAIL, "signed content too large",
-			    NULL);
+			set_result(res, GOVCA_CMS_FAIL,
+			    "signed content too large", NULL);
 			goto out;
 		}
 	}
@@ -854,7 +855,8 @@ verify_der(const uint8_t *der, size_t der_len, const struct smime_span *content,
 		if (r != 0) {
 			set_result(res, GOVCA_CMS_FAIL, r > 0 ?
 			    "certificate revoked" :
-			    "revocation status unavailable", r > 0 ? why : NULL);
+			    "revocation status unavailable",
+			    r > 0 ? why : NULL);
 			goto out;
 		}
 	}

@@ -142,18 +142,18 @@ int govca_cms_sign(const struct govca_cms_identity *id, const uint8_t *entity,
 /* ---------------------------------------------------------- verify */
 
 enum govca_cms_status {
-	GOVCA_CMS_NEUTRAL = 0,	/* not signed (or encrypted: cannot tell) */
-	GOVCA_CMS_PASS,		/* good signature, chain, purpose, not revoked */
+	GOVCA_CMS_NEUTRAL = 0,	/* not signed (or encrypted) */
+	GOVCA_CMS_PASS,		/* signature, chain, purpose, revocation */
 	GOVCA_CMS_FAIL,		/* signed, but something did not hold */
 };
 
 /* Certificate class, from the CA/B Forum S/MIME BR policy OID. */
 enum govca_cms_class {
 	GOVCA_CMS_CLASS_NONE = 0,	/* no S/MIME BR policy OID */
-	GOVCA_CMS_CLASS_MAILBOX,	/* 2.23.140.1.5.1.x: mailbox-validated */
-	GOVCA_CMS_CLASS_ORGANIZATION,	/* 2.23.140.1.5.2.x: legal person, dept */
-	GOVCA_CMS_CLASS_OFFICIAL,	/* 2.23.140.1.5.3.x: sponsor-validated */
-	GOVCA_CMS_CLASS_INDIVIDUAL,	/* 2.23.140.1.5.4.x: citizen, checked */
+	GOVCA_CMS_CLASS_MAILBOX,	/* 2.23.140.1.5.1.x mailbox-valid. */
+	GOVCA_CMS_CLASS_ORGANIZATION,	/* 2.23.140.1.5.2.x org., dept */
+	GOVCA_CMS_CLASS_OFFICIAL,	/* 2.23.140.1.5.3.x sponsor-valid. */
+	GOVCA_CMS_CLASS_INDIVIDUAL,	/* 2.23.140.1.5.4.x citizen, IV */
 };
 
 /*
@@ -234,9 +234,10 @@ void govca_cms_result_free(struct govca_cms_result *res);
  * reported, not enforced.
  *
  * opts is required (NULL is an error) and only read.  res must have been
- * set up with govca_cms_result_init and is filled in every case.  Returns 0 when a verdict was reached (PASS, FAIL or
- * NEUTRAL), -1 when the message is malformed or over a limit (no header
- * end, no boundary, boundary never closed, header too large, ...): then
+ * set up with govca_cms_result_init and is filled in every case.  Returns
+ * 0 when a verdict was reached (PASS, FAIL or NEUTRAL), -1 when the
+ * message is malformed or over a limit (no header end, no boundary,
+ * boundary never closed, header too large, ...): then
  * status is FAIL (if it claimed to be signed) or NEUTRAL, and reason and
  * *error_r say why.
  */
@@ -306,7 +307,7 @@ struct smime_headers {
 	const char *cc;
 	const char *subject;	/* UTF-8; RFC 2047 encoded if not ASCII */
 	const char *date;	/* NULL: now, RFC 5322 format, UTC */
-	const char *message_id;	/* NULL: generated, "<random@from-domain>" */
+	const char *message_id;	/* NULL: "<random@from-domain>" */
 };
 
 /*

@@ -61,7 +61,8 @@ smime_entity_split(const uint8_t *msg, size_t len, struct smime_entity *e_r,
 	e_r->body = msg + len;
 	e_r->body_len = 0;
 	while (pos < len) {
-		if (len - pos >= 2 && msg[pos] == '\r' && msg[pos + 1] == '\n') {
+		if (len - pos >= 2 && msg[pos] == '\r' &&
+		    msg[pos + 1] == '\n') {
 			e_r->hdr_len = pos;
 			e_r->body = msg + pos + 2;
 			e_r->body_len = len - pos - 2;
@@ -326,7 +327,7 @@ smime_ctype_parse(const char *value, struct smime_ctype *ct,
 			goto bad;
 		p = skip_cfws(p + 1);
 		if (*p == '\0')
-			break;	/* a trailing ";" is common; tolerate it */
+			break;	/* a trailing ";" is common */
 		if (++nparams > SMIME_MAX_PARAMS) {
 			*error_r = "too many Content-Type parameters";
 			return -1;
@@ -417,7 +418,7 @@ smime_multipart_split(const uint8_t *body, size_t len, const char *boundary,
 		kind = delimiter_kind(body + pos, eol - pos, boundary, blen);
 		if (kind != 0) {
 			if (start != NULL) {
-				/* The CRLF before the delimiter belongs to it. */
+				/* The CRLF before a delimiter is its own. */
 				size_t end = pos;
 
 				if (end >= 2 && body[end - 2] == '\r')
@@ -638,7 +639,8 @@ qp_encode(const uint8_t *in, size_t len, struct buf *out)
 			return -1;
 		col += n;
 	}
-	if (len > 0 && !(len >= 2 && in[len - 2] == '\r' && in[len - 1] == '\n'))
+	if (len > 0 && !(len >= 2 && in[len - 2] == '\r' &&
+	    in[len - 1] == '\n'))
 		return buf_append(out, "\r\n", 2);
 	return 0;
 }
@@ -922,8 +924,9 @@ smime_message_build(const struct smime_headers *h, const uint8_t *entity,
 		if (buf_append(out, "\r\n", 2) < 0)
 			goto full;
 	}
-	if (buf_printf(out, "Date: %s\r\nMessage-ID: %s\r\nMIME-Version: 1.0\r\n",
-	    date, msgid) < 0 || buf_append(out, entity, len) < 0)
+	if (buf_printf(out, "Date: %s\r\nMessage-ID: %s\r\n"
+	    "MIME-Version: 1.0\r\n", date, msgid) < 0 ||
+	    buf_append(out, entity, len) < 0)
 		goto full;
 	return 0;
 full:
