@@ -1606,11 +1606,11 @@ conn_timeout(struct conn *c, enum conn_close_reason why)
 		conn_die(c, why, NULL);
 		return;
 	}
+	/* Whatever the handler does (conn_close...), the cause stays. */
+	conn_set_reason(c, why, NULL);
 	c->depth++;
 	c->cb->on_timeout(c, why, c->arg);
 	c->depth--;
-	/* Whatever the handler did, the cause is the timeout. */
-	conn_set_reason(c, why, NULL);
 	conn_start_closing(c, why);
 }
 

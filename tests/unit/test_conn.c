@@ -1619,6 +1619,8 @@ on_timeout_reply(struct conn *c, enum conn_close_reason why, void *arg)
 
 	s->timeouts++;
 	conn_printf(c, "421 %s\r\n", conn_close_reason_str(why));
+	/* Closing here too must keep the timeout as the reason. */
+	conn_close(c);
 }
 
 static const struct conn_callbacks timeout_cb = {
