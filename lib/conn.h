@@ -211,8 +211,8 @@ void conn_free(struct conn *c);
 /*
  * Close after the queued output has been sent (at most CONN_LINGER_MS),
  * with a TLS close_notify when TLS is up; input that arrives meanwhile is
- * read and dropped, never reported.  on_close(CONN_CLOSE_LOCAL) follows from the loop.  Safe from
- * inside any callback, and more than once.
+ * read and dropped, never reported.  on_close(CONN_CLOSE_LOCAL) follows
+ * from the loop.  Safe from inside any callback, and more than once.
  */
 void conn_close(struct conn *c);
 /* The same, dropping queued output: close as soon as the loop runs. */
@@ -220,11 +220,18 @@ void conn_abort(struct conn *c);
 /* 1 once conn_close/conn_abort was called or the connection failed. */
 int conn_closing(const struct conn *c);
 
-/* Timeouts in milliseconds; 0 disables.  Idle = no byte in either way. */
+/*
+ * Timeouts in milliseconds; 0 disables (the default for both).  Idle = no
+ * byte moved in either direction for idle_ms; session = connected longer
+ * than session_ms.  See on_timeout.
+ */
 void conn_set_timeouts(struct conn *c, uint32_t idle_ms, uint32_t session_ms);
 /* Line limit (1 .. CONN_LINE_MAX_LIMIT, else aborts) and CONN_LINE_* flags. */
 void conn_set_line_limit(struct conn *c, size_t line_max, unsigned flags);
-/* Output queue limit (at least 1 byte). */
+/*
+ * Output queue limit (at least 1 byte; never below what is queued now).
+ * With COMPRESS it counts compressed bytes.
+ */
 void conn_set_output_max(struct conn *c, size_t output_max);
 
 /*
@@ -322,12 +329,14 @@ const char *conn_tls_cipher(const struct conn *c);
 /* The underlying SSL (NULL without TLS), e.g. for channel binding. */
 SSL *conn_ssl(const struct conn *c);
 
+/* The socket (still owned by c: do not close it), e.g. for getpeername. */
 int conn_fd(const struct conn *c);
 /*
  * A short static text saying more about why the connection failed
  * (strerror of a socket error, OpenSSL's reason), or "" -- for logs.
  */
 const char *conn_error(const struct conn *c);
+/* "eof", "reset", "idle-timeout" ... for log lines (static text). */
 const char *conn_close_reason_str(enum conn_close_reason why);
 
 /*
