@@ -8,7 +8,9 @@
  *
  * Two builds of this file:
  *   - "configure CC=clang --enable-fuzz": fuzz/fuzz_smime, a libFuzzer
- *     binary (tests/unit/cms.am):  ./fuzz_smime -max_len=65536 CORPUS
+ *     binary (tests/unit/cms.am):
+ *       mkdir corpus; ./fuzz_smime -max_len=65536 corpus tests/data/cms/fuzz
+ *     (libFuzzer writes new inputs into the first folder: not the seeds)
  *   - always: fuzz/fuzz_smime_replay (FUZZ_SMIME_REPLAY), a `make check`
  *     test that runs every seed, every truncation of it and every
  *     single-byte change of its first 4 KiB through the same function, so
