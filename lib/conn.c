@@ -434,10 +434,17 @@ conn_want_events(const struct conn *c)
 			ev |= EV_WRITE;
 		return ev;
 	}
-	if (conn_unsent(c) > 0 || (c->flags & CONN_F_READ_WANT_WRITE)
-	    || (c->z != NULL && c->z->out_dirty))
+	/*
+	 * An SSL_write that wants to read waits for readability only, and
+	 * an SSL_read that wants to write for writability only: asking for
+	 * the other as well would spin on a socket that is always ready.
+	 */
+	if (((conn_unsent(c) > 0 || (c->z != NULL && c->z->out_dirty))
+	    && !(c->flags & CONN_F_WRITE_WANT_READ))
+	    || (c->flags & CONN_F_READ_WANT_WRITE))
 		ev |= EV_WRITE;
-	if (conn_can_read(c) || (c->flags & CONN_F_WRITE_WANT_READ))
+	if ((conn_can_read(c) && !(c->flags & CONN_F_READ_WANT_WRITE))
+	    || (c->flags & CONN_F_WRITE_WANT_READ))
 		ev |= EV_READ;
 	return ev;
 }
