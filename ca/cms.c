@@ -482,6 +482,103 @@ govca_cms_class_name(enum govca_cms_class cls)
 	}
 }
 
+/* RFC 8601 value: a token as is, else a quoted-string; -1 if it holds
+ * anything but printable ASCII. */
+static int
+ar_value(const char *v, struct buf *out)
+{
+	const char *p;
+	int token = *v != '\0';
+
+	for (p = v; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c < 0x20 || c > 0x7e)
+			return -1;
+		if (c == ' ' || strchr("()<>,;:\\\"/[]?=", c) != NULL)
+			token = 0;
+	}
+	/* An address is a fine token except for its '@', which RFC 8601
+	 * 2.2 allows in a pvalue; quote only for real specials. */
+	if (token || (strchr(v, '@') != NULL &&
+	    strpbrk(v, " ()<>,;:\\\"/[]?=") == NULL))
+		return buf_append_str(out, v);
+	if (buf_append_byte(out, '"') < 0)
+		return -1;
+	for (p = v; *p != '\0'; p++) {
+		if ((*p == '"' || *p == '\\') && buf_append_byte(out, '\\') < 0)
+			return -1;
+		if (buf_append_byte(out, (uint8_t)*p) < 0)
+			return -1;
+	}
+	return buf_append_byte(out, '"');
+}
+
+int
+govca_cms_auth_result(const struct govca_cms_result *res, struct buf *out)
+{
+	const char *id = NULL;
+	struct buf tmp;
+	char serial[2 * 64 + 1];
+	size_t i;
+	int ret = -1;
+
+	buf_init(&tmp, SMIME_MAX_FIELD);
+	if (buf_printf(&tmp, "smime=%s", govca_cms_status_name(res->status))
+	    < 0)
+		goto out;
+	if (res->status != GOVCA_CMS_PASS && res->reason[0] != '\0') {
+		struct buf r;
+
+		buf_init(&r, GOVCA_CMS_REASON_MAX * 2 + 2);
+		/* Our reasons are ASCII; be safe anyway. */
+		for (i = 0; res->reason[i] != '\0'; i++) {
+			unsigned char c = (unsigned char)res->reason[i];
+
+			buf_append_byte(&r, c >= 0x20 && c <= 0x7e ? c : '?');
+		}
+		buf_reserve(&r, 0);
+		if (buf_append_str(&tmp, " reason=") < 0 ||
+		    ar_value(buf_str(&r), &tmp) < 0) {
+			buf_free(&r);
+			goto out;
+		}
+		buf_free(&r);
+	}
+	for (i = 0; i < res->n_emails; i++) {
+		if (res->from_matches &&
+		    smime_address_equal(res->from, res->emails[i]))
+			id = res->emails[i];
+	}
+	if (id == NULL && res->n_emails > 0)
+		id = res->emails[0];
+	if (id != NULL) {
+		size_t mark = tmp.len;
+
+		if (buf_append_str(&tmp, " header.smime-identifier=") < 0)
+			goto out;
+		if (ar_value(id, &tmp) < 0)
+			buf_truncate(&tmp, mark);	/* not ASCII: leave out */
+	}
+	if (res->signer != NULL) {
+		const ASN1_INTEGER *sn = X509_get0_serialNumber(res->signer);
+		const unsigned char *d = ASN1_STRING_get0_data(sn);
+		int n = ASN1_STRING_length(sn);
+
+		if (n > 0 && (size_t)n <= sizeof(serial) / 2) {
+			for (i = 0; i < (size_t)n; i++)
+				snprintf(serial + 2 * i, 3, "%02x", d[i]);
+			if (buf_printf(&tmp, " header.smime-serial=%s",
+			    serial) < 0)
+				goto out;
+		}
+	}
+	ret = buf_append(out, tmp.data, tmp.len);
+out:
+	buf_free(&tmp);
+	return ret;
+}
+
 void
 govca_cms_result_init(struct govca_cms_result *res)
 {

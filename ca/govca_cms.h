@@ -245,6 +245,20 @@ int govca_cms_verify(const uint8_t *msg, size_t len,
     const struct govca_cms_verify_opts *opts, struct govca_cms_result *res,
     const char **error_r);
 
+/*
+ * Append the RFC 7281 method result for an Authentication-Results field
+ * (RFC 8601), without the "Authentication-Results: host;" prefix, e.g.
+ *   smime=pass header.smime-identifier=dept@gov.example
+ *    header.smime-serial=4f1a...
+ *   smime=fail reason="certificate revoked" header.smime-identifier=...
+ * The identifier is the SAN address matching From:, else the first one;
+ * it is left out if not printable ASCII (SmtpUTF8Mailbox).  Everything
+ * taken from the message is quoted and escaped, so a hostile certificate
+ * cannot add properties.  -1 only if out is full.
+ */
+int govca_cms_auth_result(const struct govca_cms_result *res,
+    struct buf *out);
+
 /* "pass", "fail", "neutral" (RFC 7281 result names). */
 const char *govca_cms_status_name(enum govca_cms_status status);
 /* "official", "organization", "individual", "mailbox", "none". */

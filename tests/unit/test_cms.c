@@ -864,6 +864,53 @@ test_sign_rejects(void **state)
 	buf_free(&out);
 }
 
+/* The Authentication-Results method text (RFC 7281, RFC 8601). */
+static void
+test_auth_result(void **state)
+{
+	struct govca_cms_result res;
+	struct buf msg, ar;
+
+	(void)state;
+	make_signed(pki.id_dept, "Water <dept@gov.example>", SMIME_CTE_BASE64,
+	    &msg);
+	assert_int_equal(verify_msg(msg.data, msg.len, NULL, &res), 0);
+	buf_init(&ar, BUF_UNBOUNDED);
+	assert_int_equal(govca_cms_auth_result(&res, &ar), 0);
+	assert_true(str_has_prefix(buf_str(&ar), "smime=pass "
+	    "header.smime-identifier=dept@gov.example header.smime-serial="));
+	govca_cms_result_free(&res);
+	buf_free(&ar);
+
+	/* A failure carries its reason, quoted. */
+	govca_cms_result_init(&res);
+	res.status = GOVCA_CMS_FAIL;
+	str_copy(res.reason, sizeof(res.reason), "certificate revoked");
+	buf_init(&ar, BUF_UNBOUNDED);
+	assert_int_equal(govca_cms_auth_result(&res, &ar), 0);
+	assert_string_equal(buf_str(&ar),
+	    "smime=fail reason=\"certificate revoked\"");
+	buf_free(&ar);
+
+	/* A hostile SAN cannot add properties; non-ASCII is left out. */
+	res.emails[0] = strdup("x\"; smime=pass @evil");
+	res.emails[1] = strdup("\xe5\xbc\xa0@city.example");
+	res.n_emails = 2;
+	buf_init(&ar, BUF_UNBOUNDED);
+	assert_int_equal(govca_cms_auth_result(&res, &ar), 0);
+	assert_string_equal(buf_str(&ar), "smime=fail reason=\"certificate "
+	    "revoked\" header.smime-identifier=\"x\\\"; smime=pass @evil\"");
+	buf_reset(&ar);
+	free(res.emails[0]);
+	res.emails[0] = strdup("\xe5\xbc\xa0@city.example");
+	assert_int_equal(govca_cms_auth_result(&res, &ar), 0);
+	assert_string_equal(buf_str(&ar),
+	    "smime=fail reason=\"certificate revoked\"");
+	govca_cms_result_free(&res);
+	buf_free(&ar);
+	buf_free(&msg);
+}
+
 /* ---------------------------------------------------- encrypt/decrypt */
 
 static void
@@ -1470,6 +1517,7 @@ main(void)
 		cmocka_unit_test(test_unsigned),
 		cmocka_unit_test(test_opaque),
 		cmocka_unit_test(test_weak),
+		cmocka_unit_test(test_auth_result),
 		cmocka_unit_test(test_sign_rejects),
 		cmocka_unit_test(test_encrypt_decrypt),
 		cmocka_unit_test(test_sign_then_encrypt),
