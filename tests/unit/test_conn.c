@@ -784,6 +784,64 @@ test_raw_bytes(void **state)
 	}
 }
 
+/* A fixed-seed generator: the same "random" splits on every run. */
+static uint32_t
+rnd(uint32_t *state)
+{
+	*state ^= *state << 13;
+	*state ^= *state >> 17;
+	*state ^= *state << 5;
+	return *state;
+}
+
+static void bulk_init(void);
+static char *bulk_stream;
+static char *bulk_lines;
+
+/* The bulk stream in random pieces, with the line limit just above it. */
+static void
+test_lines_random(void **state)
+{
+	uint32_t seed = 20261121;
+	int iter;
+
+	(void)state;
+	bulk_init();
+	for (iter = 0; iter < 20; iter++) {
+		struct event_base *base = event_base_new();
+		struct side s;
+		struct buf back;
+		size_t len = strlen(bulk_stream), off, n;
+		int sv[2];
+
+		side_init(&s, base);
+		s.echo = 1;
+		mkpair(sv);
+		s.c = conn_new(base, sv[0], &lines_cb, &s);
+		conn_set_line_limit(s.c, 700, 0);	/* BULK_LEN */
+		buf_init(&back, BUF_UNBOUNDED);
+		for (off = 0; off < len; off += n) {
+			n = 1 + rnd(&seed) % (iter < 10 ? 40 : 3000);
+			if (n > len - off)
+				n = len - off;
+			raw_write(sv[1], bulk_stream + off, n);
+			pump(base);
+			/* Keep the echo from filling the socket. */
+			raw_read_avail(sv[1], &back, 0);
+		}
+		shutdown(sv[1], SHUT_WR);
+		run_until(base, &s.closed);
+		raw_read_avail(sv[1], &back, 1);
+		assert_string_equal(side_log(&s), bulk_lines);
+		assert_int_equal(back.len, len);
+		assert_memory_equal(back.data, bulk_stream, len);
+		buf_free(&back);
+		side_free(&s);
+		close(sv[1]);
+		event_base_free(base);
+	}
+}
+
 /* ---- STARTTLS and TLS ---- */
 
 #define ROLE_PLAIN 0
@@ -1018,9 +1076,6 @@ test_tls_garbage(void **state)
 
 #define BULK_LINES 40
 #define BULK_LEN 700
-
-static char *bulk_stream;
-static char *bulk_lines;
 
 static void
 bulk_init(void)
@@ -2115,6 +2170,7 @@ main(void)
 		cmocka_unit_test(test_line_flood),
 		cmocka_unit_test(test_bare_lf),
 		cmocka_unit_test(test_raw_bytes),
+		cmocka_unit_test(test_lines_random),
 		cmocka_unit_test(test_starttls_injection),
 		cmocka_unit_test(test_tls_implicit),
 		cmocka_unit_test(test_tls_garbage),
