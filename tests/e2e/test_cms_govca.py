@@ -154,6 +154,11 @@ t.eq((p.returncode, r.get("status"), r.get("class"), r.get("from_match"),
       r.get("emails")), (0, "pass", "official", "1", official),
      "libgovca verify with the CA database: pass, official, From matches")
 
+t.ok(r.get("auth", "").startswith(
+    f"smime=pass header.smime-identifier={official} header.smime-serial="
+    f"{off_serial}"), "Authentication-Results text names the signer and "
+    "the serial govmail-ca printed", r.get("auth"))
+
 # ---- encrypt to the citizen (RSA), sign-then-encrypt -------------------
 p = tool("encrypt", "--cert", path("citizen.crt"), signed)
 t.eq(p.returncode, 0, "cms_tool encrypts to the citizen's certificate")

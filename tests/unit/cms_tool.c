@@ -11,7 +11,8 @@
  *            [--ca-dir DIR] [--at EPOCH] [--signing-time] FILE
  *       --ca-dir looks the signer up in govmail-ca's database (the
  *       revocation callback the daemons use: unknown serial = unavailable)
- *       prints status=, reason=, class=, from=, from_match=, emails=;
+ *       prints status=, reason=, class=, from=, from_match=, emails=,
+ *       auth= (the Authentication-Results method text);
  *       exits 0 pass, 1 fail, 2 neutral, 3 malformed.
  *   cms_tool encrypt --cert F [--cert F...] FILE
  *   cms_tool decrypt (--p12 F --pass P | --cert F --key F) [--entity] FILE
@@ -291,6 +292,14 @@ cmd_verify(const struct tool_opts *o, const char *file)
 	for (i = 0; i < res.n_emails; i++)
 		printf("%s%s", i ? "," : "", res.emails[i]);
 	printf("\n");
+	{
+		struct buf ar;
+
+		buf_init(&ar, BUF_UNBOUNDED);
+		if (govca_cms_auth_result(&res, &ar) == 0)
+			printf("auth=%s\n", buf_str(&ar));
+		buf_free(&ar);
+	}
 	if (r < 0)
 		printf("error=%s\n", err);
 	rc = r < 0 ? 3 : res.status == GOVCA_CMS_PASS ? 0 :
