@@ -15,6 +15,14 @@
  * holds a reference, so tls_server_reload() can swap in a new context while
  * established connections keep using the old one until they close.
  *
+ * Where to build it: in the root parent, before the workers fork.  The key
+ * file is then read as root, and every worker inherits the same session
+ * ticket keys, so a client resumes its session whichever worker it lands
+ * on.  A reload must happen where the key can be read (the parent, then
+ * fresh workers): a worker that has dropped privileges cannot re-read a
+ * 0600 root key, and tls_server_reload() then fails and keeps the old
+ * context.
+ *
  * The client context verifies the peer against [tls] ca_file (or the
  * system store when it is empty).  TLS_VERIFY_REQUIRE fails the handshake
  * unless the chain and the host name (set per connection, see
