@@ -1305,7 +1305,8 @@ govca_cms_decrypt(const struct govca_cms_identity *id, const uint8_t *msg,
 		*error_r = "CMS is not EnvelopedData";
 		goto out;
 	}
-	bout = BIO_new(BIO_s_mem());
+	/* The plaintext: a BIO that wipes its memory when freed. */
+	bout = BIO_new(BIO_s_secmem());
 	if (bout == NULL || !CMS_decrypt(cms, id->key, id->cert, NULL, bout,
 	    CMS_BINARY)) {
 		*error_r = "cannot decrypt (not a recipient, or damaged)";
