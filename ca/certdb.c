@@ -222,6 +222,7 @@ govca_batch_begin(struct govca *ca)
 int
 govca_batch_commit(struct govca *ca, const char **error_r)
 {
+	const char *err;
 	char *path;
 	int ret;
 
@@ -234,7 +235,23 @@ govca_batch_commit(struct govca *ca, const char **error_r)
 	path = ca_path(ca, "audit.log");
 	ret = ca_audit_sync(path, error_r);
 	free(path);
+	/* Bulk work writes much log: checkpoint and drop what is done. */
+	if (ret == 0 && kv_maintain(ca->db, &err) != 0)
+		log_warnx("certdb: maintenance: %s", err);
 	return ret;
+}
+
+int
+govca_maintain(struct govca *ca, const char **error_r)
+{
+	const char *err;
+	int ret;
+
+	if ((ret = kv_maintain(ca->db, &err)) != 0) {
+		*error_r = ca_err(ca, "certificate database: %s", err);
+		return -1;
+	}
+	return 0;
 }
 
 int

@@ -269,6 +269,12 @@ int govca_revoke(struct govca *ca, const char *serial,
     enum govca_reason reason, const char **error_r);
 /* Regenerate issuing.crl (nextUpdate = now + crl_days), audit. */
 int govca_crl_generate(struct govca *ca, const char **error_r);
+/*
+ * Database housekeeping: checkpoint and removal of log files no longer
+ * needed (serve does it every minute; `govmail-ca crl`, meant for a daily
+ * cron job, and batches do it too).
+ */
+int govca_maintain(struct govca *ca, const char **error_r);
 /* nextUpdate of the current CRL, 0 if none. */
 time_t govca_crl_next_update(struct govca *ca);
 

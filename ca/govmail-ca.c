@@ -912,6 +912,9 @@ cmd_crl(struct cmd_ctx *c)
 
 	if (govca_crl_generate(ca, &err) == -1)
 		die(EXIT_FAIL, "crl: %s", err);
+	/* The periodic job: also checkpoint the database, trim its logs. */
+	if (govca_maintain(ca, &err) == -1)
+		fprintf(stderr, "govmail-ca: warning: %s\n", err);
 	printf("CRL written to %s/issuing.crl\n", c->dir);
 	close_ca(ca);
 	return 0;

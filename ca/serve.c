@@ -331,8 +331,8 @@ serve_maintain(struct serve *s)
 	const char *err;
 	time_t next;
 
-	if (kv_maintain(s->ca->db, &err) != 0)
-		log_warnx("serve: database maintenance: %s", err);
+	if (govca_maintain(s->ca, &err) != 0)
+		log_warnx("serve: %s", err);
 	if (s->ca->issuing_key == NULL)
 		return;
 	next = govca_crl_next_update(s->ca);
