@@ -357,7 +357,7 @@ kv_put(struct kv_env *kv, struct kv_txn *txn, const char *table,
 	v.data = (void *)(uintptr_t)val;
 	v.size = (u_int32_t)vlen;
 	return kv_map(db->put(db, kv_raw_txn(txn), &k, &v,
-	    (flags & KV_PUT_NEW) ? DB_NOOVERWRITE :
+	    ((flags & KV_PUT_NEW) ? DB_NOOVERWRITE : 0) |
 	    (txn == NULL ? DB_AUTO_COMMIT : 0)));
 }
 

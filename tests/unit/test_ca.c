@@ -1222,6 +1222,9 @@ test_kv(void **state)
 	assert_int_equal(kv_put(env, NULL, "t1", "b1", 2, "z", 1, 0), 0);
 	assert_int_equal(kv_put(env, NULL, "t1", "b1", 2, "w", 1, KV_PUT_NEW),
 	    KV_EEXISTS);
+	assert_int_equal(kv_put(env, NULL, "t2", "n1", 2, "w", 1, KV_PUT_NEW),
+	    0);
+	assert_int_equal(kv_del(env, NULL, "t2", "n1", 2), 0);
 	assert_int_equal(kv_put(env, NULL, "nope", "b1", 2, "w", 1, 0),
 	    KV_EINVAL);
 	assert_int_equal(kv_get(env, NULL, "t1", "b1", 2, &val, &vlen), 0);
