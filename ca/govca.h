@@ -11,13 +11,18 @@
  *   ocsp.crt ocsp.key         delegated OCSP responder (id-kp-OCSPSigning)
  *   issuing.crl               the current CRL (DER)
  *   certdb/                   Berkeley DB environment (via mailbox/kv.h)
- *   audit.log                 hash-chained audit log (BLAKE2b)
+ *   audit.log, audit.log.head hash-chained audit log (BLAKE2b)
+ *   crl.lock                  serialises CRL generation across processes
  *
  * Keys are PKCS#8 encrypted with AES-256 under one passphrase, mode 0600.
  *
  * Conventions: functions return 0, or -1 with *error_r set to text that is
  * static or held per thread by libgovca (valid until the thread's next
- * call); error_r must not be NULL.  Serials are lower-case hex without separators.
+ * call); error_r must not be NULL.  Serials are lower-case hex without
+ * separators.  The `issue`-family functions need a CA opened with
+ * GOVCA_OPEN_KEYS; look-ups do not.  A daemon that only checks revocation
+ * should use the CRL or /ocsp rather than open the CA folder (0700, the CA
+ * user's).
  */
 #ifndef GOVMAIL_GOVCA_H
 #define GOVMAIL_GOVCA_H
