@@ -29,6 +29,8 @@ static const char b64chars[] =
 #define SMIME_B64_LINE		76
 /* RFC 2045 6.7: quoted-printable lines of at most 76 characters. */
 #define SMIME_QP_LINE		76
+/* RFC 5322 2.1.1: header lines SHOULD stay within 78 characters. */
+#define SMIME_HEADER_LINE	78
 
 int
 smime_canon_crlf(const uint8_t *in, size_t len, struct buf *out)
@@ -710,22 +712,34 @@ utf8_len(unsigned char c)
 }
 
 /*
- * Append s as UTF-8 base64 encoded-words, whole characters per word, words
- * separated by CRLF SP (folding).  *col is the current column; the first
- * word is folded too if it would pass 76 columns.
+ * Append s as UTF-8 base64 encoded-words of whole characters, each at
+ * most SMIME_MAX_ENCODED_WORD long and sized to the room left on the line,
+ * folding (CRLF SP) when a line is full.  *col is the current column.
  */
 static int
 rfc2047_encode(const char *s, struct buf *out, size_t *col)
 {
-	/* "=?UTF-8?B?" + "?=" = 12; 75 - 12 = 63 base64 chars -> 45 bytes */
-	const size_t maxraw = ((SMIME_MAX_ENCODED_WORD - 12) / 4) * 3;
-	size_t len = strlen(s), i = 0, n, c;
+	size_t len = strlen(s), i = 0, n, c, room, maxraw, wl;
 	char word[SMIME_MAX_ENCODED_WORD + 1];
+	int sep;
 
 	while (i < len) {
 		struct buf b64;
-		size_t wl;
 
+		sep = i > 0;
+		room = SMIME_HEADER_LINE > *col + sep ?
+		    SMIME_HEADER_LINE - *col - sep : 0;
+		/* "=?UTF-8?B?" "?=" is 12; need room for one 4-byte char. */
+		if (room < 12 + 8) {
+			if (buf_append(out, "\r\n ", 3) < 0)
+				return -1;
+			*col = 1;
+			sep = 0;
+			room = SMIME_HEADER_LINE - 1;
+		}
+		if (room > SMIME_MAX_ENCODED_WORD)
+			room = SMIME_MAX_ENCODED_WORD;
+		maxraw = ((room - 12) / 4) * 3;
 		n = 0;
 		while (i + n < len) {
 			c = utf8_len((unsigned char)s[i + n]);
@@ -749,19 +763,48 @@ rfc2047_encode(const char *s, struct buf *out, size_t *col)
 		snprintf(word, sizeof(word), "=?UTF-8?B?%s?=", buf_str(&b64));
 		buf_free(&b64);
 		wl = strlen(word);
-		if (*col + wl + 1 > SMIME_B64_LINE && *col > 1) {
-			if (buf_append(out, "\r\n ", 3) < 0)
-				return -1;
-			*col = 1;
-		} else if (i > 0) {
-			if (buf_append(out, " ", 1) < 0)
-				return -1;
-			(*col)++;
+		if ((sep && buf_append(out, " ", 1) < 0) ||
+		    buf_append(out, word, wl) < 0)
+			return -1;
+		*col += sep + wl;
+		i += n;
+	}
+	return 0;
+}
+
+/*
+ * Append ASCII text folded at its spaces so that lines stay within
+ * SMIME_HEADER_LINE where the words allow (unfolding gives the text back).
+ * -1 if a word alone would pass SMIME_MAX_LINE: the caller encodes instead.
+ */
+static int
+fold_ascii(const char *s, size_t len, struct buf *out, size_t *col)
+{
+	size_t i = 0, j, wl;
+	int first = 1;
+
+	while (i <= len) {
+		for (j = i; j < len && s[j] != ' '; j++)
+			;
+		wl = j - i;
+		if (wl + 1 >= SMIME_MAX_LINE)
+			return -1;
+		if (!first) {
+			if (*col + 1 + wl > SMIME_HEADER_LINE && *col > 1) {
+				if (buf_append(out, "\r\n ", 3) < 0)
+					return -1;
+				*col = 1;
+			} else {
+				if (buf_append(out, " ", 1) < 0)
+					return -1;
+				(*col)++;
+			}
 		}
-		if (buf_append(out, word, wl) < 0)
+		if (buf_append(out, s + i, wl) < 0)
 			return -1;
 		*col += wl;
-		i += n;
+		first = 0;
+		i = j + 1;
 	}
 	return 0;
 }
@@ -791,9 +834,18 @@ append_mailbox(const char *m, size_t mlen, struct buf *out, size_t *col)
 		return -1;
 	memcpy(tmp, m, mlen);
 	tmp[mlen] = '\0';
+	/* ASCII goes as is, folded at its spaces; a display name that is
+	 * not ASCII (or has a word too long to fold) is encoded, which folds
+	 * too (RFC 5322 2.1.1: lines within 78, never past 998). */
 	if (lt == NULL || is_ascii_text(tmp)) {
-		*col += mlen;
-		return buf_append(out, m, mlen);
+		size_t mark = out->len, c0 = *col;
+
+		if (fold_ascii(m, mlen, out, col) == 0)
+			return 0;
+		buf_truncate(out, mark);
+		*col = c0;
+		if (lt == NULL)
+			return -1;
 	}
 	nl = (size_t)(lt - m);
 	while (nl > 0 && (m[nl - 1] == ' ' || m[nl - 1] == '\t'))
@@ -911,12 +963,15 @@ smime_message_build(const struct smime_headers *h, const uint8_t *entity,
 	    (h->cc != NULL && append_address_field("Cc", h->cc, out) < 0))
 		goto full;
 	if (h->subject != NULL) {
+		size_t mark;
+
 		if (buf_append_str(out, "Subject: ") < 0)
 			goto full;
-		if (is_ascii_text(h->subject)) {
-			if (buf_append_str(out, h->subject) < 0)
-				goto full;
-		} else {
+		mark = out->len;
+		col = 9;
+		if (!is_ascii_text(h->subject) || fold_ascii(h->subject,
+		    strlen(h->subject), out, &col) < 0) {
+			buf_truncate(out, mark);
 			col = 9;
 			if (rfc2047_encode(h->subject, out, &col) < 0)
 				goto full;

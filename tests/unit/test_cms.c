@@ -1393,6 +1393,50 @@ test_message_build(void **state)
 	assert_non_null(strstr(buf_str(&out), "Message-ID: <"));
 	assert_non_null(strstr(buf_str(&out), "@gov.example>\r\n"));
 	assert_non_null(strstr(buf_str(&out), "MIME-Version: 1.0\r\n"));
+	/* A long ASCII subject and display name fold too: every line of
+	 * the header stays within 78 characters. */
+	buf_reset(&out);
+	h.from = "The Municipal Water Supply and Drainage Administration Bureau "
+	    "of the City <dept@gov.example>";
+	h.to = "b@city.example";
+	h.subject = "Notice on the adjustment of residential water prices from "
+	    "the first day of next month, and on the new billing periods "
+	    "for all districts of the city";
+	assert_int_equal(smime_message_build(&h, (const uint8_t *)
+	    "Content-Type: text/plain\r\n\r\nx\r\n", 31, &out, &err), 0);
+	for (line = buf_str(&out); (p = strstr(line, "\r\n")) != NULL;
+	    line = p + 2)
+		assert_true(p - line <= 78);
+	assert_non_null(strstr(buf_str(&out), " <dept@gov.example>\r\n"));
+	/* Unfolding (dropping CRLF) gives the subject back. */
+	{
+		const char *sb = strstr(buf_str(&out), "Subject: ") + 9;
+		const char *se = strstr(sb, "\r\nDate: ");
+		char unf[512];
+		size_t k = 0;
+
+		for (; sb < se && k + 1 < sizeof(unf); sb++) {
+			if (*sb != '\r' && *sb != '\n')
+				unf[k++] = *sb;
+		}
+		unf[k] = '\0';
+		assert_string_equal(unf, h.subject);
+	}
+	/* One 1,000-character word cannot fold: it is encoded instead. */
+	{
+		char word[1001];
+
+		memset(word, 'w', 1000);
+		word[1000] = '\0';
+		h.subject = word;
+		buf_reset(&out);
+		assert_int_equal(smime_message_build(&h, (const uint8_t *)"",
+		    0, &out, &err), 0);
+		for (line = buf_str(&out); (p = strstr(line, "\r\n")) != NULL;
+		    line = p + 2)
+			assert_true(p - line <= 78);
+		assert_non_null(strstr(buf_str(&out), "Subject: =?UTF-8?B?"));
+	}
 	/* Header injection is refused. */
 	h.subject = "hi\r\nBcc: everyone@example";
 	buf_reset(&out);
