@@ -62,6 +62,7 @@ struct sasl_session {
 	int plaintext_allowed;
 	unsigned int max_steps;
 	unsigned int steps;
+	int login_user_next;	/* LOGIN: the next response is the user */
 	enum sasl_state state;
 	int verify_result;	/* 1, 0, -1, or SASL_VERIFY_NOT_CALLED */
 	const char *reason;	/* why a callback refused, static text */
@@ -325,6 +326,25 @@ session_checkpass(sasl_conn_t *conn, void *context, const char *user,
 	return SASL_UNAVAIL;
 }
 
+/* NULL if a user name is acceptable, else why not (static text). */
+static const char *
+user_name_problem(const char *in, size_t len)
+{
+	size_t i;
+
+	if (len == 0)
+		return "empty user name";
+	if (len > SASL_USER_MAX)
+		return "user name too long";
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)in[i];
+
+		if (c <= 0x20 || c == 0x7f)
+			return "bad character in user name";
+	}
+	return NULL;
+}
+
 /*
  * SECURITY: the user name is taken exactly as sent (no realm appended, no
  * trimming), and refused if empty, too long, or holding control bytes or
@@ -337,28 +357,17 @@ session_canon_user(sasl_conn_t *conn, void *context, const char *in,
     unsigned out_max, unsigned *out_len)
 {
 	struct sasl_session *s = context;
-	unsigned i;
 
 	(void)conn;
 	(void)flags;
 	(void)user_realm;
 	s->reason_kind = SASL_REASON_AUTH;
-	if (in == NULL || inlen == 0) {
-		s->reason = "empty user name";
-		return SASL_BADPROT;
-	}
-	if (inlen > SASL_USER_MAX || inlen >= out_max) {
+	if (in == NULL || inlen >= out_max) {
 		s->reason = "user name too long";
 		return SASL_BADPROT;
 	}
-	for (i = 0; i < inlen; i++) {
-		unsigned char c = (unsigned char)in[i];
-
-		if (c <= 0x20 || c == 0x7f) {
-			s->reason = "bad character in user name";
-			return SASL_BADPROT;
-		}
-	}
+	if ((s->reason = user_name_problem(in, inlen)) != NULL)
+		return SASL_BADPROT;
 	memmove(out, in, inlen);
 	out[inlen] = '\0';
 	*out_len = inlen;
@@ -738,6 +747,18 @@ sasl_session_start(struct sasl_session *s, const char *mech,
 	if (has_resp && resp == NULL && resp_len > 0)
 		return session_fail(s, SASL_REASON_SYNTAX,
 		    "malformed response", error_r);
+	/*
+	 * LOGIN's user name is checked before libsasl2's LOGIN plugin sees
+	 * it: the plugin leaks memory when it refuses one itself.
+	 */
+	if (strcmp(s->mech, "LOGIN") == 0) {
+		const char *why;
+
+		if (has_resp && (why = user_name_problem((const char *)resp,
+		    resp_len)) != NULL)
+			return session_fail(s, SASL_REASON_AUTH, why, error_r);
+		s->login_user_next = !has_resp;
+	}
 	s->state = SASL_STATE_RUNNING;
 	s->steps = 1;
 	r = sasl_server_start(s->conn, s->mech,
@@ -771,6 +792,14 @@ sasl_session_step(struct sasl_session *s, const uint8_t *resp,
 	if (resp == NULL && resp_len > 0)
 		return session_fail(s, SASL_REASON_SYNTAX,
 		    "malformed response", error_r);
+	if (s->login_user_next) {
+		const char *why = user_name_problem((const char *)resp,
+		    resp_len);
+
+		s->login_user_next = 0;
+		if (why != NULL)
+			return session_fail(s, SASL_REASON_AUTH, why, error_r);
+	}
 	s->steps++;
 	r = sasl_server_step(s->conn, resp != NULL ? (const char *)resp : "",
 	    (unsigned)resp_len, &out, &outlen);
@@ -793,6 +822,52 @@ sasl_addr_is_loopback(const char *addr)
 	if (IN6_IS_ADDR_LOOPBACK(&a6))
 		return 1;
 	return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
+}
+
+enum sasl_session_result
+sasl_session_check_password(struct sasl_session *s, const char *user,
+    const char *pass, const char **error_r)
+{
+	size_t ulen, plen;
+	int r;
+
+	if (s->state != SASL_STATE_NEW) {
+		s->reason_kind = SASL_REASON_SYNTAX;
+		*error_r = "exchange already started";
+		return SASL_SESSION_FAIL;
+	}
+	/* SECURITY: the same rule as for PLAIN and LOGIN. */
+	if (!s->tls_active && !s->plaintext_allowed)
+		return session_fail(s, SASL_REASON_TLS_REQUIRED,
+		    "plaintext login not allowed without TLS", error_r);
+	if (user == NULL || pass == NULL)
+		return session_fail(s, SASL_REASON_SYNTAX,
+		    "malformed response", error_r);
+	ulen = strnlen(user, SASL_USER_MAX + 1);
+	plen = strnlen(pass, SASL_RESPONSE_MAX + 1);
+	if (ulen > SASL_USER_MAX)
+		return session_fail(s, SASL_REASON_AUTH, "user name too long",
+		    error_r);
+	if (plen > SASL_RESPONSE_MAX)
+		return session_fail(s, SASL_REASON_SYNTAX, "response too long",
+		    error_r);
+	str_copy(s->mech, sizeof(s->mech), "LOGIN-COMMAND");
+	s->state = SASL_STATE_RUNNING;
+	s->steps = 1;
+	/*
+	 * Through libsasl2 so that the canonicalisation, verify and
+	 * authorization callbacks run exactly as for a mechanism.
+	 */
+	r = sasl_checkpass(s->conn, user, (unsigned)ulen, pass,
+	    (unsigned)plen);
+	if (r == SASL_CONTINUE)
+		r = SASL_FAIL;	/* never a multi-step exchange */
+	{
+		const uint8_t *out;
+		size_t outlen;
+
+		return session_result(s, r, NULL, 0, &out, &outlen, error_r);
+	}
 }
 
 /* ---- failed-authentication rate limit ---------------------------------- */

@@ -169,8 +169,11 @@ int sasl_glue_init(const char **error_r);
 const char *sasl_glue_mechs(void);
 
 /*
- * Start a per-connection session (one per connection, reusable for a
- * later AUTH only after sasl_session_free() and a new one).  Returns 0 and
+ * Start a per-connection session for one authentication exchange (a later
+ * AUTH after a failure needs sasl_session_free() and a new session).
+ * Create it after STARTTLS has completed: a session made before TLS keeps
+ * its no-TLS policy.  To announce mechanisms without a session (EHLO,
+ * CAPABILITY): tls_active || plaintext_allowed ? sasl_glue_mechs() : "".  Returns 0 and
  * *s_r, or -1 with *error_r (static text) on bad params or libsasl2
  * failure.  The session copies what it needs from p.
  */
@@ -214,13 +217,29 @@ enum sasl_session_result sasl_session_step(struct sasl_session *s,
     const uint8_t **out_r, size_t *out_len_r, const char **error_r);
 
 /*
+ * A user name and password that did not come through a SASL mechanism:
+ * IMAP's LOGIN command (RFC 3501 6.2.3).  Same policy as PLAIN: refused
+ * without TLS unless plaintext is allowed (SASL_REASON_TLS_REQUIRED: the
+ * IMAP server announces LOGINDISABLED then), the same user-name checks,
+ * user at most SASL_USER_MAX and pass at most SASL_RESPONSE_MAX bytes, the
+ * verify callback decides.  Counts as the session's one exchange: returns
+ * SASL_SESSION_OK, _FAIL or _ERROR (never _CONTINUE), with *error_r as for
+ * sasl_session_start().  May block like verify does.
+ */
+enum sasl_session_result sasl_session_check_password(struct sasl_session *s,
+    const char *user, const char *pass, const char **error_r);
+
+/*
  * After SASL_SESSION_OK: the authenticated user (the authentication
  * identity as the client sent it and verify accepted it).  NULL before.
  * Owned by the session.
  */
 const char *sasl_session_user(const struct sasl_session *s);
 
-/* The mechanism of the exchange ("PLAIN"), or NULL before start. */
+/*
+ * The mechanism of the exchange ("PLAIN"; "LOGIN-COMMAND" after
+ * sasl_session_check_password()), or NULL before start.
+ */
 const char *sasl_session_mech(const struct sasl_session *s);
 
 /* Why the last start/step failed; SASL_REASON_NONE if it did not. */

@@ -357,6 +357,78 @@ test_login_table(void **state)
 	}
 }
 
+/* IMAP LOGIN: the same policy through sasl_session_check_password(). */
+static void
+test_check_password(void **state)
+{
+	static char user_n[SASL_USER_MAX + 1], user_n1[SASL_USER_MAX + 2];
+	static char pass_n[SASL_RESPONSE_MAX + 1];
+	static char pass_n1[SASL_RESPONSE_MAX + 2];
+	const struct {
+		int tls, plaintext, tempfail;
+		const char *fake_user, *fake_pass;	/* the store */
+		const char *user, *pass;
+		enum sasl_session_result want;
+		int calls;
+		enum sasl_reason reason;
+	} cases[] = {
+		{ 1, 0, 0, USER, PASS, USER, PASS, SASL_SESSION_OK, 1,
+		  SASL_REASON_NONE },
+		{ 0, 1, 0, USER, PASS, USER, PASS, SASL_SESSION_OK, 1,
+		  SASL_REASON_NONE },
+		{ 1, 0, 0, USER, PASS, USER, "wrong", SASL_SESSION_FAIL, 1,
+		  SASL_REASON_AUTH },
+		{ 1, 0, 0, USER, PASS, USER, "", SASL_SESSION_FAIL, 1,
+		  SASL_REASON_AUTH },
+		{ 0, 0, 0, USER, PASS, USER, PASS, SASL_SESSION_FAIL, 0,
+		  SASL_REASON_TLS_REQUIRED },
+		{ 1, 0, 0, USER, PASS, "", PASS, SASL_SESSION_FAIL, 0,
+		  SASL_REASON_AUTH },
+		{ 1, 0, 0, USER, PASS, "a b@c", PASS, SASL_SESSION_FAIL, 0,
+		  SASL_REASON_AUTH },
+		{ 1, 0, 0, user_n, PASS, user_n, PASS, SASL_SESSION_OK, 1,
+		  SASL_REASON_NONE },
+		{ 1, 0, 0, user_n1, PASS, user_n1, PASS, SASL_SESSION_FAIL, 0,
+		  SASL_REASON_AUTH },
+		{ 1, 0, 0, USER, pass_n, USER, pass_n, SASL_SESSION_OK, 1,
+		  SASL_REASON_NONE },
+		{ 1, 0, 0, USER, pass_n1, USER, pass_n1, SASL_SESSION_FAIL, 0,
+		  SASL_REASON_SYNTAX },
+		{ 1, 0, 1, USER, PASS, USER, PASS, SASL_SESSION_ERROR, 1,
+		  SASL_REASON_UNAVAILABLE },
+	};
+	size_t i;
+
+	(void)state;
+	memset(user_n, 'u', sizeof(user_n) - 1);
+	memset(user_n1, 'u', sizeof(user_n1) - 1);
+	memset(pass_n, 'p', sizeof(pass_n) - 1);
+	memset(pass_n1, 'p', sizeof(pass_n1) - 1);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct fake f = { cases[i].fake_user, cases[i].fake_pass, 0,
+		    cases[i].tempfail, 0 };
+		struct sasl_session *s = session(&f, cases[i].tls,
+		    cases[i].plaintext, 0);
+		const char *err = NULL;
+
+		print_message("# check_password case %zu\n", i);
+		assert_int_equal(sasl_session_check_password(s, cases[i].user,
+		    cases[i].pass, &err), cases[i].want);
+		assert_int_equal(f.calls, cases[i].calls);
+		assert_int_equal(sasl_session_reason(s), cases[i].reason);
+		if (cases[i].want == SASL_SESSION_OK)
+			assert_string_equal(sasl_session_user(s),
+			    cases[i].user);
+		else
+			assert_null(sasl_session_user(s));
+		/* One exchange per session. */
+		assert_int_equal(sasl_session_check_password(s, cases[i].user,
+		    cases[i].pass, &err), SASL_SESSION_FAIL);
+		assert_int_equal(f.calls, cases[i].calls);
+		sasl_session_free(s);
+	}
+}
+
 /* NUL bytes inside a LOGIN user name or password never reach verify. */
 static void
 test_login_nul(void **state)
@@ -1104,6 +1176,7 @@ main(void)
 		cmocka_unit_test(test_plain_no_initial_response),
 		cmocka_unit_test(test_login_table),
 		cmocka_unit_test(test_login_nul),
+		cmocka_unit_test(test_check_password),
 		cmocka_unit_test(test_steps_limit),
 		cmocka_unit_test(test_response_size),
 		cmocka_unit_test(test_user_max),
