@@ -73,14 +73,13 @@ enum sasl_session_result {
 	/*
 	 * The client failed: wrong user or password, refused authorization
 	 * identity, malformed or oversize response, unknown or forbidden
-	 * mechanism, too many steps.  SMTP: 535 5.7.8 (or 501/504 for
-	 * syntax/mechanism, see *error_r); IMAP: NO [AUTHENTICATIONFAILED].
+	 * mechanism, too many steps.  sasl_session_reason() says which, and
+	 * so which reply to send.
 	 */
 	SASL_SESSION_FAIL,
 	/*
 	 * The server could not decide (verify returned negative, libsasl2
-	 * out of memory or misconfigured).  SMTP: 454 4.7.0; IMAP: NO
-	 * [UNAVAILABLE].
+	 * out of memory or misconfigured): SASL_REASON_UNAVAILABLE.
 	 */
 	SASL_SESSION_ERROR,
 };
@@ -116,8 +115,8 @@ enum sasl_reason {
 
 /*
  * The caller's password check.  user is the authentication identity exactly
- * as the client sent it (NUL-terminated, at most SASL_USER_MAX bytes, no
- * control characters); pass is the password (NUL-terminated; it never
+ * as the client sent it (NUL-terminated, 1..SASL_USER_MAX bytes, no
+ * control characters or spaces; UTF-8 passes through); pass is the password (NUL-terminated; it never
  * contains a NUL; the buffer is wiped after the call).  Returns 1 if the
  * password is right, 0 if wrong or no such user (or disabled), negative if
  * it could not check -- the contract of store_password_verify(), so a
