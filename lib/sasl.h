@@ -114,10 +114,11 @@ enum sasl_reason {
 };
 
 /*
- * The caller's password check.  user is the authentication identity exactly
- * as the client sent it (NUL-terminated, 1..SASL_USER_MAX bytes, no
- * control characters or spaces; UTF-8 passes through); pass is the password (NUL-terminated; it never
- * contains a NUL; the buffer is wiped after the call).  Returns 1 if the
+ * The caller's password check.  user is the authentication identity
+ * exactly as the client sent it (NUL-terminated, 1..SASL_USER_MAX bytes,
+ * no control characters or spaces; UTF-8 passes through); pass is the
+ * password (NUL-terminated; it never contains a NUL; the buffer is wiped
+ * after the call).  Returns 1 if the
  * password is right, 0 if wrong or no such user (or disabled), negative if
  * it could not check -- the contract of store_password_verify(), so a
  * daemon passes a three-line wrapper around it.  It may block (Argon2id);
@@ -172,9 +173,9 @@ const char *sasl_glue_mechs(void);
  * AUTH after a failure needs sasl_session_free() and a new session).
  * Create it after STARTTLS has completed: a session made before TLS keeps
  * its no-TLS policy.  To announce mechanisms without a session (EHLO,
- * CAPABILITY): tls_active || plaintext_allowed ? sasl_glue_mechs() : "".  Returns 0 and
- * *s_r, or -1 with *error_r (static text) on bad params or libsasl2
- * failure.  The session copies what it needs from p.
+ * CAPABILITY): tls_active || plaintext_allowed ? sasl_glue_mechs() : "".
+ * Returns 0 and *s_r, or -1 with *error_r (static text) on bad params or
+ * libsasl2 failure.  The session copies what it needs from p.
  */
 int sasl_session_new(const struct sasl_session_params *p,
     struct sasl_session **s_r, const char **error_r);
