@@ -393,5 +393,11 @@ r = tool("decrypt", "--cert", p("citizen.crt"), "--key", p("citizen.key"),
          "--entity", p("ossl-enc.eml"))
 t.eq(r.stdout.encode(), open(p("ossl-inner"), "rb").read(),
      "libgovca decrypts OpenSSL's EnvelopedData")
+r = ossl("cms", "-encrypt", "-aes-256-gcm", "-in", p("ossl-inner"), "-out",
+         p("ossl-gcm.eml"), p("dept.crt"))
+r = tool("decrypt", "--p12", p("dept.p12"), "--pass", "p12-secret",
+         "--entity", p("ossl-gcm.eml"))
+t.eq(r.stdout.encode(), open(p("ossl-inner"), "rb").read(),
+     "libgovca decrypts AES-256-GCM AuthEnvelopedData to an EC recipient")
 
 t.done()
