@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <db.h>
 
@@ -31,6 +32,12 @@
 #define STORE_LOCK_TIMEOUT_US 10000000
 /* In-memory log buffer: a 64 KiB chunk fits several times. */
 #define STORE_LOG_BUFFER (2U * 1024 * 1024)
+/* A store call (or open) blocked this long is stuck on a dead mutex. */
+#define STORE_STUCK_SEC 60
+/* File in the store folder: the next opener must run recovery. */
+#define STORE_RECOVER_MARKER "recover.needed"
+/* Exit status of a process the watchdog ends (EX_TEMPFAIL). */
+#define STORE_EXIT_WEDGED 75
 /* Record format version (first byte of every value record). */
 #define STORE_REC_VERSION 1
 /* Sealed chunk overhead: nonce + tag. */
@@ -95,6 +102,9 @@ struct store {
 	/* error text of the last call */
 	const char *err;
 	char errbuf[256];
+	/* watchdog: list of handles, start of the call in flight */
+	struct store *wd_next;
+	time_t busy_since;
 	/* fault injection (tests) */
 	int fault_armed;
 	unsigned fault_nth;
@@ -111,6 +121,11 @@ struct store {
  */
 void store_fault_inject(struct store *store, unsigned nth, int dberr);
 int store_fault_fired(const struct store *store);
+/*
+ * Seconds after which a store call counts as stuck (default
+ * STORE_STUCK_SEC); the crash test shortens it.
+ */
+void store_watchdog_set(unsigned seconds);
 
 /* ---- transactions (store_env.c) ---- */
 

@@ -11,8 +11,10 @@
  */
 #include "autoconf.h"
 
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -55,6 +57,115 @@ struct store_shared {
 
 static pthread_mutex_t st_shared_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct store_shared *st_shared_list;
+
+/*
+ * The watchdog.  Berkeley DB 5.3 mutexes are not robust: a process killed
+ * while holding one leaves every other process that needs it blocked for
+ * ever, and only recovery (with every user reopening) cures that.  So a
+ * thread per process watches the store calls in flight; one stuck for
+ * longer than st_stuck_sec marks the environment for recovery (a file the
+ * next opener sees) and ends the process with EX_TEMPFAIL, for its parent
+ * to restart.  Nothing acknowledged is lost: commits are durable.
+ */
+static pthread_mutex_t st_wd_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct store *st_wd_list;
+static int st_wd_started;
+static pid_t st_wd_pid;
+static unsigned st_stuck_sec = STORE_STUCK_SEC;
+
+void
+store_watchdog_set(unsigned seconds)
+{
+	(void)pthread_mutex_lock(&st_wd_lock);
+	st_stuck_sec = seconds > 0 ? seconds : STORE_STUCK_SEC;
+	(void)pthread_mutex_unlock(&st_wd_lock);
+}
+
+static void __attribute__((noreturn))
+st_wedged(const char *path, const char *what)
+{
+	char marker[4096];
+	int fd;
+
+	if (snprintf(marker, sizeof(marker), "%s/%s", path,
+	    STORE_RECOVER_MARKER) < (int)sizeof(marker)) {
+		fd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		if (fd != -1) {
+			(void)fsync(fd);
+			(void)close(fd);
+		}
+	}
+	log_warnx("store: %s blocked for more than %u s, probably on a "
+	    "mutex of a dead process: exiting so that the store is "
+	    "recovered", what, st_stuck_sec);
+	_exit(STORE_EXIT_WEDGED);
+}
+
+static void *
+st_wd_main(void *arg)
+{
+	struct store *s;
+	time_t now;
+
+	(void)arg;
+	for (;;) {
+		(void)sleep(1);
+		now = time(NULL);
+		(void)pthread_mutex_lock(&st_wd_lock);
+		for (s = st_wd_list; s != NULL; s = s->wd_next)
+			if (s->busy_since != 0 &&
+			    now - s->busy_since > (time_t)st_stuck_sec)
+				st_wedged(s->path, "a store call");
+		(void)pthread_mutex_unlock(&st_wd_lock);
+	}
+	return NULL;
+}
+
+static void
+st_wd_add(struct store *s)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+
+	(void)pthread_mutex_lock(&st_wd_lock);
+	/* After fork() the child has no watchdog thread: start its own. */
+	if (!st_wd_started || st_wd_pid != getpid()) {
+		st_wd_list = NULL;
+		(void)pthread_attr_init(&attr);
+		(void)pthread_attr_setdetachstate(&attr,
+		    PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&t, &attr, st_wd_main, NULL) == 0) {
+			st_wd_started = 1;
+			st_wd_pid = getpid();
+		}
+		(void)pthread_attr_destroy(&attr);
+	}
+	s->wd_next = st_wd_list;
+	st_wd_list = s;
+	(void)pthread_mutex_unlock(&st_wd_lock);
+}
+
+static void
+st_wd_remove(struct store *s)
+{
+	struct store **pp;
+
+	(void)pthread_mutex_lock(&st_wd_lock);
+	for (pp = &st_wd_list; *pp != NULL; pp = &(*pp)->wd_next)
+		if (*pp == s) {
+			*pp = s->wd_next;
+			break;
+		}
+	(void)pthread_mutex_unlock(&st_wd_lock);
+}
+
+static void
+st_busy(struct store *s, int busy)
+{
+	(void)pthread_mutex_lock(&st_wd_lock);
+	s->busy_since = busy ? time(NULL) : 0;
+	(void)pthread_mutex_unlock(&st_wd_lock);
+}
 
 const char *
 store_strerror(int err)
@@ -745,22 +856,47 @@ st_shared_close_handles(struct store_shared *sh)
 	sh->env = NULL;
 }
 
-/* Open the environment and the databases of sh->path. */
+struct open_watch {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int done;
+	const char *path;
+};
+
+static void *
+st_open_watchdog(void *arg)
+{
+	struct open_watch *ow = arg;
+	struct timespec ts;
+	int wedged = 0;
+
+	(void)clock_gettime(CLOCK_REALTIME, &ts);
+	(void)pthread_mutex_lock(&st_wd_lock);
+	ts.tv_sec += (time_t)st_stuck_sec;
+	(void)pthread_mutex_unlock(&st_wd_lock);
+	(void)pthread_mutex_lock(&ow->mu);
+	while (!ow->done)
+		if (pthread_cond_timedwait(&ow->cv, &ow->mu, &ts) ==
+		    ETIMEDOUT) {
+			wedged = !ow->done;
+			break;
+		}
+	(void)pthread_mutex_unlock(&ow->mu);
+	if (wedged)
+		st_wedged(ow->path, "opening the environment");
+	return NULL;
+}
+
+/* A configured environment handle, not yet open. */
 static int
-st_shared_open(struct store_shared *sh, const struct config *cfg, int create,
-    const char **error_r)
+st_env_new(const struct config *cfg, DB_ENV **env_r)
 {
 	DB_ENV *env;
-	DB *db;
 	uint64_t cache;
-	uint32_t oflags;
-	int ret, i;
+	int ret;
 
-	if ((ret = db_env_create(&env, 0)) != 0) {
-		*error_r = db_strerror(ret);
-		return STORE_ETEMP;
-	}
-	sh->env = env;
+	if ((ret = db_env_create(&env, 0)) != 0)
+		return ret;
 	env->set_errcall(env, st_db_errcall);
 	env->set_msgcall(env, st_db_msgcall);
 	cache = config_size(cfg, "store", "cache_size");
@@ -779,14 +915,132 @@ st_shared_open(struct store_shared *sh, const struct config *cfg, int create,
 	    DB_SET_LOCK_TIMEOUT);
 	(void)env->set_lg_bsize(env, STORE_LOG_BUFFER);
 	(void)env->log_set_config(env, DB_LOG_AUTO_REMOVE, 1);
+	*env_r = env;
+	return 0;
+}
+
+/*
+ * Berkeley DB 5.3's failchk, run when the registry shows a dead user, can
+ * block for ever on a mutex the dead process held, and can crash on the
+ * lock table it left half-changed.  So a child process tries it first:
+ * DB_REGISTER + DB_FAILCHK + DB_RECOVER, then close.  If the child crashes
+ * or hangs, the marker makes the real open run recovery without failchk.
+ */
+static void
+st_failchk_probe(const char *path, const struct config *cfg,
+    const char *marker)
+{
+	DB_ENV *env;
+	unsigned waited = 0, limit;
+	pid_t pid;
+	int status = 0, ret, fd, ok;
+
+	(void)pthread_mutex_lock(&st_wd_lock);
+	limit = st_stuck_sec * 100;
+	(void)pthread_mutex_unlock(&st_wd_lock);
+	pid = fork();
+	if (pid == -1)
+		return;		/* the open below runs failchk itself */
+	if (pid == 0) {
+		/*
+		 * The child must never outlive the wait below nor hold the
+		 * caller's pipes: it dies with its parent, after a bounded
+		 * time, and writes nowhere.
+		 */
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() == 1)
+			_exit(1);
+		(void)alarm(limit / 100 + 2);
+		if ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) != -1) {
+			(void)dup2(fd, STDIN_FILENO);
+			(void)dup2(fd, STDOUT_FILENO);
+			(void)dup2(fd, STDERR_FILENO);
+		}
+		if (st_env_new(cfg, &env) != 0)
+			_exit(1);
+		env->set_errcall(env, NULL);
+		env->set_msgcall(env, NULL);
+		ret = env->open(env, path, DB_CREATE | DB_INIT_TXN |
+		    DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL | DB_THREAD |
+		    DB_REGISTER | DB_RECOVER | DB_FAILCHK, 0600);
+		(void)env->close(env, 0);
+		_exit(ret == 0 ? 0 : 1);
+	}
+	while ((ret = (int)waitpid(pid, &status, WNOHANG)) == 0 &&
+	    waited++ < limit)
+		(void)usleep(10000);
+	if (ret == 0) {
+		(void)kill(pid, SIGKILL);
+		(void)waitpid(pid, &status, 0);
+		ok = 0;
+	} else
+		ok = ret == pid && WIFEXITED(status) &&
+		    WEXITSTATUS(status) == 0;
+	if (ok)
+		return;
+	log_warnx("store: failchk of %s failed (status %d): recovering "
+	    "instead", path, status);
+	fd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd != -1)
+		(void)close(fd);
+}
+
+/* Open the environment and the databases of sh->path. */
+static int
+st_shared_open(struct store_shared *sh, const struct config *cfg, int create,
+    const char **error_r)
+{
+	DB_ENV *env;
+	DB *db;
+	struct open_watch ow;
+	pthread_t owt;
+	char *marker;
+	uint32_t oflags;
+	int ret, i, forced, wd;
+
+	marker = xasprintf("%s/%s", sh->path, STORE_RECOVER_MARKER);
+	if (access(marker, F_OK) != 0)
+		st_failchk_probe(sh->path, cfg, marker);
+	if ((ret = st_env_new(cfg, &env)) != 0) {
+		free(marker);
+		*error_r = db_strerror(ret);
+		return STORE_ETEMP;
+	}
+	sh->env = env;
 	/*
-	 * DB_REGISTER + DB_FAILCHK + DB_RECOVER: when a previous user died,
-	 * failchk releases what it held; recovery runs only when failchk
-	 * cannot make the environment usable again (or after a crash).
+	 * DB_REGISTER + DB_FAILCHK + DB_RECOVER: when the registry shows
+	 * that a previous user died, failchk releases its locks and aborts
+	 * its transaction; recovery runs only when that is not enough (other
+	 * users then see DB_RUNRECOVERY and reopen, st_reopen).  When the
+	 * probe found failchk unsafe, the marker makes this open recover
+	 * without it.
 	 */
 	oflags = DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG |
-	    DB_INIT_MPOOL | DB_THREAD | DB_REGISTER | DB_RECOVER | DB_FAILCHK;
+	    DB_INIT_MPOOL | DB_THREAD | DB_REGISTER | DB_RECOVER;
+	forced = access(marker, F_OK) == 0;
+	if (!forced)
+		oflags |= DB_FAILCHK;
+	ow.path = sh->path;
+	ow.done = 0;
+	(void)pthread_mutex_init(&ow.mu, NULL);
+	(void)pthread_cond_init(&ow.cv, NULL);
+	wd = pthread_create(&owt, NULL, st_open_watchdog, &ow) == 0;
 	ret = env->open(env, sh->path, oflags, 0600);
+	if (wd) {
+		(void)pthread_mutex_lock(&ow.mu);
+		ow.done = 1;
+		(void)pthread_cond_signal(&ow.cv);
+		(void)pthread_mutex_unlock(&ow.mu);
+		(void)pthread_join(owt, NULL);
+	}
+	(void)pthread_cond_destroy(&ow.cv);
+	(void)pthread_mutex_destroy(&ow.mu);
+	if (ret == 0 && forced) {
+		log_info("store: %s recovered after a process died inside "
+		    "Berkeley DB", sh->path);
+		(void)unlink(marker);
+	}
+	free(marker);
 	if (ret != 0) {
 		log_warnx("store: open %s: %s", sh->path, db_strerror(ret));
 		*error_r = db_strerror(ret);
@@ -992,6 +1246,7 @@ store_open(const struct config *cfg, unsigned flags, struct store **store_r,
 	s->sh = sh;
 	s->env = sh->env;
 	s->db = sh->db;
+	st_wd_add(s);
 	*store_r = s;
 	return 0;
 fail:
@@ -1031,6 +1286,7 @@ store_close(struct store *s)
 {
 	if (s == NULL)
 		return;
+	st_wd_remove(s);
 	(void)pthread_mutex_lock(&st_shared_lock);
 	st_shared_release(s->sh);
 	(void)pthread_mutex_unlock(&st_shared_lock);
@@ -1093,6 +1349,7 @@ st_txn_run(struct store *s, int mode, st_txn_fn fn, void *ctx,
 	int r, ret, reopened = 0;
 
 	s->err = NULL;
+	st_busy(s, 1);
 	if (mode == ST_TXN_WRITE && (s->flags & STORE_OPEN_READONLY)) {
 		r = st_fail(s, STORE_EPERM, "store opened read-only");
 		goto out;
@@ -1162,6 +1419,7 @@ st_txn_run(struct store *s, int mode, st_txn_fn fn, void *ctx,
 		for (i = 0; i < s->nnotify; i++)
 			st_signal(s->notify_dir, s->notify[i]);
 out:
+	st_busy(s, 0);
 	s->nnotify = 0;
 	if (error_r != NULL)
 		*error_r = r < 0 ? (s->err != NULL ? s->err :
