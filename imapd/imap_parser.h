@@ -1,0 +1,146 @@
+/*
+ * imap_parser.h - the incremental IMAP command parser (RFC 3501 section 9,
+ * RFC 7888 literals), after Dovecot's lib-imap/imap-parser.
+ *
+ * govmail-imapd workers.  Input is untrusted client bytes.  The caller
+ * feeds whatever arrived; the parser copies what it needs, says how much
+ * it consumed and returns one of:
+ *
+ *   IMAP_PARSE_MORE      everything given was consumed; feed more later.
+ *   IMAP_PARSE_OK        one complete command: imap_parser_args() until the
+ *                        next feed or reset.
+ *   IMAP_PARSE_CONTINUE  a synchronising literal {n} was announced and its
+ *                        size accepted: send "+ ..." then feed again.
+ *                        SECURITY: the size is checked BEFORE this result,
+ *                        so "+" is never sent for a literal over the limit.
+ *   IMAP_PARSE_ERROR     a client mistake in this command: reply
+ *                        "TAG BAD <imap_parser_error()>" (tag may be "*").
+ *                        The rest of the line is skipped by later feeds.
+ *   IMAP_PARSE_FATAL     the stream cannot be resynchronised (a
+ *                        non-synchronising literal over the limit, whose
+ *                        bytes the client sends regardless): reply BYE and
+ *                        close.
+ *
+ * Nothing recurses: lists are tracked with a depth counter capped at
+ * limits.depth_max, and the argument tree is built iteratively at the end.
+ * Memory is bounded by limits.line_max (command text outside literals,
+ * summed over the lines of a command), limits.literal_max (one literal)
+ * and limits.literal_total_max (all literals of a command).  The parser
+ * holds no buffer between commands (idle connections own no input memory).
+ *
+ * Literals: "{n}" (synchronising) and "{n+}" (RFC 7888 LITERAL+).  We
+ * announce LITERAL+: a non-synchronising literal may be as large as a
+ * synchronising one in the same state.  Before authentication the daemon
+ * sets literal_max to IMAP_LITERAL_MAX_PREAUTH (4096, the LITERAL- cap), so
+ * an unauthenticated client can never make us buffer more than that per
+ * literal.  A synchronising literal over the limit is an ERROR ("BAD
+ * [TOOBIG]"): the client waits for "+" and sends nothing.  A
+ * non-synchronising one over the limit is FATAL.
+ *
+ * Atoms are lenient: any bytes above space except ( ) { " and DEL; a '['
+ * inside an atom opens a section that runs to the matching ']' and may hold
+ * spaces and parentheses (FETCH's BODY[HEADER.FIELDS (FROM TO)]<0.100> is
+ * one atom, parsed by cmd_fetch).  Lines end with CRLF; a bare LF is
+ * accepted (many clients), a bare CR is an error.
+ */
+#ifndef GOVMAIL_IMAP_PARSER_H
+#define GOVMAIL_IMAP_PARSER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* RFC 9051 section 4 suggests clients keep lines under 8192 octets. */
+#define IMAP_LINE_MAX_PREAUTH 8192
+/* After login: long UID sets and SEARCH programs (Dovecot uses 64 KiB). */
+#define IMAP_LINE_MAX 65536
+/* RFC 7888 LITERAL-: non-synchronising literals up to 4096 octets. */
+#define IMAP_LITERAL_MAX_PREAUTH 4096
+/* One literal in a non-APPEND command after login. */
+#define IMAP_LITERAL_MAX 65536
+/* List nesting: STYLE.md "one list level" before authentication. */
+#define IMAP_DEPTH_MAX_PREAUTH 1
+/* After login; SEARCH programs nest, but not deeper than this. */
+#define IMAP_DEPTH_MAX 16
+/* Tokens (atoms, strings, literals, lists) in one command. */
+#define IMAP_ARGS_MAX 8192
+/* Longest tag accepted. */
+#define IMAP_TAG_MAX 64
+
+enum imap_parse_result {
+	IMAP_PARSE_MORE = 0,
+	IMAP_PARSE_OK,
+	IMAP_PARSE_CONTINUE,
+	IMAP_PARSE_ERROR,
+	IMAP_PARSE_FATAL,
+};
+
+enum imap_arg_type {
+	IMAP_ARG_ATOM,		/* includes NIL, numbers, flags, sequence sets */
+	IMAP_ARG_STRING,	/* quoted, unescaped */
+	IMAP_ARG_LITERAL,	/* {n} or {n+}; may hold any byte but NUL */
+	IMAP_ARG_LIST,		/* ( ... ) */
+};
+
+struct imap_arg {
+	enum imap_arg_type type;
+	const char *str;	/* NUL-terminated; NULL for lists */
+	size_t len;
+	const struct imap_arg *list;	/* children of a list */
+	size_t nlist;
+};
+
+struct imap_parser_limits {
+	size_t line_max;	/* command bytes outside literals */
+	size_t literal_max;	/* one literal (not APPEND's message) */
+	size_t append_max;	/* one literal of an APPEND command */
+	size_t literal_total_max;	/* all literals of one command */
+	unsigned int depth_max;	/* list nesting */
+	size_t args_max;	/* tokens */
+};
+
+struct imap_parser;
+
+/* Limits for an unauthenticated and an authenticated session. */
+void imap_parser_limits_preauth(struct imap_parser_limits *l);
+void imap_parser_limits_auth(struct imap_parser_limits *l,
+    size_t append_max);
+
+/* A new parser (never fails).  Free with imap_parser_free(). */
+struct imap_parser *imap_parser_new(const struct imap_parser_limits *l);
+void imap_parser_free(struct imap_parser *p);
+/* Change limits; takes effect at the next command. */
+void imap_parser_set_limits(struct imap_parser *p,
+    const struct imap_parser_limits *l);
+
+/*
+ * Feed len bytes; *consumed_r says how many were used (the rest must be
+ * fed again).  See the results above.  After OK, ERROR or FATAL the next
+ * feed starts a new command (after skipping the rest of a bad line).
+ */
+enum imap_parse_result imap_parser_feed(struct imap_parser *p,
+    const uint8_t *data, size_t len, size_t *consumed_r);
+
+/*
+ * After IMAP_PARSE_OK: the top-level arguments (tag and command name
+ * included, as atoms), valid until the next feed or reset.
+ */
+const struct imap_arg *imap_parser_args(const struct imap_parser *p,
+    size_t *n_r);
+/* The tag of the current command once known, else "*"; never NULL. */
+const char *imap_parser_tag(const struct imap_parser *p);
+/* Why the last ERROR/FATAL (static text, ready for a BAD reply). */
+const char *imap_parser_error(const struct imap_parser *p);
+/* 1 if the last ERROR was a literal over its limit (reply BAD [TOOBIG]). */
+int imap_parser_error_toobig(const struct imap_parser *p);
+/* Forget the current command and release the buffers. */
+void imap_parser_reset(struct imap_parser *p);
+/* 1 while no command is partly read (nothing buffered). */
+int imap_parser_idle(const struct imap_parser *p);
+
+/* Helpers for command handlers. */
+/* 1 if a is an atom, string or literal (an IMAP astring / nstring). */
+int imap_arg_is_string(const struct imap_arg *a);
+/* 1 if a is the atom word (case-insensitive). */
+int imap_arg_atom_is(const struct imap_arg *a, const char *word);
+
+#endif
