@@ -45,6 +45,24 @@ const struct config_key config_keys[] = {
 	{ "limits", "auth_failure_window", CONFIG_DURATION, "15m",
 	  "how long failed logins count against an address" },
 
+	/* ---- [imapd]: govmail-imapd (imapd/) ---- */
+	{ "imapd", "listen_imap", CONFIG_STR, "127.0.0.1:143",
+	  "addresses (host:port, space-separated) for IMAP with STARTTLS; empty: none" },
+	{ "imapd", "listen_imaps", CONFIG_STR, "127.0.0.1:993",
+	  "addresses (host:port, space-separated) for IMAP over implicit TLS; empty: none" },
+	{ "imapd", "workers", CONFIG_UINT, "0",
+	  "worker processes of govmail-imapd; 0: one per CPU" },
+	{ "imapd", "pid_file", CONFIG_PATH, "",
+	  "file govmail-imapd writes its pid into; empty: none" },
+	{ "imapd", "plaintext_loopback", CONFIG_BOOL, "no",
+	  "allow LOGIN and AUTHENTICATE without TLS from loopback clients (development)" },
+	{ "imapd", "login_timeout", CONFIG_DURATION, "60s",
+	  "idle time before an unauthenticated connection is closed" },
+	{ "imapd", "idle_timeout", CONFIG_DURATION, "30m",
+	  "idle time before an authenticated connection is closed (RFC 3501: at least 30 minutes)" },
+	{ "imapd", "auth_threads", CONFIG_UINT, "2",
+	  "helper threads per worker for password checks (Argon2id)" },
+
 	/* ---- [ca]: the certificate authority (ca/, govmail-ca) ---- */
 	{ "ca", "dir", CONFIG_PATH, "/var/lib/govmail/ca",
 	  "folder of the certificate authority: keys, certificates, certificate database, audit log" },
