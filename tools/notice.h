@@ -1,0 +1,255 @@
+/*
+ * notice.h - the pieces of govmail-notice (department side, issue 6):
+ * CSV input (RFC 4180, UTF-8 or GB18030), template merge, the resumable
+ * journal, a blocking SMTP submission client and a tiny HTTP GET client.
+ *
+ * Runs in the govmail-notice command only (a department's workstation or
+ * batch host).  Trust: the CSV, the template and the PKCS#12 are the
+ * department's own files, but they are still checked (limits, header
+ * injection); replies from the SMTP server and the CA repository are
+ * treated as untrusted text (bounded, never echoed unescaped).
+ *
+ * Conventions: functions return 0, or -1 with *error_r set to a static
+ * or module-owned reason (valid until the next call into this module).
+ */
+#ifndef GOVMAIL_NOTICE_H
+#define GOVMAIL_NOTICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "buf.h"
+
+/* ------------------------------------------------------------- CSV */
+
+/* Largest CSV file read (bytes, after conversion to UTF-8). */
+#define NOTICE_CSV_MAX_BYTES		(512u * 1024 * 1024)
+/* Most columns in one record. */
+#define NOTICE_CSV_MAX_COLUMNS		256
+/* Longest single field (bytes, quotes removed). */
+#define NOTICE_CSV_MAX_FIELD		(64u * 1024)
+/* Most data records (the header record not counted). */
+#define NOTICE_CSV_MAX_ROWS		10000000u
+/* Longest column name. */
+#define NOTICE_CSV_MAX_NAME		64
+
+struct notice_csv {
+	char **names;		/* header record: n_cols column names */
+	size_t n_cols;
+	char **cells;		/* n_rows * n_cols fields, row-major */
+	size_t n_rows;
+};
+
+/*
+ * Convert text to UTF-8.  charset is "utf-8", "gb18030" (GBK and GB2312
+ * are subsets) or NULL/"auto": valid UTF-8 stays UTF-8, anything else is
+ * read as GB18030.  A UTF-8 byte order mark is dropped.  The result is
+ * appended to out (bounded by its max); *used_r (may be NULL) gets the
+ * charset that was used ("utf-8" or "gb18030").  -1 if the input is not
+ * valid in the charset.
+ */
+int notice_charset_to_utf8(const uint8_t *in, size_t len, const char *charset,
+    struct buf *out, const char **used_r, const char **error_r);
+
+/* 1 if data[0..len) is well-formed UTF-8 (no overlongs, no surrogates). */
+int notice_utf8_valid(const uint8_t *data, size_t len);
+
+/*
+ * Parse RFC 4180 CSV (already UTF-8): comma separated, fields optionally
+ * in double quotes ("" inside quotes is one quote; quoted fields may hold
+ * commas and line breaks), records end in CRLF or LF, a final line break
+ * is optional, empty lines are skipped.  The first record names the
+ * columns (unique, non-empty, at most NOTICE_CSV_MAX_NAME bytes, spaces
+ * around them trimmed); every other record must have exactly as many
+ * fields.  No NUL bytes.  Limits: NOTICE_CSV_MAX_*.  On success *csv
+ * owns everything (free with notice_csv_free); on -1 it is empty.
+ */
+int notice_csv_parse(const uint8_t *data, size_t len, struct notice_csv *csv,
+    const char **error_r);
+
+/* Field of data row (0-based) in column col; borrowed from csv. */
+const char *notice_csv_cell(const struct notice_csv *csv, size_t row,
+    size_t col);
+
+/* Column index of name, or -1. */
+int notice_csv_column(const struct notice_csv *csv, const char *name);
+
+void notice_csv_free(struct notice_csv *csv);
+
+/* -------------------------------------------------------- template */
+
+/* Longest template file. */
+#define NOTICE_TEMPLATE_MAX		(4u * 1024 * 1024)
+/* Longest placeholder name between the braces. */
+#define NOTICE_PLACEHOLDER_MAX		NOTICE_CSV_MAX_NAME
+
+/*
+ * A template: header fields From, To, Cc (optional), Subject and optional
+ * Content-Type (text/plain or text/html; default text/plain), then an
+ * empty line, then the body.  {{name}} anywhere in values or body is
+ * replaced by that column of the row; "{{{{" is a literal "{{".
+ */
+struct notice_template {
+	char *from;
+	char *to;
+	char *cc;		/* NULL if none */
+	char *subject;
+	char *content_type;	/* "text/plain; charset=utf-8" or html */
+	char *body;
+};
+
+/*
+ * Parse template text (UTF-8, LF or CRLF).  Unknown header fields,
+ * missing From/To/Subject, placeholders naming no column of csv (csv may
+ * be NULL to skip that check) and unterminated placeholders fail.
+ */
+int notice_template_parse(const char *text, const struct notice_csv *csv,
+    struct notice_template *t, const char **error_r);
+void notice_template_free(struct notice_template *t);
+
+/*
+ * Substitute the placeholders of src with row's fields, appending to out.
+ * With header != 0 a value holding CR or LF fails (SECURITY: no header
+ * injection from a CSV field).  -1 if a placeholder is unknown or
+ * unterminated, or out is full.
+ */
+int notice_merge(const char *src, const struct notice_csv *csv, size_t row,
+    int header, struct buf *out, const char **error_r);
+
+/* --------------------------------------------------------- journal */
+
+/* Longest journal line accepted when reading. */
+#define NOTICE_JOURNAL_MAX_LINE		4096
+/* Length of a journal id (hex characters). */
+#define NOTICE_JOURNAL_ID_LEN		32
+
+enum notice_row_state {
+	NOTICE_ROW_NEW = 0,	/* never started */
+	NOTICE_ROW_STARTED,	/* "about to send" recorded, no outcome: in
+				 * doubt (the server may have accepted it) */
+	NOTICE_ROW_DEFERRED,	/* a temporary failure was recorded */
+	NOTICE_ROW_DONE,	/* final outcome recorded (sent, skipped or
+				 * permanently failed) */
+};
+
+struct notice_journal_row {
+	enum notice_row_state state;
+	unsigned int starts;	/* how many "about to send" lines */
+	char *status;		/* DONE/DEFERRED: status word */
+	char *address;
+	char *message_id;
+	char *error;		/* "" when none */
+};
+
+struct notice_journal;
+
+/*
+ * Open (or create, mode 0600) the journal at path for an input whose
+ * BLAKE2b-256 digest is hash.  A new journal gets a fresh random id.  An
+ * existing one must carry the same hash (else -1: it belongs to another
+ * CSV or template); its lines are replayed; a torn last line (no LF, from
+ * a crash while writing) is cut off.  The caller owns *j_r.
+ */
+int notice_journal_open(const char *path, const uint8_t hash[32],
+    struct notice_journal **j_r, const char **error_r);
+void notice_journal_close(struct notice_journal *j);
+
+/* The journal id (NOTICE_JOURNAL_ID_LEN hex characters). */
+const char *notice_journal_id(const struct notice_journal *j);
+
+/*
+ * Record "about to send row", "row done" (status one word, address and
+ * message_id without spaces, error free text or NULL) or "row deferred".
+ * Each is one line written with a single write() on an O_APPEND
+ * descriptor and made durable with fdatasync() before returning, so
+ * several processes sharing the journal never interleave within a line.
+ */
+int notice_journal_start(struct notice_journal *j, size_t row,
+    const char **error_r);
+int notice_journal_done(struct notice_journal *j, size_t row,
+    const char *status, const char *address, const char *message_id,
+    const char *error, const char **error_r);
+int notice_journal_defer(struct notice_journal *j, size_t row,
+    const char *address, const char *message_id, const char *error,
+    const char **error_r);
+
+/*
+ * Read lines other processes appended since the last read.  *new_done_r
+ * (may be NULL) gets how many rows became DONE.
+ */
+int notice_journal_refresh(struct notice_journal *j, size_t *new_done_r,
+    const char **error_r);
+
+/* The row's state; rows never mentioned read as NEW.  Borrowed. */
+const struct notice_journal_row *notice_journal_row(
+    const struct notice_journal *j, size_t row);
+
+/* ------------------------------------------------------------ SMTP */
+
+/* RFC 5321 4.5.3.1.5: a reply line is at most 512 octets; we allow more. */
+#define NOTICE_SMTP_MAX_LINE		2048
+/* Most lines in one multi-line reply. */
+#define NOTICE_SMTP_MAX_REPLY_LINES	100
+/* Seconds a read or write may wait. */
+#define NOTICE_SMTP_TIMEOUT		60
+
+enum notice_tls_mode {
+	NOTICE_TLS_STARTTLS = 0,
+	NOTICE_TLS_IMPLICIT,
+	NOTICE_TLS_NONE,	/* loopback testing only (--tls none) */
+};
+
+struct notice_smtp_opts {
+	const char *host;
+	const char *port;
+	enum notice_tls_mode tls;
+	const char *cafile;	/* trust anchors; NULL: system store */
+	const char *user;	/* NULL: no AUTH */
+	const char *password;
+	const char *helo;	/* NULL: "localhost" */
+};
+
+struct notice_smtp;
+
+/*
+ * Connect, read the greeting, EHLO, STARTTLS (or TLS at once), verify the
+ * server's certificate chain against cafile and its name against host
+ * (SECURITY: a failed check ends the connection before AUTH), EHLO again,
+ * AUTH PLAIN.  *s_r is owned by the caller (notice_smtp_close).
+ */
+int notice_smtp_open(const struct notice_smtp_opts *o, struct notice_smtp **s_r,
+    const char **error_r);
+
+/*
+ * Send one message in its own transaction: MAIL FROM, RCPT TO for each
+ * of n recipients and DATA, batched in one write when the server offers
+ * PIPELINING, then the message (CRLF lines, dot-stuffed here) and ".".
+ * Returns 0 when the final reply is 2xx.  Otherwise -1 with *code_r the
+ * failing reply code (0 if the connection broke) and *in_doubt_r 1 if the
+ * message had been sent completely when the connection broke (the server
+ * may have taken it).  Recipients refused while others were accepted
+ * fail the whole message (RSET).
+ */
+int notice_smtp_send(struct notice_smtp *s, const char *from,
+    char *const *rcpts, size_t n, const uint8_t *msg, size_t len,
+    int *code_r, int *in_doubt_r, const char **error_r);
+
+/* QUIT (best effort) and free. */
+void notice_smtp_close(struct notice_smtp *s);
+
+/* ------------------------------------------------------------ HTTP */
+
+/* Largest HTTP response read (a certificate is a few KiB). */
+#define NOTICE_HTTP_MAX_RESPONSE	(256u * 1024)
+
+/*
+ * GET url (http://host[:port]/path only; no TLS, no redirects) with
+ * HTTP/1.1 and Connection: close.  *status_r gets the status code and the
+ * body is appended to body.  -1 on a network or protocol error.
+ */
+int notice_http_get(const char *url, int *status_r, struct buf *body,
+    const char **error_r);
+
+#endif
