@@ -1,0 +1,112 @@
+/*
+ * smtpd.h - govmail-smtpd internals shared by its files: the worker's
+ * context, the session entry points, the helper-thread jobs and the rate
+ * limiter.
+ *
+ * govmail-smtpd only (no other part includes this).  smtpd.c runs the
+ * parent and sets up each worker; smtp_session.c is the protocol on the
+ * worker's event loop; smtp_job.c is what runs on helper threads (SASL
+ * with Argon2id, store_deliver); smtp_rate.c counts messages per account
+ * and per client address.
+ */
+#ifndef GOVMAIL_SMTPD_H
+#define GOVMAIL_SMTPD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
+#include <openssl/ssl.h>
+
+#include "smtp_parse.h"
+
+struct buf;
+struct config;
+struct conn;
+struct sasl_ratelimit;
+struct sasl_session;
+struct store;
+struct tpool;
+struct smtp_rate;
+
+/* Longest host name used in the greeting and trace headers. */
+#define SMTPD_HOSTNAME_MAX 253
+/* Helper threads per worker at most (the [smtpd] threads key). */
+#define SMTPD_THREADS_MAX 32
+/* Seconds between store_maintain() runs of a worker. */
+#define SMTPD_MAINTAIN_SECONDS 5
+/* Most listen addresses per [smtpd] *_listen key. */
+#define SMTPD_LISTEN_PER_KEY 8
+/*
+ * Before authentication a session may have this many commands refused
+ * (5xx syntax, unknown, bad sequence) before it is disconnected, unless
+ * the configuration says otherwise ([smtpd] max_errors).
+ */
+#define SMTPD_MAX_ERRORS_DEFAULT 10
+/* Window of the per-account and per-address message rates, seconds. */
+#define SMTPD_RATE_WINDOW 60
+
+enum smtp_kind {
+	SMTP_KIND_SMTP = 0,		/* 25: inbound, STARTTLS offered */
+	SMTP_KIND_SUBMISSION,		/* 587: AUTH after STARTTLS */
+	SMTP_KIND_SUBMISSIONS,		/* 465: implicit TLS (RFC 8314) */
+};
+
+/* One worker's state: made by smtpd.c's worker_main, used by sessions. */
+struct smtpd {
+	const struct config *cfg;
+	struct event_base *base;
+	struct store *store;		/* the loop thread's handle */
+	struct tpool *pool;
+	SSL_CTX *tls;			/* NULL: no TLS configured */
+	struct sasl_ratelimit *auth_rl;
+	struct smtp_rate *acct_rate;
+	struct smtp_rate *ip_rate;
+	char hostname[SMTPD_HOSTNAME_MAX + 1];
+	uint64_t message_max;		/* [limits] message_size */
+	unsigned max_recipients;
+	unsigned max_errors;
+	uint32_t command_timeout_ms;
+	uint32_t session_timeout_ms;
+	int plaintext_loopback;
+	unsigned worker_index;
+	uint64_t next_session;
+	size_t nsessions;
+	int maintaining;
+};
+
+/* ---- smtp_session.c ---- */
+
+/* Accept callback for a listener of the given kind. */
+void smtp_session_accept(struct smtpd *sd, enum smtp_kind kind, int fd,
+    const struct sockaddr *sa, socklen_t salen, const char *local_addr);
+
+/* ---- smtp_job.c: work for helper threads ---- */
+
+/*
+ * The calling helper thread's own store handle, opened on first use with
+ * cfg (a struct store is not thread-safe).  NULL if it cannot be opened
+ * (logged).  Never closed: threads live as long as the worker.
+ */
+struct store *smtp_job_store(const struct config *cfg);
+
+/* The sasl_verify_fn: store_password_verify on the thread's handle. */
+int smtp_job_verify(const char *user, const char *pass, void *ctx);
+
+/* ---- smtp_rate.c ---- */
+
+/* Slots of a rate table; a full table forgets the oldest colliding key. */
+#define SMTP_RATE_SLOTS 4096
+
+/*
+ * A fixed-window counter per key: at most limit events per window
+ * seconds.  limit 0 disables (everything allowed).  Per process, loop
+ * thread only.
+ */
+struct smtp_rate *smtp_rate_new(unsigned limit, unsigned window);
+void smtp_rate_free(struct smtp_rate *r);
+/* Count one event for key at now; 1 if it is within the limit, else 0. */
+int smtp_rate_hit(struct smtp_rate *r, const char *key, int64_t now);
+
+#endif
