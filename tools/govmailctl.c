@@ -616,7 +616,9 @@ main(int argc, char **argv)
 			return ctl_usage(&ctl, "option '%s' needs a value",
 			    argv[optind - 1]);
 		default:
-			return ctl_usage(&ctl, "unknown option '%s'",
+			/* Never echo a value given with '=': it may be secret. */
+			return ctl_usage(&ctl, "unknown option '%.*s'",
+			    (int)strcspn(argv[optind - 1], "="),
 			    argv[optind - 1]);
 		}
 	}
