@@ -414,9 +414,11 @@ notice_smtp_send(struct notice_smtp *s, const char *from,
 	struct buf cmds, data;
 	size_t i, ok_rcpts = 0;
 	int code, mail_code = 0, data_code = 0, first_bad = 0, r = -1;
+	char bad[sizeof(s->last)];
 
 	*code_r = 0;
 	*in_doubt_r = 0;
+	bad[0] = '\0';
 	buf_init(&cmds, BUF_UNBOUNDED);
 	buf_init(&data, BUF_UNBOUNDED);
 	if (strpbrk(from, "\r\n<>") != NULL) {
@@ -438,13 +440,18 @@ notice_smtp_send(struct notice_smtp *s, const char *from,
 			goto out;
 		if (smtp_reply(s, 0, &mail_code, error_r) == -1)
 			goto out;
+		if (mail_code / 100 != 2)
+			str_copy(bad, sizeof(bad), s->last);
 		for (i = 0; i < n; i++) {
 			if (smtp_reply(s, 0, &code, error_r) == -1)
 				goto out;
 			if (code / 100 == 2)
 				ok_rcpts++;
-			else if (first_bad == 0)
+			else if (first_bad == 0) {
 				first_bad = code;
+				if (bad[0] == '\0')
+					str_copy(bad, sizeof(bad), s->last);
+			}
 		}
 		if (smtp_reply(s, 0, &data_code, error_r) == -1)
 			goto out;
@@ -456,7 +463,9 @@ notice_smtp_send(struct notice_smtp *s, const char *from,
 		if (smtp_write(s, line, (size_t)(nl + 2 - line), error_r)
 		    == -1 || smtp_reply(s, 0, &mail_code, error_r) == -1)
 			goto out;
-		if (mail_code / 100 == 2) {
+		if (mail_code / 100 != 2)
+			str_copy(bad, sizeof(bad), s->last);
+		else {
 			for (i = 0; i < n; i++) {
 				line = nl + 2;
 				nl = strstr(line, "\r\n");
@@ -466,8 +475,10 @@ notice_smtp_send(struct notice_smtp *s, const char *from,
 					goto out;
 				if (code / 100 == 2)
 					ok_rcpts++;
-				else if (first_bad == 0)
+				else if (first_bad == 0) {
 					first_bad = code;
+					str_copy(bad, sizeof(bad), s->last);
+				}
 			}
 			if (ok_rcpts == n) {
 				if (smtp_write(s, "DATA\r\n", 6, error_r) ==
@@ -479,7 +490,7 @@ notice_smtp_send(struct notice_smtp *s, const char *from,
 	}
 	if (mail_code / 100 != 2 || ok_rcpts != n) {
 		*code_r = mail_code / 100 != 2 ? mail_code : first_bad;
-		snprintf(net_err, sizeof(net_err), "refused: %s", s->last);
+		snprintf(net_err, sizeof(net_err), "refused: %s", bad);
 		*error_r = net_err;
 		if (data_code == 354) {
 			/* The server took DATA although we have no
