@@ -85,6 +85,20 @@ enum store_open_flags {
  * (DB_REGISTER); runs recovery when the registry says a previous user died
  * without closing; calls DB_ENV->failchk so a dead process's locks and
  * transactions are released.  Returns 0 and *store_r, or an error.
+ *
+ * Implementation notes that matter to daemons:
+ * - failchk is first tried in a short-lived child process (fork), because
+ *   in Berkeley DB 5.3 it can hang on, or crash over, what a killed
+ *   process left behind; if the child fails, this open runs recovery.
+ * - A watchdog thread per process ends the process with exit status 75
+ *   (EX_TEMPFAIL) when one store call (or the open) has been blocked for
+ *   60 s: that only happens when a process was killed while holding a
+ *   Berkeley DB mutex, which no API call can release.  The store is marked
+ *   for recovery; the parent restarts the process; nothing acknowledged is
+ *   lost.  Daemons' parents should treat status 75 as "restart me".
+ * - After another process forced recovery, calls here reopen the
+ *   environment transparently (single-handle processes) or return
+ *   STORE_ETEMP (then store_close() every handle and store_open() again).
  */
 int store_open(const struct config *cfg, unsigned flags, struct store **store_r,
     const char **error_r);
@@ -99,6 +113,7 @@ int store_maintain(struct store *store, const char **error_r);
 
 /* ---- domains -------------------------------------------------------- */
 
+/* STORE_EEXISTS if present, STORE_EINVAL if not a valid domain name. */
 int store_domain_add(struct store *store, const char *domain,
     const char **error_r);
 /* Refuses (STORE_EPERM) while the domain still has accounts, aliases or lists. */
@@ -300,9 +315,17 @@ struct store_mailbox_info {
 	uint64_t keywords_mask;		/* which keyword slots are defined */
 };
 
+/*
+ * Create a mailbox (unsubscribed), and the missing levels above it.
+ * special_use may not include STORE_USE_INBOX.  At most
+ * STORE_MAILBOXES_MAX per account (STORE_EINVAL past it).
+ */
 int store_mailbox_create(struct store *store, const char *address,
     const char *name, unsigned special_use, const char **error_r);
-/* INBOX cannot be deleted (STORE_EPERM); its messages are expunged. */
+/*
+ * Delete a mailbox and its messages (reference counts and usage drop).
+ * Children stay.  INBOX cannot be deleted: STORE_EPERM, nothing changes.
+ */
 int store_mailbox_delete(struct store *store, const char *address,
     const char *name, const char **error_r);
 /* Renames children too; renaming INBOX moves its messages (RFC 3501). */
@@ -368,6 +391,7 @@ int store_msg_list(struct store *store, uint32_t mailbox_id,
     uint64_t changed_since,
     int (*cb)(const struct store_msg *msg, void *ctx), void *ctx,
     const char **error_r);
+/* One message by UID; STORE_ENOTFOUND if there is none. */
 int store_msg_get(struct store *store, uint32_t mailbox_id, uint32_t uid,
     struct store_msg *msg_r, const char **error_r);
 
@@ -435,6 +459,10 @@ struct store_rcpt_result {
  * committed (check each result), or a negative error if nothing was
  * delivered (STORE_ETEMP: try again later; STORE_ETOOBIG).
  * internaldate 0 means now.  Mailboxes delivered to are notified.
+ * Per-recipient statuses: STORE_OK, STORE_ENOTFOUND (no such account, or
+ * not an address), STORE_EQUOTA, STORE_EPERM (account disabled).  rcpts
+ * are account addresses (resolve aliases and lists with store_resolve()
+ * first); a duplicate gets a second copy.
  */
 int store_deliver(struct store *store, const uint8_t *msg, size_t len,
     const char *const *rcpts, size_t nrcpts, int64_t internaldate,
@@ -521,6 +549,7 @@ void store_watch_free(struct store_watch *watch);
 int store_watch_fd(const struct store_watch *watch);
 int store_watch_add(struct store_watch *watch, uint32_t mailbox_id);
 void store_watch_remove(struct store_watch *watch, uint32_t mailbox_id);
+/* Returns the number of cb calls (0: nothing relevant), or STORE_ETEMP. */
 int store_watch_read(struct store_watch *watch,
     void (*cb)(uint32_t mailbox_id, void *ctx), void *ctx);
 
@@ -550,11 +579,15 @@ int store_check(struct store *store, int repair,
     const char **error_r);
 
 /*
- * Hot backup into dir (must not exist or be empty): a consistent copy of
- * the databases and logs, usable while others write (db_hotbackup
- * semantics), plus the key files.  Restore copies a backup into the
- * configured store path (which must not be in use) and runs catastrophic
- * recovery.
+ * Hot backup into dir (must not exist or be empty; STORE_EEXISTS if not): a
+ * consistent copy of the databases and logs, usable while others write
+ * (DB_ENV->backup, db_hotbackup semantics), plus the resident-ID hash key
+ * (id.key).  SECURITY: the encryption key ([store] key_file) is NOT copied,
+ * so a stolen backup reads nothing; keep that key apart.  Restore copies a
+ * backup into the configured store path, which must be missing or empty
+ * (STORE_EEXISTS otherwise: move a damaged store away first), puts id.key
+ * where [store] id_key_file says (unless a key is there already) and runs
+ * catastrophic recovery.
  */
 int store_backup(struct store *store, const char *dir, const char **error_r);
 int store_restore(const struct config *cfg, const char *dir,

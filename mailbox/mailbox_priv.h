@@ -69,6 +69,18 @@ enum store_db {
 	SDB_META,	/* 32-byte key -> serialised mime_info */
 	SDB_COUNT
 };
+/*
+ * Chunks and metadata are spread over STORE_PARTS database files each,
+ * by the first byte of the blob key: a new blob allocates pages, and
+ * Berkeley DB holds the lock on a database's page free list until commit,
+ * so with one file every delivery would wait for the one before it to be
+ * durable.  SDB_CHUNKS and SDB_META given to st_get/st_put/st_del with a
+ * key go to the key's partition; scans name partitions with SDB_PART.
+ */
+#define STORE_PARTS 16
+#define SDB_PART(base, p) (SDB_COUNT + ((base) == SDB_CHUNKS ? 0 : \
+	STORE_PARTS) + (p))
+#define SDB_TOTAL (SDB_COUNT + 2 * STORE_PARTS)
 
 /* The process-wide environment shared by every struct store of one path. */
 struct store_shared;
@@ -99,6 +111,8 @@ struct store {
 	/* mailboxes changed by the running transaction, signalled on commit */
 	uint32_t *notify;
 	size_t nnotify, notify_cap;
+	/* the running transaction writes (reads use DB_RMW where apt) */
+	int txn_write;
 	/* error text of the last call */
 	const char *err;
 	char errbuf[256];
@@ -171,6 +185,7 @@ int st_del_dup(struct store *s, int dbi, DB_TXN *txn, const void *k,
 struct st_cursor {
 	struct store *s;
 	DBC *dbc;
+	int rmw;		/* read with write locks (DB_RMW) */
 	DBT k, v;
 };
 int st_cursor_open(struct store *s, int dbi, DB_TXN *txn,

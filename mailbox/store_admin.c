@@ -374,7 +374,8 @@ chk_blobs(struct store *s, DB_TXN *txn, struct chk_ctx *c)
 
 /* Pass 5: chunks and metadata that belong to no blob. */
 static int
-chk_orphans(struct store *s, DB_TXN *txn, struct chk_ctx *c, int dbi)
+chk_orphans(struct store *s, DB_TXN *txn, struct chk_ctx *c, int dbi,
+    int chunks)
 {
 	struct st_cursor cur;
 	struct chk_blob *b;
@@ -388,7 +389,7 @@ chk_orphans(struct store *s, DB_TXN *txn, struct chk_ctx *c, int dbi)
 		b = orphan ? NULL : chk_blob_find(c, cur.k.data);
 		if (b == NULL)
 			orphan = 1;
-		else if (dbi == SDB_CHUNKS && (cur.k.size !=
+		else if (chunks && (cur.k.size !=
 		    STORE_BLOB_KEY_LEN + 4 || be32_get((uint8_t *)cur.k.data +
 		    STORE_BLOB_KEY_LEN) >= b->rec.nchunks))
 			orphan = 1;
@@ -398,7 +399,7 @@ chk_orphans(struct store *s, DB_TXN *txn, struct chk_ctx *c, int dbi)
 			chk_hex(cur.k.data, hex);
 		else
 			(void)str_copy(hex, sizeof(hex), "?");
-		chk_problem(c, "%s of no blob (%s)", dbi == SDB_CHUNKS ?
+		chk_problem(c, "%s of no blob (%s)", chunks ?
 		    "chunk" : "metadata", hex);
 		if (c->repair && (r = st_cursor_del(&cur)) != 0)
 			break;
@@ -454,7 +455,7 @@ static int
 st_check_fn(struct store *s, DB_TXN *txn, void *arg)
 {
 	struct chk_ctx *c = arg;
-	int repair = c->repair, r;
+	int repair = c->repair, r, p;
 
 	chk_reset(c);
 	c->repair = repair;
@@ -462,10 +463,16 @@ st_check_fn(struct store *s, DB_TXN *txn, void *arg)
 	    (r = chk_messages(s, txn, c)) != 0 ||
 	    (r = chk_mailboxes(s, txn, c)) != 0 ||
 	    (r = chk_blobs(s, txn, c)) != 0 ||
-	    (r = chk_orphans(s, txn, c, SDB_CHUNKS)) != 0 ||
-	    (r = chk_orphans(s, txn, c, SDB_META)) != 0 ||
+	    (r = chk_orphans(s, txn, c, SDB_CHUNKS, 1)) != 0 ||
+	    (r = chk_orphans(s, txn, c, SDB_META, 0)) != 0 ||
 	    (r = chk_usage(s, txn, c)) != 0)
 		return r;
+	for (p = 0; p < STORE_PARTS; p++)
+		if ((r = chk_orphans(s, txn, c, SDB_PART(SDB_CHUNKS, p),
+		    1)) != 0 ||
+		    (r = chk_orphans(s, txn, c, SDB_PART(SDB_META, p),
+		    0)) != 0)
+			return r;
 	return 0;
 }
 
@@ -525,7 +532,8 @@ st_stats_fn(struct store *s, DB_TXN *txn, void *arg)
 	struct stats_ctx *c = arg;
 	struct st_cursor cur;
 	struct blob_rec b;
-	int r;
+	uint64_t n;
+	int r, p;
 
 	memset(&c->st, 0, sizeof(c->st));
 	if ((r = st_db_count(s, txn, SDB_DOMAINS, &c->st.domains)) != 0 ||
@@ -536,6 +544,12 @@ st_stats_fn(struct store *s, DB_TXN *txn, void *arg)
 	    (r = st_db_count(s, txn, SDB_MESSAGES, &c->st.messages)) != 0 ||
 	    (r = st_db_count(s, txn, SDB_CHUNKS, &c->st.chunks)) != 0)
 		return r;
+	for (p = 0; p < STORE_PARTS; p++) {
+		if ((r = st_db_count(s, txn, SDB_PART(SDB_CHUNKS, p),
+		    &n)) != 0)
+			return r;
+		c->st.chunks += n;
+	}
 	if ((r = st_cursor_open(s, SDB_BLOBS, txn, &cur)) != 0)
 		return r;
 	while ((r = st_cursor_get(&cur, NULL, 0, DB_NEXT)) == 0) {

@@ -51,7 +51,7 @@ struct store_shared {
 	int refs;
 	int broken;
 	DB_ENV *env;
-	DB *db[SDB_COUNT];
+	DB *db[SDB_TOTAL];
 	time_t last_checkpoint;
 };
 
@@ -618,12 +618,51 @@ st_fault(struct store *s)
 
 /* ---- DB call wrappers ---- */
 
+/* The database file a keyed call goes to (chunk and meta partitions). */
+static int
+st_dbi(int dbi, const void *k, size_t klen)
+{
+	if ((dbi == SDB_CHUNKS || dbi == SDB_META) && klen > 0)
+		return SDB_PART(dbi, ((const uint8_t *)k)[0] % STORE_PARTS);
+	return dbi;
+}
+
+static const char *
+st_db_name(int dbi)
+{
+	if (dbi < SDB_COUNT)
+		return st_db_name(dbi);
+	return dbi < SDB_PART(SDB_META, 0) ? "chunks" : "meta";
+}
+
 static void
 st_dbt(DBT *d, const void *p, size_t n)
 {
 	memset(d, 0, sizeof(*d));
 	d->data = (void *)(uintptr_t)p;
 	d->size = (u_int32_t)n;
+}
+
+/*
+ * In a write transaction, records that are read to be rewritten are read
+ * with a write lock at once (DB_RMW): two writers that both read-lock a
+ * page and then both want to write it are a deadlock every time.
+ */
+static int
+st_rmw(const struct store *s, int dbi)
+{
+	if (!s->txn_write)
+		return 0;
+	switch (dbi) {
+	case SDB_COUNTERS:
+	case SDB_USAGE:
+	case SDB_MBOX_BY_ID:
+	case SDB_MESSAGES:
+	case SDB_BLOBS:
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 int
@@ -633,6 +672,8 @@ st_get(struct store *s, int dbi, DB_TXN *txn, const void *k, size_t klen,
 	DBT key, data;
 	int ret;
 
+	dbi = st_dbi(dbi, k, klen);
+
 	v->data = NULL;
 	v->len = 0;
 	if ((ret = st_fault(s)) != 0)
@@ -640,9 +681,10 @@ st_get(struct store *s, int dbi, DB_TXN *txn, const void *k, size_t klen,
 	st_dbt(&key, k, klen);
 	memset(&data, 0, sizeof(data));
 	data.flags = DB_DBT_MALLOC;
-	ret = s->db[dbi]->get(s->db[dbi], txn, &key, &data, 0);
+	ret = s->db[dbi]->get(s->db[dbi], txn, &key, &data,
+	    st_rmw(s, dbi) ? DB_RMW : 0);
 	if (ret != 0)
-		return st_dberr(s, ret, st_db_files[dbi]);
+		return st_dberr(s, ret, st_db_name(dbi));
 	v->data = data.data;
 	v->len = data.size;
 	return 0;
@@ -666,12 +708,14 @@ st_put(struct store *s, int dbi, DB_TXN *txn, const void *k, size_t klen,
 	DBT key, data;
 	int ret;
 
+	dbi = st_dbi(dbi, k, klen);
+
 	if ((ret = st_fault(s)) != 0)
 		return st_dberr(s, ret, "put");
 	st_dbt(&key, k, klen);
 	st_dbt(&data, v, vlen);
 	ret = s->db[dbi]->put(s->db[dbi], txn, &key, &data, flags);
-	return st_dberr(s, ret, st_db_files[dbi]);
+	return st_dberr(s, ret, st_db_name(dbi));
 }
 
 int
@@ -680,11 +724,13 @@ st_del(struct store *s, int dbi, DB_TXN *txn, const void *k, size_t klen)
 	DBT key;
 	int ret;
 
+	dbi = st_dbi(dbi, k, klen);
+
 	if ((ret = st_fault(s)) != 0)
 		return st_dberr(s, ret, "del");
 	st_dbt(&key, k, klen);
 	ret = s->db[dbi]->del(s->db[dbi], txn, &key, 0);
-	return st_dberr(s, ret, st_db_files[dbi]);
+	return st_dberr(s, ret, st_db_name(dbi));
 }
 
 int
@@ -699,16 +745,16 @@ st_del_dup(struct store *s, int dbi, DB_TXN *txn, const void *k, size_t klen,
 		return st_dberr(s, ret, "del");
 	ret = s->db[dbi]->cursor(s->db[dbi], txn, &dbc, 0);
 	if (ret != 0)
-		return st_dberr(s, ret, st_db_files[dbi]);
+		return st_dberr(s, ret, st_db_name(dbi));
 	st_dbt(&key, k, klen);
 	st_dbt(&data, v, vlen);
 	ret = dbc->get(dbc, &key, &data, DB_GET_BOTH);
 	if (ret == 0)
 		ret = dbc->del(dbc, 0);
-	r = st_dberr(s, ret, st_db_files[dbi]);
+	r = st_dberr(s, ret, st_db_name(dbi));
 	ret = dbc->close(dbc);
 	if (r == 0 && ret != 0)
-		r = st_dberr(s, ret, st_db_files[dbi]);
+		r = st_dberr(s, ret, st_db_name(dbi));
 	return r;
 }
 
@@ -719,6 +765,7 @@ st_cursor_open(struct store *s, int dbi, DB_TXN *txn, struct st_cursor *c)
 
 	memset(c, 0, sizeof(*c));
 	c->s = s;
+	c->rmw = st_rmw(s, dbi);
 	c->k.flags = DB_DBT_REALLOC;
 	c->v.flags = DB_DBT_REALLOC;
 	if ((ret = st_fault(s)) != 0)
@@ -726,7 +773,7 @@ st_cursor_open(struct store *s, int dbi, DB_TXN *txn, struct st_cursor *c)
 	ret = s->db[dbi]->cursor(s->db[dbi], txn, &c->dbc, 0);
 	if (ret != 0) {
 		c->dbc = NULL;
-		return st_dberr(s, ret, st_db_files[dbi]);
+		return st_dberr(s, ret, st_db_name(dbi));
 	}
 	return 0;
 }
@@ -747,7 +794,8 @@ st_cursor_get(struct st_cursor *c, const void *k, size_t klen, uint32_t flags)
 		c->k.size = (u_int32_t)klen;
 		c->k.ulen = (u_int32_t)klen;
 	}
-	ret = c->dbc->get(c->dbc, &c->k, &c->v, flags);
+	ret = c->dbc->get(c->dbc, &c->k, &c->v, flags |
+	    (c->rmw ? DB_RMW : 0));
 	return st_dberr(c->s, ret, "cursor get");
 }
 
@@ -846,7 +894,7 @@ st_shared_close_handles(struct store_shared *sh)
 {
 	int i;
 
-	for (i = 0; i < SDB_COUNT; i++) {
+	for (i = 0; i < SDB_TOTAL; i++) {
 		if (sh->db[i] != NULL)
 			(void)sh->db[i]->close(sh->db[i], 0);
 		sh->db[i] = NULL;
@@ -994,7 +1042,7 @@ st_shared_open(struct store_shared *sh, const struct config *cfg, int create,
 	DB *db;
 	struct open_watch ow;
 	pthread_t owt;
-	char *marker;
+	char *marker, fname[64];
 	uint32_t oflags;
 	int ret, i, forced, wd;
 
@@ -1047,13 +1095,19 @@ st_shared_open(struct store_shared *sh, const struct config *cfg, int create,
 		st_shared_close_handles(sh);
 		return STORE_ETEMP;
 	}
-	for (i = 0; i < SDB_COUNT; i++) {
+	for (i = 0; i < SDB_TOTAL; i++) {
 		if ((ret = db_create(&db, env, 0)) != 0)
 			goto fail;
 		sh->db[i] = db;
 		if (i == SDB_ALIASES || i == SDB_LIST_ENTRIES)
 			(void)db->set_flags(db, DB_DUPSORT);
-		ret = db->open(db, NULL, st_db_files[i], NULL, DB_BTREE,
+		if (i < SDB_COUNT)
+			(void)str_copy(fname, sizeof(fname), st_db_files[i]);
+		else
+			(void)snprintf(fname, sizeof(fname), "%s-%02x.db",
+			    i < SDB_PART(SDB_META, 0) ? "chunks" : "meta",
+			    (unsigned)((i - SDB_COUNT) % STORE_PARTS));
+		ret = db->open(db, NULL, fname, NULL, DB_BTREE,
 		    DB_AUTO_COMMIT | DB_THREAD | (create ? DB_CREATE : 0),
 		    0600);
 		if (ret != 0)
@@ -1061,7 +1115,7 @@ st_shared_open(struct store_shared *sh, const struct config *cfg, int create,
 	}
 	return 0;
 fail:
-	log_warnx("store: open %s/%s: %s", sh->path, st_db_files[i],
+	log_warnx("store: open %s/%s: %s", sh->path, fname,
 	    db_strerror(ret));
 	*error_r = ret == ENOENT ? "store not initialised" : db_strerror(ret);
 	st_shared_close_handles(sh);
@@ -1366,7 +1420,9 @@ st_txn_run(struct store *s, int mode, st_txn_fn fn, void *ctx,
 			r = st_dberr(s, ret, "txn begin");
 		}
 		if (r == 0) {
+			s->txn_write = mode == ST_TXN_WRITE;
 			r = fn(s, txn, ctx);
+			s->txn_write = 0;
 			if (r >= 0) {
 				if ((ret = st_fault(s)) != 0) {
 					(void)txn->abort(txn);
