@@ -137,6 +137,24 @@ int ctl_read_password(struct ctl *ctl, const char *file, int confirm,
  */
 int ctl_check_address(struct ctl *ctl, const char *address);
 
+/*
+ * user add --issue-cert (ctl_cert.c).  ctl_cert_begin opens the CA ([ca]
+ * dir, with the keys: [ca] passphrase_file) and creates p12_path (new,
+ * 0600) before the account exists; ctl_cert_issue issues the certificate
+ * of the account just made from spec, writes the PKCS#12, records the
+ * serial on the account and prints "serial", "pkcs12" and "password"
+ * lines (the password shown once); on failure it revokes what it issued
+ * and the caller deletes the account.  ctl_cert_end closes the CA and
+ * removes the file unless a certificate went into it.  Both return 0 or an
+ * exit status after printing one line.
+ */
+struct ctl_cert;
+int ctl_cert_begin(struct ctl *ctl, const char *p12_path,
+    struct ctl_cert **cert_r);
+int ctl_cert_issue(struct ctl *ctl, struct ctl_cert *cert,
+    const struct store_account_spec *spec);
+void ctl_cert_end(struct ctl_cert *cert);
+
 /* The command families. */
 extern const struct ctl_cmd ctl_account_cmds[];
 extern const struct ctl_cmd ctl_mail_cmds[];

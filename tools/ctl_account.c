@@ -153,6 +153,8 @@ enum {
 	CTL_OPT_QUOTA_BYTES,
 	CTL_OPT_QUOTA_MESSAGES,
 	CTL_OPT_PASSWORD_FILE,
+	CTL_OPT_ISSUE_CERT,
+	CTL_OPT_P12,
 };
 
 /* A text attribute: bounded, no control bytes. */
@@ -250,14 +252,18 @@ ctl_user_add(struct ctl *ctl, int argc, char **argv)
 		  CTL_OPT_QUOTA_MESSAGES },
 		{ "password-file", required_argument, NULL,
 		  CTL_OPT_PASSWORD_FILE },
+		{ "issue-cert", no_argument, NULL, CTL_OPT_ISSUE_CERT },
+		{ "p12", required_argument, NULL, CTL_OPT_P12 },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct store_account_spec spec;
+	struct ctl_cert *cert = NULL;
 	const char *class_arg = NULL, *pwfile = NULL, *error = NULL;
-	char *org_id = NULL, *resident_id = NULL;
+	const char *p12_arg = NULL;
+	char *org_id = NULL, *resident_id = NULL, *p12 = NULL;
 	struct buf pw;
-	int c, rc = CTL_EX_OK;
+	int c, rc = CTL_EX_OK, issue_cert = 0;
 
 	memset(&spec, 0, sizeof(spec));
 	buf_init(&pw, 0);
@@ -305,10 +311,20 @@ ctl_user_add(struct ctl *ctl, int argc, char **argv)
 		case CTL_OPT_PASSWORD_FILE:
 			pwfile = optarg;
 			break;
+		case CTL_OPT_ISSUE_CERT:
+			issue_cert = 1;
+			break;
+		case CTL_OPT_P12:
+			p12_arg = optarg;
+			break;
 		default:
 			rc = CTL_EX_USAGE;
 			goto out;
 		}
+	}
+	if (p12_arg != NULL && !issue_cert) {
+		rc = ctl_usage(ctl, "--p12 goes with --issue-cert");
+		goto out;
 	}
 	if (argc - optind != 1) {
 		rc = ctl_usage(ctl, argc - optind < 1 ? "missing ADDRESS" :
@@ -386,10 +402,28 @@ ctl_user_add(struct ctl *ctl, int argc, char **argv)
 	spec.password = buf_str(&pw);
 	if ((rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		goto out;
+	if (issue_cert) {
+		/* What can fail without a trace fails before the account. */
+		p12 = p12_arg != NULL ? xstrdup(p12_arg) :
+		    xasprintf("%s.p12", spec.address);
+		if ((rc = ctl_cert_begin(ctl, p12, &cert)) != 0)
+			goto out;
+	}
 	c = store_account_add(ctl->store, &spec, &error);
-	if (c != 0)
+	if (c != 0) {
 		rc = ctl_store_fail(ctl, c, spec.address, error);
+		goto out;
+	}
+	if (cert != NULL && (rc = ctl_cert_issue(ctl, cert, &spec)) != 0) {
+		/* No account without the certificate it was asked with. */
+		c = store_account_del(ctl->store, spec.address, &error);
+		if (c != 0)
+			ctl_store_fail(ctl, c, "and removing the account "
+			    "failed too", error);
+	}
 out:
+	ctl_cert_end(cert);
+	free(p12);
 	buf_free(&pw);
 	if (resident_id != NULL) {
 		/* SECURITY: the ID number is personal data; wipe our copy. */
@@ -909,9 +943,11 @@ const struct ctl_cmd ctl_account_cmds[] = {
 	  "user add ADDRESS --class official|department|legal-person|citizen "
 	  "[--name TEXT] [--org TEXT] [--org-id ID] [--title TEXT] "
 	  "[--resident-id ID] [--verified] [--legacy-code] "
-	  "[--quota-bytes SIZE] [--quota-messages N] [--password-file FILE]",
+	  "[--quota-bytes SIZE] [--quota-messages N] [--password-file FILE] "
+	  "[--issue-cert [--p12 FILE]]",
 	  "Create an account with its standard mailboxes; the password comes "
-	  "from FILE, from stdin, or is asked twice on the terminal." },
+	  "from FILE, from stdin, or is asked twice on the terminal; "
+	  "--issue-cert also issues its certificate into a PKCS#12." },
 	{ "user del", ctl_user_del, "user del ADDRESS",
 	  "Delete an account with all its mailboxes and messages." },
 	{ "user passwd", ctl_user_passwd,
