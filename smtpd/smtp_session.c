@@ -38,8 +38,6 @@
 
 /* Longest reply text we build (our own text plus an escaped address). */
 #define SMTP_REPLY_MAX 1024
-/* Room kept before the message for the trace headers, bytes. */
-#define SMTP_TRACE_MAX 4096
 /* Longest numeric address text ("ffff:...:ffff"). */
 #define SMTP_IP_MAX 64
 
@@ -824,7 +822,7 @@ trace_headers(struct smtp_session *s)
 		    (tls ? "ESMTPS" : "ESMTP");
 	if (s->helo == 1)
 		proto = tls ? "SMTPS" : "SMTP";
-	buf_init(&s->msg, SMTP_TRACE_MAX + s->sd->message_max);
+	buf_init(&s->msg, SMTPD_TRACE_RESERVE + s->sd->message_max);
 	buf_printf(&s->msg, "Return-Path: <%s>\r\n", s->from.addr);
 	buf_printf(&s->msg, "Received: from %s ([%s])\r\n\tby %s "
 	    "(govmail-smtpd) with %s id %s-%u", helo, s->ip, s->sd->hostname,
@@ -1188,18 +1186,17 @@ command(struct smtp_session *s, const char *line, size_t len)
 	size_t i;
 	int cmd;
 
-	if (len > SMTP_CMD_LINE_MAX) {
+	cmd = smtp_cmd_parse(line, len, &arg);
+	/* AUTH may use the whole connection limit, SMTP_AUTH_LINE_MAX. */
+	if (cmd != SMTP_CMD_AUTH && len > SMTP_CMD_LINE_MAX) {
 		error_reply(s, "500 5.5.2 Line too long (limit %d)",
 		    SMTP_CMD_LINE_MAX);
 		return;
 	}
-	cmd = smtp_cmd_parse(line, len, &arg);
 	if (cmd < 0) {
 		error_reply(s, "500 5.5.2 Invalid characters in command");
 		return;
 	}
-	if (cmd == SMTP_CMD_AUTH && len > SMTP_CMD_LINE_MAX)
-		return;
 	if (cmd == SMTP_CMD_UNKNOWN) {
 		/* An HTTP client or proxy talking to us: hang up at once. */
 		if (str_has_prefix(line, "GET ") ||

@@ -158,6 +158,10 @@ worker_main(const struct daemon_listener *listeners, size_t n,
 	sd.message_max = config_size(m->cfg, "limits", "message_size");
 	if (sd.message_max > STORE_MESSAGE_MAX)
 		sd.message_max = STORE_MESSAGE_MAX;
+	if (sd.message_max > 2 * SMTPD_TRACE_RESERVE)
+		sd.message_max -= SMTPD_TRACE_RESERVE;
+	else
+		sd.message_max /= 2;
 	sd.max_recipients = (unsigned)config_uint(m->cfg, "smtpd",
 	    "max_recipients");
 	if (sd.max_recipients == 0)

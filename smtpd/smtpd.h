@@ -44,6 +44,13 @@ struct smtp_rate;
  * the configuration says otherwise ([smtpd] max_errors).
  */
 #define SMTPD_MAX_ERRORS_DEFAULT 10
+/*
+ * Room kept for the trace headers we add (Return-Path:, Received:,
+ * Authentication-Results: take at most about 2.5 KiB): the SIZE we
+ * announce and enforce is [limits] message_size minus this, so that the
+ * stored message never exceeds message_size, which the store enforces.
+ */
+#define SMTPD_TRACE_RESERVE 4096
 /* Window of the per-account and per-address message rates, seconds. */
 #define SMTPD_RATE_WINDOW 60
 
@@ -64,7 +71,7 @@ struct smtpd {
 	struct smtp_rate *acct_rate;
 	struct smtp_rate *ip_rate;
 	char hostname[SMTPD_HOSTNAME_MAX + 1];
-	uint64_t message_max;		/* [limits] message_size */
+	uint64_t message_max;		/* SIZE: message_size - reserve */
 	unsigned max_recipients;
 	unsigned max_errors;
 	uint32_t command_timeout_ms;

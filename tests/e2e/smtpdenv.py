@@ -46,7 +46,7 @@ def tls_client_ctx():
 
 class Smtpd:
     def __init__(self, t, name="smtpd", extra_smtpd="", extra="",
-                 workers=1):
+                 workers=1, extra_limits=""):
         self.t = t
         self.dir = os.path.join(t.tmp, name)
         os.makedirs(self.dir, exist_ok=True)
@@ -67,7 +67,7 @@ class Smtpd:
         with open(self.conf, "w") as f:
             f.write("[store]\npath = store\npassword_opslimit = 1\n"
                     "password_memlimit = 8M\n"
-                    "[limits]\nmessage_size = 64K\n"
+                    "[limits]\nmessage_size = 64K\n" + extra_limits +
                     "[smtpd]\nhostname = mx.test.example\n"
                     f"listen_smtp = 127.0.0.1:{self.smtp}\n"
                     f"listen_submission = 127.0.0.1:{self.sub}\n"
