@@ -64,7 +64,7 @@ notice_charset_to_utf8(const uint8_t *in, size_t len, const char *charset,
 {
 	iconv_t cd;
 	char *ip, *op;
-	size_t il, ol, chunk = 64 * 1024;
+	size_t il, ol, chunk;
 	int gb;
 
 	if (charset == NULL || str_casecmp(charset, "auto") == 0)
@@ -106,7 +106,9 @@ notice_charset_to_utf8(const uint8_t *in, size_t len, const char *charset,
 	ip = (char *)(uintptr_t)in;
 	il = len;
 	while (il > 0) {
-		if (buf_reserve(out, chunk) == -1) {
+		chunk = out->max - out->len < 64 * 1024 ? out->max - out->len :
+		    64 * 1024;
+		if (chunk == 0 || buf_reserve(out, chunk) == -1) {
 			iconv_close(cd);
 			*error_r = "input too large";
 			return -1;
@@ -118,6 +120,12 @@ notice_charset_to_utf8(const uint8_t *in, size_t len, const char *charset,
 			buf_commit(out, chunk - ol);
 			iconv_close(cd);
 			*error_r = "input is not valid GB18030";
+			return -1;
+		}
+		if (ol == chunk && il > 0) {
+			/* E2BIG with no room for even one character. */
+			iconv_close(cd);
+			*error_r = "input too large";
 			return -1;
 		}
 		buf_commit(out, chunk - ol);
