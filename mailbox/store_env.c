@@ -1492,7 +1492,15 @@ store_maintain(struct store *s, const char **error_r)
 
 	if (error_r != NULL)
 		*error_r = NULL;
+	if (s->sh->broken && st_reopen(s) != 0) {
+		if (error_r != NULL)
+			*error_r = "store needs recovery: reopen it";
+		return STORE_ETEMP;
+	}
+	/* failchk can block on a dead process's mutex: the watchdog sees. */
+	st_busy(s, 1);
 	ret = s->env->failchk(s->env, 0);
+	st_busy(s, 0);
 	if (ret != 0) {
 		log_warnx("store: failchk: %s", db_strerror(ret));
 		if (ret == DB_RUNRECOVERY && st_reopen(s) == 0)

@@ -590,13 +590,12 @@ st_deliver_fn(struct store *s, DB_TXN *txn, void *arg)
 	return st_blob_store(s, txn, c->key, c->msg, c->len, &c->meta, nok);
 }
 
-static struct deliver_ctx *st_sort_ctx;
-
 static int
-st_order_cmp(const void *a, const void *b)
+st_order_cmp(const void *a, const void *b, void *arg)
 {
-	return strcmp(st_sort_ctx->norm[*(const size_t *)a],
-	    st_sort_ctx->norm[*(const size_t *)b]);
+	const struct deliver_ctx *c = arg;
+
+	return strcmp(c->norm[*(const size_t *)a], c->norm[*(const size_t *)b]);
 }
 
 int
@@ -641,9 +640,7 @@ store_deliver(struct store *s, const uint8_t *msg, size_t len,
 			c.pre[i] = STORE_ENOTFOUND;
 	}
 	/* Lock recipients in one order so concurrent fan-outs rarely clash. */
-	st_sort_ctx = &c;
-	qsort(c.order, nrcpts, sizeof(*c.order), st_order_cmp);
-	st_sort_ctx = NULL;
+	qsort_r(c.order, nrcpts, sizeof(*c.order), st_order_cmp, &c);
 	/* Hash and analyse outside the transaction: it stays short. */
 	st_blob_key(s, msg, len, c.key);
 	buf_init(&c.meta, BUF_UNBOUNDED);

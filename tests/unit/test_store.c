@@ -1662,6 +1662,60 @@ test_backup_restore(void **state)
 	check_clean(f);
 }
 
+/* ---- the environment: open modes, housekeeping ---- */
+
+static void
+test_env(void **state)
+{
+	struct fx *f = *state;
+	struct store *ro, *second;
+	struct store_stats st;
+	const char *err, *rcpt = "a@city.example";
+	struct store_rcpt_result res;
+	struct config *cfg;
+	int i;
+
+	/* a missing store is not created without STORE_OPEN_CREATE */
+	cfg = config_defaults();
+	assert_int_equal(config_set(cfg, "store", "path", "/nonexistent/x",
+	    &err), 0);
+	assert_int_equal(store_open(cfg, 0, &ro, &err), STORE_ENOTFOUND);
+	config_free(cfg);
+
+	assert_int_equal(store_domain_add(f->st, "city.example", NULL), 0);
+	assert_int_equal(fx_citizen(f, rcpt), 0);
+	/* a second handle in the same process shares the environment */
+	assert_int_equal(store_open(f->cfg, 0, &second, &err), 0);
+	assert_int_equal(store_domain_exists(second, "city.example"), 1);
+	store_close(second);
+	/* read-only handles look but do not touch */
+	assert_int_equal(store_open(f->cfg, STORE_OPEN_READONLY, &ro, &err),
+	    0);
+	assert_int_equal(store_domain_exists(ro, "city.example"), 1);
+	assert_int_equal(store_domain_add(ro, "town.example", &err),
+	    STORE_EPERM);
+	assert_non_null(err);
+	store_close(ro);
+
+	/* housekeeping: checkpoints on every call with interval 0 */
+	store_close(f->st);
+	assert_int_equal(config_set(f->cfg, "store", "checkpoint_interval",
+	    "0", &err), 0);
+	fx_open(f);
+	for (i = 0; i < 20; i++)
+		assert_int_equal(store_deliver(f->st, (const uint8_t *)fx_msg,
+		    sizeof(fx_msg) - 1, &rcpt, 1, 0, &res, NULL), 0);
+	assert_int_equal(store_maintain(f->st, &err), 0);
+	assert_int_equal(store_maintain(f->st, &err), 0);
+	assert_int_equal(store_stats(f->st, &st, NULL), 0);
+	assert_true(st.log_files >= 1);
+	assert_int_equal(st.messages, 20);
+	assert_string_equal(store_strerror(STORE_EQUOTA), "over quota");
+	assert_string_equal(store_class_name(STORE_CLASS_LEGAL_PERSON),
+	    "legal-person");
+	check_clean(f);
+}
+
 int
 main(void)
 {
@@ -1701,6 +1755,7 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_backup_restore, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_env, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
