@@ -479,7 +479,7 @@ struct merge {
 	struct notice_smtp_opts so;
 	struct notice_smtp *smtp;
 	unsigned int connect_failures;
-	const char *last_connect_error;
+	char *last_connect_error;
 };
 
 static void
@@ -578,7 +578,7 @@ merge_row(struct merge *m, size_t row)
 	struct smime_headers h;
 	X509 *cert = NULL;
 	size_t n_rcpt = 0, idx = row - 1;
-	int r, code = 0, doubt, attempt;
+	int r, code = 0, doubt = 0, attempt, resend = 0;
 
 	buf_init(&entity, GOVCA_CMS_MAX_MESSAGE);
 	buf_init(&signed_, GOVCA_CMS_MAX_MESSAGE);
@@ -655,6 +655,11 @@ merge_row(struct merge *m, size_t row)
 	}
 	journal_or_die(notice_journal_start(m->j, row, &err), err);
 	for (attempt = 0; attempt < NOTICE_SEND_ATTEMPTS; attempt++) {
+		if (resend) {
+			journal_or_die(notice_journal_start(m->j, row, &err),
+			    err);
+			resend = 0;
+		}
 		if (m->smtp == NULL) {
 			if (m->connect_failures >= NOTICE_CONNECT_ATTEMPTS) {
 				err = m->last_connect_error;
@@ -662,6 +667,7 @@ merge_row(struct merge *m, size_t row)
 			}
 			if (notice_smtp_open(&m->so, &m->smtp, &err) == -1) {
 				m->connect_failures++;
+				free(m->last_connect_error);
 				m->last_connect_error = xstrdup(err);
 				continue;
 			}
@@ -681,9 +687,13 @@ merge_row(struct merge *m, size_t row)
 		if (code >= 400)
 			break;
 		/* The connection broke: reconnect and send again, same
-		 * Message-ID (in doubt only if doubt was set). */
+		 * Message-ID.  If the message had gone out whole it is in
+		 * doubt: journal the new attempt, so the report says the
+		 * row may have arrived twice. */
 		notice_smtp_close(m->smtp);
 		m->smtp = NULL;
+		if (doubt)
+			resend = 1;
 	}
 	journal_or_die(notice_journal_defer(m->j, row, rcpts[0], msgid,
 	    err != NULL ? err : "temporary failure", &err), err);

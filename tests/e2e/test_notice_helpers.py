@@ -36,11 +36,16 @@ class FakeSMTP:
     self.messages as (mail_from, rcpts, bytes, message_id)."""
 
     def __init__(self, certfile, keyfile, user, password, refuse=(),
-                 delay=0.0):
+                 delay=0.0, drop_once=(), drop_always=()):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(certfile, keyfile)
         self.user, self.password = user, password
         self.refuse = set(refuse)
+        # drop_once: take the message, then close without the 250 (the
+        # client cannot know it arrived).  drop_always: close at DATA,
+        # before anything is taken.
+        self.drop_once = set(drop_once)
+        self.drop_always = set(drop_always)
         self.delay = delay
         self.messages = []
         self.auth_attempts = 0
@@ -145,6 +150,8 @@ class FakeSMTP:
                 if not rcpts:
                     send("554 5.5.1 no valid recipients")
                     continue
+                if self.drop_always & set(rcpts):
+                    return
                 send("354 go on")
                 data = []
                 while True:
@@ -163,6 +170,11 @@ class FakeSMTP:
                 with self.lock:
                     self.messages.append((mail_from, list(rcpts), raw,
                                           mid))
+                with self.lock:
+                    dropped = self.drop_once & set(rcpts)
+                    self.drop_once -= dropped
+                if dropped:
+                    return
                 if self.delay:
                     time.sleep(self.delay)
                 send("250 2.0.0 queued")

@@ -207,4 +207,37 @@ t.eq(sorted(int(r["row"]) for r in resent),
      sorted(doubt_before - {REFUSED_ROW}),
      "the report names the rows sent again after the interruption")
 srv2.stop()
+
+# ---- connections that break ------------------------------------------------
+srv3 = nh.FakeSMTP(path("tls.crt"), path("tls.key"), official, "merge-pw",
+                   drop_once={addr(5)}, drop_always={addr(6)})
+p = t.run(merge(srv3, "j3", "r3.csv", "--progress"), timeout=300)
+t.eq(p.returncode, 2, "a row that cannot be sent: exit 2")
+t.ok("\r[" in p.stderr and "msg/s ETA" in p.stderr and
+     "200/200 100%" not in p.stderr and "199/200" in p.stderr,
+     "--progress draws a bar with the rate and the time left",
+     p.stderr[-300:])
+rep, summary = read_report("r3.csv")
+by_row = {int(r["row"]): r for r in rep}
+ids = srv3.message_ids()
+t.eq(ids.count(by_row[5]["message-id"]), 2,
+     "answer lost after the message was taken: sent again on a new "
+     "connection, same Message-ID")
+t.ok(by_row[5]["status"] == "sent-signed" and
+     "sent again" in by_row[5]["error"],
+     "the report says row 5 may have arrived twice", by_row[5])
+t.ok(by_row[6]["status"] == "deferred" and
+     by_row[6]["message-id"] not in ids,
+     "a connection that always breaks before the data: deferred, "
+     "nothing taken", by_row[6])
+t.ok("deferred=1" in summary and "sent=199" in summary, "summary", summary)
+srv3.drop_always.clear()
+p = t.run(merge(srv3, "j3", "r3.csv"), timeout=120)
+rep, summary = read_report("r3.csv")
+t.eq(p.returncode, 0, "run again: the deferred row is sent, exit 0")
+t.eq(srv3.message_ids().count(
+    {int(r["row"]): r for r in rep}[6]["message-id"]), 1,
+    "the deferred row arrived once")
+t.eq(len(set(srv3.message_ids())), ROWS, "all 200 rows arrived")
+srv3.stop()
 t.done()

@@ -145,9 +145,22 @@ t.ok(p.returncode == 1 and "TLS" in p.stderr and
      len(p.stderr.splitlines()) == 1,
      "a server certificate from another CA: exit 1, one line", p.stderr)
 t.eq(srv.auth_attempts, before_auth, "... and no password was sent")
-p = send(server=f"127.0.0.2:{srv.port}")
-t.ok(p.returncode == 1, "wrong address: fails (no server there, or name "
-     "mismatch)", p.stderr)
+p = pki.ca("issue-server", "--dns", "mail.example", "--key-out",
+           path("other.key"), "--cert-out", path("other.crt"))
+t.ok(p.returncode == 0, "a server certificate for another name", p.stderr)
+srv_other = nh.FakeSMTP(path("other.crt"), path("other.key"), official,
+                        "s3cret-submission")
+p = send(server=f"localhost:{srv_other.port}")
+t.ok(p.returncode == 1 and "hostname mismatch" in p.stderr,
+     "right CA, wrong name (localhost vs mail.example): refused", p.stderr)
+p = send(server=f"127.0.0.1:{srv_other.port}")
+t.ok(p.returncode == 1 and "IP address mismatch" in p.stderr,
+     "right CA, wrong IP address: refused", p.stderr)
+t.eq((srv_other.auth_attempts, len(srv_other.messages)), (0, 0),
+     "... no password and no message reached that server")
+srv_other.stop()
+p = send(server=f"127.0.0.1:{srv.port}")
+t.eq(p.returncode, 0, "by IP address: the certificate's IP SAN matches")
 with open(path("smtp.pass"), "w") as f:
     f.write("wrong\n")
 p = send()
@@ -158,7 +171,7 @@ with open(path("smtp.pass"), "w") as f:
 p = send(to=(f"nobody@{nh.DOMAIN}",))
 t.ok(p.returncode == 1 and "550" in p.stderr,
      "a refused recipient: exit 1 with the server's 550", p.stderr)
-t.eq(len(srv.messages), 1, "nothing more was accepted")
+t.eq(len(srv.messages), 2, "nothing more was accepted")
 p = t.run([nh.NOTICE, "send", "--from", "no address", "--to", citizen,
            "--p12", off_p12, "--subject", "x", "--body", path("body.txt")])
 t.ok(p.returncode == 1 and p.stderr.startswith("govmail-notice: "),
