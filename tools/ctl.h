@@ -25,7 +25,7 @@ struct config;
 #define CTL_EX_OK 0
 #define CTL_EX_DAMAGE 1		/* check found damage */
 #define CTL_EX_USAGE 64		/* bad command line */
-#define CTL_EX_DATAERR 65	/* bad input data: address, USCC, ID, message */
+#define CTL_EX_DATAERR 65	/* bad data: address, USCC, ID, message */
 #define CTL_EX_NOINPUT 66	/* an input file cannot be read */
 #define CTL_EX_NOUSER 67	/* no such domain, address, mailbox, message */
 #define CTL_EX_UNAVAILABLE 69	/* the store cannot be opened or used */
@@ -39,7 +39,7 @@ struct config;
 /* How a command uses the store. */
 enum ctl_store_mode {
 	CTL_STORE_NONE = 0,	/* no store handle (restore) */
-	CTL_STORE_EXISTING,	/* the store must exist (all but domain add) */
+	CTL_STORE_EXISTING,	/* the store must exist (not domain add) */
 	CTL_STORE_CREATE,	/* created if missing (domain add, the first
 				   command of an installation) */
 };

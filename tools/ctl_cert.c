@@ -66,7 +66,7 @@ ctl_cert_passphrase(struct ctl *ctl, struct buf *pass)
 		if (n <= 0)
 			break;
 		if (buf_append(pass, chunk, (size_t)n) != 0)
-			break;		/* longer than a passphrase may be */
+			break;	/* longer than a passphrase may be */
 		if (memchr(chunk, '\n', (size_t)n) != NULL)
 			break;
 	}

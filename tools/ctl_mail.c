@@ -96,7 +96,8 @@ ctl_mailbox_list_cb(const struct store_mailbox_info *info, void *ctx)
 	for (i = 0; i < sizeof(ctl_special_uses) / sizeof(ctl_special_uses[0]);
 	    i++) {
 		if (info->special_use & ctl_special_uses[i].bit) {
-			printf("%s%s", any ? "," : "", ctl_special_uses[i].name);
+			printf("%s%s", any ? "," : "",
+			    ctl_special_uses[i].name);
 			any = 1;
 		}
 	}

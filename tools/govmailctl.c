@@ -164,7 +164,8 @@ ctl_store_fail(struct ctl *ctl, int err, const char *what, const char *error)
 	    store_strerror(err);
 
 	if (what != NULL)
-		return ctl_fail(ctl, ctl_exit_code(err), "%s: %s", what, reason);
+		return ctl_fail(ctl, ctl_exit_code(err), "%s: %s", what,
+		    reason);
 	return ctl_fail(ctl, ctl_exit_code(err), "%s", reason);
 }
 
@@ -244,7 +245,7 @@ ctl_getopt(struct ctl *ctl, int argc, char **argv, const char *shortopts,
 		if (optopt != 0)
 			ctl_usage(ctl, "unknown option '-%c'", optopt);
 		else {
-			/* Never echo a value given with '=': it may be secret. */
+			/* Never echo a value given with '=' (a secret?). */
 			text = argv[optind - 1];
 			ctl_usage(ctl, "unknown option '%.*s'",
 			    (int)strcspn(text, "="), text);
@@ -598,7 +599,8 @@ main(int argc, char **argv)
 	memset(&ctl, 0, sizeof(ctl));
 	log_init(CTL_PROG, LOG_TO_STDERR, LOG_LEVEL_WARN);
 	if (sodium_init() < 0)
-		return ctl_fail(NULL, CTL_EX_SOFTWARE, "libsodium: cannot start");
+		return ctl_fail(NULL, CTL_EX_SOFTWARE,
+		    "libsodium: cannot start");
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+:c:hv", longopts, NULL)) != -1) {
@@ -616,7 +618,7 @@ main(int argc, char **argv)
 			return ctl_usage(&ctl, "option '%s' needs a value",
 			    argv[optind - 1]);
 		default:
-			/* Never echo a value given with '=': it may be secret. */
+			/* Never echo a value given with '=' (a secret?). */
 			return ctl_usage(&ctl, "unknown option '%.*s'",
 			    (int)strcspn(argv[optind - 1], "="),
 			    argv[optind - 1]);
