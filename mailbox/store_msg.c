@@ -509,18 +509,22 @@ struct deliver_ctx {
 	size_t n;
 	char (*norm)[STORE_ADDRESS_MAX + 1];
 	int *pre;		/* status decided before the transaction */
-	size_t *order;		/* recipients in key order (fewer deadlocks) */
+	size_t *order;		/* recipients in address order */
+	size_t *order2;		/* known recipients in INBOX id order */
+	struct {
+		uint32_t acct_id, inbox;
+		uint64_t quota_bytes, quota_messages;
+	} *rc;
 	struct store_rcpt_result *results;
 };
 
+/* Phase 1: who the recipient is (account, INBOX, quota). */
 static int
-st_deliver_one(struct store *s, DB_TXN *txn, struct deliver_ctx *c, size_t i)
+st_deliver_lookup(struct store *s, DB_TXN *txn, struct deliver_ctx *c,
+    size_t i)
 {
 	struct store_rcpt_result *res = &c->results[i];
-	struct store_msg msg;
-	struct mbox_rec m;
 	struct acct_rec a;
-	uint32_t inbox;
 	int r;
 
 	if ((r = st_account_load(s, txn, c->norm[i], &a)) != 0) {
@@ -528,39 +532,69 @@ st_deliver_one(struct store *s, DB_TXN *txn, struct deliver_ctx *c, size_t i)
 			res->status = STORE_ENOTFOUND;
 		return r == STORE_ENOTFOUND ? 0 : r;
 	}
-	if (a.disabled) {
+	c->rc[i].acct_id = a.id;
+	c->rc[i].quota_bytes = a.quota_bytes;
+	c->rc[i].quota_messages = a.quota_messages;
+	if (a.disabled)
 		res->status = STORE_EPERM;
+	else if ((r = st_mbox_find(s, txn, a.id, "INBOX",
+	    &c->rc[i].inbox)) == 0)
+		res->status = STORE_OK;
+	else if (r == STORE_ENOTFOUND) {
+		/* An account without INBOX is damage; the others still get it. */
+		log_warnx("store: account %u has no INBOX", a.id);
+		res->status = STORE_EDAMAGED;
 		r = 0;
-		goto out;
 	}
-	r = st_quota_check(s, txn, &a, c->len, 1);
-	if (r == STORE_EQUOTA) {
+	acct_rec_clear(&a);
+	return r;
+}
+
+/* Phase 2: the index record, the INBOX counters, the usage. */
+static int
+st_deliver_one(struct store *s, DB_TXN *txn, struct deliver_ctx *c, size_t i)
+{
+	struct store_rcpt_result *res = &c->results[i];
+	struct store_msg msg;
+	struct mbox_rec m;
+	uint64_t ub, um;
+	uint32_t inbox = c->rc[i].inbox;
+	int r;
+
+	if ((r = st_usage_get(s, txn, c->rc[i].acct_id, &ub, &um)) != 0)
+		return r;
+	if (ub + c->len > c->rc[i].quota_bytes ||
+	    um + 1 > c->rc[i].quota_messages) {
 		res->status = STORE_EQUOTA;
-		r = 0;
-		goto out;
+		return 0;
 	}
-	if (r != 0)
-		goto out;
-	if ((r = st_mbox_find(s, txn, a.id, "INBOX", &inbox)) != 0)
-		goto out;
 	if ((r = st_mbox_load(s, txn, inbox, &m)) != 0)
-		goto out;
+		return r;
 	memset(&msg, 0, sizeof(msg));
 	msg.internaldate = c->internaldate;
 	msg.size = c->len;
 	memcpy(msg.blob, c->key, STORE_BLOB_KEY_LEN);
 	if ((r = st_msg_add(s, txn, inbox, &m, &msg)) != 0)
-		goto out;
+		return r;
 	if ((r = st_mbox_save(s, txn, inbox, &m)) != 0)
-		goto out;
-	if ((r = st_usage_add(s, txn, a.id, (int64_t)c->len, 1)) != 0)
-		goto out;
-	res->status = STORE_OK;
+		return r;
+	if ((r = st_usage_add(s, txn, c->rc[i].acct_id, (int64_t)c->len,
+	    1)) != 0)
+		return r;
 	res->mailbox_id = inbox;
 	res->uid = msg.uid;
-out:
-	acct_rec_clear(&a);
-	return r;
+	return 0;
+}
+
+static int
+st_inbox_cmp(const void *a, const void *b, void *arg)
+{
+	const struct deliver_ctx *c = arg;
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+
+	if (c->rc[x].inbox != c->rc[y].inbox)
+		return c->rc[x].inbox < c->rc[y].inbox ? -1 : 1;
+	return x < y ? -1 : x > y;
 }
 
 static int
@@ -568,18 +602,33 @@ st_deliver_fn(struct store *s, DB_TXN *txn, void *arg)
 {
 	struct deliver_ctx *c = arg;
 	uint64_t nok = 0;
-	size_t k, i;
+	size_t k, i, n2 = 0;
 	int r;
 
 	for (i = 0; i < c->n; i++) {
 		c->results[i].status = c->pre[i];
 		c->results[i].mailbox_id = 0;
 		c->results[i].uid = 0;
+		memset(&c->rc[i], 0, sizeof(c->rc[i]));
 	}
 	for (k = 0; k < c->n; k++) {
 		i = c->order[k];
 		if (c->pre[i] != STORE_OK)
 			continue;
+		c->results[i].status = STORE_ETEMP;
+		if ((r = st_deliver_lookup(s, txn, c, i)) != 0)
+			return r;
+		if (c->results[i].status == STORE_OK)
+			c->order2[n2++] = i;
+	}
+	/*
+	 * New index records in key order (mailbox id, then UID): B-tree
+	 * pages fill from the left instead of splitting at random, and the
+	 * locks are taken in one order by every fan-out.
+	 */
+	qsort_r(c->order2, n2, sizeof(*c->order2), st_inbox_cmp, c);
+	for (k = 0; k < n2; k++) {
+		i = c->order2[k];
 		if ((r = st_deliver_one(s, txn, c, i)) != 0)
 			return r;
 		if (c->results[i].status == STORE_OK)
@@ -633,6 +682,8 @@ store_deliver(struct store *s, const uint8_t *msg, size_t len,
 	c.norm = xcalloc(nrcpts > 0 ? nrcpts : 1, sizeof(*c.norm));
 	c.pre = xcalloc(nrcpts > 0 ? nrcpts : 1, sizeof(*c.pre));
 	c.order = xcalloc(nrcpts > 0 ? nrcpts : 1, sizeof(*c.order));
+	c.order2 = xcalloc(nrcpts > 0 ? nrcpts : 1, sizeof(*c.order2));
+	c.rc = xcalloc(nrcpts > 0 ? nrcpts : 1, sizeof(*c.rc));
 	for (i = 0; i < nrcpts; i++) {
 		c.order[i] = i;
 		if (st_address_norm(rcpts[i], c.norm[i], sizeof(c.norm[i]),
@@ -656,6 +707,8 @@ store_deliver(struct store *s, const uint8_t *msg, size_t len,
 	free(c.norm);
 	free(c.pre);
 	free(c.order);
+	free(c.order2);
+	free(c.rc);
 	return r;
 }
 
