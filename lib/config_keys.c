@@ -84,6 +84,8 @@ const struct config_key config_keys[] = {
 	  "addresses (host:port, space-separated) for IMAP over implicit TLS; empty: none" },
 	{ "imapd", "workers", CONFIG_UINT, "0",
 	  "worker processes of govmail-imapd; 0: one per CPU" },
+	{ "imapd", "user", CONFIG_STR, "govmail",
+	  "unprivileged user the workers run as when started by root" },
 	{ "imapd", "pid_file", CONFIG_PATH, "",
 	  "file govmail-imapd writes its pid into; empty: none" },
 	{ "imapd", "plaintext_loopback", CONFIG_BOOL, "no",

@@ -1,0 +1,354 @@
+#!/usr/bin/env python3
+"""govmail-imapd end to end with Python's imaplib: both TLS modes, login,
+the special-use folders, SELECT/FETCH/STORE/SEARCH/COPY/MOVE/APPEND/
+EXPUNGE, STATUS, LIST variants, QUOTA, ENABLE, IDLE with mail delivered by
+govmailctl, and two sessions watching each other's changes."""
+import base64
+import imaplib
+import re
+import socket
+import time
+
+from tap import Suite
+from imapdenv import Imapd
+
+imaplib.Commands.setdefault("ID", ("NONAUTH", "AUTH", "SELECTED"))
+
+
+def mutf7(name):
+    """Modified UTF-7 (RFC 3501 5.1.3) of a mailbox name."""
+    out, run = [], ""
+
+    def flush():
+        nonlocal run
+        if run:
+            b = base64.b64encode(run.encode("utf-16-be")).decode()
+            out.append("&" + b.rstrip("=").replace("/", ",") + "-")
+            run = ""
+    for ch in name:
+        if 0x20 <= ord(ch) <= 0x7e:
+            flush()
+            out.append("&-" if ch == "&" else ch)
+        else:
+            run += ch
+    flush()
+    return "".join(out)
+
+
+t = Suite()
+d = Imapd(t)
+A = "alice@city.example"
+B = "bob@city.example"
+d.ctl("domain", "add", "city.example")
+d.user(A, "alice-pw")
+d.user(B, "bob-pw")
+
+
+def msg(subject, body="hello\r\n", frm="Bob <bob@city.example>",
+        extra=""):
+    return (f"From: {frm}\r\nTo: {A}\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{abs(hash(subject))}@city.example>\r\n"
+            "Date: Sat, 21 Nov 2026 10:00:00 +0800\r\n" + extra +
+            f"\r\n{body}").encode()
+
+
+for i in range(1, 6):
+    d.deliver(A, msg(f"message {i}", f"body number {i}\r\n"))
+d.deliver(A, msg("=?UTF-8?B?5pS/5bqc6YCa55+l?= notice",
+                 "=E6=94=BF=E7=AD=96 policy\r\n",
+                 extra="MIME-Version: 1.0\r\nContent-Type: text/plain; "
+                 "charset=utf-8\r\nContent-Transfer-Encoding: "
+                 "quoted-printable\r\n"))
+gbk = "水费账单".encode("gb18030")
+import base64
+d.deliver(A, msg("bill", base64.encodebytes(gbk).decode().replace("\n",
+                                                                    "\r\n"),
+                 extra="MIME-Version: 1.0\r\nContent-Type: text/plain; "
+                 "charset=gb2312\r\nContent-Transfer-Encoding: base64\r\n"))
+d.start()
+
+
+def case_tls_login(t):
+    m = d.imap_tls()
+    t.ok("AUTH=PLAIN" in m.capabilities, "imaps: AUTH=PLAIN announced")
+    typ, data = m.login(A, "alice-pw")
+    t.eq(typ, "OK", "imaps: LOGIN ok")
+    typ, data = m.capability()
+    caps = data[0].decode().split()
+    for c in ("IDLE", "UIDPLUS", "MOVE", "CONDSTORE", "SPECIAL-USE",
+              "ESEARCH", "QUOTA", "NAMESPACE"):
+        t.ok(c in caps, f"capability {c} after login")
+    m.logout()
+
+
+def case_starttls(t):
+    m = d.imap_plain()
+    t.ok("LOGINDISABLED" in m.capabilities,
+         "plain port: LOGINDISABLED before STARTTLS (loopback not allowed)")
+    try:
+        m.login(A, "alice-pw")
+        t.ok(False, "LOGIN before STARTTLS refused")
+    except imaplib.IMAP4.error as e:
+        t.ok("PRIVACYREQUIRED" in str(e) or "disabled" in str(e),
+             "LOGIN before STARTTLS refused", str(e))
+    m.shutdown()
+    m = d.imap_starttls()
+    t.ok("AUTH=PLAIN" in m.capabilities and
+         "LOGINDISABLED" not in m.capabilities,
+         "after STARTTLS: AUTH=PLAIN, no LOGINDISABLED", m.capabilities)
+    typ, _ = m.login(A, "alice-pw")
+    t.eq(typ, "OK", "LOGIN after STARTTLS")
+    m.logout()
+
+
+def case_bad_password(t):
+    m = d.imap_tls()
+    try:
+        m.login(A, "wrong")
+        t.ok(False, "wrong password refused")
+    except imaplib.IMAP4.error as e:
+        t.ok("AUTHENTICATIONFAILED" in str(e), "wrong password refused",
+             str(e))
+    m.logout()
+
+
+def case_authenticate(t):
+    m = d.imap_tls()
+    typ, _ = m.authenticate("PLAIN",
+                            lambda _: f"\0{A}\0alice-pw".encode())
+    t.eq(typ, "OK", "AUTHENTICATE PLAIN")
+    m.logout()
+    # SASL-IR in one line, raw
+    from imapdenv import Raw
+    r = Raw(d.imaps, tls=True)
+    ir = base64.b64encode(f"\0{A}\0alice-pw".encode()).decode()
+    lines, tagged = r.cmd("a1", f"AUTHENTICATE PLAIN {ir}")
+    t.ok(tagged.startswith("a1 OK"), "AUTHENTICATE PLAIN with SASL-IR",
+         tagged)
+    r.close()
+    r = Raw(d.imaps, tls=True)
+    r.send("a1 AUTHENTICATE LOGIN\r\n")
+    c1 = r.line()
+    r.send(base64.b64encode(A.encode()) + b"\r\n")
+    c2 = r.line()
+    r.send(base64.b64encode(b"alice-pw") + b"\r\n")
+    _, tagged = r.until("a1")
+    t.ok(c1.startswith("+ ") and c2.startswith("+ ") and
+         tagged.startswith("a1 OK"), "AUTHENTICATE LOGIN in steps",
+         f"{c1} {c2} {tagged}")
+    r.close()
+
+
+def case_list(t):
+    m = d.imap_tls()
+    m.login(A, "alice-pw")
+    typ, data = m.list()
+    names = [x.decode() for x in data]
+    for box, attr in (("Sent", "\\Sent"), ("Drafts", "\\Drafts"),
+                      ("Trash", "\\Trash"), ("Junk", "\\Junk"),
+                      ("Archive", "\\Archive")):
+        t.ok(any(box in n and attr in n for n in names),
+             f"LIST shows {box} with {attr}", names)
+    t.ok(any('"INBOX"' in n or " INBOX" in n for n in names),
+         "LIST shows INBOX", names)
+    typ, data = m.lsub()
+    t.ok(len(data) >= 6, "LSUB: all special folders subscribed", data)
+    enc = mutf7("Projects/城市")
+    typ, data = m.create(enc)
+    t.eq(typ, "OK", "CREATE with Chinese name (modified UTF-7)")
+    typ, data = m.list('""', "Projects/*")
+    t.ok(enc.encode() in data[0], "LIST returns modified UTF-7", data)
+    typ, data = m.list('""', "Projects")
+    t.ok(b"\\HasChildren" in data[0], "parent has \\HasChildren", data)
+    typ, data = m.rename(enc, "Projects/renamed")
+    t.eq(typ, "OK", "RENAME")
+    typ, data = m.delete("Projects/renamed")
+    t.eq(typ, "OK", "DELETE")
+    typ, data = m._simple_command("CREATE", "&Jjo-bad-&AGE-")
+    t.eq(typ, "NO", "CREATE with invalid modified UTF-7 refused")
+    typ, data = m.status("INBOX", "(MESSAGES UIDNEXT UNSEEN SIZE)")
+    t.ok(re.search(rb"MESSAGES 7 .*UNSEEN 7 SIZE \d+", data[0]),
+         "STATUS with SIZE", data)
+    typ, data = m.getquotaroot("INBOX")
+    t.ok(typ == "OK" and any(b"STORAGE" in x for x in data[1]),
+         "GETQUOTAROOT", data)
+    typ, data = m._simple_command("LIST", '(SPECIAL-USE) "" "*" '
+                                  'RETURN (STATUS (MESSAGES))')
+    typ, data = m._untagged_response(typ, data, "LIST")
+    t.ok(len(data) == 5 and all(b"INBOX" not in x for x in data),
+         "LIST (SPECIAL-USE) lists only the 5 special folders", data)
+    m.logout()
+
+
+def case_fetch(t):
+    m = d.imap_tls()
+    m.login(A, "alice-pw")
+    typ, data = m.select("INBOX")
+    t.eq(data[0], b"7", "SELECT: 7 EXISTS")
+    typ, data = m.fetch("1:*", "(UID FLAGS RFC822.SIZE)")
+    t.eq(len(data), 7, "FETCH 1:* gives 7 responses")
+    typ, data = m.fetch("2", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    t.eq(data[0][1], b"Subject: message 2\r\n\r\n", "HEADER.FIELDS")
+    typ, data = m.fetch("2", "(BODY.PEEK[TEXT])")
+    t.eq(data[0][1], b"body number 2\r\n", "BODY.PEEK[TEXT]")
+    typ, data = m.fetch("2", "(BODY.PEEK[]<0.5>)")
+    t.eq(data[0][1], b"From:", "partial BODY[]<0.5>")
+    typ, data = m.fetch("2", "(FLAGS)")
+    t.ok(b"\\Seen" not in data[0], "PEEK does not set \\Seen", data)
+    typ, data = m.fetch("2", "(BODY[TEXT])")
+    typ, data = m.fetch("2", "(FLAGS)")
+    t.ok(b"\\Seen" in data[0], "BODY[] sets \\Seen", data)
+    typ, data = m.fetch("1", "(ENVELOPE BODYSTRUCTURE INTERNALDATE)")
+    t.ok(b"ENVELOPE (" in data[0] and b"BODYSTRUCTURE (" in data[0]
+         and b"message 1" in data[0], "ENVELOPE and BODYSTRUCTURE", data)
+    typ, data = m.uid("FETCH", "1:*", "(FLAGS)")
+    t.ok(all(b"UID" in x for x in data), "UID FETCH includes UID", data)
+    typ, data = m.fetch("1", "(RFC822.HEADER)")
+    t.ok(data[0][1].startswith(b"From: Bob"), "RFC822.HEADER")
+    try:
+        m.fetch("99", "(FLAGS)")
+        t.ok(False, "FETCH of a sequence number beyond EXISTS is BAD")
+    except imaplib.IMAP4.error as e:
+        t.ok("BAD" in str(e), "FETCH of a sequence number beyond EXISTS "
+             "is BAD", str(e))
+    m.logout()
+
+
+def case_store_search(t):
+    m = d.imap_tls()
+    m.login(A, "alice-pw")
+    m.select("INBOX")
+    typ, data = m.store("1", "+FLAGS", "(\\Flagged $Important)")
+    t.ok(b"\\Flagged" in data[0] and b"$Important" in data[0],
+         "STORE +FLAGS with a keyword", data)
+    typ, data = m.search(None, "FLAGGED")
+    t.eq(data[0], b"1", "SEARCH FLAGGED")
+    typ, data = m.search(None, "KEYWORD", "$Important")
+    t.eq(data[0], b"1", "SEARCH KEYWORD")
+    typ, data = m.search(None, "SUBJECT", '"message 3"')
+    t.eq(data[0], b"3", "SEARCH SUBJECT")
+    typ, data = m.search(None, "OR", "SUBJECT", '"message 4"', "BODY",
+                         '"number 5"')
+    t.eq(data[0], b"4 5", "SEARCH OR SUBJECT BODY")
+    typ, data = m.search(None, "NOT", "SEEN")
+    t.ok(b"2" not in data[0].split(), "SEARCH NOT SEEN", data)
+    m.literal = "政府通知".encode()
+    typ, data = m.search("UTF-8", "SUBJECT")
+    t.eq(data[0], b"6", "SEARCH CHARSET UTF-8 finds an encoded-word "
+         "Chinese subject")
+    m.literal = "政策".encode()
+    typ, data = m.search("UTF-8", "BODY")
+    t.eq(data[0], b"6", "SEARCH BODY finds quoted-printable Chinese")
+    m.literal = "水费".encode()
+    typ, data = m.search("UTF-8", "TEXT")
+    t.eq(data[0], b"7", "SEARCH TEXT finds base64 GB2312 Chinese")
+    typ, data = m.search("BIG-5", "ALL")
+    t.eq(typ, "NO", "SEARCH with an unknown charset: NO [BADCHARSET]")
+    typ, data = m.uid("SEARCH", "RETURN", "(MIN MAX COUNT)", "ALL")
+    es = m.untagged_responses.pop("ESEARCH", [b""])
+    t.ok(typ == "OK" and b"COUNT 7" in es[0] and b"MIN 1" in es[0],
+         "ESEARCH RETURN (MIN MAX COUNT)", es)
+    typ, data = m.search(None, "LARGER", "10", "SMALLER", "100000",
+                         "SINCE", "1-Jan-2000")
+    t.eq(len(data[0].split()), 7, "SEARCH LARGER SMALLER SINCE")
+    m.logout()
+
+
+def case_copy_move_append_expunge(t):
+    m = d.imap_tls()
+    m.login(A, "alice-pw")
+    m.select("INBOX")
+    typ, data = m.copy("1:2", "Archive")
+    t.ok(typ == "OK", "COPY", data)
+    t.ok(re.match(rb"\[COPYUID \d+ \d+:\d+ \d+:\d+\]", data[0]),
+         "COPY answers [COPYUID validity src dst]", data)
+    typ, data = m._simple_command("MOVE", "3", "Trash")
+    t.eq(typ, "OK", "MOVE")
+    typ, data = m.select("INBOX")
+    t.eq(data[0], b"6", "MOVE removed the message from INBOX")
+    typ, data = m.status("Archive", "(MESSAGES)")
+    t.ok(b"MESSAGES 2" in data[0], "Archive holds 2 after COPY", data)
+    typ, data = m.append("Drafts", "(\\Draft)", None,
+                         b"Subject: draft\r\n\r\nwip\r\n")
+    t.ok(typ == "OK" and b"APPENDUID" in data[0], "APPEND with APPENDUID",
+         data)
+    typ, data = m.append("Nowhere", None, None, b"Subject: x\r\n\r\nx\r\n")
+    t.ok(typ == "NO" and b"TRYCREATE" in data[0],
+         "APPEND to a missing mailbox: NO [TRYCREATE]", data)
+    m.store("1", "+FLAGS", "\\Deleted")
+    typ, data = m.expunge()
+    t.eq(data[0], b"1", "EXPUNGE reports sequence 1")
+    typ, data = m.select("INBOX")
+    t.eq(data[0], b"5", "5 left after EXPUNGE")
+    m.logout()
+
+
+def case_two_sessions_idle(t):
+    m1 = d.imap_tls()
+    m1.login(A, "alice-pw")
+    m1.select("INBOX")
+    m2 = d.imap_tls()
+    m2.login(A, "alice-pw")
+    m2.select("INBOX")
+    m2.store("1", "+FLAGS", "\\Answered")
+    typ, data = m1.noop()
+    fetches = m1.untagged_responses.get("FETCH", [])
+    t.ok(any(b"\\Answered" in x for x in fetches),
+         "session 1 sees session 2's flag change on NOOP", fetches)
+    # IDLE: a delivery shows up within a second
+    tag = m1._new_tag()
+    m1.send(tag + b" IDLE\r\n")
+    cont = m1.readline()
+    t.ok(cont.startswith(b"+"), "IDLE continuation", cont)
+    start = time.time()
+    d.deliver(A, msg("idle test"))
+    m1.sock.settimeout(5)
+    line = m1.readline()
+    t.ok(b"EXISTS" in line, "IDLE: new mail announced (EXISTS)", line)
+    t.diag(f"IDLE notice after {time.time() - start:.2f}s")
+    m1.send(b"DONE\r\n")
+    rest = m1.readline()
+    while rest.startswith(b"*"):
+        rest = m1.readline()
+    t.ok(rest.startswith(tag + b" OK"), "IDLE ends with DONE", rest)
+    # expunge in m2 is seen by m1 with consistent sequence numbers
+    m2.noop()
+    m2.store("2", "+FLAGS", "\\Deleted")
+    m2.expunge()
+    typ, data = m1.noop()
+    t.ok(m1.untagged_responses.get("EXPUNGE") == [b"2"] or
+         b"2" in m1.untagged_responses.get("EXPUNGE", []),
+         "session 1 gets EXPUNGE 2", m1.untagged_responses)
+    m1.untagged_responses.clear()
+    m2.noop()
+    m2.untagged_responses.clear()
+    typ, d1 = m1.fetch("1:*", "(UID)")
+    typ, d2 = m2.fetch("1:*", "(UID)")
+    t.eq(d1, d2, "both sessions agree on sequence numbers and UIDs")
+    m1.logout()
+    m2.logout()
+
+
+def case_enable_condstore(t):
+    m = d.imap_tls()
+    m.login(B, "bob-pw")
+    typ, data = m._simple_command("ENABLE", "CONDSTORE UTF8=ACCEPT")
+    t.ok(typ == "OK", "ENABLE CONDSTORE UTF8=ACCEPT")
+    typ, data = m._simple_command("SELECT", "INBOX (CONDSTORE)")
+    t.ok(any(b"HIGHESTMODSEQ" in x for x in
+             m.untagged_responses.get("OK", [])), "SELECT (CONDSTORE)",
+         m.untagged_responses)
+    typ, data = m.namespace()
+    t.eq(data[0], b'(("" "/")) NIL NIL', "NAMESPACE")
+    typ, data = m._simple_command("ID", "NIL")
+    t.eq(typ, "OK", "ID")
+    m.logout()
+
+
+for fn in (case_tls_login, case_starttls, case_bad_password,
+           case_authenticate, case_list, case_fetch, case_store_search,
+           case_copy_move_append_expunge, case_two_sessions_idle,
+           case_enable_condstore):
+    t.run_case(fn)
+d.stop()
+t.done()
