@@ -1368,19 +1368,24 @@ store_password_verify(struct store *s, const char *address,
 		 * SECURITY: spend the same Argon2id work for an unknown or
 		 * disabled account, so timing does not tell them apart.
 		 */
-		(void)pthread_mutex_lock(&st_auth_lock);
-		if (st_auth_dummy == NULL) {
-			char tmp[crypto_pwhash_STRBYTES];
+		char tmp[crypto_pwhash_STRBYTES], *dummy = NULL;
 
-			if (crypto_pwhash_str(tmp, "x", 1, s->opslimit,
-			    s->memlimit) == 0)
-				st_auth_dummy = xstrdup(tmp);
-		}
+		(void)pthread_mutex_lock(&st_auth_lock);
+		if (st_auth_dummy != NULL)
+			dummy = xstrdup(st_auth_dummy);
 		(void)pthread_mutex_unlock(&st_auth_lock);
-		if (st_auth_dummy != NULL &&
-		    crypto_pwhash_str_verify(st_auth_dummy, password,
-		    plen) == 0)
+		if (dummy == NULL && crypto_pwhash_str(tmp, "x", 1,
+		    s->opslimit, s->memlimit) == 0) {
+			dummy = xstrdup(tmp);
+			(void)pthread_mutex_lock(&st_auth_lock);
+			if (st_auth_dummy == NULL)
+				st_auth_dummy = xstrdup(tmp);
+			(void)pthread_mutex_unlock(&st_auth_lock);
+		}
+		if (dummy != NULL && crypto_pwhash_str_verify(dummy,
+		    password, plen) == 0)
 			log_debug("store: dummy hash matched");
+		free(dummy);
 		goto out;
 	}
 	if (crypto_pwhash_str_verify(c.pwhash, password, plen) != 0)
