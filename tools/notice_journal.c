@@ -182,6 +182,9 @@ journal_replay(struct notice_journal *j, int cut_torn, size_t *done_r,
 		}
 		if (j->read_off == 0 && start == 0) {
 			/* The header was checked by the caller. */
+		} else if (line.len == 0) {
+			*error_r = "journal has an empty line";
+			goto fail;
 		} else if (journal_apply(j, (char *)line.data, done_r,
 		    error_r) == -1)
 			goto fail;

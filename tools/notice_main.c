@@ -143,6 +143,8 @@ read_password(const char *path)
 
 	read_file(path, NOTICE_MAX_PASSWORD, &b);
 	b.secret = 1;
+	if (b.len == 0)
+		return xstrdup("");	/* an empty password */
 	nl = memchr(b.data, '\n', b.len);
 	if (nl != NULL)
 		*nl = '\0';
@@ -527,8 +529,10 @@ fetch_cert(const char *pki_url, const char *addr, X509 **cert_r,
 		*error_r = "the CA repository answered an error";
 		goto out;
 	}
-	bio = BIO_new_mem_buf(body.data, (int)body.len);
-	*cert_r = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+	bio = body.len > 0 ? BIO_new_mem_buf(body.data, (int)body.len) :
+	    NULL;
+	*cert_r = bio != NULL ? PEM_read_bio_X509(bio, NULL, NULL, NULL) :
+	    NULL;
 	BIO_free(bio);
 	if (*cert_r == NULL) {
 		*error_r = "the CA repository sent no certificate";
@@ -884,8 +888,8 @@ cmd_merge(struct opts *o)
 	buf_append_byte(&hashin, 0);
 	buf_append(&hashin, raw.data, raw.len);
 	buf_free(&raw);
-	if (notice_template_parse(buf_str(&text), &m.csv, &m.tmpl, &err) ==
-	    -1)
+	if (notice_template_parse(text.len > 0 ? buf_str(&text) : "", &m.csv,
+	    &m.tmpl, &err) == -1)
 		die("%s: %s", o->template, err);
 	buf_free(&text);
 	crypto_generichash(hash, sizeof(hash), hashin.data, hashin.len,

@@ -123,7 +123,8 @@ smtp_read_line(struct notice_smtp *s, char *line, size_t linesz,
 	size_t n;
 
 	for (;;) {
-		nl = memchr(s->in.data, '\n', s->in.len);
+		nl = s->in.len > 0 ? memchr(s->in.data, '\n', s->in.len) :
+		    NULL;
 		if (nl != NULL) {
 			n = (size_t)(nl - s->in.data);
 			if (n > 0 && s->in.data[n - 1] == '\r')
@@ -182,7 +183,7 @@ smtp_reply(struct notice_smtp *s, int ehlo, int *code_r, const char **error_r)
 			*error_r = "malformed reply from the server";
 			return -1;
 		}
-		if (ehlo && i > 0) {
+		if (ehlo && i > 0 && strlen(line) > 4) {
 			const char *kw = line + 4;
 
 			if (str_casecmp(kw, "PIPELINING") == 0)
@@ -508,6 +509,9 @@ notice_smtp_send(struct notice_smtp *s, const char *from,
 		*code_r = data_code;
 		snprintf(net_err, sizeof(net_err), "DATA refused: %s",
 		    s->last);
+		/* Leave the session clean for the next row. */
+		if (smtp_cmd(s, "RSET\r\n", 0, 2, error_r) == -1)
+			goto out_err;
 		*error_r = net_err;
 		goto out;
 	}

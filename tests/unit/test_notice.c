@@ -165,6 +165,7 @@ test_csv_good(void **state)
 				break;
 		}
 		assert_int_equal(k, csv.n_cols * (csv.n_rows + 1));
+		free(want);
 		notice_csv_free(&csv);
 	}
 }
@@ -364,6 +365,7 @@ test_template_parse(void **state)
 	    "{{email}}\nSubject: s\n\nx", NULL, &t, &err), 0);
 	assert_string_equal(t.body, "x");
 	notice_template_free(&t);
+	notice_csv_free(&csv);
 }
 
 static void
