@@ -92,7 +92,8 @@ enum store_open_flags {
  *   process left behind; if the child fails, this open runs recovery.
  * - A watchdog thread per process ends the process with exit status 75
  *   (EX_TEMPFAIL) when one store call (or the open) has been blocked for
- *   60 s: that only happens when a process was killed while holding a
+ *   60 s (store_check and store_stats excepted, they may run long on a
+ *   big store): that only happens when a process was killed holding a
  *   Berkeley DB mutex, which no API call can release.  The store is marked
  *   for recovery; the parent restarts the process; nothing acknowledged is
  *   lost.  Daemons' parents should treat status 75 as "restart me".

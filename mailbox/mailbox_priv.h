@@ -146,6 +146,8 @@ void store_watchdog_set(unsigned seconds);
 enum {
 	ST_TXN_READ = 0,
 	ST_TXN_WRITE = 1,
+	/* or-ed in: may legitimately run long (check, stats): no watchdog */
+	ST_TXN_LONG = 2,
 };
 typedef int (*st_txn_fn)(struct store *s, DB_TXN *txn, void *ctx);
 /*

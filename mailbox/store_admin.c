@@ -487,8 +487,8 @@ store_check(struct store *s, int repair,
 
 	memset(&c, 0, sizeof(c));
 	c.repair = repair;
-	r = st_txn_run(s, repair ? ST_TXN_WRITE : ST_TXN_READ, st_check_fn,
-	    &c, error_r);
+	r = st_txn_run(s, (repair ? ST_TXN_WRITE : ST_TXN_READ) | ST_TXN_LONG,
+	    st_check_fn, &c, error_r);
 	if (r == 0 && c.count > 0) {
 		for (i = 0; report != NULL && i < c.nproblems; i++)
 			report(c.problems[i], ctx);
@@ -573,7 +573,8 @@ store_stats(struct store *s, struct store_stats *stats_r,
 	int r;
 
 	memset(stats_r, 0, sizeof(*stats_r));
-	r = st_txn_run(s, ST_TXN_READ, st_stats_fn, &c, error_r);
+	r = st_txn_run(s, ST_TXN_READ | ST_TXN_LONG, st_stats_fn, &c,
+	    error_r);
 	if (r != 0)
 		return r;
 	if (s->env->log_archive(s->env, &list, DB_ARCH_LOG) == 0 &&

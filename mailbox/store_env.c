@@ -1403,7 +1403,9 @@ st_txn_run(struct store *s, int mode, st_txn_fn fn, void *ctx,
 	int r, ret, reopened = 0;
 
 	s->err = NULL;
-	st_busy(s, 1);
+	if (!(mode & ST_TXN_LONG))
+		st_busy(s, 1);
+	mode &= ~ST_TXN_LONG;
 	if (mode == ST_TXN_WRITE && (s->flags & STORE_OPEN_READONLY)) {
 		r = st_fail(s, STORE_EPERM, "store opened read-only");
 		goto out;
