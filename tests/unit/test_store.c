@@ -1711,6 +1711,25 @@ test_env(void **state)
 	assert_true(st.log_files >= 1);
 	assert_int_equal(st.messages, 20);
 	assert_string_equal(store_strerror(STORE_EQUOTA), "over quota");
+
+	/* a process the watchdog ended leaves a marker: the next open
+	 * recovers (without failchk), removes it, and nothing is lost */
+	store_close(f->st);
+	f->st = NULL;
+	{
+		char marker[400];
+		int fd;
+
+		snprintf(marker, sizeof(marker), "%s/%s", f->path,
+		    STORE_RECOVER_MARKER);
+		fd = open(marker, O_WRONLY | O_CREAT, 0600);
+		assert_true(fd >= 0);
+		close(fd);
+		fx_open(f);
+		assert_int_equal(access(marker, F_OK), -1);
+	}
+	assert_int_equal(store_stats(f->st, &st, NULL), 0);
+	assert_int_equal(st.messages, 20);
 	assert_string_equal(store_class_name(STORE_CLASS_LEGAL_PERSON),
 	    "legal-person");
 	check_clean(f);
