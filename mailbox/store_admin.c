@@ -745,10 +745,10 @@ store_restore(const struct config *cfg, const char *dir, const char **error_r)
 				to = xstrdup(idkey);
 			else
 				to = xasprintf("%s/%s", path, de->d_name);
-			if (access(to, F_OK) == 0 &&
-			    strcmp(de->d_name, "id.key") == 0)
-				;	/* keep the key in place */
-			else if (st_copy_file(from, to) == -1) {
+			/* An ID key in place already is kept. */
+			if ((strcmp(de->d_name, "id.key") != 0 ||
+			    access(to, F_OK) != 0) &&
+			    st_copy_file(from, to) == -1) {
 				log_warn("store: restore %s", to);
 				r = STORE_ETEMP;
 			}
