@@ -15,6 +15,9 @@
 #include "strnum.h"
 #include "xmalloc.h"
 
+/* Longest command name kept for imap_parser_command(). */
+#define IMAP_PARSER_CMD_MAX 32
+
 enum pstate {
 	ST_TOKEN,		/* between tokens */
 	ST_ATOM,
@@ -61,6 +64,7 @@ struct imap_parser {
 	uint64_t lit_left;
 	int is_append;
 	char tag[IMAP_TAG_MAX + 1];
+	char cmd[IMAP_PARSER_CMD_MAX + 1];
 	const char *error;
 	int toobig;
 	struct imap_arg *args;
@@ -142,6 +146,7 @@ imap_parser_reset(struct imap_parser *p)
 	p->lit_total = 0;
 	p->is_append = 0;
 	p->tag[0] = '\0';
+	p->cmd[0] = '\0';
 }
 
 int
@@ -154,6 +159,12 @@ const char *
 imap_parser_tag(const struct imap_parser *p)
 {
 	return p->tag[0] != '\0' ? p->tag : "*";
+}
+
+const char *
+imap_parser_command(const struct imap_parser *p)
+{
+	return p->cmd;
 }
 
 const char *
@@ -248,9 +259,12 @@ tok_end(struct imap_parser *p)
 			ok = tag_char_ok(p->text.data[t->off + i]);
 		if (ok)
 			memcpy(p->tag, p->text.data + t->off, t->len + 1);
-	} else if (p->depth == 0 && p->ntoks == 2 && t->type == TOK_ATOM)
+	} else if (p->depth == 0 && p->ntoks == 2 && t->type == TOK_ATOM) {
 		p->is_append = str_casecmp((const char *)p->text.data + t->off,
 		    "APPEND") == 0;
+		if (t->len <= IMAP_PARSER_CMD_MAX)
+			memcpy(p->cmd, p->text.data + t->off, t->len + 1);
+	}
 }
 
 static enum imap_parse_result

@@ -128,6 +128,12 @@ const struct imap_arg *imap_parser_args(const struct imap_parser *p,
     size_t *n_r);
 /* The tag of the current command once known, else "*"; never NULL. */
 const char *imap_parser_tag(const struct imap_parser *p);
+/*
+ * The command name (second token) of the command being read, once known,
+ * else "" -- for refusing a literal of a command that is not allowed in
+ * the session's state before sending "+".
+ */
+const char *imap_parser_command(const struct imap_parser *p);
 /* Why the last ERROR/FATAL (static text, ready for a BAD reply). */
 const char *imap_parser_error(const struct imap_parser *p);
 /* 1 if the last ERROR was a literal over its limit (reply BAD [TOOBIG]). */

@@ -303,6 +303,34 @@ dispatch(struct imap_session *s, const struct imap_arg *args, size_t n)
 		imap_command_finished(s);
 }
 
+/*
+ * SECURITY: a synchronising literal is accepted ("+") only for a command
+ * that exists and is allowed in this state, so an unauthenticated client
+ * cannot make us buffer literals for APPEND and friends.
+ */
+static int
+literal_allowed(struct imap_session *s)
+{
+	const struct imap_command *cmd;
+	const char *name = imap_parser_command(s->parser);
+
+	if (str_casecmp(name, "UID") == 0)
+		return s->state == IMAP_STATE_SELECTED;
+	cmd = command_find(name);
+	if (cmd == NULL)
+		return 0;
+	switch (s->state) {
+	case IMAP_STATE_NOTAUTH:
+		return (cmd->states & IMAP_CMDF_NOTAUTH) != 0;
+	case IMAP_STATE_AUTH:
+		return (cmd->states & IMAP_CMDF_AUTH) != 0;
+	case IMAP_STATE_SELECTED:
+		return (cmd->states & IMAP_CMDF_SELECTED) != 0;
+	default:
+		return 0;
+	}
+}
+
 static void
 session_input(struct conn *c, void *arg)
 {
@@ -340,7 +368,17 @@ session_input(struct conn *c, void *arg)
 		case IMAP_PARSE_MORE:
 			break;
 		case IMAP_PARSE_CONTINUE:
-			imap_printf(s, "+ Ready for literal data\r\n");
+			if (literal_allowed(s)) {
+				imap_printf(s, "+ Ready for literal data\r\n");
+				break;
+			}
+			/* The client waits for "+": refusing drops it all. */
+			(void)str_copy(s->tag, sizeof(s->tag),
+			    imap_parser_tag(s->parser));
+			imap_printf(s, "%s BAD %s\r\n", s->tag,
+			    s->state == IMAP_STATE_NOTAUTH ? "Log in first" :
+			    "Command not allowed now");
+			imap_parser_reset(s->parser);
 			break;
 		case IMAP_PARSE_ERROR:
 			(void)str_copy(s->tag, sizeof(s->tag),
