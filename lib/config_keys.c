@@ -76,6 +76,16 @@ const struct config_key config_keys[] = {
 	  "messages per minute accepted from one client address, per worker; 0: no limit" },
 	{ "smtpd", "plaintext_auth_loopback", CONFIG_BOOL, "no",
 	  "allow AUTH PLAIN/LOGIN without TLS from loopback addresses (development only)" },
+	{ "smtpd", "queue_dir", CONFIG_PATH, "/var/lib/govmail/queue",
+	  "Berkeley DB environment of the outbound queue (mail for other domains)" },
+	{ "smtpd", "relayhost", CONFIG_STR, "",
+	  "send all outbound mail to this HOST:PORT (smarthost); empty: the domain's MX" },
+	{ "smtpd", "outbound_tls", CONFIG_STR, "may",
+	  "STARTTLS for outbound mail: none, may (opportunistic), encrypt (required) or verify (required, certificate checked against [tls] ca_file)" },
+	{ "smtpd", "queue_retry", CONFIG_DURATION, "5m",
+	  "first retry delay after a temporary failure; doubles each time, at most 1h" },
+	{ "smtpd", "queue_lifetime", CONFIG_DURATION, "5d",
+	  "how long outbound mail is retried before it returns to the sender as a DSN" },
 
 	/* ---- [imapd]: govmail-imapd (imapd/) ---- */
 	{ "imapd", "listen_imap", CONFIG_STR, "127.0.0.1:143",

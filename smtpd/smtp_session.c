@@ -31,6 +31,7 @@
 #include "log.h"
 #include "mailbox.h"
 #include "sasl.h"
+#include "smtp_queue.h"
 #include "smtpd.h"
 #include "strnum.h"
 #include "tpool.h"
@@ -85,6 +86,8 @@ struct smtp_session {
 	char first_rcpt[SMTP_PATH_MAX + 1];
 	char **local;			/* account addresses to deliver to */
 	size_t nlocal, alloc_local;
+	char **remote;			/* addresses to queue for relay */
+	size_t nremote, alloc_remote;
 	struct buf msg;			/* trace headers + message */
 	size_t trace_len;
 	struct smtp_data data;
@@ -120,6 +123,11 @@ struct smtp_job {
 	size_t len;
 	char **rcpts;
 	size_t nrcpts;
+	char **remote;
+	size_t nremote;
+	char *sender;
+	struct kv_env *queue;
+	int queued;
 	struct store_rcpt_result *results;
 	int dres;
 	const char *derr;
@@ -219,6 +227,9 @@ transaction_reset(struct smtp_session *s)
 	for (i = 0; i < s->nlocal; i++)
 		free(s->local[i]);
 	s->nlocal = 0;
+	for (i = 0; i < s->nremote; i++)
+		free(s->remote[i]);
+	s->nremote = 0;
 	buf_free(&s->msg);
 	s->trace_len = 0;
 	s->bdat_left = 0;
@@ -229,19 +240,30 @@ transaction_reset(struct smtp_session *s)
 }
 
 static void
-local_add(struct smtp_session *s, const char *addr)
+addr_add(char ***list, size_t *n, size_t *alloc, const char *addr)
 {
 	size_t i;
 
-	for (i = 0; i < s->nlocal; i++)
-		if (strcmp(s->local[i], addr) == 0)
+	for (i = 0; i < *n; i++)
+		if (strcmp((*list)[i], addr) == 0)
 			return;
-	if (s->nlocal == s->alloc_local) {
-		s->alloc_local = s->alloc_local ? s->alloc_local * 2 : 8;
-		s->local = xreallocarray(s->local, s->alloc_local,
-		    sizeof(*s->local));
+	if (*n == *alloc) {
+		*alloc = *alloc ? *alloc * 2 : 8;
+		*list = xreallocarray(*list, *alloc, sizeof(**list));
 	}
-	s->local[s->nlocal++] = xstrdup(addr);
+	(*list)[(*n)++] = xstrdup(addr);
+}
+
+static void
+local_add(struct smtp_session *s, const char *addr)
+{
+	addr_add(&s->local, &s->nlocal, &s->alloc_local, addr);
+}
+
+static void
+remote_add(struct smtp_session *s, const char *addr)
+{
+	addr_add(&s->remote, &s->nremote, &s->alloc_remote, addr);
 }
 
 static void
@@ -274,6 +296,10 @@ job_free(struct smtp_job *job)
 	for (i = 0; i < job->nrcpts; i++)
 		free(job->rcpts[i]);
 	free(job->rcpts);
+	for (i = 0; i < job->nremote; i++)
+		free(job->remote[i]);
+	free(job->remote);
+	free(job->sender);
 	free(job->results);
 	if (job->s == NULL && job->sasl != NULL)
 		sasl_session_free(job->sasl);
@@ -731,6 +757,16 @@ cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 		 * SECURITY: not an open relay.  Outbound relay for
 		 * authenticated users needs the delivery queue.
 		 */
+		if (s->user != NULL && s->sd->queue != NULL) {
+			/* Authenticated: relayed through the queue. */
+			remote_add(s, path.addr);
+			if (s->nrcpt == 0)
+				str_copy(s->first_rcpt, sizeof(s->first_rcpt),
+				    path.addr);
+			s->nrcpt++;
+			reply(s, "250 2.1.5 Ok");
+			return;
+		}
 		log_info("smtpd: s=%s event=relay-denied ip=%s rcpt=%s",
 		    s->id, s->ip, ebuf);
 		if (s->user != NULL)
@@ -757,7 +793,7 @@ cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 		reply(s, "451 4.3.0 Temporary failure, try again later");
 		return;
 	}
-	if (set.nlocal == 0) {
+	if (set.nlocal == 0 && (set.nremote == 0 || s->sd->queue == NULL)) {
 		store_rcpt_set_free(&set);
 		error_reply(s, "550 5.1.1 Recipient address rejected: "
 		    "no local mailbox");
@@ -788,7 +824,9 @@ cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 	}
 	for (i = 0; i < set.nlocal; i++)
 		local_add(s, set.local[i]);
-	if (set.nremote > 0)
+	for (i = 0; i < set.nremote && s->sd->queue != NULL; i++)
+		remote_add(s, set.remote[i]);
+	if (set.nremote > 0 && s->sd->queue == NULL)
 		log_warnx("smtpd: s=%s event=remote-targets-skipped rcpt=%s "
 		    "n=%zu", s->id, ebuf, set.nremote);
 	store_rcpt_set_free(&set);
@@ -861,6 +899,19 @@ job_deliver_work(void *arg)
 	struct smtp_job *job = arg;
 	struct store *st = smtp_job_store(job->cfg);
 
+	/* The queue first: a failure there is answered 451 as a whole. */
+	if (job->nremote > 0) {
+		if (smtp_queue_add(job->queue, job->sender, job->remote,
+		    job->nremote, job->msg, job->len, &job->derr) < 0) {
+			job->dres = STORE_ETEMP;
+			return;
+		}
+		job->queued = 1;
+	}
+	if (job->nrcpts == 0) {
+		job->dres = 0;
+		return;
+	}
 	if (st == NULL) {
 		job->dres = STORE_ETEMP;
 		job->derr = "store unavailable";
@@ -888,9 +939,12 @@ job_deliver_done(void *arg)
 				other++;
 		}
 	}
+	if (job->queued)
+		ok += job->nremote;
 	log_info("smtpd: s=%s event=delivered result=%d size=%zu rcpts=%zu "
-	    "ok=%zu quota=%zu failed=%zu", s != NULL ? s->id : "-",
-	    job->dres, job->len, job->nrcpts, ok, quota, other);
+	    "queued=%zu ok=%zu quota=%zu failed=%zu", s != NULL ? s->id : "-",
+	    job->dres, job->len, job->nrcpts, job->queued ? job->nremote : 0,
+	    ok, quota, other);
 	if (s == NULL) {
 		job_free(job);
 		return;
@@ -958,6 +1012,12 @@ message_complete(struct smtp_session *s)
 	job->nrcpts = s->nlocal;
 	s->local = NULL;
 	s->nlocal = s->alloc_local = 0;
+	job->remote = s->remote;
+	job->nremote = s->nremote;
+	s->remote = NULL;
+	s->nremote = s->alloc_remote = 0;
+	job->sender = xstrdup(s->from.addr);
+	job->queue = s->sd->queue;
 	job->results = xcalloc(job->nrcpts, sizeof(*job->results));
 	if (tpool_submit(s->sd->pool, job_deliver_work, job_deliver_done, job,
 	    &err) < 0) {
@@ -977,7 +1037,7 @@ cmd_data(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 		error_reply(s, "501 5.5.4 Syntax: DATA");
 		return;
 	}
-	if (s->nlocal == 0) {
+	if (s->nlocal + s->nremote == 0) {
 		error_reply(s, "554 5.5.1 No valid recipients");
 		return;
 	}
@@ -1050,7 +1110,7 @@ cmd_bdat(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 	s->bdat_last = sp != NULL;
 	s->bdat_refused = 0;
 	s->bdat_reply = NULL;
-	if (s->helo != 2 || !s->in_mail || s->nlocal == 0) {
+	if (s->helo != 2 || !s->in_mail || s->nlocal + s->nremote == 0) {
 		s->bdat_refused = 1;
 		s->bdat_reply = !s->in_mail || s->helo != 2 ?
 		    "503 5.5.1 Bad sequence of commands" :
@@ -1322,6 +1382,7 @@ session_on_close(struct conn *c, enum conn_close_reason why, void *arg)
 		sasl_session_free(s->sasl);
 	transaction_reset(s);
 	free(s->local);
+	free(s->remote);
 	free(s->user);
 	s->sd->nsessions--;
 	free(s);

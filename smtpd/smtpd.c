@@ -27,9 +27,11 @@
 #include "conn.h"
 #include "config.h"
 #include "daemon.h"
+#include "kv.h"
 #include "log.h"
 #include "mailbox.h"
 #include "sasl.h"
+#include "smtp_queue.h"
 #include "smtpd.h"
 #include "tls.h"
 #include "tpool.h"
@@ -185,6 +187,11 @@ worker_main(const struct daemon_listener *listeners, size_t n,
 		log_warnx("smtpd: store: %s", err != NULL ? err : "?");
 		return 1;	/* restarted with a delay: may be transient */
 	}
+	if (smtp_queue_open(m->cfg, &sd.queue, &err) < 0) {
+		log_warnx("smtpd: event=queue-unavailable error=\"%s\" "
+		    "(no relay for authenticated users)", err);
+		sd.queue = NULL;
+	}
 	sd.base = event_base_new();
 	if (sd.base == NULL) {
 		log_warnx("smtpd: event_base_new failed");
@@ -208,6 +215,8 @@ worker_main(const struct daemon_listener *listeners, size_t n,
 		ls[i] = conn_listener_new(sd.base, listeners[i].fd, on_accept,
 		    &lctx[i]);
 	}
+	if (index == 0 && sd.queue != NULL)
+		sd.agent = smtp_agent_new(&sd, sd.queue);
 	ev_term = evsignal_new(sd.base, SIGTERM, on_signal, &sd);
 	ev_int = evsignal_new(sd.base, SIGINT, on_signal, &sd);
 	ev_maint = event_new(sd.base, -1, EV_PERSIST, on_maintain_timer, &sd);
@@ -225,6 +234,8 @@ worker_main(const struct daemon_listener *listeners, size_t n,
 	 * freed here.
 	 */
 	tpool_free(sd.pool);
+	if (sd.queue != NULL)
+		kv_close(sd.queue);
 	store_close(sd.store);
 	fflush(stderr);
 	return 0;

@@ -29,6 +29,8 @@ struct sasl_session;
 struct store;
 struct tpool;
 struct smtp_rate;
+struct kv_env;
+struct smtp_agent;
 
 /* Longest host name used in the greeting and trace headers. */
 #define SMTPD_HOSTNAME_MAX 253
@@ -70,6 +72,8 @@ struct smtpd {
 	struct sasl_ratelimit *auth_rl;
 	struct smtp_rate *acct_rate;
 	struct smtp_rate *ip_rate;
+	struct kv_env *queue;		/* outbound queue, or NULL */
+	struct smtp_agent *agent;	/* worker 0 only */
 	char hostname[SMTPD_HOSTNAME_MAX + 1];
 	uint64_t message_max;		/* SIZE: message_size - reserve */
 	unsigned max_recipients;
@@ -100,6 +104,14 @@ struct store *smtp_job_store(const struct config *cfg);
 
 /* The sasl_verify_fn: store_password_verify on the thread's handle. */
 int smtp_job_verify(const char *user, const char *pass, void *ctx);
+
+/* ---- smtp_out.c ---- */
+
+/*
+ * Start the delivery agent on sd's loop: it looks at queue q every second
+ * and sends what is due.  Run it in one worker only.
+ */
+struct smtp_agent *smtp_agent_new(struct smtpd *sd, struct kv_env *q);
 
 /* ---- smtp_rate.c ---- */
 

@@ -1,0 +1,699 @@
+/*
+ * smtp_out.c - the delivery agent: takes due entries from the outbound
+ * queue, finds where each domain's mail goes (the [smtpd] relayhost, or
+ * the domain's MX through the system resolver), sends it over SMTP with
+ * STARTTLS as [smtpd] outbound_tls says, and records the outcome: sent
+ * recipients leave the queue, temporary failures are retried with a
+ * doubling delay, permanent failures and entries older than
+ * [smtpd] queue_lifetime go back to the sender as a DSN (RFC 3464).
+ *
+ * govmail-smtpd worker 0 only (one agent per daemon), on its event loop;
+ * resolving and queue I/O run on helper threads.  The remote server is
+ * not trusted: its replies are bounded by conn's line limit, stripped to
+ * printable ASCII before they are kept, and bytes it sends before the TLS
+ * handshake are discarded (conn_starttls_client).
+ */
+#include "autoconf.h"
+
+#include <arpa/inet.h>
+#include <arpa/nameser.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <resolv.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "buf.h"
+#include "config.h"
+#include "conn.h"
+#include "kv.h"
+#include "log.h"
+#include "mailbox.h"
+#include "smtp_queue.h"
+#include "smtpd.h"
+#include "tls.h"
+#include "tpool.h"
+#include "xmalloc.h"
+
+/* Seconds between looks at the queue. */
+#define SMTP_OUT_SCAN_SECONDS 1
+/* Longest retry delay, seconds. */
+#define SMTP_OUT_RETRY_MAX 3600
+/* Reply lines from the remote server, bytes (RFC 5321 4.5.3.1.5: 512). */
+#define SMTP_OUT_LINE_MAX 2048
+/* Idle and whole-session timeouts of an outbound session, ms. */
+#define SMTP_OUT_IDLE_MS (300 * 1000)
+#define SMTP_OUT_SESSION_MS (3600 * 1000)
+/* Longest diagnostic kept per recipient. */
+#define SMTP_OUT_DIAG_MAX 300
+/* Longest host name from MX or relayhost. */
+#define SMTP_OUT_HOST_MAX 256
+
+enum out_tls {
+	OUT_TLS_NONE,
+	OUT_TLS_MAY,
+	OUT_TLS_ENCRYPT,
+	OUT_TLS_VERIFY,
+};
+
+struct smtp_agent {
+	struct smtpd *sd;
+	struct kv_env *q;
+	SSL_CTX *ctx;			/* client context */
+	enum out_tls tls;
+	char relayhost[SMTP_OUT_HOST_MAX];
+	uint64_t retry;
+	uint64_t lifetime;
+	struct event *timer;
+	int scanning;
+	size_t active;			/* sessions and finish jobs */
+};
+
+enum out_state {
+	OUT_GREETING,
+	OUT_EHLO,
+	OUT_STARTTLS,
+	OUT_MAIL,
+	OUT_RCPT,
+	OUT_DATA,
+	OUT_DOT,
+	OUT_QUIT,
+	OUT_DONE,
+};
+
+struct smtp_out {
+	struct smtp_agent *ag;
+	struct smtp_qentry *e;
+	struct conn *c;
+	enum out_state state;
+	size_t rcpt;			/* index of the RCPT under way */
+	uint8_t *accepted;		/* per rcpt: RCPT got 2xx */
+	int starttls_offered;
+	int tls;
+	char host[SMTP_OUT_HOST_MAX];
+	char ip[INET6_ADDRSTRLEN];
+	char port[8];
+	char resolve_error[SMTP_OUT_DIAG_MAX];
+	char last[SMTP_OUT_DIAG_MAX];
+};
+
+static void out_on_input(struct conn *c, void *arg);
+static void out_on_tls(struct conn *c, void *arg);
+static void out_on_close(struct conn *c, enum conn_close_reason why,
+    void *arg);
+
+static const struct conn_callbacks out_callbacks = {
+	.on_input = out_on_input,
+	.on_tls = out_on_tls,
+	.on_close = out_on_close,
+};
+
+/* ---- where to send (helper thread) ---- */
+
+static int
+resolve_host(const char *host, const char *port, char *ip, size_t ipsz)
+{
+	struct addrinfo hints, *res = NULL, *ai;
+	int r;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	r = getaddrinfo(host, port, &hints, &res);
+	if (r != 0 || res == NULL)
+		return -1;
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		const void *a = ai->ai_family == AF_INET ?
+		    (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr :
+		    (const void *)&((struct sockaddr_in6 *)
+		    ai->ai_addr)->sin6_addr;
+
+		if (inet_ntop(ai->ai_family, a, ip, (socklen_t)ipsz) != NULL)
+			break;
+	}
+	freeaddrinfo(res);
+	return ai != NULL ? 0 : -1;
+}
+
+/* The best MX host of domain, or domain itself when it has none. */
+static void
+lookup_mx(const char *domain, char *host, size_t hostsz)
+{
+	unsigned char answer[NS_PACKETSZ * 4];
+	ns_msg msg;
+	ns_rr rr;
+	int len, i, best = 65536;
+
+	(void)str_copy(host, hostsz, domain);
+	len = res_query(domain, ns_c_in, ns_t_mx, answer, sizeof(answer));
+	if (len <= 0 || ns_initparse(answer, len, &msg) < 0)
+		return;
+	for (i = 0; i < ns_msg_count(msg, ns_s_an); i++) {
+		char name[NS_MAXDNAME];
+		int pref;
+
+		if (ns_parserr(&msg, ns_s_an, i, &rr) < 0 ||
+		    ns_rr_type(rr) != ns_t_mx || ns_rr_rdlen(rr) < 3)
+			continue;
+		pref = ns_get16(ns_rr_rdata(rr));
+		if (dn_expand(ns_msg_base(msg), ns_msg_end(msg),
+		    ns_rr_rdata(rr) + 2, name, sizeof(name)) < 0)
+			continue;
+		if (pref < best && name[0] != '\0') {
+			best = pref;
+			(void)str_copy(host, hostsz, name);
+		}
+	}
+}
+
+static void
+resolve_dest(struct smtp_out *o)
+{
+	const char *rh = o->ag->relayhost;
+
+	if (rh[0] != '\0') {
+		const char *colon = strrchr(rh, ':');
+		size_t hl = colon != NULL ? (size_t)(colon - rh) : strlen(rh);
+
+		if (hl >= sizeof(o->host))
+			hl = sizeof(o->host) - 1;
+		memcpy(o->host, rh, hl);
+		o->host[hl] = '\0';
+		if (o->host[0] == '[' && hl > 2 && o->host[hl - 1] == ']') {
+			memmove(o->host, o->host + 1, hl - 2);
+			o->host[hl - 2] = '\0';
+		}
+		(void)str_copy(o->port, sizeof(o->port),
+		    colon != NULL ? colon + 1 : "25");
+	} else {
+		lookup_mx(o->e->domain, o->host, sizeof(o->host));
+		(void)str_copy(o->port, sizeof(o->port), "25");
+	}
+	if (resolve_host(o->host, o->port, o->ip, sizeof(o->ip)) < 0)
+		(void)snprintf(o->resolve_error, sizeof(o->resolve_error),
+		    "cannot resolve the host of %s", o->e->domain);
+}
+
+/* ---- scanning ---- */
+
+struct scan_job {
+	struct smtp_agent *ag;
+	struct smtp_out **outs;
+	size_t n;
+};
+
+static void
+scan_work(void *arg)
+{
+	struct scan_job *j = arg;
+	struct smtp_qentry **entries = NULL;
+	const char *err = NULL;
+	size_t n = 0, i;
+
+	if (smtp_queue_due(j->ag->q, (int64_t)time(NULL), SMTP_QUEUE_SCAN_MAX,
+	    &entries, &n, &err) < 0) {
+		log_warnx("smtpd: event=queue-scan-failed error=\"%s\"", err);
+		return;
+	}
+	j->outs = xcalloc(n + 1, sizeof(*j->outs));
+	for (i = 0; i < n; i++) {
+		struct smtp_out *o = xcalloc(1, sizeof(*o));
+
+		o->ag = j->ag;
+		o->e = entries[i];
+		o->accepted = xcalloc(o->e->nrcpts + 1, 1);
+		resolve_dest(o);
+		j->outs[j->n++] = o;
+	}
+	free(entries);
+}
+
+static void out_start(struct smtp_out *o);
+
+static void
+scan_done(void *arg)
+{
+	struct scan_job *j = arg;
+	size_t i;
+
+	j->ag->scanning = 0;
+	for (i = 0; i < j->n; i++)
+		out_start(j->outs[i]);
+	free(j->outs);
+	free(j);
+}
+
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_agent *ag = arg;
+	struct scan_job *j;
+	const char *err;
+
+	(void)fd;
+	(void)what;
+	if (ag->scanning || ag->active > 0)
+		return;
+	j = xcalloc(1, sizeof(*j));
+	j->ag = ag;
+	if (tpool_submit(ag->sd->pool, scan_work, scan_done, j, &err) < 0) {
+		free(j);
+		return;
+	}
+	ag->scanning = 1;
+}
+
+/* ---- the outcome (helper thread) ---- */
+
+static void
+deliver_dsn(struct smtp_agent *ag, const struct smtp_qentry *e, int expired)
+{
+	struct store *st = smtp_job_store(ag->sd->cfg);
+	const char *dom = strrchr(e->sender, '@'), *err = NULL;
+	uint8_t *dsn;
+	size_t len;
+	int local;
+
+	if (e->sender[0] == '\0' || dom == NULL)
+		return;		/* never bounce a bounce */
+	dsn = smtp_dsn_build(ag->sd->hostname, e, expired, &len);
+	local = st != NULL ? store_domain_exists(st, dom + 1) : -1;
+	if (local == 1) {
+		struct store_rcpt_result res;
+		const char *rc[1] = { e->sender };
+
+		memset(&res, 0, sizeof(res));
+		if (store_deliver(st, dsn, len, rc, 1, 0, &res, &err) < 0 ||
+		    res.status != STORE_OK)
+			log_warnx("smtpd: event=dsn-failed queue=%s error=\"%s\"",
+			    e->id, err != NULL ? err :
+			    store_strerror(res.status));
+	} else {
+		char *rcpt = e->sender;
+
+		if (smtp_queue_add(ag->q, "", &rcpt, 1, dsn, len, &err) < 0)
+			log_warnx("smtpd: event=dsn-failed queue=%s error=\"%s\"",
+			    e->id, err);
+	}
+	log_info("smtpd: event=dsn queue=%s expired=%d", e->id, expired);
+	free(dsn);
+}
+
+static void
+finish_work(void *arg)
+{
+	struct smtp_out *o = arg;
+	struct smtp_agent *ag = o->ag;
+	struct smtp_qentry *e = o->e;
+	int64_t now = (int64_t)time(NULL);
+	const char *err = NULL;
+	size_t i, pending = 0, failed = 0;
+	uint64_t delay;
+
+	for (i = 0; i < e->nrcpts; i++) {
+		if (e->status[i] == SMTP_QRCPT_PENDING)
+			pending++;
+		else if (e->status[i] == SMTP_QRCPT_FAILED)
+			failed++;
+	}
+	if (pending > 0 && now - e->created >= (int64_t)ag->lifetime) {
+		deliver_dsn(ag, e, 1);
+		(void)smtp_queue_remove(ag->q, e->id, &err);
+		return;
+	}
+	if (failed > 0) {
+		deliver_dsn(ag, e, 0);
+		for (i = 0; i < e->nrcpts; i++)	/* reported: done */
+			if (e->status[i] == SMTP_QRCPT_FAILED)
+				e->status[i] = SMTP_QRCPT_SENT;
+	}
+	if (pending == 0) {
+		if (smtp_queue_remove(ag->q, e->id, &err) < 0)
+			log_warnx("smtpd: event=queue-remove-failed queue=%s "
+			    "error=\"%s\"", e->id, err);
+		return;
+	}
+	e->attempts++;
+	delay = ag->retry;
+	for (i = 1; i < e->attempts && delay < SMTP_OUT_RETRY_MAX; i++)
+		delay *= 2;
+	if (delay > SMTP_OUT_RETRY_MAX)
+		delay = SMTP_OUT_RETRY_MAX;
+	e->next_try = now + (int64_t)delay;
+	if (smtp_queue_put(ag->q, e, &err) < 0)
+		log_warnx("smtpd: event=queue-update-failed queue=%s "
+		    "error=\"%s\"", e->id, err);
+}
+
+static void
+finish_done(void *arg)
+{
+	struct smtp_out *o = arg;
+
+	o->ag->active--;
+	smtp_qentry_free(o->e);
+	free(o->accepted);
+	free(o);
+}
+
+/* Every recipient still undecided gets diag; permanent or not. */
+static void
+out_fail_rest(struct smtp_out *o, int permanent, const char *diag)
+{
+	struct smtp_qentry *e = o->e;
+	size_t i;
+
+	for (i = 0; i < e->nrcpts; i++) {
+		if (e->status[i] != SMTP_QRCPT_PENDING)
+			continue;
+		if (permanent)
+			e->status[i] = SMTP_QRCPT_FAILED;
+		free(e->diag[i]);
+		e->diag[i] = xstrdup(diag);
+	}
+}
+
+static void
+out_finish(struct smtp_out *o)
+{
+	const char *err;
+	size_t i, sent = 0;
+
+	if (o->state == OUT_DONE)
+		return;
+	o->state = OUT_DONE;
+	for (i = 0; i < o->e->nrcpts; i++)
+		if (o->e->status[i] == SMTP_QRCPT_SENT)
+			sent++;
+	log_info("smtpd: event=outbound queue=%s domain=%s host=%s sent=%zu "
+	    "rcpts=%zu tls=%d", o->e->id, o->e->domain, o->host, sent,
+	    o->e->nrcpts, o->tls);
+	if (tpool_submit(o->ag->sd->pool, finish_work, finish_done, o,
+	    &err) < 0) {
+		/* The entry stays as it was and is tried again. */
+		finish_done(o);
+	}
+}
+
+/* ---- the SMTP client (loop) ---- */
+
+static void
+out_start(struct smtp_out *o)
+{
+	const char *err = NULL;
+	int fd;
+
+	o->ag->active++;
+	if (o->resolve_error[0] != '\0') {
+		out_fail_rest(o, 0, o->resolve_error);
+		out_finish(o);
+		return;
+	}
+	if (conn_connect_tcp(o->ip, o->port, &fd, &err) < 0) {
+		(void)snprintf(o->last, sizeof(o->last), "connect to %s: %s",
+		    o->ip, err);
+		out_fail_rest(o, 0, o->last);
+		out_finish(o);
+		return;
+	}
+	o->c = conn_new(o->ag->sd->base, fd, &out_callbacks, o);
+	conn_set_timeouts(o->c, SMTP_OUT_IDLE_MS, SMTP_OUT_SESSION_MS);
+	conn_set_line_limit(o->c, SMTP_OUT_LINE_MAX, 0);
+	o->state = OUT_GREETING;
+}
+
+static void
+out_send_rcpt_or_data(struct smtp_out *o)
+{
+	struct smtp_qentry *e = o->e;
+	size_t i;
+
+	while (o->rcpt < e->nrcpts &&
+	    e->status[o->rcpt] != SMTP_QRCPT_PENDING)
+		o->rcpt++;
+	if (o->rcpt < e->nrcpts) {
+		conn_printf(o->c, "RCPT TO:<%s>\r\n", e->rcpts[o->rcpt]);
+		o->state = OUT_RCPT;
+		return;
+	}
+	for (i = 0; i < e->nrcpts; i++)
+		if (o->accepted[i])
+			break;
+	if (i == e->nrcpts) {
+		conn_printf(o->c, "QUIT\r\n");
+		o->state = OUT_QUIT;
+		return;
+	}
+	conn_printf(o->c, "DATA\r\n");
+	o->state = OUT_DATA;
+}
+
+/* The message, dot-stuffed, and the end of data. */
+static void
+out_send_body(struct smtp_out *o)
+{
+	const uint8_t *p = o->e->msg;
+	size_t len = o->e->len, i = 0;
+	struct buf b;
+
+	buf_init(&b, BUF_UNBOUNDED);
+	while (i < len) {
+		const uint8_t *nl = memchr(p + i, '\n', len - i);
+		size_t n = nl != NULL ? (size_t)(nl - (p + i)) + 1 : len - i;
+
+		if (p[i] == '.')
+			buf_append_byte(&b, '.');
+		buf_append(&b, p + i, n);
+		i += n;
+	}
+	if (b.len > 0 && (b.len < 2 || memcmp(b.data + b.len - 2, "\r\n", 2)))
+		buf_append(&b, "\r\n", 2);
+	buf_append(&b, ".\r\n", 3);
+	conn_set_output_max(o->c, b.len + CONN_OUTPUT_MAX);
+	conn_write(o->c, b.data, b.len);
+	buf_free(&b);
+	o->state = OUT_DOT;
+}
+
+static void
+out_reply(struct smtp_out *o, int code)
+{
+	struct smtp_qentry *e = o->e;
+	const char *err = NULL;
+	size_t i, dropped;
+	int ok = code >= 200 && code < 300;
+	int perm = code >= 500;
+
+	switch (o->state) {
+	case OUT_GREETING:
+		if (!ok)
+			goto fail_all;
+		conn_printf(o->c, "EHLO %s\r\n", o->ag->sd->hostname);
+		o->state = OUT_EHLO;
+		break;
+	case OUT_EHLO:
+		if (!ok)
+			goto fail_all;
+		if (!o->tls && o->starttls_offered &&
+		    o->ag->tls != OUT_TLS_NONE && o->ag->ctx != NULL) {
+			conn_printf(o->c, "STARTTLS\r\n");
+			o->state = OUT_STARTTLS;
+			break;
+		}
+		if (!o->tls && o->ag->tls >= OUT_TLS_ENCRYPT) {
+			(void)str_copy(o->last, sizeof(o->last),
+			    "TLS required but not offered by the server");
+			perm = 0;
+			goto fail_all;
+		}
+		conn_printf(o->c, "MAIL FROM:<%s>\r\n", e->sender);
+		o->state = OUT_MAIL;
+		break;
+	case OUT_STARTTLS:
+		if (!ok) {
+			if (o->ag->tls >= OUT_TLS_ENCRYPT) {
+				perm = 0;
+				goto fail_all;
+			}
+			conn_printf(o->c, "MAIL FROM:<%s>\r\n", e->sender);
+			o->state = OUT_MAIL;
+			break;
+		}
+		/* SECURITY: what the server sent after 220 is dropped. */
+		if (conn_starttls_client(o->c, o->ag->ctx, o->host, &dropped,
+		    &err) < 0) {
+			(void)snprintf(o->last, sizeof(o->last), "TLS: %s",
+			    err);
+			perm = 0;
+			goto fail_all;
+		}
+		if (dropped > 0)
+			log_info("smtpd: event=outbound-tls-discarded bytes=%zu",
+			    dropped);
+		o->tls = 1;
+		o->starttls_offered = 0;
+		o->state = OUT_EHLO;	/* EHLO is sent from on_tls */
+		break;
+	case OUT_MAIL:
+		if (!ok)
+			goto fail_all;
+		o->rcpt = 0;
+		out_send_rcpt_or_data(o);
+		break;
+	case OUT_RCPT:
+		if (ok)
+			o->accepted[o->rcpt] = 1;
+		else {
+			if (perm)
+				e->status[o->rcpt] = SMTP_QRCPT_FAILED;
+			free(e->diag[o->rcpt]);
+			e->diag[o->rcpt] = xstrdup(o->last);
+		}
+		o->rcpt++;
+		out_send_rcpt_or_data(o);
+		break;
+	case OUT_DATA:
+		if (code != 354)
+			goto fail_accepted;
+		out_send_body(o);
+		break;
+	case OUT_DOT:
+		if (!ok)
+			goto fail_accepted;
+		for (i = 0; i < e->nrcpts; i++)
+			if (o->accepted[i])
+				e->status[i] = SMTP_QRCPT_SENT;
+		conn_printf(o->c, "QUIT\r\n");
+		o->state = OUT_QUIT;
+		break;
+	case OUT_QUIT:
+	case OUT_DONE:
+		conn_close(o->c);
+		break;
+	}
+	return;
+fail_accepted:
+	for (i = 0; i < e->nrcpts; i++) {
+		if (!o->accepted[i])
+			continue;
+		if (perm)
+			e->status[i] = SMTP_QRCPT_FAILED;
+		free(e->diag[i]);
+		e->diag[i] = xstrdup(o->last);
+	}
+	conn_printf(o->c, "QUIT\r\n");
+	o->state = OUT_QUIT;
+	return;
+fail_all:
+	out_fail_rest(o, perm, o->last);
+	conn_printf(o->c, "QUIT\r\n");
+	o->state = OUT_QUIT;
+}
+
+static void
+out_on_input(struct conn *c, void *arg)
+{
+	struct smtp_out *o = arg;
+	const char *line;
+	size_t len, i, k = 0;
+	int r;
+
+	while (!conn_closing(c) && (r = conn_read_line(c, &line, &len)) !=
+	    CONN_MORE) {
+		int code;
+
+		if (r == CONN_LINE_TOO_LONG || len < 3 || line[0] < '2' ||
+		    line[0] > '5' || line[1] < '0' || line[1] > '9' ||
+		    line[2] < '0' || line[2] > '9' ||
+		    (len > 3 && line[3] != ' ' && line[3] != '-')) {
+			(void)str_copy(o->last, sizeof(o->last),
+			    "malformed reply from the server");
+			out_fail_rest(o, 0, o->last);
+			conn_abort(c);
+			return;
+		}
+		code = (line[0] - '0') * 100 + (line[1] - '0') * 10 +
+		    (line[2] - '0');
+		if (o->state == OUT_EHLO && len >= 12 &&
+		    str_casecmp(line + 4, "STARTTLS") == 0)
+			o->starttls_offered = 1;
+		/* Keep a printable copy of the reply for DSNs. */
+		for (i = 0; i < len && k + 1 < sizeof(o->last); i++)
+			if (line[i] >= ' ' && line[i] <= '~')
+				o->last[k++] = line[i];
+		o->last[k] = '\0';
+		k = 0;
+		if (len > 3 && line[3] == '-')
+			continue;
+		out_reply(o, code);
+		if (o->state == OUT_EHLO && o->tls && conn_is_tls(c) &&
+		    !conn_tls_ready(c))
+			return;		/* the handshake runs first */
+	}
+}
+
+static void
+out_on_tls(struct conn *c, void *arg)
+{
+	struct smtp_out *o = arg;
+
+	conn_printf(c, "EHLO %s\r\n", o->ag->sd->hostname);
+}
+
+static void
+out_on_close(struct conn *c, enum conn_close_reason why, void *arg)
+{
+	struct smtp_out *o = arg;
+
+	(void)c;
+	if (o->state != OUT_QUIT && o->state != OUT_DONE) {
+		(void)snprintf(o->last, sizeof(o->last),
+		    "connection to %s lost (%s)", o->host,
+		    conn_close_reason_str(why));
+		out_fail_rest(o, 0, o->last);
+	}
+	o->c = NULL;
+	out_finish(o);
+}
+
+/* ---- set-up ---- */
+
+struct smtp_agent *
+smtp_agent_new(struct smtpd *sd, struct kv_env *q)
+{
+	struct smtp_agent *ag = xcalloc(1, sizeof(*ag));
+	struct tls_settings ts;
+	struct timeval tv = { SMTP_OUT_SCAN_SECONDS, 0 };
+	const char *mode = config_str(sd->cfg, "smtpd", "outbound_tls");
+	const char *err = NULL;
+
+	ag->sd = sd;
+	ag->q = q;
+	(void)str_copy(ag->relayhost, sizeof(ag->relayhost),
+	    config_str(sd->cfg, "smtpd", "relayhost"));
+	ag->retry = config_duration(sd->cfg, "smtpd", "queue_retry");
+	if (ag->retry == 0)
+		ag->retry = 1;
+	ag->lifetime = config_duration(sd->cfg, "smtpd", "queue_lifetime");
+	if (strcmp(mode, "none") == 0)
+		ag->tls = OUT_TLS_NONE;
+	else if (strcmp(mode, "encrypt") == 0)
+		ag->tls = OUT_TLS_ENCRYPT;
+	else if (strcmp(mode, "verify") == 0)
+		ag->tls = OUT_TLS_VERIFY;
+	else
+		ag->tls = OUT_TLS_MAY;
+	tls_settings_from_config(sd->cfg, &ts);
+	if (ag->tls != OUT_TLS_NONE && tls_client_ctx_new(&ts,
+	    ag->tls == OUT_TLS_VERIFY ? TLS_VERIFY_REQUIRE :
+	    TLS_VERIFY_OPPORTUNISTIC, &ag->ctx, &err) < 0) {
+		log_warnx("smtpd: outbound TLS: %s", err);
+		ag->ctx = NULL;
+	}
+	ag->timer = event_new(sd->base, -1, EV_PERSIST, on_timer, ag);
+	event_add(ag->timer, &tv);
+	return ag;
+}

@@ -1,0 +1,456 @@
+/*
+ * smtp_queue.c - the outbound queue's records and the DSN (see
+ * smtp_queue.h).
+ *
+ * govmail-smtpd workers, helper threads (every call blocks on the disk).
+ * Trusts its own records only as far as their lengths check out.
+ */
+#include "autoconf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "buf.h"
+#include "config.h"
+#include "kv.h"
+#include "smtp_queue.h"
+#include "xmalloc.h"
+
+#define QUEUE_TABLE "queue"
+
+int
+smtp_queue_open(const struct config *cfg, struct kv_env **q_r,
+    const char **error_r)
+{
+	static const char *const tables[] = { QUEUE_TABLE, NULL };
+	const char *dir = config_path_get(cfg, "smtpd", "queue_dir");
+
+	if (dir[0] == '\0') {
+		*error_r = "[smtpd] queue_dir is empty";
+		return -1;
+	}
+	if (kv_open(dir, tables, KV_OPEN_CREATE, q_r, error_r) < 0)
+		return -1;
+	return 0;
+}
+
+static void
+put_u64(struct buf *b, uint64_t v)
+{
+	uint8_t x[8];
+	int i;
+
+	for (i = 7; i >= 0; i--) {
+		x[i] = (uint8_t)v;
+		v >>= 8;
+	}
+	buf_append(b, x, 8);
+}
+
+static void
+put_u32(struct buf *b, uint32_t v)
+{
+	uint8_t x[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16),
+	    (uint8_t)(v >> 8), (uint8_t)v };
+
+	buf_append(b, x, 4);
+}
+
+static void
+put_str(struct buf *b, const char *s)
+{
+	size_t n = s != NULL ? strlen(s) : 0;
+
+	put_u32(b, (uint32_t)n);
+	if (n > 0)
+		buf_append(b, s, n);
+}
+
+struct reader {
+	const uint8_t *p;
+	size_t left;
+	int bad;
+};
+
+static uint64_t
+get_u64(struct reader *r)
+{
+	uint64_t v = 0;
+	int i;
+
+	if (r->left < 8) {
+		r->bad = 1;
+		return 0;
+	}
+	for (i = 0; i < 8; i++)
+		v = (v << 8) | r->p[i];
+	r->p += 8;
+	r->left -= 8;
+	return v;
+}
+
+static uint32_t
+get_u32(struct reader *r)
+{
+	uint32_t v;
+
+	if (r->left < 4) {
+		r->bad = 1;
+		return 0;
+	}
+	v = ((uint32_t)r->p[0] << 24) | ((uint32_t)r->p[1] << 16) |
+	    ((uint32_t)r->p[2] << 8) | r->p[3];
+	r->p += 4;
+	r->left -= 4;
+	return v;
+}
+
+static char *
+get_str(struct reader *r)
+{
+	uint32_t n = get_u32(r);
+	char *s;
+
+	if (r->bad || n > r->left) {
+		r->bad = 1;
+		return xstrdup("");
+	}
+	s = xstrndup((const char *)r->p, n);
+	r->p += n;
+	r->left -= n;
+	return s;
+}
+
+static void
+encode(const struct smtp_qentry *e, struct buf *b)
+{
+	size_t i;
+
+	buf_init(b, BUF_UNBOUNDED);
+	buf_append_byte(b, SMTP_QUEUE_REC_VERSION);
+	put_u64(b, (uint64_t)e->created);
+	put_u64(b, (uint64_t)e->next_try);
+	put_u32(b, e->attempts);
+	put_str(b, e->sender);
+	put_str(b, e->domain);
+	put_u32(b, (uint32_t)e->nrcpts);
+	for (i = 0; i < e->nrcpts; i++) {
+		put_str(b, e->rcpts[i]);
+		buf_append_byte(b, e->status[i]);
+		put_str(b, e->diag[i]);
+	}
+	put_u64(b, e->len);
+	buf_append(b, e->msg, e->len);
+}
+
+static struct smtp_qentry *
+decode(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
+{
+	struct smtp_qentry *e = xcalloc(1, sizeof(*e));
+	struct reader r = { val, vlen, 0 };
+	char *dom;
+	uint64_t len;
+	size_t i;
+
+	if (klen != SMTP_QUEUE_ID_LEN || vlen < 1 ||
+	    val[0] != SMTP_QUEUE_REC_VERSION) {
+		free(e);
+		return NULL;
+	}
+	memcpy(e->id, key, klen);
+	r.p++;
+	r.left--;
+	e->created = (int64_t)get_u64(&r);
+	e->next_try = (int64_t)get_u64(&r);
+	e->attempts = get_u32(&r);
+	e->sender = get_str(&r);
+	dom = get_str(&r);
+	(void)str_copy(e->domain, sizeof(e->domain), dom);
+	free(dom);
+	e->nrcpts = get_u32(&r);
+	if (r.bad || e->nrcpts > r.left) {
+		e->nrcpts = 0;
+		smtp_qentry_free(e);
+		return NULL;
+	}
+	e->rcpts = xcalloc(e->nrcpts + 1, sizeof(*e->rcpts));
+	e->status = xcalloc(e->nrcpts + 1, 1);
+	e->diag = xcalloc(e->nrcpts + 1, sizeof(*e->diag));
+	for (i = 0; i < e->nrcpts; i++) {
+		e->rcpts[i] = get_str(&r);
+		e->status[i] = r.left > 0 ? *r.p : 0;
+		if (r.left > 0) {
+			r.p++;
+			r.left--;
+		}
+		e->diag[i] = get_str(&r);
+		if (e->diag[i][0] == '\0') {
+			free(e->diag[i]);
+			e->diag[i] = NULL;
+		}
+	}
+	len = get_u64(&r);
+	if (r.bad || len != r.left) {
+		smtp_qentry_free(e);
+		return NULL;
+	}
+	e->len = (size_t)len;
+	e->msg = xmemdup(r.p, e->len + 1);
+	e->msg[e->len] = '\0';
+	return e;
+}
+
+void
+smtp_qentry_free(struct smtp_qentry *e)
+{
+	size_t i;
+
+	if (e == NULL)
+		return;
+	for (i = 0; i < e->nrcpts; i++) {
+		free(e->rcpts[i]);
+		if (e->diag != NULL)
+			free(e->diag[i]);
+	}
+	free(e->rcpts);
+	free(e->status);
+	free(e->diag);
+	free(e->sender);
+	free(e->msg);
+	free(e);
+}
+
+struct add_ctx {
+	struct kv_env *q;
+	struct smtp_qentry **entries;
+	size_t n;
+};
+
+static int
+add_txn(struct kv_txn *txn, void *arg)
+{
+	struct add_ctx *a = arg;
+	size_t i;
+	int r;
+
+	for (i = 0; i < a->n; i++) {
+		struct buf b;
+
+		encode(a->entries[i], &b);
+		r = kv_put(a->q, txn, QUEUE_TABLE, a->entries[i]->id,
+		    SMTP_QUEUE_ID_LEN, b.data, b.len, KV_PUT_NEW);
+		buf_free(&b);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static void
+new_id(char *id)
+{
+	uint8_t raw[SMTP_QUEUE_ID_LEN / 2];
+
+	randombytes_buf(raw, sizeof(raw));
+	sodium_bin2hex(id, SMTP_QUEUE_ID_LEN + 1, raw, sizeof(raw));
+}
+
+int
+smtp_queue_add(struct kv_env *q, const char *sender, char *const *rcpts,
+    size_t nrcpts, const uint8_t *msg, size_t len, const char **error_r)
+{
+	struct add_ctx a = { q, NULL, 0 };
+	int64_t now = (int64_t)time(NULL);
+	size_t i, j;
+	int r;
+
+	a.entries = xcalloc(nrcpts, sizeof(*a.entries));
+	for (i = 0; i < nrcpts; i++) {
+		const char *dom = strrchr(rcpts[i], '@');
+		struct smtp_qentry *e = NULL;
+
+		dom = dom != NULL ? dom + 1 : "";
+		for (j = 0; j < a.n; j++)
+			if (strcmp(a.entries[j]->domain, dom) == 0)
+				e = a.entries[j];
+		if (e == NULL) {
+			e = xcalloc(1, sizeof(*e));
+			new_id(e->id);
+			e->created = now;
+			e->next_try = now;
+			e->sender = xstrdup(sender);
+			(void)str_copy(e->domain, sizeof(e->domain), dom);
+			e->rcpts = xcalloc(nrcpts, sizeof(*e->rcpts));
+			e->status = xcalloc(nrcpts, 1);
+			e->diag = xcalloc(nrcpts, sizeof(*e->diag));
+			e->msg = (uint8_t *)(uintptr_t)msg;	/* borrowed */
+			e->len = len;
+			a.entries[a.n++] = e;
+		}
+		e->rcpts[e->nrcpts++] = xstrdup(rcpts[i]);
+	}
+	r = kv_txn_run(q, add_txn, &a, error_r);
+	for (i = 0; i < a.n; i++) {
+		a.entries[i]->msg = NULL;
+		smtp_qentry_free(a.entries[i]);
+	}
+	free(a.entries);
+	return r < 0 ? -1 : 0;
+}
+
+struct due_ctx {
+	int64_t now;
+	size_t max;
+	struct smtp_qentry **out;
+	size_t n;
+};
+
+static int
+due_cb(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
+    void *arg)
+{
+	struct due_ctx *d = arg;
+	struct smtp_qentry *e;
+
+	/* next_try sits at offset 1 + 8: look before decoding it all. */
+	if (vlen >= 17) {
+		uint64_t nt = 0;
+		int i;
+
+		for (i = 9; i < 17; i++)
+			nt = (nt << 8) | val[i];
+		if ((int64_t)nt > d->now)
+			return 0;
+	}
+	e = decode(key, klen, val, vlen);
+	if (e == NULL)
+		return 0;	/* damaged: left for the operator */
+	d->out[d->n++] = e;
+	return d->n >= d->max ? 1 : 0;
+}
+
+int
+smtp_queue_due(struct kv_env *q, int64_t now, size_t max,
+    struct smtp_qentry ***entries_r, size_t *n_r, const char **error_r)
+{
+	struct due_ctx d = { now, max, NULL, 0 };
+	int r;
+
+	d.out = xcalloc(max + 1, sizeof(*d.out));
+	r = kv_iterate(q, NULL, QUEUE_TABLE, NULL, 0, due_cb, &d);
+	if (r < 0) {
+		size_t i;
+
+		for (i = 0; i < d.n; i++)
+			smtp_qentry_free(d.out[i]);
+		free(d.out);
+		*error_r = kv_strerror(r);
+		return -1;
+	}
+	*entries_r = d.out;
+	*n_r = d.n;
+	return 0;
+}
+
+int
+smtp_queue_put(struct kv_env *q, const struct smtp_qentry *e,
+    const char **error_r)
+{
+	struct buf b;
+	int r;
+
+	encode(e, &b);
+	r = kv_put(q, NULL, QUEUE_TABLE, e->id, SMTP_QUEUE_ID_LEN, b.data,
+	    b.len, 0);
+	buf_free(&b);
+	if (r < 0) {
+		*error_r = kv_strerror(r);
+		return -1;
+	}
+	return 0;
+}
+
+int
+smtp_queue_remove(struct kv_env *q, const char *id, const char **error_r)
+{
+	int r = kv_del(q, NULL, QUEUE_TABLE, id, SMTP_QUEUE_ID_LEN);
+
+	if (r < 0 && r != KV_ENOTFOUND) {
+		*error_r = kv_strerror(r);
+		return -1;
+	}
+	return 0;
+}
+
+/* Length of the header block of msg (up to and including the blank line). */
+static size_t
+header_len(const uint8_t *msg, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i + 3 < len; i++)
+		if (memcmp(msg + i, "\r\n\r\n", 4) == 0)
+			return i + 4;
+	return len;
+}
+
+uint8_t *
+smtp_dsn_build(const char *hostname, const struct smtp_qentry *e,
+    int expired, size_t *len_r)
+{
+	struct buf b;
+	char date[64], boundary[40];
+	uint8_t rnd[8];
+	time_t t = time(NULL);
+	struct tm tm;
+	size_t i;
+
+	localtime_r(&t, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+	randombytes_buf(rnd, sizeof(rnd));
+	(void)snprintf(boundary, sizeof(boundary), "=_dsn_");
+	sodium_bin2hex(boundary + 6, sizeof(boundary) - 6, rnd, sizeof(rnd));
+	buf_init(&b, BUF_UNBOUNDED);
+	buf_printf(&b, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n"
+	    "To: <%s>\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+	    "Date: %s\r\nAuto-Submitted: auto-replied\r\n"
+	    "MIME-Version: 1.0\r\nContent-Type: multipart/report; "
+	    "report-type=delivery-status;\r\n\tboundary=\"%s\"\r\n\r\n"
+	    "--%s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+	    "This is the mail system at %s.\r\n\r\n"
+	    "Your message could not be delivered to the following "
+	    "recipients%s:\r\n\r\n", hostname, e->sender, date, boundary,
+	    boundary, hostname, expired ? " within the time allowed" : "");
+	for (i = 0; i < e->nrcpts; i++) {
+		if (e->status[i] == SMTP_QRCPT_SENT || (!expired &&
+		    e->status[i] != SMTP_QRCPT_FAILED))
+			continue;
+		buf_printf(&b, "<%s>: %s\r\n", e->rcpts[i], e->diag[i] != NULL ?
+		    e->diag[i] : "no answer from the receiving server");
+	}
+	buf_printf(&b, "\r\n--%s\r\nContent-Type: message/delivery-status"
+	    "\r\n\r\nReporting-MTA: dns; %s\r\nX-Queue-ID: %s\r\n",
+	    boundary, hostname, e->id);
+	for (i = 0; i < e->nrcpts; i++) {
+		int perm = e->status[i] == SMTP_QRCPT_FAILED;
+		const char *d = e->diag[i];
+
+		if (e->status[i] == SMTP_QRCPT_SENT || (!expired && !perm))
+			continue;
+		buf_printf(&b, "\r\nFinal-Recipient: rfc822; %s\r\n"
+		    "Action: failed\r\nStatus: %s\r\n", e->rcpts[i],
+		    perm ? "5.0.0" : "4.4.7");
+		if (d != NULL)
+			buf_printf(&b, "Diagnostic-Code: smtp; %s\r\n", d);
+	}
+	buf_printf(&b, "\r\n--%s\r\nContent-Type: text/rfc822-headers\r\n"
+	    "\r\n", boundary);
+	buf_append(&b, e->msg, header_len(e->msg, e->len));
+	buf_printf(&b, "\r\n--%s--\r\n", boundary);
+	*len_r = b.len;
+	return (uint8_t *)buf_steal(&b);
+}

@@ -1,0 +1,90 @@
+/*
+ * smtp_queue.h - govmail-smtpd's outbound queue: messages from
+ * authenticated users (and alias targets) for other domains, kept durably
+ * until the delivery agent (smtp_out.c) hands them on or gives up and
+ * returns a delivery status notification (RFC 3464) to the sender.
+ *
+ * govmail-smtpd workers; the functions here block on disk I/O and run on
+ * helper threads.  The queue is a Berkeley DB environment of its own
+ * ([smtpd] queue_dir, through mailbox/kv.h): one record per message and
+ * destination domain, written in one durable transaction before the
+ * client gets its 250.  Records are our own; they are still
+ * length-checked when read back.
+ */
+#ifndef GOVMAIL_SMTP_QUEUE_H
+#define GOVMAIL_SMTP_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "smtp_parse.h"
+
+struct config;
+struct kv_env;
+
+/* Queue ids: 16 random bytes in hex. */
+#define SMTP_QUEUE_ID_LEN 32
+/* Entries one scan of the delivery agent takes at most. */
+#define SMTP_QUEUE_SCAN_MAX 32
+/* Record format version (first byte). */
+#define SMTP_QUEUE_REC_VERSION 1
+
+/* Status of one recipient of an entry. */
+enum smtp_qrcpt_status {
+	SMTP_QRCPT_PENDING = 0,
+	SMTP_QRCPT_SENT,
+	SMTP_QRCPT_FAILED,	/* permanently: goes into a DSN */
+};
+
+struct smtp_qentry {
+	char id[SMTP_QUEUE_ID_LEN + 1];
+	int64_t created;		/* wall clock, seconds */
+	int64_t next_try;
+	uint32_t attempts;
+	char *sender;			/* "" for the null sender */
+	char domain[SMTP_DOMAIN_MAX + 1];
+	char **rcpts;
+	uint8_t *status;		/* enum smtp_qrcpt_status per rcpt */
+	char **diag;			/* last reply per rcpt, or NULL */
+	size_t nrcpts;
+	uint8_t *msg;
+	size_t len;
+};
+
+/* Open (creating) the queue environment named by [smtpd] queue_dir. */
+int smtp_queue_open(const struct config *cfg, struct kv_env **q_r,
+    const char **error_r);
+
+/*
+ * Queue msg for the remote rcpts (addresses "local@domain"), one entry per
+ * domain, all in one durable transaction.  sender "" is the null sender.
+ * Returns 0 or -1 with *error_r.
+ */
+int smtp_queue_add(struct kv_env *q, const char *sender,
+    char *const *rcpts, size_t nrcpts, const uint8_t *msg, size_t len,
+    const char **error_r);
+
+/*
+ * Entries due at now (next_try <= now), at most max, as fresh structs in
+ * *entries_r (free each with smtp_qentry_free, then the array).
+ */
+int smtp_queue_due(struct kv_env *q, int64_t now, size_t max,
+    struct smtp_qentry ***entries_r, size_t *n_r, const char **error_r);
+
+/* Write the entry back (after an attempt) or remove it. */
+int smtp_queue_put(struct kv_env *q, const struct smtp_qentry *e,
+    const char **error_r);
+int smtp_queue_remove(struct kv_env *q, const char *id, const char **error_r);
+
+void smtp_qentry_free(struct smtp_qentry *e);
+
+/*
+ * A delivery status notification (RFC 3464 multipart/report) to e's
+ * sender for the recipients whose status is SMTP_QRCPT_FAILED, or all
+ * still pending ones when expired != 0, with the original's header.
+ * Returns a fresh buffer (*len_r bytes) the caller frees.
+ */
+uint8_t *smtp_dsn_build(const char *hostname, const struct smtp_qentry *e,
+    int expired, size_t *len_r);
+
+#endif

@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""govmail-smtpd outbound: an authenticated user's mail for another domain
+goes into the queue and the delivery agent hands it to "the remote domain"
+(a small SMTP server in this test, reached as [smtpd] relayhost) over
+STARTTLS; a temporary failure (451) is retried; a permanent one (550) and
+one still failing after queue_lifetime come back to the sender as an RFC
+3464 DSN in her INBOX; a server that injects a reply before its TLS
+handshake gets no command executed from it; unauthenticated relay stays
+refused."""
+import os
+import socket
+import ssl
+import smtplib
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tap import Suite, free_port  # noqa: E402
+from smtpdenv import Smtpd, tls_client_ctx  # noqa: E402
+
+t = Suite()
+D = "city.example"
+R = "remote.example"
+A = f"alice@{D}"
+
+
+class Remote:
+    """A tiny SMTP server: 451 once for temp@, 550 for perm@, 451 always
+    for never@, 250 for the rest; STARTTLS with a throwaway certificate."""
+
+    def __init__(self, certdir):
+        self.port = free_port()
+        self.got = []           # (mail_from, [rcpts], data, tls)
+        self.tries = {}
+        self.inject = False
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(os.path.join(certdir, "cert.pem"),
+                                 os.path.join(certdir, "key.pem"))
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", self.port))
+        self.ls.listen(16)
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.session, args=(c,),
+                             daemon=True).start()
+
+    def session(self, c):
+        c.settimeout(30)
+        f = c.makefile("rb")
+        w = c
+        tls = False
+        frm, rcpts = None, []
+
+        def say(s):
+            w.sendall((s + "\r\n").encode())
+        say("220 remote ESMTP")
+        try:
+            while True:
+                ln = f.readline()
+                if not ln:
+                    return
+                cmd = ln.decode().rstrip("\r\n")
+                up = cmd.upper()
+                if up.startswith("EHLO"):
+                    say("250-remote")
+                    if not tls:
+                        say("250-STARTTLS")
+                    say("250 8BITMIME")
+                elif up == "STARTTLS":
+                    if self.inject:
+                        # Response injection: must be discarded.
+                        w.sendall(b"220 go ahead\r\n250 injected\r\n")
+                    else:
+                        say("220 go ahead")
+                    w = self.ctx.wrap_socket(c, server_side=True)
+                    f = w.makefile("rb")
+                    tls = True
+                elif up.startswith("MAIL FROM:"):
+                    frm = cmd[10:].strip("<> ")
+                    rcpts = []
+                    say("250 ok")
+                elif up.startswith("RCPT TO:"):
+                    r = cmd[8:].strip("<> ")
+                    with self.lock:
+                        n = self.tries.get(r, 0)
+                        self.tries[r] = n + 1
+                    if r.startswith("perm@"):
+                        say("550 5.1.1 no such user here")
+                    elif r.startswith("never@") or (r.startswith("temp@")
+                                                    and n == 0):
+                        say("451 4.3.0 try again later")
+                    else:
+                        rcpts.append(r)
+                        say("250 ok")
+                elif up == "DATA":
+                    say("354 go")
+                    data = b""
+                    while True:
+                        ln = f.readline()
+                        if ln in (b".\r\n", b""):
+                            break
+                        data += ln[1:] if ln.startswith(b".") else ln
+                    with self.lock:
+                        self.got.append((frm, rcpts, data, tls))
+                    say("250 queued")
+                elif up == "QUIT":
+                    say("221 bye")
+                    return
+                else:
+                    say("250 ok")
+        except (OSError, ssl.SSLError):
+            return
+
+    def wait(self, pred, timeout=30):
+        end = time.time() + timeout
+        while time.time() < end:
+            with self.lock:
+                hits = [g for g in self.got if pred(g)]
+            if hits:
+                return hits
+            time.sleep(0.2)
+        return []
+
+
+d = Smtpd(t, extra_smtpd="queue_retry = 1s\nqueue_lifetime = 6s\n"
+          "relayhost = 127.0.0.1:{port}\n".replace(
+              "{port}", "0"))
+remote = Remote(d.dir)
+with open(d.conf) as fh:
+    conf = fh.read().replace("relayhost = 127.0.0.1:0",
+                             f"relayhost = 127.0.0.1:{remote.port}")
+with open(d.conf, "w") as fh:
+    fh.write(conf)
+d.ctl("domain", "add", D)
+d.user(A, "alice-pw")
+d.start()
+ctx = tls_client_ctx()
+
+
+def submit(rcpts, subject):
+    s = smtplib.SMTP_SSL("127.0.0.1", d.subs, context=ctx, timeout=30)
+    s.login(A, "alice-pw")
+    r = s.sendmail(A, rcpts, f"From: {A}\r\nSubject: {subject}\r\n\r\n"
+                   f".leading dot\r\nbody\r\n".encode())
+    s.quit()
+    return r
+
+
+def subjects():
+    return [ln.split("\t")[3] for ln in d.ls(A)]
+
+
+def wait_inbox(pred, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        for uid, ln in enumerate(d.ls(A), 1):
+            raw = d.cat(A, uid)
+            if pred(raw):
+                return raw
+        time.sleep(0.5)
+    return None
+
+
+def relayed(t):
+    t.eq(submit([f"ok@{R}", A], "out one"), {},
+         "a submission to a remote and a local recipient gets 250")
+    hits = remote.wait(lambda g: b"Subject: out one" in g[2])
+    t.eq(len(hits), 1, "the remote domain got the message once")
+    if hits:
+        frm, rcpts, data, tls = hits[0]
+        t.eq(frm, A, "with alice as envelope sender")
+        t.eq(rcpts, [f"ok@{R}"], "to the remote recipient only")
+        t.ok(tls, "over STARTTLS")
+        t.ok(b"\r\n.leading dot\r\n" in data,
+             "a leading dot survives the dot-stuffing", data[-80:])
+        t.ok(b"Authentication-Results: mx.test.example" in data,
+             "with our trace headers", data[:300])
+    t.ok("out one" in subjects(), "the local copy was delivered too")
+
+
+def retried(t):
+    t.eq(submit([f"temp@{R}"], "out temp"), {}, "queued for temp@")
+    hits = remote.wait(lambda g: b"Subject: out temp" in g[2])
+    t.eq(len(hits), 1, "delivered after the 451 on a retry")
+    t.ok(remote.tries.get(f"temp@{R}", 0) >= 2, "it took two attempts")
+
+
+def bounced(t):
+    t.eq(submit([f"perm@{R}"], "out perm"), {}, "queued for perm@")
+    raw = wait_inbox(lambda r: b"Final-Recipient: rfc822; perm@" in r)
+    t.ok(raw is not None, "a DSN for the 550 reached alice's INBOX")
+    if raw:
+        t.ok(b"multipart/report; report-type=delivery-status" in raw,
+             "a multipart/report", raw[:600])
+        t.ok(b"Action: failed" in raw and b"Status: 5.0.0" in raw,
+             "Action: failed, Status 5.0.0")
+        t.ok(b"550 5.1.1 no such user here" in raw,
+             "with the remote server's reply")
+        t.ok(b"Subject: out perm" in raw, "and the original's header")
+
+
+def expired(t):
+    t.eq(submit([f"never@{R}"], "out never"), {}, "queued for never@")
+    raw = wait_inbox(lambda r: b"Final-Recipient: rfc822; never@" in r,
+                     timeout=40)
+    t.ok(raw is not None, "after queue_lifetime a DSN comes back")
+    if raw:
+        t.ok(b"Status: 4.4.7" in raw, "Status 4.4.7 (expired)", raw[:900])
+
+
+def injection(t):
+    remote.inject = True
+    t.eq(submit([f"inj@{R}"], "out injected"), {}, "queued for inj@")
+    hits = remote.wait(lambda g: b"Subject: out injected" in g[2])
+    t.eq(len(hits), 1,
+         "delivered normally although the server injected a reply")
+    remote.inject = False
+
+
+def no_open_relay(t):
+    s = smtplib.SMTP("127.0.0.1", d.smtp, timeout=30)
+    s.ehlo("c")
+    s.docmd("MAIL", "FROM:<x@elsewhere.example>")
+    code, _ = s.docmd("RCPT", f"TO:<ok@{R}>")
+    t.eq(code, 554, "unauthenticated relay is still refused")
+    s.quit()
+
+
+for case in (relayed, retried, bounced, expired, injection, no_open_relay):
+    t.run_case(case)
+d.stop()
+t.done()
