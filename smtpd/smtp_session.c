@@ -887,6 +887,25 @@ trace_headers(struct smtp_session *s)
 	s->msg.max = s->trace_len + s->sd->message_max;
 }
 
+/* 1 if the first n bytes of a and b match, ASCII case-insensitively. */
+static int
+str_casecmp_n(const char *a, const char *b, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		int x = (unsigned char)a[i], y = (unsigned char)b[i];
+
+		if (x >= 'A' && x <= 'Z')
+			x += 32;
+		if (y >= 'A' && y <= 'Z')
+			y += 32;
+		if (x != y)
+			return 0;
+	}
+	return 1;
+}
+
 static int
 cmp_str(const void *a, const void *b)
 {
@@ -966,6 +985,68 @@ job_deliver_done(void *arg)
 	session_idle(s);
 }
 
+/*
+ * SECURITY (RFC 8601 5): remove Authentication-Results: fields in the
+ * client's header that carry our own authserv-id, so that nobody can
+ * forge our verdict ("auth=pass smtp.auth=mayor@...").  Works on the
+ * message after the trace headers we added ourselves.
+ */
+static void
+strip_forged_results(struct smtp_session *s)
+{
+	const char *name = "Authentication-Results:";
+	size_t nlen = strlen(name), hlen = strlen(s->sd->hostname);
+	uint8_t *p = s->msg.data;
+	size_t len = s->msg.len, i = s->trace_len, out = s->trace_len;
+	int removed = 0;
+
+	while (i < len) {
+		size_t end = i, next;
+		int drop = 0;
+
+		/* One field: its line and the continuation lines after it. */
+		for (;;) {
+			const uint8_t *nl = memchr(p + end, '\n', len - end);
+
+			end = nl != NULL ? (size_t)(nl - p) + 1 : len;
+			if (end >= len || (p[end] != ' ' && p[end] != '\t'))
+				break;
+		}
+		next = end;
+		if (end - i <= 2 && p[i] == '\r') {
+			/* The blank line: the body follows untouched. */
+			break;
+		}
+		if (end - i > nlen && str_casecmp_n((const char *)p + i, name,
+		    nlen)) {
+			size_t j = i + nlen;
+
+			while (j < end && (p[j] == ' ' || p[j] == '\t' ||
+			    p[j] == '\r' || p[j] == '\n'))
+				j++;
+			if (end - j > hlen && str_casecmp_n((const char *)p + j,
+			    s->sd->hostname, hlen) && (p[j + hlen] == ';' ||
+			    p[j + hlen] == ' ' || p[j + hlen] == '\t' ||
+			    p[j + hlen] == '\r'))
+				drop = 1;
+		}
+		if (drop)
+			removed++;
+		else {
+			memmove(p + out, p + i, next - i);
+			out += next - i;
+		}
+		i = next;
+	}
+	if (removed == 0)
+		return;
+	memmove(p + out, p + i, len - i);
+	out += len - i;
+	buf_truncate(&s->msg, out);
+	log_info("smtpd: s=%s event=forged-auth-results-removed n=%d", s->id,
+	    removed);
+}
+
 /* The whole message is in s->msg: check, then store it. */
 static void
 message_complete(struct smtp_session *s)
@@ -999,6 +1080,7 @@ message_complete(struct smtp_session *s)
 			return;
 		}
 	}
+	strip_forged_results(s);
 	job = xcalloc(1, sizeof(*job));
 	job->kind = SMTP_JOB_DELIVER;
 	job->s = s;

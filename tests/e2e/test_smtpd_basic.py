@@ -189,6 +189,25 @@ def bdat_pipelining(t):
     r.close()
 
 
+def forged_results(t):
+    s = smtplib.SMTP("127.0.0.1", d.smtp, timeout=30)
+    s.ehlo("c")
+    m = (b"Authentication-Results: mx.test.example;\r\n"
+         b"\tauth=pass smtp.auth=mayor@city.example\r\n"
+         b"Authentication-Results: other.example; spf=pass\r\n"
+         b"From: x@remote.example\r\nSubject: forged ar\r\n\r\n"
+         b"Authentication-Results: mx.test.example; in the body\r\n")
+    t.eq(s.sendmail("x@remote.example", [A], m), {}, "accepted")
+    s.quit()
+    raw = d.cat(A, len(d.ls(A)))
+    t.ok(b"mayor" not in raw, "a forged result with our authserv-id is "
+         "removed", raw[:600])
+    t.ok(b"Authentication-Results: other.example; spf=pass" in raw,
+         "another server's result is kept")
+    t.ok(raw.endswith(b"\r\n\r\nAuthentication-Results: mx.test.example;"
+                      b" in the body\r\n"), "the body is untouched")
+
+
 def quota(t):
     s = smtplib.SMTP("127.0.0.1", d.smtp, timeout=30)
     s.ehlo("c")
@@ -227,7 +246,8 @@ def swaks_curl(t):
     t.eq(subjects(B)[-2:], ["via curl", "via curl"], "both curl messages")
 
 
-for case in (inbound, submission, smtps_utf8, bdat_pipelining, quota,
+for case in (inbound, submission, smtps_utf8, bdat_pipelining,
+             forged_results, quota,
              swaks_curl):
     t.run_case(case)
 d.stop()
