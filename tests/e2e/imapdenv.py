@@ -59,7 +59,8 @@ class Imapd:
                         "-keyout", os.path.join(self.dir, "key.pem"),
                         "-out", os.path.join(self.dir, "cert.pem"),
                         "-days", "2", "-subj", "/CN=localhost",
-                        "-addext", "subjectAltName=DNS:localhost"],
+                        "-addext",
+                        "subjectAltName=DNS:localhost,IP:127.0.0.1"],
                        check=True, capture_output=True, timeout=60)
         os.chmod(os.path.join(self.dir, "key.pem"), 0o600)
         with open(self.conf, "w") as f:
