@@ -271,35 +271,8 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 static void
 deliver_dsn(struct smtp_agent *ag, const struct smtp_qentry *e, int expired)
 {
-	struct store *st = smtp_job_store(ag->sd->cfg);
-	const char *dom = strrchr(e->sender, '@'), *err = NULL;
-	uint8_t *dsn;
-	size_t len;
-	int local;
-
-	if (e->sender[0] == '\0' || dom == NULL)
-		return;		/* never bounce a bounce */
-	dsn = smtp_dsn_build(ag->sd->hostname, e, expired, &len);
-	local = st != NULL ? store_domain_exists(st, dom + 1) : -1;
-	if (local == 1) {
-		struct store_rcpt_result res;
-		const char *rc[1] = { e->sender };
-
-		memset(&res, 0, sizeof(res));
-		if (store_deliver(st, dsn, len, rc, 1, 0, &res, &err) < 0 ||
-		    res.status != STORE_OK)
-			log_warnx("smtpd: event=dsn-failed queue=%s error=\"%s\"",
-			    e->id, err != NULL ? err :
-			    store_strerror(res.status));
-	} else {
-		char *rcpt = e->sender;
-
-		if (smtp_queue_add(ag->q, "", &rcpt, 1, dsn, len, &err) < 0)
-			log_warnx("smtpd: event=dsn-failed queue=%s error=\"%s\"",
-			    e->id, err);
-	}
-	log_info("smtpd: event=dsn queue=%s expired=%d", e->id, expired);
-	free(dsn);
+	(void)smtp_dsn_send(smtp_job_store(ag->sd->cfg), ag->q,
+	    ag->sd->hostname, e, expired);
 }
 
 static void

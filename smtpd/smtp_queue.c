@@ -17,6 +17,8 @@
 #include "buf.h"
 #include "config.h"
 #include "kv.h"
+#include "log.h"
+#include "mailbox.h"
 #include "smtp_queue.h"
 #include "xmalloc.h"
 
@@ -453,4 +455,48 @@ smtp_dsn_build(const char *hostname, const struct smtp_qentry *e,
 	buf_printf(&b, "\r\n--%s--\r\n", boundary);
 	*len_r = b.len;
 	return (uint8_t *)buf_steal(&b);
+}
+
+int
+smtp_dsn_send(struct store *st, struct kv_env *q, const char *hostname,
+    const struct smtp_qentry *e, int expired)
+{
+	const char *dom = strrchr(e->sender, '@'), *err = NULL;
+	uint8_t *dsn;
+	size_t len;
+	int local, r = 0;
+
+	if (e->sender[0] == '\0' || dom == NULL)
+		return 0;
+	dsn = smtp_dsn_build(hostname, e, expired, &len);
+	local = st != NULL ? store_domain_exists(st, dom + 1) : -1;
+	if (local == 1) {
+		struct store_rcpt_result res;
+		const char *rc[1] = { e->sender };
+
+		memset(&res, 0, sizeof(res));
+		if (store_deliver(st, dsn, len, rc, 1, 0, &res, &err) < 0 ||
+		    res.status != STORE_OK) {
+			log_warnx("smtpd: event=dsn-failed queue=%s error=\"%s\"",
+			    e->id, err != NULL ? err :
+			    store_strerror(res.status));
+			r = -1;
+		}
+	} else if (q != NULL) {
+		char *rcpt = e->sender;
+
+		if (smtp_queue_add(q, "", &rcpt, 1, dsn, len, &err) < 0) {
+			log_warnx("smtpd: event=dsn-failed queue=%s error=\"%s\"",
+			    e->id, err);
+			r = -1;
+		}
+	} else {
+		log_warnx("smtpd: event=dsn-dropped queue=%s (no queue)", e->id);
+		r = -1;
+	}
+	if (r == 0)
+		log_info("smtpd: event=dsn queue=%s expired=%d", e->id,
+		    expired);
+	free(dsn);
+	return r;
 }

@@ -87,4 +87,14 @@ void smtp_qentry_free(struct smtp_qentry *e);
 uint8_t *smtp_dsn_build(const char *hostname, const struct smtp_qentry *e,
     int expired, size_t *len_r);
 
+/*
+ * Send that DSN: into the sender's INBOX when the sender's domain is
+ * local (st), else through the queue q (may be NULL: then dropped, and
+ * logged) with the null sender.  Nothing for a null sender: a bounce is
+ * never bounced.  Logs failures; returns 0 or -1.
+ */
+struct store;
+int smtp_dsn_send(struct store *st, struct kv_env *q, const char *hostname,
+    const struct smtp_qentry *e, int expired);
+
 #endif

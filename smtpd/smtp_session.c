@@ -126,6 +126,7 @@ struct smtp_job {
 	char **remote;
 	size_t nremote;
 	char *sender;
+	const char *hostname;
 	struct kv_env *queue;
 	int queued;
 	struct store_rcpt_result *results;
@@ -912,6 +913,47 @@ cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/*
+ * Some local recipients failed at delivery (quota reached since RCPT)
+ * while the message is accepted for others: the client gets 250, so the
+ * sender learns of the failures from a DSN.
+ */
+static void
+job_partial_dsn(struct smtp_job *job, struct store *st)
+{
+	struct smtp_qentry e;
+	size_t i, ok = job->queued ? job->nremote : 0, n = 0;
+
+	for (i = 0; i < job->nrcpts; i++)
+		if (job->results[i].status == STORE_OK)
+			ok++;
+	if (ok == 0 || ok == job->nrcpts + (job->queued ? job->nremote : 0))
+		return;
+	memset(&e, 0, sizeof(e));
+	(void)str_copy(e.id, sizeof(e.id), "local");
+	e.sender = job->sender;
+	e.rcpts = xcalloc(job->nrcpts, sizeof(*e.rcpts));
+	e.status = xcalloc(job->nrcpts, 1);
+	e.diag = xcalloc(job->nrcpts, sizeof(*e.diag));
+	for (i = 0; i < job->nrcpts; i++) {
+		if (job->results[i].status == STORE_OK)
+			continue;
+		e.rcpts[n] = job->rcpts[i];
+		e.status[n] = SMTP_QRCPT_FAILED;
+		e.diag[n] = (char *)(uintptr_t)(job->results[i].status ==
+		    STORE_EQUOTA ? "552 5.2.2 Mailbox full" :
+		    "550 5.1.1 Mailbox unavailable");
+		n++;
+	}
+	e.nrcpts = n;
+	e.msg = job->msg;
+	e.len = job->len;
+	(void)smtp_dsn_send(st, job->queue, job->hostname, &e, 0);
+	free(e.rcpts);
+	free(e.status);
+	free(e.diag);
+}
+
 static void
 job_deliver_work(void *arg)
 {
@@ -939,6 +981,8 @@ job_deliver_work(void *arg)
 	job->dres = store_deliver(st, job->msg, job->len,
 	    (const char *const *)job->rcpts, job->nrcpts, 0, job->results,
 	    &job->derr);
+	if (job->dres == 0)
+		job_partial_dsn(job, st);
 }
 
 static void
@@ -1099,6 +1143,7 @@ message_complete(struct smtp_session *s)
 	s->remote = NULL;
 	s->nremote = s->alloc_remote = 0;
 	job->sender = xstrdup(s->from.addr);
+	job->hostname = s->sd->hostname;
 	job->queue = s->sd->queue;
 	job->results = xcalloc(job->nrcpts, sizeof(*job->results));
 	if (tpool_submit(s->sd->pool, job_deliver_work, job_deliver_done, job,

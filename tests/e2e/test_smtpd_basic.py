@@ -27,6 +27,8 @@ d.user(A, "alice-pw")
 d.user(B, "bob-pw")
 d.user(Z, "zhang-pw")
 d.user(Q, "full-pw", "--quota-messages", "1")
+SMALL = f"small@{D}"
+d.user(SMALL, "small-pw", "--quota-bytes", "2000")
 d.ctl("list", "add", L)
 d.ctl("list", "member", "add", L, B)
 d.ctl("list", "poster", "add", L, A)
@@ -220,6 +222,25 @@ def quota(t):
     code, _ = s.docmd("RCPT", f"TO:<{A}>")
     t.eq(code, 250, "another recipient of the same message is fine")
     s.quit()
+    # Without SIZE= the quota is only found full at delivery: the message
+    # goes to alice, and the sender (bob, local) gets a DSN for small@.
+    r = Raw(d.smtp)
+    r.cmd("EHLO c")
+    r.cmd(f"MAIL FROM:<{B}>")
+    codes = [r.cmd(f"RCPT TO:<{x}>")[0] for x in (SMALL, A)]
+    t.eq(codes, [250, 250], "RCPT accepts the not-yet-full mailbox")
+    r.cmd("DATA")
+    r.send(b"From: bob\r\nSubject: too big for small\r\n\r\n" +
+           b"q" * 98 + b"\r\n" * 0 + (b"q" * 98 + b"\r\n") * 30 +
+           b".\r\n")
+    t.eq(r.reply()[0], 250, "250: delivered to alice")
+    r.close()
+    t.eq(subjects(A)[-1], "too big for small", "alice has it")
+    t.eq(d.ls(SMALL), [], "small@ has nothing")
+    raw = d.cat(B, len(d.ls(B)))
+    t.ok(b"Final-Recipient: rfc822; small@city.example" in raw and
+         b"552 5.2.2 Mailbox full" in raw,
+         "bob got a DSN for small@ (mailbox full)", raw[:900])
 
 
 def swaks_curl(t):
