@@ -1,0 +1,366 @@
+#!/usr/bin/env bash
+# run-smtp.sh - the SMTP benchmark of issue 4: govmail-smtpd delivering
+# into its store, side by side in the same run with Postfix delivering to
+# Dovecot over LMTP, both durable, both driven by Postfix's smtp-source.
+# Not a test.
+#
+#   bench/run-smtp.sh [BUILD_DIR] [SCRATCH_DIR]
+#
+# BUILD_DIR defaults to the checkout (quickstart builds in place); SCRATCH
+# defaults to bench/out/smtp-scratch (on the disk a real store would use:
+# the figures include its fsyncs).  Must run as root: Postfix's master
+# needs it (it drops to the postfix user); govmail-smtpd runs as `nobody`
+# in development mode, the same code path as production.
+#
+# What runs (each on its own free loopback port, all stopped by PID at the
+# end, even on failure):
+#   - govmail-smtpd (workers = one per core) on a scratch store whose
+#     accounts bench/smtp_accounts creates; the 250 after DATA is sent
+#     only once the delivery is committed (fsync).
+#   - a private Postfix instance (`postfix -c DIR`: its own main.cf,
+#     master.cf, queue_directory, data_directory; no chroot; otherwise
+#     Postfix's defaults) with virtual_mailbox_domains = the bench domain
+#     and virtual_transport = lmtp:inet:127.0.0.1:PORT.  Postfix fsyncs
+#     its queue file before its 250.
+#   - a private Dovecot (`dovecot -c FILE -F`: base_dir, state_dir, log
+#     and Maildirs under the scratch folder; a static userdb for every
+#     user of the domain, as nobody) with an LMTP listener on loopback and
+#     mail_fsync = always, so the LMTP 250 comes after the Maildir file is
+#     fsync'd.  The system's Postfix and Dovecot (if any) are not touched.
+# The packages postfix, dovecot-core and dovecot-lmtpd are installed when
+# missing (postfix with debconf's "No configuration", no service started).
+#
+# Figures (messages per second, counted from the first connection until
+# the LAST message is in its mailbox: `govmailctl stats` for govmail; for
+# Postfix the queue empty AND the Maildir files all there):
+#   1. 1 KB, 10 KB and 100 KB messages with 1 and 10 sessions
+#      (smtp-source -d: sessions stay connected), N messages each
+#      (SMTP_BENCH_N, default 2000; half as many for 100 KB);
+#   2. one 10 KB message to 10,000 distinct recipients, 1,000 RCPT per
+#      transaction (smtp-source -N -r 1000 -m 10: recipients 1u .. 10000u),
+#      time until all 10,000 mailboxes hold it.
+# Prints one line per figure and saves them in bench/out/smtp-<date>.txt.
+# About 5 minutes on 2 cores.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-$here/..}
+scratch=${2:-$here/out/smtp-scratch}
+smtpd="$build/smtpd/govmail-smtpd"
+ctl="$build/tools/govmailctl"
+accounts="$build/bench/smtp_accounts"
+fs="$build/bench/fsync_rate"
+n_msgs=${SMTP_BENCH_N:-2000}
+domain=bench.example
+fanout=10000
+fanout_batch=1000
+wait_max=300
+for p in "$smtpd" "$ctl" "$accounts" "$fs"; do
+	[ -x "$p" ] || { echo "run-smtp.sh: $p not built (make first)" >&2; exit 2; }
+done
+if [ "$(id -u)" -ne 0 ]; then
+	echo "run-smtp.sh: must run as root (Postfix's master needs it)" >&2
+	exit 2
+fi
+
+# The reference's packages, installed without configuring or starting
+# the system's Postfix or Dovecot.
+if ! command -v smtp-source >/dev/null || ! command -v dovecot >/dev/null ||
+    [ ! -e /usr/lib/dovecot/lmtp ]; then
+	echo "postfix postfix/main_mailer_type select No configuration" |
+	    debconf-set-selections
+	DEBIAN_FRONTEND=noninteractive apt-get install -y \
+	    --no-install-recommends postfix dovecot-core dovecot-lmtpd >&2
+fi
+
+out="$here/out/smtp-$(date -u +%Y%m%d-%H%M%S).txt"
+mkdir -p "$here/out"
+rm -rf "$scratch"; mkdir -p "$scratch"
+chmod 755 "$scratch"
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+gm_port=$(free_port)
+pf_port=$(free_port)
+dv_port=$(free_port)
+while [ "$pf_port" = "$gm_port" ] || [ "$dv_port" = "$gm_port" ] ||
+    [ "$dv_port" = "$pf_port" ]; do
+	pf_port=$(free_port); dv_port=$(free_port)
+done
+
+gm="$scratch/govmail"
+pf="$scratch/postfix"
+dv="$scratch/dovecot"
+queue="$pf/queue"
+maildirs="$dv/mail"
+gm_pid= dv_pid= pf_pid=
+stop_pid() {	# stop_pid PID: SIGTERM, wait up to 10 s, then SIGKILL
+	local pid=$1 i
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for i in $(seq 100); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+}
+cleanup() {
+	set +e
+	if [ -n "$gm_pid" ]; then
+		stop_pid "$gm_pid"; wait "$gm_pid" 2>/dev/null
+	fi
+	if [ -z "$pf_pid" ] && [ -s "$queue/pid/master.pid" ]; then
+		pf_pid=$(tr -d ' ' < "$queue/pid/master.pid")
+	fi
+	[ -n "$pf_pid" ] && stop_pid "$pf_pid"
+	if [ -n "$dv_pid" ]; then
+		stop_pid "$dv_pid"; wait "$dv_pid" 2>/dev/null
+	fi
+	return 0
+}
+trap cleanup EXIT
+exec > >(tee "$out") 2>&1
+
+clock() { date +%s.%N; }
+as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
+wait_port() {
+	local i
+	for i in $(seq 100); do
+		python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "nothing listens on port $1" >&2
+	return 1
+}
+
+echo "# SMTP benchmarks $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname): $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(df -h "$scratch" | awk 'NR==2 {print $1}')"
+echo "# govmail-smtpd vs Postfix $(postconf -d -h mail_version) + Dovecot $(dovecot --version | cut -d' ' -f1) (LMTP), load generator smtp-source"
+echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other processes share these cores)"
+echo "## physical reference: fdatasync rate of the disk under $scratch"
+"$fs" "$scratch" 3 1
+
+# ---- govmail ---------------------------------------------------------
+mkdir -p "$gm"
+cat > "$gm/govmail.conf" <<EOF
+[store]
+path = store
+password_opslimit = 1
+password_memlimit = 8K
+[limits]
+quota_messages = 100000000
+quota_bytes = 1000G
+[smtpd]
+hostname = gm.$domain
+listen_smtp = 127.0.0.1:$gm_port
+listen_submission =
+listen_submissions =
+pid_file = smtpd.pid
+rate_messages = 0
+rate_ip_messages = 0
+EOF
+chown -R nobody:nogroup "$gm"
+t0=$(clock)
+(cd "$gm" && as_nobody "$accounts" govmail.conf "$domain" "$fanout")
+awk -v t0="$t0" -v t1="$(clock)" -v n="$fanout" 'BEGIN { printf "# govmail: %d accounts created in %.1f s\n", n + 1, t1 - t0 }'
+(cd "$gm" && exec setpriv --reuid=nobody --regid=nogroup --clear-groups \
+    "$smtpd" -c govmail.conf -f 2> smtpd.log) &
+gm_pid=$!
+wait_port "$gm_port"
+gm_count() {
+	(cd "$gm" && as_nobody "$ctl" -c govmail.conf stats) |
+	    awk '/^messages:/ { print $2 }'
+}
+
+# ---- Dovecot ---------------------------------------------------------
+mkdir -p "$dv/run" "$dv/state" "$maildirs"
+chown nobody:nogroup "$maildirs"
+cat > "$dv/dovecot.conf" <<EOF
+# A private Dovecot for bench/run-smtp.sh: LMTP on loopback only.
+base_dir = $dv/run
+state_dir = $dv/state
+instance_name = dovecot-smtpbench
+log_path = $dv/dovecot.log
+protocols = lmtp
+listen = 127.0.0.1
+ssl = no
+# Durable as govmail: fsync each delivered file before the LMTP 250.
+mail_fsync = always
+mail_location = maildir:$maildirs/%n
+first_valid_uid = 1
+passdb {
+  driver = static
+  args = nopassword=y
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=$maildirs/%n allow_all_users=yes
+}
+service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = $dv_port
+  }
+}
+EOF
+dovecot -c "$dv/dovecot.conf" -F > "$dv/stderr.log" 2>&1 &
+dv_pid=$!
+wait_port "$dv_port"
+dv_count() {
+	find "$maildirs" -path '*/new/*' -type f -printf . | wc -c
+}
+
+# ---- Postfix ---------------------------------------------------------
+mkdir -p "$pf/etc" "$queue" "$pf/data"
+chown postfix "$pf/data"
+# Postfix's own master.cf, without chroot (the queue is private), the
+# smtpd on our port, the optional pipe transports and tlsmgr left out.
+awk -v port="$pf_port" '
+	/^#/ || /^ / || /^$/ { next }
+	$1 == "smtp" && $2 == "inet" {
+		print "127.0.0.1:" port " inet n - n - - smtpd"; next }
+	$1 == "tlsmgr" || $8 == "pipe" { next }
+	{ $5 = "n"; print }' /usr/share/postfix/master.cf.dist > "$pf/etc/master.cf"
+cat > "$pf/etc/main.cf" <<EOF
+# A private Postfix for bench/run-smtp.sh; everything else is the default.
+compatibility_level = 3.6
+queue_directory = $queue
+data_directory = $pf/data
+meta_directory = /etc/postfix
+mail_owner = postfix
+setgid_group = postdrop
+syslog_name = postfix-smtpbench
+maillog_file = $pf/maillog
+maillog_file_prefixes = $pf
+myhostname = pf.$domain
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+alias_maps =
+alias_database =
+local_recipient_maps =
+biff = no
+virtual_mailbox_domains = $domain
+virtual_transport = lmtp:inet:127.0.0.1:$dv_port
+EOF
+postfix -c "$pf/etc" start >/dev/null 2>&1 || {
+	echo "postfix did not start:" >&2; cat "$pf/maillog" >&2; exit 1; }
+pf_pid=$(tr -d ' ' < "$queue/pid/master.pid")
+wait_port "$pf_port"
+pf_queued() {
+	find "$queue/incoming" "$queue/active" "$queue/deferred" \
+	    "$queue/hold" "$queue/maildrop" -type f -printf . | wc -c
+}
+echo "# Postfix: defaults but for the private paths, no chroot, virtual_transport = lmtp:inet:127.0.0.1:$dv_port ($(postconf -c "$pf/etc" -h lmtp_destination_concurrency_limit) concurrent LMTP sessions, $(postconf -c "$pf/etc" -h lmtp_destination_recipient_limit) recipients per LMTP transaction)"
+echo "# Dovecot: mail_fsync = always, Maildir, static userdb, LMTP on 127.0.0.1:$dv_port"
+
+# ---- the measurements ------------------------------------------------
+gm_expected=$(gm_count)
+dv_expected=0
+result=
+
+# until_done WHAT EXPECTED T0: waits until WHAT's mailboxes hold
+# EXPECTED messages (and, for Postfix, its queue is empty); sets `result`
+# to the seconds from T0 to the start of the check that found it done.
+until_done() {
+	local what=$1 want=$2 t0=$3 t have q=0
+	local deadline=$(( $(date +%s) + wait_max ))
+	while :; do
+		t=$(clock)
+		if [ "$what" = govmail ]; then
+			have=$(gm_count)
+		else
+			q=$(pf_queued)
+			have=$(dv_count)
+		fi
+		if [ "$q" -eq 0 ] && [ "$have" -ge "$want" ]; then
+			break
+		fi
+		if [ "$(date +%s)" -gt "$deadline" ]; then
+			echo "$what: only $have of $want messages delivered after ${wait_max}s ($q still queued)" >&2
+			[ "$what" = govmail ] && tail -20 "$gm/smtpd.log" >&2
+			[ "$what" = postfix ] && tail -20 "$pf/maillog" >&2
+			exit 1
+		fi
+		sleep 0.05
+	done
+	if [ "$have" -ne "$want" ]; then
+		echo "$what: $have messages delivered, $want expected" >&2
+		exit 1
+	fi
+	result=$(awk -v a="$t0" -v b="$t" 'BEGIN { printf "%.3f", b - a }')
+}
+
+# send WHAT PORT SMTP-SOURCE-ARGS...: runs smtp-source, fails on its
+# errors (any refused command is fatal to it).
+send() {
+	local what=$1 port=$2
+	shift 2
+	if ! smtp-source "$@" -f "sender@client.example" 127.0.0.1:"$port" \
+	    > "$scratch/smtp-source.log" 2>&1; then
+		echo "$what: smtp-source failed:" >&2
+		cat "$scratch/smtp-source.log" >&2
+		exit 1
+	fi
+	if [ -s "$scratch/smtp-source.log" ]; then
+		echo "$what: smtp-source said:" >&2
+		cat "$scratch/smtp-source.log" >&2
+	fi
+}
+
+echo "## 1. messages/s until the last message is in its mailbox (one recipient each)"
+printf '%-22s %16s %16s %8s\n' "case" "govmail msg/s" "Postfix+Dovecot" "ratio"
+for size in 1 10 100; do
+	n=$n_msgs
+	[ "$size" -eq 100 ] && n=$(( n_msgs / 2 ))
+	for sessions in 1 10; do
+		args=(-d -s "$sessions" -m "$n" -l $(( size * 1024 )) -t "u@$domain")
+		t0=$(clock)
+		send govmail "$gm_port" "${args[@]}"
+		gm_expected=$(( gm_expected + n ))
+		until_done govmail "$gm_expected" "$t0"
+		gm_t=$result
+		t0=$(clock)
+		send postfix "$pf_port" "${args[@]}"
+		dv_expected=$(( dv_expected + n ))
+		until_done postfix "$dv_expected" "$t0"
+		pf_t=$result
+		awk -v s="$size" -v c="$sessions" -v n="$n" -v g="$gm_t" -v p="$pf_t" 'BEGIN {
+			printf "%-22s %16.0f %16.0f %7.1fx   (%d messages: %.2f s vs %.2f s)\n",
+			    s " KB, " c " session" (c > 1 ? "s" : ""),
+			    n / g, n / p, p / g, n, g, p }'
+	done
+done
+
+echo "## 2. one 10 KB message to $fanout mailboxes, $fanout_batch RCPT per transaction (1 session)"
+args=(-d -N -s 1 -r "$fanout_batch" -m $(( fanout / fanout_batch )) -l 10240 -t "u@$domain")
+t0=$(clock)
+send govmail "$gm_port" "${args[@]}"
+gm_expected=$(( gm_expected + fanout ))
+until_done govmail "$gm_expected" "$t0"
+gm_t=$result
+t0=$(clock)
+send postfix "$pf_port" "${args[@]}"
+dv_expected=$(( dv_expected + fanout ))
+until_done postfix "$dv_expected" "$t0"
+pf_t=$result
+awk -v n="$fanout" -v g="$gm_t" -v p="$pf_t" 'BEGIN {
+	printf "govmail %.2f s (%.0f recipients/s), Postfix+Dovecot %.2f s (%.0f recipients/s): %.1fx\n",
+	    g, n / g, p, n / p, p / g }'
+# Every one of the 10,000 mailboxes holds exactly one copy.
+miss=0
+for i in 1 $(( fanout / 2 )) "$fanout"; do
+	c=$(find "$maildirs/${i}u/new" -type f -printf . | wc -c)
+	g=$( (cd "$gm" && as_nobody "$ctl" -c govmail.conf ls "${i}u@$domain") | wc -l)
+	if [ "$c" -ne 1 ] || [ "$g" -ne 1 ]; then
+		echo "mailbox ${i}u: Dovecot $c, govmail $g messages (1 expected)" >&2
+		miss=1
+	fi
+done
+[ "$miss" -eq 0 ] || exit 1
+echo "# spot check: 1u, $(( fanout / 2 ))u and ${fanout}u hold one copy each in both"
+echo "# errors logged: govmail-smtpd $(grep -ciE 'error|fatal|warn' "$gm/smtpd.log" || true), Postfix $(grep -ciE 'error|fatal|warning' "$pf/maillog" || true), Dovecot $(grep -ciE 'error|fatal|panic' "$dv/dovecot.log" || true)"
+echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+cleanup
+gm_pid= pf_pid= dv_pid=
+trap - EXIT
+rm -rf "$scratch"
+echo "# saved in $out"
