@@ -26,6 +26,7 @@ AUTH_LINE_MAX = 12288   # SMTP_AUTH_LINE_MAX
 TEXT_MAX = 998          # SMTP_TEXT_LINE_MAX
 SIZE_MAX = 65536 - 4096  # [limits] message_size 64K - SMTPD_TRACE_RESERVE
 RCPT_MAX = 5
+HELO_MAX = 255          # SMTP_HELO_MAX
 ERRORS_MAX = 5
 AUTH_FAILURES = 3
 d = Smtpd(t, extra_smtpd=f"max_recipients = {RCPT_MAX}\n"
@@ -162,6 +163,17 @@ def line_limits(t):
         t.eq(r.reply()[0], want, f"text line of {n} characters: {want}")
         r.close()
     t.eq(count(), before + 2, "two messages with lines within the limit")
+
+
+def helo_limit(t):
+    r = Raw(d.smtp)
+    for n, want in ((HELO_MAX - 1, 250), (HELO_MAX, 250),
+                    (HELO_MAX + 1, 501)):
+        t.eq(r.cmd("EHLO " + "h" * n)[0], want,
+             f"EHLO name of {n} characters: {want}")
+    t.eq(r.cmd("EHLO bad\x7fname")[0], 500, "a control byte in EHLO: 500")
+    t.eq(r.cmd("EHLO bad name")[0], 501, "a space in the EHLO name: 501")
+    r.close()
 
 
 def recipient_limit(t):
@@ -307,7 +319,7 @@ def timeout(t):
     r.close()
 
 
-for case in (relay, smuggling, starttls_injection, line_limits,
+for case in (relay, smuggling, starttls_injection, line_limits, helo_limit,
              recipient_limit, size_limit, auth_limits, errors_and_junk,
              timeout):
     t.run_case(case)
