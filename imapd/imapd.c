@@ -78,6 +78,8 @@ static const struct imap_command commands[] = {
 	{ "STORE", IMAP_CMDF_SELECTED | IMAP_CMDF_UID, cmd_store },
 	{ "SEARCH", IMAP_CMDF_SELECTED | IMAP_CMDF_UID, cmd_search },
 	{ "COPY", IMAP_CMDF_SELECTED | IMAP_CMDF_UID, cmd_copy },
+	{ "SORT", IMAP_CMDF_SELECTED | IMAP_CMDF_UID, cmd_sort },
+	{ "THREAD", IMAP_CMDF_SELECTED | IMAP_CMDF_UID, cmd_thread },
 	{ "MOVE", IMAP_CMDF_SELECTED | IMAP_CMDF_UID, cmd_move },
 };
 
@@ -191,7 +193,7 @@ imap_capabilities(struct imap_session *s, struct buf *out)
 	(void)buf_append_str(out, " NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN "
 	    "LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE QRESYNC ESEARCH "
 	    "SEARCHRES UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE "
-	    "STATUS=SIZE");
+	    "STATUS=SIZE SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES");
 	(void)buf_printf(out, " APPENDLIMIT=%llu",
 	    (unsigned long long)s->w->append_max);
 	if (!conn_compressing(s->conn))
@@ -211,6 +213,7 @@ imap_session_login(struct imap_session *s, const char *user)
 	imap_parser_limits_auth(&lim, (size_t)s->w->append_max);
 	imap_parser_set_limits(s->parser, &lim);
 	conn_set_timeouts(s->conn, s->w->idle_timeout_ms, 0);
+	conn_set_line_limit(s->conn, IMAP_LINE_MAX, CONN_LINE_BARE_LF);
 	{
 		char esc[512];
 
@@ -297,7 +300,8 @@ dispatch(struct imap_session *s, const struct imap_arg *args, size_t n)
 	}
 	conn_pause_input(s->conn);
 	s->no_expunge = !uid && (cmd->fn == cmd_fetch || cmd->fn == cmd_store ||
-	    cmd->fn == cmd_search);
+	    cmd->fn == cmd_search || cmd->fn == cmd_sort ||
+	    cmd->fn == cmd_thread);
 	r = cmd->fn(s, args + skip, n - skip, uid);
 	if (r == IMAP_CMD_DONE && !s->busy && !s->idling && !s->auth_wait)
 		imap_command_finished(s);
@@ -397,6 +401,8 @@ session_input(struct conn *c, void *arg)
 
 			args = imap_parser_args(s->parser, &nargs);
 			dispatch(s, args, nargs);
+			/* The arguments are dead: release their storage now. */
+			imap_parser_reset(s->parser);
 			if (s->state == IMAP_STATE_LOGOUT)
 				return;
 			break;
@@ -482,7 +488,11 @@ on_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
 	w->sessions = s;
 	s->conn = conn_new(w->base, fd, &session_callbacks, s);
 	conn_set_timeouts(s->conn, w->login_timeout_ms, 0);
-	conn_set_line_limit(s->conn, IMAP_LINE_MAX, CONN_LINE_BARE_LF);
+	/*
+	 * The parser bounds commands itself; the connection's line limit
+	 * bounds the raw lines (AUTHENTICATE responses, IDLE's DONE).
+	 */
+	conn_set_line_limit(s->conn, SASL_RESPONSE_B64_MAX, CONN_LINE_BARE_LF);
 	conn_set_output_max(s->conn, IMAPD_OUTPUT_MAX);
 	log_info("s=%s event=connect ip=%s tls=%d", s->sid, host,
 	    lc->implicit_tls);

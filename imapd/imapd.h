@@ -293,6 +293,21 @@ enum imap_cmd_result cmd_store(struct imap_session *, const struct
 enum imap_cmd_result cmd_search(struct imap_session *, const struct
     imap_arg *, size_t, int);
 
+/*
+ * Run a search program (args: keys only, CHARSET already consumed) over
+ * the view: matching UIDs in ascending order in a fresh *uids_r.  Returns
+ * 0; -1 with *error_r for a bad program (reply BAD); a negative store
+ * error otherwise.
+ */
+int imap_search_run(struct imap_session *s, const struct imap_arg *args,
+    size_t n, uint32_t **uids_r, size_t *n_r, const char **error_r);
+
+/* ---- cmd_sort.c ---- */
+enum imap_cmd_result cmd_sort(struct imap_session *, const struct
+    imap_arg *, size_t, int);
+enum imap_cmd_result cmd_thread(struct imap_session *, const struct
+    imap_arg *, size_t, int);
+
 /* ---- cmd_copy.c ---- */
 enum imap_cmd_result cmd_copy(struct imap_session *, const struct
     imap_arg *, size_t, int);

@@ -345,7 +345,42 @@ def case_enable_condstore(t):
     m.logout()
 
 
-for fn in (case_tls_login, case_starttls, case_bad_password,
+def case_sort_thread(t):
+    C = "carol@city.example"
+    d.user(C, "carol-pw")
+    mails = [
+        ("<t1@x>", "", "Plan", "Sat, 21 Nov 2026 10:00:00 +0000", 300),
+        ("<t2@x>", "<t1@x>", "Re: Plan", "Sat, 21 Nov 2026 11:00:00 +0000",
+         100),
+        ("<t3@x>", "", "Budget", "Sat, 21 Nov 2026 09:00:00 +0000", 200),
+        ("<t4@x>", "<t1@x> <t2@x>", "Re: Re: Plan",
+         "Sat, 21 Nov 2026 12:00:00 +0000", 50),
+    ]
+    for mid, refs, subj, date, size in mails:
+        hdr = (f"From: x@city.example\r\nTo: {C}\r\nSubject: {subj}\r\n"
+               f"Message-ID: {mid}\r\nDate: {date}\r\n")
+        if refs:
+            hdr += f"References: {refs}\r\n"
+        d.deliver(C, (hdr + "\r\n" + "x" * size + "\r\n").encode())
+    m = d.imap_tls()
+    m.login(C, "carol-pw")
+    m.select("INBOX")
+    typ, data = m.sort("(SUBJECT DATE)", "UTF-8", "ALL")
+    t.eq(data[0], b"3 1 2 4", "SORT (SUBJECT DATE): base subjects, then date")
+    typ, data = m.sort("(REVERSE SIZE)", "UTF-8", "ALL")
+    t.eq(data[0], b"1 3 2 4", "SORT (REVERSE SIZE)")
+    typ, data = m.sort("(DATE)", "UTF-8", "NOT", "SUBJECT", "Budget")
+    t.eq(data[0], b"1 2 4", "SORT with a search program")
+    typ, data = m.thread("REFERENCES", "UTF-8", "ALL")
+    t.eq(data[0], b"(3)(1 2 4)", "THREAD REFERENCES")
+    typ, data = m.thread("ORDEREDSUBJECT", "UTF-8", "ALL")
+    t.eq(data[0], b"(3)(1 (2)(4))", "THREAD ORDEREDSUBJECT")
+    typ, data = m.uid("SORT", "(ARRIVAL)", "UTF-8", "ALL")
+    t.eq(data[0], b"1 2 3 4", "UID SORT (ARRIVAL)")
+    m.logout()
+
+
+for fn in (case_sort_thread, case_tls_login, case_starttls, case_bad_password,
            case_authenticate, case_list, case_fetch, case_store_search,
            case_copy_move_append_expunge, case_two_sessions_idle,
            case_enable_condstore):
