@@ -12,6 +12,8 @@
  *     lib/strnum.c lib/log.c $(pkg-config --cflags --libs libsodium) \
  *     -o fuzz_imap
  *   ./fuzz_imap -max_len=65536 CORPUS_DIR
+ * `make check` runs fuzz/fuzz_imap_replay (-DFUZZ_REPLAY): built-in seeds,
+ * every truncation and single-byte substitutions.
  */
 #include "autoconf.h"
 
@@ -90,3 +92,53 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	imap_parser_free(p);
 	return 0;
 }
+
+#ifdef FUZZ_REPLAY
+/*
+ * `make check` replay: built-in seeds (the first byte picks the split
+ * size and the limits), each whole, every truncation, and every single
+ * byte replaced by a few interesting values.
+ */
+#include <stdio.h>
+
+static const char *const seeds[] = {
+	"\x01" "a1 NOOP\r\nb LOGIN {3}\r\nabc \"p\\\"w\"\r\n",
+	"\x83" "t FETCH 1:*,5 (FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO)]<0.10>)"
+	    "\r\n",
+	"\x85" "t SEARCH OR (SUBJECT x) (NOT (FROM {3+}\r\nabc)) UID 1:*\r\n",
+	"\x02" "t LIST \"\" &ZeVnLIqe-/%\r\nu SELECT &AGE-\r\n",
+	"\x07" "t LOGIN {5000+}\r\nxx\r\n",
+	"\x81" "t APPEND INBOX (\\Seen) \" 1-Jan-2026 00:00:00 +0800\" {5}\r\n"
+	    "hello\r\n",
+	"\x04" "((((((((((((((((((((((((((((((((((((\r\n",
+};
+
+int
+main(void)
+{
+	static const uint8_t subst[] = { 0, '\r', '\n', '{', '}', '(', ')',
+	    '"', '\\', '[', ']', '+', ' ', 0xff };
+	size_t i, j, k, runs = 0;
+
+	for (i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+		size_t len = strlen(seeds[i]);
+		uint8_t *buf = malloc(len + 1);
+
+		if (buf == NULL)
+			abort();
+		for (j = 0; j <= len; j++, runs++)
+			(void)LLVMFuzzerTestOneInput(
+			    (const uint8_t *)seeds[i], j);
+		for (j = 1; j < len; j++) {
+			for (k = 0; k < sizeof(subst); k++, runs++) {
+				memcpy(buf, seeds[i], len);
+				buf[j] = subst[k];
+				(void)LLVMFuzzerTestOneInput(buf, len);
+			}
+		}
+		free(buf);
+	}
+	printf("1..1\nok 1 - fuzz_imap replay: %zu inputs\n", runs);
+	return 0;
+}
+#endif
