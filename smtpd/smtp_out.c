@@ -70,6 +70,9 @@ struct smtp_agent {
 	struct event *timer;
 	int scanning;
 	size_t active;			/* sessions and finish jobs */
+	uint64_t finished;		/* finish jobs completed so far */
+	/* Queue ids of the sessions and finish jobs under way. */
+	char (*busy)[SMTP_QUEUE_ID_LEN + 1];
 };
 
 enum out_state {
@@ -203,6 +206,7 @@ struct scan_job {
 	struct smtp_agent *ag;
 	struct smtp_out **outs;
 	size_t n;
+	uint64_t finished;		/* ag->finished when submitted */
 };
 
 static void
@@ -233,15 +237,63 @@ scan_work(void *arg)
 
 static void out_start(struct smtp_out *o);
 
+static int
+agent_is_busy(const struct smtp_agent *ag, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < SMTP_QUEUE_SCAN_MAX; i++)
+		if (strcmp(ag->busy[i], id) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+agent_set_busy(struct smtp_agent *ag, const char *id, int busy)
+{
+	size_t i;
+
+	for (i = 0; i < SMTP_QUEUE_SCAN_MAX; i++) {
+		if (busy && ag->busy[i][0] == '\0') {
+			(void)str_copy(ag->busy[i], sizeof(ag->busy[i]), id);
+			return;
+		}
+		if (!busy && strcmp(ag->busy[i], id) == 0) {
+			ag->busy[i][0] = '\0';
+			return;
+		}
+	}
+}
+
+static void
+out_free(struct smtp_out *o)
+{
+	smtp_qentry_free(o->e);
+	free(o->accepted);
+	free(o);
+}
+
 static void
 scan_done(void *arg)
 {
 	struct scan_job *j = arg;
+	struct smtp_agent *ag = j->ag;
 	size_t i;
 
-	j->ag->scanning = 0;
-	for (i = 0; i < j->n; i++)
-		out_start(j->outs[i]);
+	ag->scanning = 0;
+	for (i = 0; i < j->n; i++) {
+		/*
+		 * An entry already under way is not started twice; and if
+		 * an attempt finished while we read, what we read may be
+		 * stale: drop it all, the next scan reads again.
+		 */
+		if (ag->finished != j->finished ||
+		    agent_is_busy(ag, j->outs[i]->e->id) ||
+		    ag->active >= SMTP_QUEUE_SCAN_MAX)
+			out_free(j->outs[i]);
+		else
+			out_start(j->outs[i]);
+	}
 	free(j->outs);
 	free(j);
 }
@@ -255,10 +307,11 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (ag->scanning || ag->active > 0)
+	if (ag->scanning || ag->active >= SMTP_QUEUE_SCAN_MAX)
 		return;
 	j = xcalloc(1, sizeof(*j));
 	j->ag = ag;
+	j->finished = ag->finished;
 	if (tpool_submit(ag->sd->pool, scan_work, scan_done, j, &err) < 0) {
 		free(j);
 		return;
@@ -327,9 +380,9 @@ finish_done(void *arg)
 	struct smtp_out *o = arg;
 
 	o->ag->active--;
-	smtp_qentry_free(o->e);
-	free(o->accepted);
-	free(o);
+	o->ag->finished++;
+	agent_set_busy(o->ag, o->e->id, 0);
+	out_free(o);
 }
 
 /* Every recipient still undecided gets diag; permanent or not. */
@@ -380,6 +433,7 @@ out_start(struct smtp_out *o)
 	int fd;
 
 	o->ag->active++;
+	agent_set_busy(o->ag, o->e->id, 1);
 	if (o->resolve_error[0] != '\0') {
 		out_fail_rest(o, 0, o->resolve_error);
 		out_finish(o);
@@ -645,6 +699,7 @@ smtp_agent_new(struct smtpd *sd, struct kv_env *q)
 
 	ag->sd = sd;
 	ag->q = q;
+	ag->busy = xcalloc(SMTP_QUEUE_SCAN_MAX, sizeof(*ag->busy));
 	(void)str_copy(ag->relayhost, sizeof(ag->relayhost),
 	    config_str(sd->cfg, "smtpd", "relayhost"));
 	ag->retry = config_duration(sd->cfg, "smtpd", "queue_retry");
