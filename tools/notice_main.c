@@ -215,6 +215,12 @@ server_opts(const struct opts *o, struct notice_smtp_opts *so,
 	if (o->user != NULL) {
 		if (o->password_file == NULL)
 			die("--user needs --password-file");
+		/* SECURITY: AUTH PLAIN without TLS shows the password to
+		 * the network; allow it only where there is none. */
+		if (o->tls == NOTICE_TLS_NONE && strcmp(so->host, "127.0.0.1")
+		    != 0 && strcmp(so->host, "::1") != 0 &&
+		    strcmp(so->host, "localhost") != 0)
+			die("--tls none with --user: loopback only");
 		*pw_r = read_password(o->password_file);
 		so->password = *pw_r;
 	}

@@ -172,6 +172,9 @@ p = send(to=(f"nobody@{nh.DOMAIN}",))
 t.ok(p.returncode == 1 and "550" in p.stderr,
      "a refused recipient: exit 1 with the server's 550", p.stderr)
 t.eq(len(srv.messages), 2, "nothing more was accepted")
+p = send("--tls", "none", server="192.0.2.1:587")
+t.ok(p.returncode == 1 and "loopback only" in p.stderr,
+     "--tls none with a password: refused unless on loopback", p.stderr)
 p = t.run([nh.NOTICE, "send", "--from", "no address", "--to", citizen,
            "--p12", off_p12, "--subject", "x", "--body", path("body.txt")])
 t.ok(p.returncode == 1 and p.stderr.startswith("govmail-notice: "),
