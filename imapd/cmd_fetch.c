@@ -561,10 +561,17 @@ fetch_continue(struct imap_session *s)
 	struct fetch_state *f = s->cont_state;
 	struct buf out;
 	const char *err;
+	size_t done = 0;
+	int yield = 0;
 
 	buf_init(&out, BUF_UNBOUNDED);
 	while (imap_output_len(s) < IMAPD_OUTPUT_SLICE &&
 	    !conn_closing(s->conn)) {
+		if (++done > IMAPD_SLICE_MESSAGES) {
+			/* Many small answers: let other clients run. */
+			yield = 1;
+			break;
+		}
 		if (f->streaming) {
 			uint64_t n = f->s_left < IMAPD_STREAM_CHUNK ?
 			    f->s_left : IMAPD_STREAM_CHUNK;
@@ -614,8 +621,12 @@ fetch_continue(struct imap_session *s)
 	buf_free(&out);
 	if (conn_closing(s->conn))
 		return IMAP_CMD_DONE;
-	if (f->streaming || f->next < f->nuids)
+	if (f->streaming || f->next < f->nuids) {
+		/* Output past the slice resumes us from on_drain. */
+		if (yield && imap_output_len(s) < IMAPD_OUTPUT_SLICE)
+			imap_command_yield(s);
 		return IMAP_CMD_MORE;
+	}
 	imap_tagged(s, "OK", "%sFETCH completed", f->uid_cmd ? "UID " : "");
 	return IMAP_CMD_DONE;
 }

@@ -1009,19 +1009,131 @@ imap_search_run(struct imap_session *s, const struct imap_arg *args,
 #define RET_ALL 0x8
 #define RET_SAVE 0x10
 
+/* A SEARCH running in slices (IMAPD_SLICE_MESSAGES messages per turn). */
+struct search_job {
+	struct snode *prog;
+	struct search_collect sc;
+	uint32_t *uids;		/* the view when the command started */
+	size_t n, next;
+	int uid, esearch;
+	unsigned ret;
+};
+
+static void
+search_job_free(void *arg)
+{
+	struct search_job *j = arg;
+
+	snode_free(j->prog);
+	free(j->sc.uids);
+	free(j->uids);
+	free(j);
+}
+
+static void
+search_finish(struct imap_session *s, struct search_job *j)
+{
+	struct buf out;
+	size_t k;
+
+	buf_init(&out, BUF_UNBOUNDED);
+	if (!j->esearch) {
+		(void)buf_append_str(&out, "* SEARCH");
+		for (k = 0; k < j->sc.n; k++)
+			(void)buf_printf(&out, " %u", j->uid ? j->sc.uids[k] :
+			    imap_view_seq(&s->mb, j->sc.uids[k]));
+		if (j->sc.n > 0 && has_modseq(j->prog, 0))
+			(void)buf_printf(&out, " (MODSEQ %llu)",
+			    (unsigned long long)j->sc.maxmodseq);
+		(void)buf_append_str(&out, "\r\n");
+	} else if (j->ret != RET_SAVE) {
+		(void)buf_printf(&out, "* ESEARCH (TAG \"%s\")%s", s->tag,
+		    j->uid ? " UID" : "");
+		if (j->sc.n > 0 && (j->ret & RET_MIN))
+			(void)buf_printf(&out, " MIN %u", j->uid ? j->sc.uids[0] :
+			    imap_view_seq(&s->mb, j->sc.uids[0]));
+		if (j->sc.n > 0 && (j->ret & RET_MAX))
+			(void)buf_printf(&out, " MAX %u", j->uid ?
+			    j->sc.uids[j->sc.n - 1] :
+			    imap_view_seq(&s->mb, j->sc.uids[j->sc.n - 1]));
+		if (j->ret & RET_COUNT)
+			(void)buf_printf(&out, " COUNT %zu", j->sc.n);
+		if (j->sc.n > 0 && (j->ret & RET_ALL)) {
+			size_t a = 0;
+
+			(void)buf_append_str(&out, " ALL ");
+			while (a < j->sc.n) {
+				uint32_t lo = j->uid ? j->sc.uids[a] :
+				    imap_view_seq(&s->mb, j->sc.uids[a]);
+				uint32_t hi = lo;
+				size_t b = a + 1;
+
+				while (b < j->sc.n && (j->uid ? j->sc.uids[b] :
+				    imap_view_seq(&s->mb, j->sc.uids[b])) ==
+				    hi + 1) {
+					hi++;
+					b++;
+				}
+				if (a > 0)
+					(void)buf_append_byte(&out, ',');
+				if (hi > lo)
+					(void)buf_printf(&out, "%u:%u", lo, hi);
+				else
+					(void)buf_printf(&out, "%u", lo);
+				a = b;
+			}
+		}
+		if (j->sc.n > 0 && has_modseq(j->prog, 0))
+			(void)buf_printf(&out, " MODSEQ %llu",
+			    (unsigned long long)j->sc.maxmodseq);
+		(void)buf_append_str(&out, "\r\n");
+	}
+	if (j->ret & RET_SAVE) {
+		free(s->saved);
+		s->saved = j->sc.uids;
+		s->nsaved = j->sc.n;
+		j->sc.uids = NULL;
+	}
+	imap_write(s, out.data, out.len);
+	buf_free(&out);
+	imap_tagged(s, "OK", "%sSEARCH completed", j->uid ? "UID " : "");
+}
+
+static enum imap_cmd_result
+search_continue(struct imap_session *s)
+{
+	struct search_job *j = s->cont_state;
+	size_t end = j->next + IMAPD_SLICE_MESSAGES;
+	const char *err;
+
+	if (end > j->n)
+		end = j->n;
+	for (; j->next < end; j->next++) {
+		struct store_msg m;
+
+		if (store_msg_get(s->w->store, s->mb.id, j->uids[j->next], &m,
+		    &err) < 0)
+			continue;	/* expunged meanwhile */
+		(void)search_cb(&m, &j->sc);
+	}
+	if (j->next < j->n) {
+		imap_command_yield(s);
+		return IMAP_CMD_MORE;
+	}
+	search_finish(s, j);
+	return IMAP_CMD_DONE;
+}
+
 enum imap_cmd_result
 cmd_search(struct imap_session *s, const struct imap_arg *args, size_t n,
     int uid)
 {
 	struct sparse p;
 	struct snode *prog;
-	struct search_collect sc;
+	struct search_job *j;
 	size_t i = 0, k;
 	unsigned ret = 0;
 	int esearch = 0;
-	const char *err;
-	struct buf out;
-	int rc;
 
 	if (i + 1 < n && imap_arg_atom_is(&args[i], "RETURN") &&
 	    args[i + 1].type == IMAP_ARG_LIST) {
@@ -1071,79 +1183,18 @@ cmd_search(struct imap_session *s, const struct imap_arg *args, size_t n,
 		    "Invalid search program");
 		return IMAP_CMD_DONE;
 	}
-	memset(&sc, 0, sizeof(sc));
-	sc.s = s;
-	sc.prog = prog;
-	rc = store_msg_list(s->w->store, s->mb.id, NULL, 0, 0, search_cb, &sc,
-	    &err);
-	if (rc < 0) {
-		snode_free(prog);
-		free(sc.uids);
-		imap_tagged_store_error(s, rc, err);
-		return IMAP_CMD_DONE;
-	}
-	buf_init(&out, BUF_UNBOUNDED);
-	if (!esearch) {
-		(void)buf_append_str(&out, "* SEARCH");
-		for (k = 0; k < sc.n; k++)
-			(void)buf_printf(&out, " %u", uid ? sc.uids[k] :
-			    imap_view_seq(&s->mb, sc.uids[k]));
-		if (sc.n > 0 && has_modseq(prog, 0))
-			(void)buf_printf(&out, " (MODSEQ %llu)",
-			    (unsigned long long)sc.maxmodseq);
-		(void)buf_append_str(&out, "\r\n");
-	} else if (ret != RET_SAVE) {
-		(void)buf_printf(&out, "* ESEARCH (TAG \"%s\")%s", s->tag,
-		    uid ? " UID" : "");
-		if (sc.n > 0 && (ret & RET_MIN))
-			(void)buf_printf(&out, " MIN %u", uid ? sc.uids[0] :
-			    imap_view_seq(&s->mb, sc.uids[0]));
-		if (sc.n > 0 && (ret & RET_MAX))
-			(void)buf_printf(&out, " MAX %u", uid ?
-			    sc.uids[sc.n - 1] :
-			    imap_view_seq(&s->mb, sc.uids[sc.n - 1]));
-		if (ret & RET_COUNT)
-			(void)buf_printf(&out, " COUNT %zu", sc.n);
-		if (sc.n > 0 && (ret & RET_ALL)) {
-			size_t a = 0;
-
-			(void)buf_append_str(&out, " ALL ");
-			while (a < sc.n) {
-				uint32_t lo = uid ? sc.uids[a] :
-				    imap_view_seq(&s->mb, sc.uids[a]);
-				uint32_t hi = lo;
-				size_t b = a + 1;
-
-				while (b < sc.n && (uid ? sc.uids[b] :
-				    imap_view_seq(&s->mb, sc.uids[b])) ==
-				    hi + 1) {
-					hi++;
-					b++;
-				}
-				if (a > 0)
-					(void)buf_append_byte(&out, ',');
-				if (hi > lo)
-					(void)buf_printf(&out, "%u:%u", lo, hi);
-				else
-					(void)buf_printf(&out, "%u", lo);
-				a = b;
-			}
-		}
-		if (sc.n > 0 && has_modseq(prog, 0))
-			(void)buf_printf(&out, " MODSEQ %llu",
-			    (unsigned long long)sc.maxmodseq);
-		(void)buf_append_str(&out, "\r\n");
-	}
-	if (ret & RET_SAVE) {
-		free(s->saved);
-		s->saved = sc.uids;
-		s->nsaved = sc.n;
-		sc.uids = NULL;
-	}
-	imap_write(s, out.data, out.len);
-	buf_free(&out);
-	free(sc.uids);
-	snode_free(prog);
-	imap_tagged(s, "OK", "%sSEARCH completed", uid ? "UID " : "");
-	return IMAP_CMD_DONE;
+	j = xcalloc(1, sizeof(*j));
+	j->prog = prog;
+	j->uid = uid;
+	j->esearch = esearch;
+	j->ret = ret;
+	j->sc.s = s;
+	j->sc.prog = prog;
+	j->n = s->mb.n;
+	j->uids = xcalloc(j->n == 0 ? 1 : j->n, sizeof(uint32_t));
+	memcpy(j->uids, s->mb.uids, j->n * sizeof(uint32_t));
+	s->cont = search_continue;
+	s->cont_state = j;
+	s->cont_free = search_job_free;
+	return search_continue(s);
 }

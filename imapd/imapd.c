@@ -237,6 +237,26 @@ imap_command_finished(struct imap_session *s)
 	conn_resume_input(s->conn);
 }
 
+static void
+on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct imap_session *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->cont != NULL && !s->busy && !conn_closing(s->conn) &&
+	    s->cont(s) == IMAP_CMD_DONE)
+		imap_command_finished(s);
+}
+
+void
+imap_command_yield(struct imap_session *s)
+{
+	if (s->resume_ev == NULL)
+		s->resume_ev = event_new(s->w->base, -1, 0, on_resume, s);
+	event_active(s->resume_ev, EV_TIMEOUT, 0);
+}
+
 static const struct imap_command *
 command_find(const char *name)
 {
@@ -450,6 +470,8 @@ session_close(struct conn *c, enum conn_close_reason why, void *arg)
 		w->sessions = s->next;
 	if (s->next != NULL)
 		s->next->prev = s->prev;
+	if (s->resume_ev != NULL)
+		event_free(s->resume_ev);
 	imap_parser_free(s->parser);
 	free(s->user);
 	free(s->saved);

@@ -133,6 +133,7 @@ struct imap_session {
 	int idling;
 	/* FETCH, STORE, SEARCH by sequence number: no EXPUNGE may be sent */
 	int no_expunge;
+	struct event *resume_ev;	/* imap_command_yield() */
 	/* SEARCHRES ($) */
 	uint32_t *saved;
 	size_t nsaved;
@@ -171,6 +172,11 @@ void imap_tagged_store_error(struct imap_session *s, int err,
     const char *error);
 /* The command ended (DONE): resume reading client input. */
 void imap_command_finished(struct imap_session *s);
+/*
+ * A resumable command stopped after a slice without queueing output: call
+ * its cont again from the loop soon (other connections run meanwhile).
+ */
+void imap_command_yield(struct imap_session *s);
 /* Bytes waiting in the output queue. */
 size_t imap_output_len(struct imap_session *s);
 /* Become authenticated as user (after LOGIN/AUTHENTICATE). */
