@@ -380,10 +380,114 @@ def case_sort_thread(t):
     m.logout()
 
 
-for fn in (case_sort_thread, case_tls_login, case_starttls, case_bad_password,
+def case_condstore_qresync(t):
+    D = "dave@city.example"
+    d.user(D, "dave-pw")
+    for i in range(1, 5):
+        d.deliver(D, msg(f"q {i}"))
+    m = d.imap_tls()
+    m.login(D, "dave-pw")
+    m._simple_command("ENABLE", "QRESYNC")
+    typ, data = m.select("INBOX")
+    validity = int(m.untagged_responses["UIDVALIDITY"][0])
+    modseq = int(m.untagged_responses["HIGHESTMODSEQ"][0])
+    m.untagged_responses.clear()
+    # UNCHANGEDSINCE: message 1 changed after modseq -> MODIFIED
+    m.store("1", "+FLAGS", "(\\Flagged)")
+    typ, data = m._simple_command("STORE", f"1:2 (UNCHANGEDSINCE {modseq})",
+                                  "+FLAGS", "(\\Answered)")
+    t.ok(typ == "OK" and b"[MODIFIED 1]" in data[-1],
+         "STORE UNCHANGEDSINCE reports MODIFIED for a changed message",
+         data)
+    m.store("3", "+FLAGS", "(\\Deleted)")
+    m.expunge()
+    m.close()
+    m.untagged_responses.clear()
+    typ, data = m._simple_command(
+        "SELECT", f"INBOX (QRESYNC ({validity} {modseq}))")
+    t.ok(typ == "OK", "SELECT (QRESYNC ...)", data)
+    m.state = "SELECTED"
+    van = m.untagged_responses.get("VANISHED", [])
+    t.ok(any(b"(EARLIER) 3" in v for v in van),
+         "QRESYNC: VANISHED (EARLIER) 3", m.untagged_responses)
+    fetches = m.untagged_responses.get("FETCH", [])
+    t.ok(any(b"UID 1" in f and b"MODSEQ" in f for f in fetches),
+         "QRESYNC: changed flags of UID 1 with MODSEQ", fetches)
+    m.untagged_responses.clear()
+    typ, data = m.uid("FETCH", "1:*", f"(FLAGS) (CHANGEDSINCE {modseq})")
+    t.ok(typ == "OK" and len(data) == 2,
+         "UID FETCH CHANGEDSINCE: only the 2 changed messages", data)
+    m.logout()
+
+
+def case_utf8_accept(t):
+    m = d.imap_tls()
+    m.login(B, "bob-pw")
+    m._simple_command("ENABLE", "UTF8=ACCEPT")
+    m._encoding = "utf-8"
+    typ, data = m._simple_command("CREATE", '"报告"')
+    t.eq(typ, "OK", "UTF8=ACCEPT: CREATE with a UTF-8 name")
+    typ, data = m._simple_command("LIST", '""', '"报*"')
+    data = m.untagged_responses.pop("LIST", [])
+    t.ok(any("报告".encode() in x for x in data),
+         "UTF8=ACCEPT: LIST answers in UTF-8", data)
+    m.logout()
+
+
+def case_deferred_expunge(t):
+    m1 = d.imap_tls()
+    m1.login(B, "bob-pw")
+    for i in range(3):
+        m1.append("INBOX", None, None, f"Subject: e{i}\r\n\r\nx\r\n"
+                  .encode())
+    m1.select("INBOX")
+    m2 = d.imap_tls()
+    m2.login(B, "bob-pw")
+    m2.select("INBOX")
+    m2.store("1", "+FLAGS", "(\\Deleted)")
+    m2.expunge()
+    m1.untagged_responses.clear()
+    typ, data = m1.fetch("1:*", "(UID)")
+    t.ok("EXPUNGE" not in m1.untagged_responses,
+         "no EXPUNGE while answering a non-UID FETCH",
+         m1.untagged_responses)
+    typ, data = m1.noop()
+    t.eq(m1.untagged_responses.get("EXPUNGE"), [b"1"],
+         "the EXPUNGE arrives with the next NOOP")
+    m1.logout()
+    m2.logout()
+
+
+def case_rate_limit(t):
+    m = None
+    refused = None
+    for i in range(12):
+        m = d.imap_tls()
+        try:
+            m.login(D_RL, "wrong")
+        except imaplib.IMAP4.error as e:
+            refused = str(e)
+        m.shutdown()
+    m = d.imap_tls()
+    try:
+        m.login(D_RL, "rl-pw")
+        ok = False
+    except imaplib.IMAP4.error as e:
+        ok = "Too many" in str(e)
+        refused = str(e)
+    t.ok(ok, "after 10 failures from one address even the right password "
+         "is refused", refused)
+    m.shutdown()
+
+
+D_RL = "rl@city.example"
+d.user(D_RL, "rl-pw")
+
+for fn in (case_sort_thread, case_condstore_qresync, case_utf8_accept,
+           case_deferred_expunge, case_tls_login, case_starttls, case_bad_password,
            case_authenticate, case_list, case_fetch, case_store_search,
            case_copy_move_append_expunge, case_two_sessions_idle,
-           case_enable_condstore):
+           case_enable_condstore, case_rate_limit):
     t.run_case(fn)
 d.stop()
 t.done()
