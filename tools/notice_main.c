@@ -56,6 +56,9 @@
 #define NOTICE_MAX_CONNECTIONS		64
 /* Tries per row when the connection breaks (same Message-ID each time). */
 #define NOTICE_SEND_ATTEMPTS		3
+/* Tries per row on 4xx replies, waiting 1, 2, 4 ... s in between (the
+ * waits add up to 63 s: a per-minute rate limit has reset by then). */
+#define NOTICE_TEMPFAIL_TRIES		7
 /* Consecutive failed connects after which a worker defers the rest. */
 #define NOTICE_CONNECT_ATTEMPTS		3
 /* Base64 line length (RFC 2045 6.8: at most 76). */
@@ -588,7 +591,8 @@ merge_row(struct merge *m, size_t row)
 	struct smime_headers h;
 	X509 *cert = NULL;
 	size_t n_rcpt = 0, idx = row - 1;
-	int r, code = 0, doubt = 0, attempt, resend = 0;
+	int r, code = 0, doubt = 0, attempt, resend = 0, tempfails = 0;
+	unsigned int wait = 1;
 
 	buf_init(&entity, GOVCA_CMS_MAX_MESSAGE);
 	buf_init(&signed_, GOVCA_CMS_MAX_MESSAGE);
@@ -694,8 +698,16 @@ merge_row(struct merge *m, size_t row)
 			    "failed", rcpts[0], msgid, err, &err), err);
 			goto out;
 		}
-		if (code >= 400)
-			break;
+		if (code >= 400) {
+			/* 4xx (a rate limit, a busy store): wait and try
+			 * again, 1, 2, 4 ... s, then defer to the next run. */
+			if (++tempfails >= NOTICE_TEMPFAIL_TRIES)
+				break;
+			sleep(wait);
+			wait *= 2;
+			attempt--;	/* not a broken connection */
+			continue;
+		}
 		/* The connection broke: reconnect and send again, same
 		 * Message-ID.  If the message had gone out whole it is in
 		 * doubt: journal the new attempt, so the report says the

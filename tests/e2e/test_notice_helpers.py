@@ -36,7 +36,7 @@ class FakeSMTP:
     self.messages as (mail_from, rcpts, bytes, message_id)."""
 
     def __init__(self, certfile, keyfile, user, password, refuse=(),
-                 delay=0.0, drop_once=(), drop_always=()):
+                 delay=0.0, drop_once=(), drop_always=(), tempfail=None):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(certfile, keyfile)
         self.user, self.password = user, password
@@ -46,6 +46,8 @@ class FakeSMTP:
         # before anything is taken.
         self.drop_once = set(drop_once)
         self.drop_always = set(drop_always)
+        # tempfail: {address: n} answers n RCPTs for address with 450.
+        self.tempfail = dict(tempfail or {})
         self.delay = delay
         self.messages = []
         self.auth_attempts = 0
@@ -143,6 +145,9 @@ class FakeSMTP:
                     send("503 5.5.1 MAIL first")
                 elif addr in self.refuse:
                     send("550 5.1.1 no such mailbox")
+                elif self.tempfail.get(addr, 0) > 0:
+                    self.tempfail[addr] -= 1
+                    send("450 4.7.1 rate limit exceeded, try later")
                 else:
                     rcpts.append(addr)
                     send("250 2.1.5 ok")

@@ -210,7 +210,8 @@ srv2.stop()
 
 # ---- connections that break ------------------------------------------------
 srv3 = nh.FakeSMTP(path("tls.crt"), path("tls.key"), official, "merge-pw",
-                   drop_once={addr(5)}, drop_always={addr(6)})
+                   drop_once={addr(5)}, drop_always={addr(6)},
+                   tempfail={addr(7): 2})
 p = t.run(merge(srv3, "j3", "r3.csv", "--progress"), timeout=300)
 t.eq(p.returncode, 2, "a row that cannot be sent: exit 2")
 t.ok("\r[" in p.stderr and "msg/s ETA" in p.stderr and
@@ -230,6 +231,10 @@ t.ok(by_row[6]["status"] == "deferred" and
      by_row[6]["message-id"] not in ids,
      "a connection that always breaks before the data: deferred, "
      "nothing taken", by_row[6])
+t.ok(by_row[7]["status"] == "sent-signed" and
+     ids.count(by_row[7]["message-id"]) == 1,
+     "two 450 replies: waited, tried again, sent once", by_row[7])
+t.eq(srv3.tempfail[addr(7)], 0, "... after both 450s")
 t.ok("deferred=1" in summary and "sent=199" in summary, "summary", summary)
 srv3.drop_always.clear()
 p = t.run(merge(srv3, "j3", "r3.csv"), timeout=120)
