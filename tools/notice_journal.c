@@ -233,6 +233,36 @@ journal_write(struct notice_journal *j, const char *text,
 	return 0;
 }
 
+/* fsync the folder holding path, so that a new journal's name is
+ * durable too. */
+static int
+journal_sync_dir(const char *path, const char **error_r)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir;
+	int fd, r;
+
+	if (slash == NULL)
+		dir = xstrdup(".");
+	else if (slash == path)
+		dir = xstrdup("/");
+	else
+		dir = xstrndup(path, (size_t)(slash - path));
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(dir);
+	if (fd == -1) {
+		*error_r = "cannot open the journal's folder";
+		return -1;
+	}
+	r = fsync(fd);
+	close(fd);
+	if (r == -1) {
+		*error_r = "cannot fsync the journal's folder";
+		return -1;
+	}
+	return 0;
+}
+
 int
 notice_journal_open(const char *path, const uint8_t hash[32],
     struct notice_journal **j_r, const char **error_r)
@@ -256,13 +286,31 @@ notice_journal_open(const char *path, const uint8_t hash[32],
 		*error_r = "cannot stat the journal";
 		goto fail;
 	}
+	if (st.st_size > 0 && st.st_size < (off_t)(strlen(JOURNAL_MAGIC) +
+	    NOTICE_JOURNAL_ID_LEN + 1 + 64 + 1)) {
+		/* Shorter than a header: a crash while it was being written
+		 * (nothing can have been sent yet) - start afresh. */
+		r = pread(j->fd, head, sizeof(head) - 1, 0);
+		if (r < 0 || memchr(head, '\n', (size_t)r) != NULL ||
+		    strncmp(head, JOURNAL_MAGIC, (size_t)r <
+		    strlen(JOURNAL_MAGIC) ? (size_t)r : strlen(JOURNAL_MAGIC))
+		    != 0) {
+			*error_r = "not a govmail-notice journal";
+			goto fail;
+		}
+		if (ftruncate(j->fd, 0) == -1) {
+			*error_r = "cannot reset the journal";
+			goto fail;
+		}
+		st.st_size = 0;
+	}
 	if (st.st_size == 0) {
 		randombytes_buf(rnd, sizeof(rnd));
 		sodium_bin2hex(j->id, sizeof(j->id), rnd, sizeof(rnd));
 		want = xasprintf("%s%s %s\n", JOURNAL_MAGIC, j->id, hex);
 		r = journal_write(j, want, error_r);
 		free(want);
-		if (r == -1)
+		if (r == -1 || journal_sync_dir(path, error_r) == -1)
 			goto fail;
 		j->read_off = 0;
 	} else {

@@ -532,6 +532,22 @@ test_journal(void **state)
 	}
 	assert_int_equal(notice_journal_open(path, hash, &j, &err), -1);
 	unlink(path);
+
+	/* A header torn by a crash while creating: start afresh. */
+	{
+		FILE *f = fopen(path, "w");
+
+		assert_non_null(f);
+		fputs("GOVMAIL-NOTICE-JOUR", f);
+		fclose(f);
+	}
+	assert_int_equal(notice_journal_open(path, hash, &j, &err), 0);
+	assert_int_equal(notice_journal_start(j, 1, &err), 0);
+	notice_journal_close(j);
+	assert_int_equal(notice_journal_open(path, hash, &j, &err), 0);
+	assert_int_equal(notice_journal_row(j, 1)->state, NOTICE_ROW_STARTED);
+	notice_journal_close(j);
+	unlink(path);
 	free(path);
 }
 
