@@ -255,8 +255,16 @@ struct mbox_rec {
 void mbox_rec_encode(const struct mbox_rec *m, struct buf *out);
 int mbox_rec_decode(const uint8_t *p, size_t len, struct mbox_rec *m);
 
-#define MSG_REC_LEN (1 + 4 + 8 + 8 + 4 + 8 + 8 + STORE_BLOB_KEY_LEN)
-void msg_rec_encode(const struct store_msg *m, uint8_t out[MSG_REC_LEN]);
+/*
+ * A message index record is the one record every recipient of a notice
+ * costs, so it is compact: a version byte, then flags, keywords, size and
+ * modseq as LEB128 varints, internaldate and its zone zigzag-encoded, then
+ * the blob key.  Typically 47 bytes; MSG_REC_LEN is the worst case.
+ */
+#define MSG_REC_VERSION 2
+#define MSG_REC_LEN (1 + 5 + 10 + 10 + 5 + 10 + 10 + STORE_BLOB_KEY_LEN)
+/* Encode into out; returns the bytes used (<= MSG_REC_LEN). */
+size_t msg_rec_encode(const struct store_msg *m, uint8_t out[MSG_REC_LEN]);
 int msg_rec_decode(const uint8_t *p, size_t len, uint32_t uid,
     struct store_msg *m);
 

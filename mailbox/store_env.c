@@ -474,46 +474,91 @@ mbox_rec_decode(const uint8_t *p, size_t len, struct mbox_rec *m)
 	return r.bad ? -1 : 0;
 }
 
-void
+static uint8_t *
+varint_put(uint8_t *p, uint64_t v)
+{
+	while (v >= 0x80) {
+		*p++ = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (uint8_t)v;
+	return p;
+}
+
+/* Read one varint from [*pp, end); -1 if truncated or longer than 64 bits. */
+static int
+varint_get(const uint8_t **pp, const uint8_t *end, uint64_t *v_r)
+{
+	const uint8_t *p = *pp;
+	uint64_t v = 0;
+	unsigned shift = 0;
+
+	for (;;) {
+		if (p == end || shift > 63)
+			return -1;
+		v |= (uint64_t)(*p & 0x7f) << shift;
+		if ((*p++ & 0x80) == 0)
+			break;
+		shift += 7;
+	}
+	*pp = p;
+	*v_r = v;
+	return 0;
+}
+
+static uint64_t
+zigzag(int64_t v)
+{
+	return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static int64_t
+unzigzag(uint64_t v)
+{
+	return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+size_t
 msg_rec_encode(const struct store_msg *m, uint8_t out[MSG_REC_LEN])
 {
 	uint8_t *p = out;
 
-	*p++ = STORE_REC_VERSION;
-	be32_put(p, m->flags);
-	p += 4;
-	be64_put(p, m->keywords);
-	p += 8;
-	be64_put(p, (uint64_t)m->internaldate);
-	p += 8;
-	be32_put(p, (uint32_t)m->internaldate_tz);
-	p += 4;
-	be64_put(p, m->size);
-	p += 8;
-	be64_put(p, m->modseq);
-	p += 8;
+	*p++ = MSG_REC_VERSION;
+	p = varint_put(p, m->flags);
+	p = varint_put(p, m->keywords);
+	p = varint_put(p, zigzag(m->internaldate));
+	p = varint_put(p, zigzag(m->internaldate_tz));
+	p = varint_put(p, m->size);
+	p = varint_put(p, m->modseq);
 	memcpy(p, m->blob, STORE_BLOB_KEY_LEN);
+	p += STORE_BLOB_KEY_LEN;
+	return (size_t)(p - out);
 }
 
 int
 msg_rec_decode(const uint8_t *p, size_t len, uint32_t uid, struct store_msg *m)
 {
-	if (len != MSG_REC_LEN || p[0] != STORE_REC_VERSION)
+	const uint8_t *end = p + len;
+	uint64_t flags, kw, idate, tz, size, modseq;
+
+	if (len < 1 + 6 + STORE_BLOB_KEY_LEN || len > MSG_REC_LEN
+	    || p[0] != MSG_REC_VERSION)
+		return -1;
+	p++;
+	if (varint_get(&p, end, &flags) < 0 || varint_get(&p, end, &kw) < 0
+	    || varint_get(&p, end, &idate) < 0 || varint_get(&p, end, &tz) < 0
+	    || varint_get(&p, end, &size) < 0
+	    || varint_get(&p, end, &modseq) < 0
+	    || flags > UINT32_MAX || tz > UINT32_MAX
+	    || (size_t)(end - p) != STORE_BLOB_KEY_LEN)
 		return -1;
 	m->uid = uid;
-	p++;
-	m->flags = be32_get(p);
-	p += 4;
-	m->keywords = be64_get(p);
-	p += 8;
-	m->internaldate = (int64_t)be64_get(p);
-	p += 8;
-	m->internaldate_tz = (int32_t)be32_get(p);
-	p += 4;
-	m->size = be64_get(p);
-	p += 8;
-	m->modseq = be64_get(p);
-	p += 8;
+	m->flags = (uint32_t)flags;
+	m->keywords = kw;
+	m->internaldate = unzigzag(idate);
+	m->internaldate_tz = (int32_t)unzigzag(tz);
+	m->size = size;
+	m->modseq = modseq;
 	memcpy(m->blob, p, STORE_BLOB_KEY_LEN);
 	return 0;
 }

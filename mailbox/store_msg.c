@@ -457,9 +457,8 @@ st_msg_add(struct store *s, DB_TXN *txn, uint32_t mbox_id,
 	m->recent++;
 	m->size += msg->size;
 	st_msg_key(k, mbox_id, msg->uid);
-	msg_rec_encode(msg, rec);
-	if ((r = st_put(s, SDB_MESSAGES, txn, k, 8, rec, sizeof(rec),
-	    DB_NOOVERWRITE)) != 0)
+	if ((r = st_put(s, SDB_MESSAGES, txn, k, 8, rec,
+	    msg_rec_encode(msg, rec), DB_NOOVERWRITE)) != 0)
 		return r == STORE_EEXISTS ? st_fail(s, STORE_EDAMAGED,
 		    "UID in use already (UIDNEXT damaged)") : r;
 	return 0;
@@ -1047,9 +1046,8 @@ st_flags_fn(struct store *s, DB_TXN *txn, void *arg)
 		msg->keywords = nk;
 		msg->modseq = ++m.highestmodseq;
 		st_msg_key(k, c->mbox_id, msg->uid);
-		msg_rec_encode(msg, rec);
-		if ((r = st_put(s, SDB_MESSAGES, txn, k, 8, rec, sizeof(rec),
-		    0)) != 0)
+		if ((r = st_put(s, SDB_MESSAGES, txn, k, 8, rec,
+		    msg_rec_encode(msg, rec), 0)) != 0)
 			goto out;
 		st_msgv_push(&c->changed, msg);
 		dirty = 1;
