@@ -140,7 +140,7 @@ struct csv_state {
 	char **cells;
 	size_t n, cap;
 	size_t rec_start;	/* index of the current record's first cell */
-	size_t n_cols;		/* 0 until the header record is complete */
+	size_t n_cols;		/* 0 until the header record is done */
 	size_t n_rows;
 };
 
@@ -204,7 +204,8 @@ csv_end_record(struct csv_state *st, const char **error_r)
 				*error_r = "column name too long";
 				return -1;
 			}
-			if (strstr(t, "{{") != NULL || strstr(t, "}}") != NULL) {
+			if (strstr(t, "{{") != NULL ||
+			    strstr(t, "}}") != NULL) {
 				*error_r = "column name holds braces";
 				return -1;
 			}
@@ -286,9 +287,10 @@ notice_csv_parse(const uint8_t *data, size_t len, struct notice_csv *csv,
 					i++;
 					quoted = 0;
 					if (i < len && data[i] != ',' &&
-					    data[i] != '\n' && data[i] != '\r') {
-						*error_r = "text after a closing "
-						    "quote";
+					    data[i] != '\n' &&
+					    data[i] != '\r') {
+						*error_r = "text after a "
+						    "closing quote";
 						goto fail;
 					}
 					continue;

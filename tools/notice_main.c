@@ -66,7 +66,7 @@
 
 /* Exit codes. */
 #define NOTICE_EXIT_OK		0
-#define NOTICE_EXIT_ERROR	1	/* usage, input, signing, submission */
+#define NOTICE_EXIT_ERROR	1	/* usage, input, signing, sending */
 #define NOTICE_EXIT_PARTIAL	2	/* merge: some rows not sent */
 
 struct opts {

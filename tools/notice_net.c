@@ -38,7 +38,7 @@ struct notice_smtp {
 	int pipelining;
 	int starttls;
 	int auth_plain;
-	char last[NOTICE_SMTP_MAX_LINE + 64];	/* last reply, for errors */
+	char last[NOTICE_SMTP_MAX_LINE + 64];	/* last reply (errors) */
 };
 
 static char net_err[NOTICE_SMTP_MAX_LINE + 128];
