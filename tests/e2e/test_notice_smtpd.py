@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """test_notice_smtpd.py - govmail-notice against the real govmail-smtpd:
 an official's notice sent with STARTTLS + AUTH PLAIN on the submission
-port and with implicit TLS on 465, and a small merge over two pipelined
-connections; every message is read back from the citizens' INBOXes with
+port and with implicit TLS on 465, one notice to a list, and a small merge
+over two pipelined connections; every message is read back from the citizens' INBOXes with
 govmailctl and verifies with openssl cms -verify -purpose smimesign.
 The server's certificate is checked against its own (self-signed) file.
 
@@ -108,6 +108,22 @@ check_last(citizens[1], "implicit TLS")
 p = send(d.sub, "starttls", f"nobody@{D}", "x")
 t.ok(p.returncode == 1 and p.stderr.startswith("govmail-notice: "),
      "an unknown local recipient: refused by govmail-smtpd", p.stderr)
+
+# ---- one notice to a list ---------------------------------------------------
+LIST = f"all-citizens@{D}"
+d.ctl("list", "add", LIST)
+for c in citizens[2:]:
+    d.ctl("list", "member", "add", LIST, c)
+d.ctl("list", "poster", "add", LIST, official)
+before = {c: len(inbox(c)) for c in citizens}
+p = send(d.sub, "starttls", LIST, "致全体市民的停水通知")
+t.eq(p.returncode, 0, "send to a notice list")
+if p.returncode != 0:
+    t.diag(p.stderr)
+t.eq({c: len(inbox(c)) - before[c] for c in citizens},
+     {citizens[0]: 0, citizens[1]: 0, citizens[2]: 1, citizens[3]: 1},
+     "the list's members (and only they) got it")
+check_last(citizens[3], "list notice")
 
 # ---- a small merge over two connections ------------------------------------
 with open(path("m.csv"), "w", encoding="utf-8") as f:
