@@ -457,6 +457,9 @@ cmd_enable(struct imap_session *s, const struct imap_arg *args, size_t n,
 		} else if (imap_arg_atom_is(&args[i], "QRESYNC")) {
 			bit = IMAPD_EN_QRESYNC | IMAPD_EN_CONDSTORE;
 			name = "QRESYNC";
+		} else if (imap_arg_atom_is(&args[i], "IMAP4rev2")) {
+			bit = IMAPD_EN_REV2;
+			name = "IMAP4rev2";
 		} else if (imap_arg_atom_is(&args[i], "UTF8=ACCEPT")) {
 			bit = IMAPD_EN_UTF8;
 			name = "UTF8=ACCEPT";

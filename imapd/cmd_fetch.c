@@ -43,6 +43,8 @@ enum fetch_kind {
 	F_BODY,			/* BODY without a section */
 	F_SECTION,		/* BODY[...] and the RFC822 forms */
 	F_MODSEQ,
+	F_BINARY,		/* BINARY[part] (RFC 3516, IMAP4rev2) */
+	F_BINSIZE,		/* BINARY.SIZE[part] */
 };
 
 enum sect_type {
@@ -76,6 +78,8 @@ struct fetch_state {
 	int need_meta;
 	/* streaming a literal */
 	int streaming;
+	struct buf mem;		/* streaming from memory (decoded BINARY) */
+	int from_mem;
 	uint8_t blob[STORE_BLOB_KEY_LEN];
 	uint64_t s_off, s_left;
 	size_t resume_item;
@@ -100,6 +104,7 @@ fetch_state_free(void *arg)
 	}
 	if (f->have_meta)
 		store_msg_meta_free(&f->meta);
+	buf_free(&f->mem);
 	free(f->uids);
 	free(f);
 }
@@ -241,6 +246,56 @@ parse_item(struct fetch_state *f, const struct imap_arg *a,
 		it->kind = F_SECTION;
 		it->type = SECT_TEXT;
 		it->name = xstrdup("RFC822.TEXT");
+	} else if (strncasecmp(s, "BINARY[", 7) == 0 ||
+	    strncasecmp(s, "BINARY.PEEK[", 12) == 0 ||
+	    strncasecmp(s, "BINARY.SIZE[", 12) == 0) {
+		const char *br = strchr(s, '['), *close = strchr(br, ']');
+		size_t plen = (size_t)(close != NULL ? close - br - 1 : 0), k;
+
+		it->kind = strncasecmp(s, "BINARY.SIZE", 11) == 0 ? F_BINSIZE :
+		    F_BINARY;
+		it->peek = it->kind == F_BINSIZE || br - s == 11;
+		if (close == NULL || plen > IMAPD_SECTION_PART_MAX) {
+			*error_r = "Invalid binary section";
+			return -1;
+		}
+		for (k = 0; k < plen; k++) {
+			char c = br[1 + k];
+
+			if (!((c >= '0' && c <= '9') || (c == '.' && k > 0 &&
+			    k + 1 < plen && br[k] != '.')) ||
+			    (c == '0' && (k == 0 || br[k] == '.'))) {
+				*error_r = "Invalid binary section";
+				return -1;
+			}
+		}
+		memcpy(it->part, br + 1, plen);
+		it->part[plen] = '\0';
+		if (close[1] == '<' && it->kind == F_BINARY) {
+			const char *dot = strchr(close, '.');
+			const char *gt = strchr(close, '>');
+
+			if (dot == NULL || gt == NULL || dot > gt ||
+			    gt[1] != '\0' || strnum_u64_n(close + 2,
+			    (size_t)(dot - close - 2), UINT32_MAX, &it->p_off,
+			    error_r) < 0 || strnum_u64_n(dot + 1,
+			    (size_t)(gt - dot - 1), UINT32_MAX, &it->p_len,
+			    error_r) < 0 || it->p_len == 0) {
+				*error_r = "Invalid partial";
+				return -1;
+			}
+			it->partial = 1;
+		} else if (close[1] != '\0') {
+			*error_r = "Invalid binary section";
+			return -1;
+		}
+		if (it->kind == F_BINSIZE)
+			it->name = xasprintf("BINARY.SIZE[%s]", it->part);
+		else if (it->partial)
+			it->name = xasprintf("BINARY[%s]<%llu>", it->part,
+			    (unsigned long long)it->p_off);
+		else
+			it->name = xasprintf("BINARY[%s]", it->part);
 	} else if (strncasecmp(s, "BODY[", 5) == 0 ||
 	    strncasecmp(s, "BODY.PEEK[", 10) == 0) {
 		const char *br = strchr(s, '[');
@@ -268,10 +323,11 @@ parse_item(struct fetch_state *f, const struct imap_arg *a,
 		*error_r = "Unknown fetch item";
 		return -1;
 	}
-	if (it->kind == F_SECTION && !it->peek)
+	if ((it->kind == F_SECTION || it->kind == F_BINARY) && !it->peek)
 		f->set_seen = 1;
 	if (it->kind == F_ENVELOPE || it->kind == F_BODYSTRUCTURE ||
-	    it->kind == F_BODY || it->kind == F_SECTION)
+	    it->kind == F_BODY || it->kind == F_SECTION ||
+	    it->kind == F_BINARY || it->kind == F_BINSIZE)
 		f->need_meta = 1;
 	f->nitems++;
 	return 0;
@@ -494,6 +550,110 @@ fetch_section(struct imap_session *s, struct fetch_state *f,
 	return 0;
 }
 
+/*
+ * The decoded content of a part into out (RFC 3516); -1 if the part does
+ * not exist or its transfer encoding is unknown.
+ */
+static int
+binary_content(struct imap_session *s, struct fetch_state *f,
+    const struct fetch_item *it, struct buf *out)
+{
+	struct store_section sec;
+	struct buf hdr, raw, cte;
+	const char *err;
+	int rc = 0;
+
+	if (it->part[0] == '\0')
+		return store_blob_read(s->w->store, f->cur.blob, out, &err) < 0 ?
+		    -1 : 0;
+	if (!f->have_meta || store_msg_section(&f->meta, it->part, &sec) < 0)
+		return -1;
+	buf_init(&hdr, BUF_UNBOUNDED);
+	buf_init(&raw, BUF_UNBOUNDED);
+	buf_init(&cte, 256);
+	if (store_blob_read_range(s->w->store, f->cur.blob, sec.header_off,
+	    sec.header_len, &hdr, &err) < 0 ||
+	    store_blob_read_range(s->w->store, f->cur.blob, sec.body_off,
+	    sec.body_len, &raw, &err) < 0)
+		rc = -1;
+	if (rc == 0) {
+		char *v;
+
+		(void)imap_header_value(hdr.data, hdr.len,
+		    "Content-Transfer-Encoding", &cte);
+		v = xstrdup(imap_bstr(&cte));
+		{
+			char *p = v, *q;
+
+			while (*p == ' ' || *p == '\t')
+				p++;
+			q = p + strlen(p);
+			while (q > p && (q[-1] == ' ' || q[-1] == '\t'))
+				*--q = '\0';
+			if (*p == '\0' || str_casecmp(p, "7bit") == 0 ||
+			    str_casecmp(p, "8bit") == 0 ||
+			    str_casecmp(p, "binary") == 0)
+				(void)buf_append(out, raw.data, raw.len);
+			else if (str_casecmp(p, "base64") == 0)
+				imap_decode_base64(raw.data, raw.len, out);
+			else if (str_casecmp(p, "quoted-printable") == 0)
+				imap_decode_qp(raw.data, raw.len, out, 0);
+			else
+				rc = -1;
+		}
+		free(v);
+	}
+	buf_free(&hdr);
+	buf_free(&raw);
+	buf_free(&cte);
+	return rc;
+}
+
+/* BINARY[...] or BINARY.SIZE[...]; returns 1 if a stream was started. */
+static int
+fetch_binary(struct imap_session *s, struct fetch_state *f,
+    const struct fetch_item *it, struct buf *out)
+{
+	struct buf data;
+	uint64_t off = 0, len;
+
+	(void)buf_printf(out, "%s ", it->name);
+	buf_init(&data, BUF_UNBOUNDED);
+	if (binary_content(s, f, it, &data) < 0) {
+		buf_free(&data);
+		(void)buf_append_str(out, it->kind == F_BINSIZE ? "0" : "NIL");
+		return 0;
+	}
+	len = data.len;
+	if (it->kind == F_BINSIZE) {
+		(void)buf_printf(out, "%llu", (unsigned long long)len);
+		buf_free(&data);
+		return 0;
+	}
+	if (it->partial) {
+		off = it->p_off < len ? it->p_off : len;
+		len -= off;
+		if (len > it->p_len)
+			len = it->p_len;
+	}
+	/* literal8 when the content holds a NUL (RFC 3516 4.2). */
+	(void)buf_printf(out, "%s{%llu}\r\n",
+	    len > 0 && memchr(data.data + off, 0, (size_t)len) != NULL ?
+	    "~" : "", (unsigned long long)len);
+	if (len > IMAPD_STREAM_CHUNK) {
+		buf_free(&f->mem);
+		f->mem = data;
+		f->from_mem = 1;
+		f->s_off = off;
+		f->s_left = len;
+		f->streaming = 1;
+		return 1;
+	}
+	(void)buf_append(out, data.data + off, (size_t)len);
+	buf_free(&data);
+	return 0;
+}
+
 /* Write items from it onward; returns 1 if a stream was started. */
 static int
 fetch_items(struct imap_session *s, struct fetch_state *f, size_t from,
@@ -543,6 +703,13 @@ fetch_items(struct imap_session *s, struct fetch_state *f, size_t from,
 			    f->meta.body : "(\"text\" \"plain\" NIL NIL NIL "
 			    "\"7bit\" 0 0)");
 			break;
+		case F_BINARY:
+		case F_BINSIZE:
+			if (fetch_binary(s, f, it, out)) {
+				f->resume_item = i + 1;
+				return 1;
+			}
+			break;
 		case F_SECTION:
 			if (fetch_section(s, f, it, out)) {
 				f->resume_item = i + 1;
@@ -577,7 +744,10 @@ fetch_continue(struct imap_session *s)
 			    f->s_left : IMAPD_STREAM_CHUNK;
 
 			buf_reset(&out);
-			if (store_blob_read_range(s->w->store, f->blob,
+			if (f->from_mem)
+				(void)buf_append(&out, f->mem.data +
+				    f->s_off, (size_t)n);
+			else if (store_blob_read_range(s->w->store, f->blob,
 			    f->s_off, n, &out, &err) < 0)
 				buf_reset(&out);
 			while (out.len < n)
@@ -588,6 +758,8 @@ fetch_continue(struct imap_session *s)
 			if (f->s_left > 0)
 				continue;
 			f->streaming = 0;
+			f->from_mem = 0;
+			buf_reset(&f->mem);
 			buf_reset(&out);
 			if (fetch_items(s, f, f->resume_item, &out) == 0)
 				f->in_msg = 0;
@@ -694,6 +866,7 @@ cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t n,
 		}
 	}
 	f = xcalloc(1, sizeof(*f));
+	buf_init(&f->mem, BUF_UNBOUNDED);
 	f->uid_cmd = uid;
 	if (parse_items(f, &args[1], &err) < 0) {
 		fetch_state_free(f);

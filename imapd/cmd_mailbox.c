@@ -216,6 +216,7 @@ has_children(const struct mb_list *l, const char *name)
 #define ST_UNSEEN 0x10
 #define ST_HIGHESTMODSEQ 0x20
 #define ST_SIZE 0x40
+#define ST_DELETED 0x80	/* IMAP4rev2 */
 
 static int
 status_items(const struct imap_arg *a, unsigned *items_r)
@@ -242,9 +243,21 @@ status_items(const struct imap_arg *a, unsigned *items_r)
 			*items_r |= ST_HIGHESTMODSEQ;
 		else if (imap_arg_atom_is(x, "SIZE"))
 			*items_r |= ST_SIZE;
+		else if (imap_arg_atom_is(x, "DELETED"))
+			*items_r |= ST_DELETED;
 		else
 			return -1;
 	}
+	return 0;
+}
+
+static int
+deleted_cb(const struct store_msg *m, void *ctx)
+{
+	uint32_t *n = ctx;
+
+	if (m->flags & STORE_FLAG_DELETED)
+		(*n)++;
 	return 0;
 }
 
@@ -254,6 +267,12 @@ status_line(struct imap_session *s, const struct store_mailbox_info *info,
 {
 	struct buf out;
 	const char *sep = "";
+	uint32_t deleted = 0;
+	const char *err;
+
+	if (items & ST_DELETED)
+		(void)store_msg_list(s->w->store, info->id, NULL, 0, 0,
+		    deleted_cb, &deleted, &err);
 
 	buf_init(&out, BUF_UNBOUNDED);
 	(void)buf_append_str(&out, "* STATUS ");
@@ -272,6 +291,7 @@ status_line(struct imap_session *s, const struct store_mailbox_info *info,
 	ITEM(ST_HIGHESTMODSEQ, "HIGHESTMODSEQ %llu",
 	    (unsigned long long)info->highestmodseq);
 	ITEM(ST_SIZE, "SIZE %llu", (unsigned long long)info->size);
+	ITEM(ST_DELETED, "DELETED %u", deleted);
 #undef ITEM
 	(void)buf_append_str(&out, ")\r\n");
 	imap_write(s, out.data, out.len);

@@ -444,8 +444,8 @@ b64val(uint8_t c)
 	return -1;
 }
 
-static void
-decode_b64(const uint8_t *in, size_t len, struct buf *out)
+void
+imap_decode_base64(const uint8_t *in, size_t len, struct buf *out)
 {
 	uint32_t bits = 0;
 	int n = 0;
@@ -478,8 +478,8 @@ hexval(uint8_t c)
 	return -1;
 }
 
-static void
-decode_qp(const uint8_t *in, size_t len, struct buf *out, int underscore)
+void
+imap_decode_qp(const uint8_t *in, size_t len, struct buf *out, int underscore)
 {
 	size_t i;
 
@@ -551,9 +551,9 @@ decode_words(const uint8_t *in, size_t len, struct buf *out)
 		}
 		buf_init(&raw, BUF_UNBOUNDED);
 		if (q1[1] == 'B' || q1[1] == 'b')
-			decode_b64(q2 + 1, (size_t)(end - q2 - 1), &raw);
+			imap_decode_base64(q2 + 1, (size_t)(end - q2 - 1), &raw);
 		else
-			decode_qp(q2 + 1, (size_t)(end - q2 - 1), &raw, 1);
+			imap_decode_qp(q2 + 1, (size_t)(end - q2 - 1), &raw, 1);
 		to_utf8(cs, raw.data, raw.len, out);
 		buf_free(&raw);
 		i = (size_t)(end + 2 - in);
@@ -574,8 +574,8 @@ decode_words(const uint8_t *in, size_t len, struct buf *out)
  * Value of header field (unfolded, every occurrence joined by a space)
  * from a header block; returns 1 if the field exists.
  */
-static int
-header_value(const uint8_t *h, size_t len, const char *field, struct buf *out)
+int
+imap_header_value(const uint8_t *h, size_t len, const char *field, struct buf *out)
 {
 	size_t flen = strlen(field), i = 0;
 	int found = 0, in = 0;
@@ -722,9 +722,9 @@ load_body_text(struct msgctx *c)
 			continue;
 		buf_init(&ct, 4096);
 		buf_init(&cte, 256);
-		(void)header_value(c->blob.data + sec.header_off,
+		(void)imap_header_value(c->blob.data + sec.header_off,
 		    (size_t)sec.header_len, "Content-Type", &ct);
-		(void)header_value(c->blob.data + sec.header_off,
+		(void)imap_header_value(c->blob.data + sec.header_off,
 		    (size_t)sec.header_len, "Content-Transfer-Encoding", &cte);
 		if (ct.len > 0 && (ci_contains(ct.data, ct.len, "multipart/") ||
 		    ci_contains(ct.data, ct.len, "message/rfc822"))) {
@@ -751,10 +751,10 @@ load_body_text(struct msgctx *c)
 		param_value(imap_bstr(&ct), "charset", cs, sizeof(cs));
 		buf_init(&raw, BUF_UNBOUNDED);
 		if (ci_contains(cte.data, cte.len, "base64"))
-			decode_b64(c->blob.data + sec.body_off,
+			imap_decode_base64(c->blob.data + sec.body_off,
 			    (size_t)sec.body_len, &raw);
 		else if (ci_contains(cte.data, cte.len, "quoted-printable"))
-			decode_qp(c->blob.data + sec.body_off,
+			imap_decode_qp(c->blob.data + sec.body_off,
 			    (size_t)sec.body_len, &raw, 0);
 		else
 			(void)buf_append(&raw, c->blob.data + sec.body_off,
@@ -776,7 +776,7 @@ match_header(struct msgctx *c, const char *field, const char *needle)
 	if (load_blob(c) < 0)
 		return 0;
 	buf_init(&v, BUF_UNBOUNDED);
-	found = header_value(c->blob.data, (size_t)header_len(c), field, &v);
+	found = imap_header_value(c->blob.data, (size_t)header_len(c), field, &v);
 	if (found) {
 		if (needle[0] == '\0' || ci_contains(v.data, v.len, needle))
 			r = 1;
@@ -1159,6 +1159,11 @@ cmd_search(struct imap_session *s, const struct imap_arg *args, size_t n,
 		if (ret == 0)
 			ret = RET_ALL;
 		i += 2;
+	}
+	if (!esearch && (s->enabled & IMAPD_EN_REV2)) {
+		/* RFC 9051 6.4.4: SEARCH answers with ESEARCH. */
+		esearch = 1;
+		ret = RET_ALL;
 	}
 	if (i + 1 < n && imap_arg_atom_is(&args[i], "CHARSET")) {
 		if (!imap_arg_is_string(&args[i + 1]) ||

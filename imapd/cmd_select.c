@@ -136,7 +136,7 @@ imap_append_flags(struct imap_session *s, struct buf *out, uint32_t flags,
 			sep = " ";
 		}
 	}
-	if (recent) {
+	if (recent && !(s->enabled & IMAPD_EN_REV2)) {
 		(void)buf_printf(out, "%s\\Recent", sep);
 		sep = " ";
 	}
@@ -427,8 +427,9 @@ imap_sync(struct imap_session *s, int allow_expunge)
 		for (i = 0; i < s->mb.n; i++)
 			if (s->mb.uids[i] >= s->mb.first_recent)
 				recent++;
-		(void)buf_printf(&out, "* %zu EXISTS\r\n* %zu RECENT\r\n",
-		    s->mb.n, recent);
+		(void)buf_printf(&out, "* %zu EXISTS\r\n", s->mb.n);
+		if (!(s->enabled & IMAPD_EN_REV2))
+			(void)buf_printf(&out, "* %zu RECENT\r\n", recent);
 	}
 	if (!pending)
 		s->mb.modseq = info.highestmodseq;
@@ -623,7 +624,9 @@ do_select(struct imap_session *s, const struct imap_arg *args, size_t n,
 		if (s->mb.kw[i] != NULL)
 			(void)buf_printf(&out, " %s", s->mb.kw[i]);
 	(void)buf_printf(&out, " \\*)] Flags permitted\r\n"
-	    "* %zu EXISTS\r\n* %zu RECENT\r\n", s->mb.n, recent);
+	    "* %zu EXISTS\r\n", s->mb.n);
+	if (!(s->enabled & IMAPD_EN_REV2))
+		(void)buf_printf(&out, "* %zu RECENT\r\n", recent);
 	if (sc.first_unseen != 0)
 		(void)buf_printf(&out, "* OK [UNSEEN %u] First unseen\r\n",
 		    sc.first_unseen);

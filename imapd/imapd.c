@@ -180,7 +180,8 @@ imap_capabilities(struct imap_session *s, struct buf *out)
 	int tls = conn_is_tls(s->conn);
 	int plain_ok = tls || (s->w->plaintext_loopback && s->loopback);
 
-	(void)buf_append_str(out, "IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+");
+	(void)buf_append_str(out, "IMAP4rev1 IMAP4rev2 SASL-IR ID ENABLE IDLE "
+	    "LITERAL+");
 	if (s->state == IMAP_STATE_NOTAUTH) {
 		if (!tls && s->w->tls != NULL)
 			(void)buf_append_str(out, " STARTTLS");
@@ -193,7 +194,8 @@ imap_capabilities(struct imap_session *s, struct buf *out)
 	(void)buf_append_str(out, " NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN "
 	    "LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE QRESYNC ESEARCH "
 	    "SEARCHRES UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE "
-	    "STATUS=SIZE SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES");
+	    "STATUS=SIZE SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
+	    "BINARY");
 	(void)buf_printf(out, " APPENDLIMIT=%llu",
 	    (unsigned long long)s->w->append_max);
 	if (!conn_compressing(s->conn))

@@ -56,6 +56,7 @@ struct tpool;
 #define IMAPD_EN_CONDSTORE 0x1
 #define IMAPD_EN_QRESYNC 0x2
 #define IMAPD_EN_UTF8 0x4
+#define IMAPD_EN_REV2 0x8	/* IMAP4rev2 (RFC 9051) */
 
 enum imap_state {
 	IMAP_STATE_NOTAUTH,
@@ -298,6 +299,18 @@ enum imap_cmd_result cmd_store(struct imap_session *, const struct
 /* ---- cmd_search.c ---- */
 enum imap_cmd_result cmd_search(struct imap_session *, const struct
     imap_arg *, size_t, int);
+
+/* Decoders shared by SEARCH and FETCH BINARY (appended to out). */
+void imap_decode_base64(const uint8_t *in, size_t len, struct buf *out);
+/* underscore: RFC 2047 Q encoding ('_' is a space). */
+void imap_decode_qp(const uint8_t *in, size_t len, struct buf *out,
+    int underscore);
+/*
+ * The unfolded value of a header field in a header block (every
+ * occurrence, joined by a space) appended to out; 1 if present, else 0.
+ */
+int imap_header_value(const uint8_t *h, size_t len, const char *field,
+    struct buf *out);
 
 /*
  * Run a search program (args: keys only, CHARSET already consumed) over

@@ -480,11 +480,50 @@ def case_rate_limit(t):
     m.shutdown()
 
 
+def case_rev2_binary(t):
+    E = "erin@city.example"
+    d.user(E, "erin-pw")
+    blob = bytes(range(256)) * 40
+    b64 = base64.encodebytes(blob).decode().replace("\n", "\r\n")
+    d.deliver(E, ("From: x@city.example\r\nSubject: att\r\n"
+                  "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; "
+                  "boundary=BB\r\n\r\n--BB\r\nContent-Type: text/plain; "
+                  "charset=utf-8\r\nContent-Transfer-Encoding: "
+                  "quoted-printable\r\n\r\ncaf=C3=A9\r\n--BB\r\n"
+                  "Content-Type: application/octet-stream\r\n"
+                  "Content-Transfer-Encoding: base64\r\n\r\n" + b64 +
+                  "--BB--\r\n").encode())
+    m = d.imap_tls()
+    m.login(E, "erin-pw")
+    typ, data = m._simple_command("ENABLE", "IMAP4rev2")
+    t.ok(b"IMAP4rev2" in m.untagged_responses.get("ENABLED", [b""])[0],
+         "ENABLE IMAP4rev2", m.untagged_responses)
+    m.untagged_responses.clear()
+    m.select("INBOX")
+    t.ok("RECENT" not in m.untagged_responses,
+         "IMAP4rev2: no RECENT at SELECT", m.untagged_responses)
+    typ, data = m.fetch("1", "(BINARY.PEEK[1] BINARY.SIZE[2])")
+    t.ok(data[0][1] == "café".encode() and
+         b"BINARY.SIZE[2] %d" % len(blob) in data[1],
+         "BINARY[1] decodes quoted-printable; BINARY.SIZE[2]", data)
+    typ, data = m.fetch("1", "(BINARY.PEEK[2])")
+    t.ok(data[0][1] == blob and b"~{" in data[0][0],
+         "BINARY[2] decodes base64 into a literal8 (10 KB, NULs)",
+         data[0][0])
+    m.untagged_responses.clear()
+    typ, data = m._simple_command("SEARCH", "ALL")
+    t.ok(b"ALL 1" in m.untagged_responses.get("ESEARCH", [b""])[0],
+         "IMAP4rev2: SEARCH answers ESEARCH", m.untagged_responses)
+    typ, data = m.status("INBOX", "(DELETED MESSAGES)")
+    t.ok(b"DELETED 0" in data[0], "STATUS DELETED", data)
+    m.logout()
+
+
 D_RL = "rl@city.example"
 d.user(D_RL, "rl-pw")
 
 for fn in (case_sort_thread, case_condstore_qresync, case_utf8_accept,
-           case_deferred_expunge, case_tls_login, case_starttls, case_bad_password,
+           case_deferred_expunge, case_rev2_binary, case_tls_login, case_starttls, case_bad_password,
            case_authenticate, case_list, case_fetch, case_store_search,
            case_copy_move_append_expunge, case_two_sessions_idle,
            case_enable_condstore, case_rate_limit):
