@@ -171,7 +171,12 @@ gm_count() {
 
 # ---- Dovecot ---------------------------------------------------------
 mkdir -p "$dv/run" "$dv/state" "$maildirs"
-chown nobody:nogroup "$maildirs"
+# The Maildirs exist beforehand, as govmail's INBOXes do once the accounts
+# are made; Dovecot adds its index files at the first delivery.
+(cd "$maildirs" && for i in u $(seq -f '%.0fu' 1 "$fanout"); do
+	echo "$i/new"; echo "$i/cur"; echo "$i/tmp"
+done | xargs mkdir -p)
+chown -R nobody:nogroup "$maildirs"
 cat > "$dv/dovecot.conf" <<EOF
 # A private Dovecot for bench/run-smtp.sh: LMTP on loopback only.
 base_dir = $dv/run
@@ -249,7 +254,7 @@ pf_queued() {
 	find "$queue/incoming" "$queue/active" "$queue/deferred" \
 	    "$queue/hold" "$queue/maildrop" -type f -printf . | wc -c
 }
-echo "# Postfix: defaults but for the private paths, no chroot, virtual_transport = lmtp:inet:127.0.0.1:$dv_port ($(postconf -c "$pf/etc" -h lmtp_destination_concurrency_limit) concurrent LMTP sessions, $(postconf -c "$pf/etc" -h lmtp_destination_recipient_limit) recipients per LMTP transaction)"
+echo "# Postfix: defaults but for the private paths, no chroot, virtual_transport = lmtp:inet:127.0.0.1:$dv_port ($(postconf -x -c "$pf/etc" -h lmtp_destination_concurrency_limit) concurrent LMTP sessions, $(postconf -x -c "$pf/etc" -h lmtp_destination_recipient_limit) recipients per LMTP transaction)"
 echo "# Dovecot: mail_fsync = always, Maildir, static userdb, LMTP on 127.0.0.1:$dv_port"
 
 # ---- the measurements ------------------------------------------------
@@ -355,9 +360,39 @@ for i in 1 $(( fanout / 2 )) "$fanout"; do
 		miss=1
 	fi
 done
+# The last single-recipient message (100 KB of payload) arrived whole in
+# both (Dovecot stores LF line ends, govmail CRLF: 1,280 bytes apart).
+gm_size=$( (cd "$gm" && as_nobody "$ctl" -c govmail.conf ls "u@$domain") |
+    tail -1 | cut -f2)
+dv_size=$(find "$maildirs/u/new" -type f -printf '%s\n' | sort -n | tail -1)
+for sz in "$gm_size" "$dv_size"; do
+	if [ "${sz:-0}" -lt 100000 ] || [ "$sz" -gt 110000 ]; then
+		echo "a 100 KB message is stored with $sz bytes (govmail $gm_size, Dovecot $dv_size)" >&2
+		miss=1
+	fi
+done
 [ "$miss" -eq 0 ] || exit 1
-echo "# spot check: 1u, $(( fanout / 2 ))u and ${fanout}u hold one copy each in both"
+# Where Postfix's time went for those 10,000 (its delays=a/b/c/d: before
+# the queue manager, in the queue manager, connection setup, LMTP
+# transmission including Dovecot's delivery).
+awk '/status=sent/ && /to=<[0-9]+u@/ {
+	for (i = 1; i <= NF; i++) {
+		if ($i ~ /^delay=/) { d = substr($i, 7) + 0; if (d > max) max = d }
+		if ($i ~ /^delays=/) {
+			split(substr($i, 8), a, "/")
+			for (j = 1; j <= 4; j++) sum[j] += a[j]
+			n++
+		}
+	}
+} END { if (n) printf "# Postfix log: %d recipients sent, largest delay %.1f s; mean delays %.2f/%.2f/%.2f/%.2f s (before qmgr/in qmgr/connect/LMTP)\n",
+    n, max, sum[1] / n, sum[2] / n, sum[3] / n, sum[4] / n }' "$pf/maillog"
+echo "# spot check: 1u, $(( fanout / 2 ))u and ${fanout}u hold one copy each in both; a 100 KB message is $gm_size bytes in govmail, $dv_size in Dovecot"
 echo "# errors logged: govmail-smtpd $(grep -ciE 'error|fatal|warn' "$gm/smtpd.log" || true), Postfix $(grep -ciE 'error|fatal|warning' "$pf/maillog" || true), Dovecot $(grep -ciE 'error|fatal|panic' "$dv/dovecot.log" || true)"
+if (cd "$gm" && as_nobody "$ctl" -c govmail.conf check) > "$gm/check.log" 2>&1; then
+	echo "# govmailctl check: the store is consistent"
+else
+	echo "govmailctl check found damage:" >&2; cat "$gm/check.log" >&2; exit 1
+fi
 echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 cleanup
 gm_pid= pf_pid= dv_pid=
