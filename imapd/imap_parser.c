@@ -105,6 +105,11 @@ imap_parser_new(const struct imap_parser_limits *l)
 
 	p->lim = *l;
 	buf_init(&p->text, BUF_UNBOUNDED);
+	/*
+	 * SECURITY: commands carry passwords (LOGIN, AUTHENTICATE's initial
+	 * response): the buffer is wiped whenever it is reset, grown or freed.
+	 */
+	p->text.secret = 1;
 	imap_parser_reset(p);
 	return p;
 }

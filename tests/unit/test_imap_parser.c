@@ -375,6 +375,27 @@ test_args_limit(void **state)
 	}
 }
 
+static void
+test_command_name(void **state)
+{
+	struct imap_parser_limits lim;
+	struct imap_parser *p;
+	const char *in = "t1 append INBOX {5}\r\n";
+	size_t used;
+
+	(void)state;
+	imap_parser_limits_preauth(&lim);
+	p = imap_parser_new(&lim);
+	assert_int_equal(imap_parser_feed(p, (const uint8_t *)in, strlen(in),
+	    &used), IMAP_PARSE_CONTINUE);
+	assert_string_equal(imap_parser_command(p), "append");
+	assert_string_equal(imap_parser_tag(p), "t1");
+	imap_parser_reset(p);
+	assert_string_equal(imap_parser_command(p), "");
+	assert_true(imap_parser_idle(p));
+	imap_parser_free(p);
+}
+
 struct scase {
 	const char *in;
 	uint32_t star;
@@ -558,6 +579,7 @@ main(void)
 		cmocka_unit_test(test_line_limits),
 		cmocka_unit_test(test_depth_limits),
 		cmocka_unit_test(test_args_limit),
+		cmocka_unit_test(test_command_name),
 		cmocka_unit_test(test_seqset),
 		cmocka_unit_test(test_seqset_max),
 		cmocka_unit_test(test_utf7),
