@@ -84,22 +84,26 @@ job_auth_done(void *arg)
 			log_info("smtpd: s=%s event=auth-failed ip=%s", s->id,
 			    s->ip);
 			smtp_auth_end(s);
-			smtp_error_reply(s, "535 5.7.8 Authentication credentials "
+			smtp_error_reply(s,
+			    "535 5.7.8 Authentication credentials "
 			    "invalid");
 			break;
 		case SASL_REASON_MECH:
 			smtp_auth_end(s);
-			smtp_error_reply(s, "504 5.5.4 Unrecognized authentication "
+			smtp_error_reply(s,
+			    "504 5.5.4 Unrecognized authentication "
 			    "type");
 			break;
 		case SASL_REASON_TLS_REQUIRED:
 			smtp_auth_end(s);
-			smtp_error_reply(s, "538 5.7.11 Encryption required for "
+			smtp_error_reply(s,
+			    "538 5.7.11 Encryption required for "
 			    "requested authentication mechanism");
 			break;
 		default:
 			smtp_auth_end(s);
-			smtp_error_reply(s, "501 5.5.2 Malformed authentication "
+			smtp_error_reply(s,
+			    "501 5.5.2 Malformed authentication "
 			    "response");
 			break;
 		}
@@ -170,14 +174,16 @@ smtp_cmd_auth(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 	if (!sasl_ratelimit_allowed(s->sd->auth_rl, s->peer, smtp_now())) {
 		log_info("smtpd: s=%s event=auth-rate-limited ip=%s", s->id,
 		    s->ip);
-		smtp_error_reply(s, "454 4.7.0 Too many failed authentications, "
+		smtp_error_reply(s,
+		    "454 4.7.0 Too many failed authentications, "
 		    "try again later");
 		return;
 	}
 	sp = strchr(arg, ' ');
 	mlen = sp != NULL ? (size_t)(sp - arg) : strlen(arg);
 	if (mlen == 0 || mlen > SASL_MECH_NAME_MAX) {
-		smtp_error_reply(s, "501 5.5.4 Syntax: AUTH mechanism [response]");
+		smtp_error_reply(s,
+		    "501 5.5.4 Syntax: AUTH mechanism [response]");
 		return;
 	}
 	memcpy(mech, arg, mlen);

@@ -304,10 +304,12 @@ message_complete(struct smtp_session *s)
 			r = smtp_sender_allowed(s, addrs[i]);
 		if (r != 1) {
 			if (r < 0)
-				smtp_reply(s, "451 4.3.0 Temporary failure, try "
+				smtp_reply(s,
+				    "451 4.3.0 Temporary failure, try "
 				    "again later");
 			else
-				smtp_reply(s, "550 5.7.1 From: address not owned "
+				smtp_reply(s,
+				    "550 5.7.1 From: address not owned "
 				    "by the authenticated user");
 			smtp_transaction_reset(s);
 			return;
@@ -391,7 +393,8 @@ smtp_data_input(struct smtp_session *s)
 			return;
 		}
 		if (s->data.faults & SMTP_DATA_F_TOO_BIG)
-			smtp_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+			smtp_reply(s,
+			    "552 5.3.4 Message size exceeds fixed limit");
 		else if (s->data.faults & SMTP_DATA_F_LONG_LINE)
 			smtp_reply(s, "554 5.6.0 Message line longer than %d "
 			    "characters", SMTP_TEXT_LINE_MAX);

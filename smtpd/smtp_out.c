@@ -129,10 +129,10 @@ resolve_host(const char *host, const char *port, char *ip, size_t ipsz)
 	if (r != 0 || res == NULL)
 		return -1;
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		const struct sockaddr_in *in4 = (const void *)ai->ai_addr;
+		const struct sockaddr_in6 *in6 = (const void *)ai->ai_addr;
 		const void *a = ai->ai_family == AF_INET ?
-		    (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr :
-		    (const void *)&((struct sockaddr_in6 *)
-		    ai->ai_addr)->sin6_addr;
+		    (const void *)&in4->sin_addr : (const void *)&in6->sin6_addr;
 
 		if (inet_ntop(ai->ai_family, a, ip, (socklen_t)ipsz) != NULL)
 			break;
@@ -558,7 +558,8 @@ out_reply(struct smtp_out *o, int code)
 			goto fail_all;
 		}
 		if (dropped > 0)
-			log_info("smtpd: event=outbound-tls-discarded bytes=%zu",
+			log_info(
+			    "smtpd: event=outbound-tls-discarded bytes=%zu",
 			    dropped);
 		o->tls = 1;
 		o->starttls_offered = 0;

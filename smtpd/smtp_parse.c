@@ -463,7 +463,8 @@ smtp_path_parse(const char *arg, int is_rcpt, int utf8_ok,
 	at = memchr(p, '@', len);
 	if (at == NULL) {
 		/* RFC 5321 4.5.1: "<Postmaster>" without a domain. */
-		if (is_rcpt && len == 10 && ascii_ncaseeq(p, "postmaster", 10)) {
+		if (is_rcpt && len == 10 &&
+		    ascii_ncaseeq(p, "postmaster", 10)) {
 			memcpy(path_r->local, "postmaster", 11);
 			memcpy(path_r->addr, "postmaster", 11);
 			return SMTP_PATH_OK;

@@ -289,7 +289,8 @@ smtp_queue_add(struct kv_env *q, const char *sender, char *const *rcpts,
 			e->rcpts = xcalloc(nrcpts, sizeof(*e->rcpts));
 			e->status = xcalloc(nrcpts, 1);
 			e->diag = xcalloc(nrcpts, sizeof(*e->diag));
-			e->msg = (uint8_t *)(uintptr_t)msg;	/* borrowed */
+			/* Borrowed: the caller keeps the bytes. */
+			e->msg = (uint8_t *)(uintptr_t)msg;
 			e->len = len;
 			a.entries[a.n++] = e;
 		}
@@ -477,7 +478,8 @@ smtp_dsn_send(struct store *st, struct kv_env *q, const char *hostname,
 		memset(&res, 0, sizeof(res));
 		if (store_deliver(st, dsn, len, rc, 1, 0, &res, &err) < 0 ||
 		    res.status != STORE_OK) {
-			log_warnx("smtpd: event=dsn-failed queue=%s error=\"%s\"",
+			log_warnx(
+			    "smtpd: event=dsn-failed queue=%s error=\"%s\"",
 			    e->id, err != NULL ? err :
 			    store_strerror(res.status));
 			r = -1;
@@ -486,12 +488,14 @@ smtp_dsn_send(struct store *st, struct kv_env *q, const char *hostname,
 		char *rcpt = e->sender;
 
 		if (smtp_queue_add(q, "", &rcpt, 1, dsn, len, &err) < 0) {
-			log_warnx("smtpd: event=dsn-failed queue=%s error=\"%s\"",
+			log_warnx(
+			    "smtpd: event=dsn-failed queue=%s error=\"%s\"",
 			    e->id, err);
 			r = -1;
 		}
 	} else {
-		log_warnx("smtpd: event=dsn-dropped queue=%s (no queue)", e->id);
+		log_warnx(
+		    "smtpd: event=dsn-dropped queue=%s (no queue)", e->id);
 		r = -1;
 	}
 	if (r == 0)

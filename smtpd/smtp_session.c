@@ -394,14 +394,16 @@ cmd_mail(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 		if (r == 0) {
 			log_info("smtpd: s=%s event=sender-refused ip=%s",
 			    s->id, s->ip);
-			smtp_error_reply(s, "553 5.7.1 Sender address not owned "
+			smtp_error_reply(s,
+			    "553 5.7.1 Sender address not owned "
 			    "by the authenticated user");
 			return;
 		}
 		if (!smtp_rate_hit(s->sd->acct_rate, s->user, smtp_now())) {
 			log_info("smtpd: s=%s event=rate-limited what=account",
 			    s->id);
-			smtp_reply(s, "450 4.7.1 Message rate limit exceeded for "
+			smtp_reply(s,
+			    "450 4.7.1 Message rate limit exceeded for "
 			    "this account, try again later");
 			return;
 		}
@@ -473,7 +475,8 @@ cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 		log_info("smtpd: s=%s event=relay-denied ip=%s rcpt=%s",
 		    s->id, s->ip, ebuf);
 		if (s->user != NULL)
-			smtp_error_reply(s, "550 5.7.1 Relaying to other domains "
+			smtp_error_reply(s,
+			    "550 5.7.1 Relaying to other domains "
 			    "is not available");
 		else
 			smtp_error_reply(s, "554 5.7.1 Relay access denied");
@@ -488,7 +491,8 @@ cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 		return;
 	}
 	if (r == STORE_EPERM) {
-		smtp_error_reply(s, "550 5.7.1 Sender is not allowed to post to "
+		smtp_error_reply(s,
+		    "550 5.7.1 Sender is not allowed to post to "
 		    "this list");
 		return;
 	}
@@ -584,7 +588,8 @@ cmd_help(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 {
 	(void)cmd;
 	(void)arg;
-	smtp_reply(s, "214 2.0.0 See RFC 5321; commands: EHLO HELO MAIL RCPT DATA "
+	smtp_reply(s,
+	    "214 2.0.0 See RFC 5321; commands: EHLO HELO MAIL RCPT DATA "
 	    "BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
 }
 
@@ -648,7 +653,8 @@ command(struct smtp_session *s, const char *line, size_t len)
 		if (smtp_commands[i].cmd != (enum smtp_cmd)cmd)
 			continue;
 		if ((need & NEED_HELO) && s->helo == 0) {
-			smtp_error_reply(s, "503 5.5.1 Send EHLO or HELO first");
+			smtp_error_reply(s,
+			    "503 5.5.1 Send EHLO or HELO first");
 			return;
 		}
 		if ((need & NEED_EHLO) && s->helo != 2) {
@@ -660,12 +666,14 @@ command(struct smtp_session *s, const char *line, size_t len)
 			return;
 		}
 		if ((need & NEED_NO_MAIL) && s->in_mail) {
-			smtp_error_reply(s, "503 5.5.1 Not allowed inside a mail "
+			smtp_error_reply(s,
+			    "503 5.5.1 Not allowed inside a mail "
 			    "transaction");
 			return;
 		}
 		if ((need & NEED_NO_BDAT) && s->bdat_active) {
-			smtp_error_reply(s, "503 5.5.1 Not allowed between BDAT "
+			smtp_error_reply(s,
+			    "503 5.5.1 Not allowed between BDAT "
 			    "chunks");
 			return;
 		}
