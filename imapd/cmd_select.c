@@ -82,6 +82,24 @@ imap_view_ranges(struct imap_session *s, const char *set, int uid,
 		    0, ranges_r, n_r, error_r);
 	if (imap_seqset_parse(set, (uint32_t)v->n, &r, &n, error_r) < 0)
 		return -1;
+	if (v->n == 0) {
+		/*
+		 * An empty mailbox: "1:*" or "*" (every range touching '*',
+		 * which is 0 here) means nothing, as clients expect; any
+		 * other number does not exist.
+		 */
+		for (i = 0; i < n; i++) {
+			if (r[i].lo != 0) {
+				free(r);
+				*error_r = "Invalid message sequence number";
+				return -1;
+			}
+		}
+		free(r);
+		*ranges_r = NULL;
+		*n_r = 0;
+		return 0;
+	}
 	for (i = 0; i < n; i++) {
 		if (r[i].lo == 0 || r[i].hi > v->n) {
 			free(r);

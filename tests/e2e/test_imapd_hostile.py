@@ -146,6 +146,17 @@ def case_seqsets_and_names(t):
     for bad in ("0", "1:x", "*:0", "4294967296", "1,,2", "2", "-1", ""):
         _, tagged = r.cmd("a", f"FETCH {bad} FLAGS")
         t.ok(tagged.startswith("a BAD"), f"FETCH {bad!r}: BAD", tagged)
+    r.cmd("t", "EXAMINE Trash")
+    _, tagged = r.cmd("e1", "FETCH 1:* FLAGS")
+    t.ok(tagged.startswith("e1 OK"), "FETCH 1:* on an empty mailbox: OK",
+         tagged)
+    _, tagged = r.cmd("e2", "FETCH 1 FLAGS")
+    t.ok(tagged.startswith("e2 BAD"), "FETCH 1 on an empty mailbox: BAD",
+         tagged)
+    _, tagged = r.cmd("e3", "SEARCH 1:*")
+    t.ok(tagged.startswith("e3 OK"), "SEARCH 1:* on an empty mailbox: OK",
+         tagged)
+    r.cmd("s2", "SELECT INBOX")
     _, tagged = r.cmd("b", "UID FETCH 1:4294967295 FLAGS")
     t.ok(tagged.startswith("b OK"), "UID FETCH 1:4294967295: OK", tagged)
     for name in ("&Jjo", "&AGE-", "&ZeVnLIqe-&U,BTFw-", "\"a\xff\""):
