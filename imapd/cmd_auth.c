@@ -35,7 +35,7 @@ enum auth_kind {
 };
 
 struct imap_auth_job {
-	struct imap_session *s;		/* NULL once the session is gone */
+	struct imap_session *s;		/* NULL once the session left */
 	struct sasl_session *sasl;
 	enum auth_kind kind;
 	char *user;
@@ -328,7 +328,8 @@ cmd_authenticate(struct imap_session *s, const struct imap_arg *args,
 			job_free(j);
 			sasl_session_free(s->sasl);
 			s->sasl = NULL;
-			imap_tagged(s, "BAD", "Invalid base64 initial response");
+			imap_tagged(s, "BAD", "Invalid base64 initial "
+			    "response");
 			return IMAP_CMD_DONE;
 		}
 		j->has_resp = 1;
@@ -423,7 +424,8 @@ cmd_id(struct imap_session *s, const struct imap_arg *args, size_t n, int uid)
 		imap_tagged(s, "BAD", "ID needs NIL or a list of pairs");
 		return IMAP_CMD_DONE;
 	}
-	imap_printf(s, "* ID (\"name\" \"govmail\" \"vendor\" \"govmail\")\r\n");
+	imap_printf(s, "* ID (\"name\" \"govmail\" \"vendor\" "
+	    "\"govmail\")\r\n");
 	imap_tagged(s, "OK", "ID completed");
 	return IMAP_CMD_DONE;
 }

@@ -78,7 +78,7 @@ struct fetch_state {
 	int need_meta;
 	/* streaming a literal */
 	int streaming;
-	struct buf mem;		/* streaming from memory (decoded BINARY) */
+	struct buf mem;		/* decoded BINARY, streamed */
 	int from_mem;
 	uint8_t blob[STORE_BLOB_KEY_LEN];
 	uint64_t s_off, s_left;
@@ -564,8 +564,8 @@ binary_content(struct imap_session *s, struct fetch_state *f,
 	int rc = 0;
 
 	if (it->part[0] == '\0')
-		return store_blob_read(s->w->store, f->cur.blob, out, &err) < 0 ?
-		    -1 : 0;
+		return store_blob_read(s->w->store, f->cur.blob, out,
+		    &err) < 0 ? -1 : 0;
 	if (!f->have_meta || store_msg_section(&f->meta, it->part, &sec) < 0)
 		return -1;
 	buf_init(&hdr, BUF_UNBOUNDED);

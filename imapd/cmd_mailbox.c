@@ -87,7 +87,7 @@ imap_append_mailbox(struct imap_session *s, struct buf *out, const char *name)
 struct pattern {
 	char p[IMAPD_PATTERN_MAX + 1];
 	size_t len;
-	int never;		/* more literal bytes than any name can hold */
+	int never;		/* more literal bytes than a name holds */
 };
 
 static void
@@ -556,7 +556,7 @@ cmd_create(struct imap_session *s, const struct imap_arg *args, size_t n,
 	int rc;
 
 	(void)uid;
-	/* CREATE name [(USE (\Sent))]: RFC 6154 CREATE-SPECIAL-USE not offered. */
+	/* RFC 6154 CREATE-SPECIAL-USE is not offered: one name only. */
 	if (one_name(s, args, n, 1, name) < 0)
 		return IMAP_CMD_DONE;
 	/* A trailing delimiter only announces children (RFC 3501 6.3.3). */

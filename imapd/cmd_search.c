@@ -41,7 +41,7 @@ enum skey {
 	K_FLAG, K_NOFLAG, K_KEYWORD, K_UNKEYWORD,
 	K_RECENT, K_NEW, K_OLD,
 	K_LARGER, K_SMALLER,
-	K_SET,			/* sequence set or UID set, as UID ranges */
+	K_SET,			/* sequence or UID set, as UID ranges */
 	K_BEFORE, K_ON, K_SINCE,
 	K_SENTBEFORE, K_SENTON, K_SENTSINCE,
 	K_HEADER, K_SUBJECT, K_FROM, K_BODY, K_TEXT,
@@ -544,14 +544,16 @@ decode_words(const uint8_t *in, size_t len, struct buf *out)
 		memcpy(cs, in + i + 2, cslen);
 		cs[cslen] = '\0';
 		{
-			char *star = strchr(cs, '*');	/* RFC 2231 language */
+			/* RFC 2231 language suffix */
+			char *star = strchr(cs, '*');
 
 			if (star != NULL)
 				*star = '\0';
 		}
 		buf_init(&raw, BUF_UNBOUNDED);
 		if (q1[1] == 'B' || q1[1] == 'b')
-			imap_decode_base64(q2 + 1, (size_t)(end - q2 - 1), &raw);
+			imap_decode_base64(q2 + 1, (size_t)(end - q2 - 1),
+			    &raw);
 		else
 			imap_decode_qp(q2 + 1, (size_t)(end - q2 - 1), &raw, 1);
 		to_utf8(cs, raw.data, raw.len, out);
@@ -575,7 +577,8 @@ decode_words(const uint8_t *in, size_t len, struct buf *out)
  * from a header block; returns 1 if the field exists.
  */
 int
-imap_header_value(const uint8_t *h, size_t len, const char *field, struct buf *out)
+imap_header_value(const uint8_t *h, size_t len, const char *field,
+    struct buf *out)
 {
 	size_t flen = strlen(field), i = 0;
 	int found = 0, in = 0;
@@ -776,7 +779,8 @@ match_header(struct msgctx *c, const char *field, const char *needle)
 	if (load_blob(c) < 0)
 		return 0;
 	buf_init(&v, BUF_UNBOUNDED);
-	found = imap_header_value(c->blob.data, (size_t)header_len(c), field, &v);
+	found = imap_header_value(c->blob.data, (size_t)header_len(c), field,
+	    &v);
 	if (found) {
 		if (needle[0] == '\0' || ci_contains(v.data, v.len, needle))
 			r = 1;
@@ -1050,7 +1054,8 @@ search_finish(struct imap_session *s, struct search_job *j)
 		(void)buf_printf(&out, "* ESEARCH (TAG \"%s\")%s", s->tag,
 		    j->uid ? " UID" : "");
 		if (j->sc.n > 0 && (j->ret & RET_MIN))
-			(void)buf_printf(&out, " MIN %u", j->uid ? j->sc.uids[0] :
+			(void)buf_printf(&out, " MIN %u", j->uid ?
+			    j->sc.uids[0] :
 			    imap_view_seq(&s->mb, j->sc.uids[0]));
 		if (j->sc.n > 0 && (j->ret & RET_MAX))
 			(void)buf_printf(&out, " MAX %u", j->uid ?

@@ -35,7 +35,8 @@ struct sort_msg {
 	int64_t date;
 	uint64_t size;
 	char *subject;		/* base subject, upper-cased ASCII */
-	char *from, *to, *cc;	/* first mailbox's local part, lower-cased */
+	/* the first mailbox's local part, lower-cased */
+	char *from, *to, *cc;
 	char *msgid;
 	char *parent_id;	/* last of References, else In-Reply-To */
 	size_t parent;		/* index, or SIZE_MAX */
@@ -352,8 +353,8 @@ charset_ok(struct imap_session *s, const struct imap_arg *a)
 	}
 	if (str_casecmp(a->str, "UTF-8") != 0 &&
 	    str_casecmp(a->str, "US-ASCII") != 0) {
-		imap_tagged(s, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unsupported "
-		    "charset");
+		imap_tagged(s, "NO", "[BADCHARSET (UTF-8 US-ASCII)] "
+		    "Unsupported charset");
 		return 0;
 	}
 	return 1;
@@ -404,7 +405,8 @@ cmd_sort(struct imap_session *s, const struct imap_arg *args, size_t n,
 	int reverse = 0;
 
 	if (n < 3 || args[0].type != IMAP_ARG_LIST || args[0].nlist == 0) {
-		imap_tagged(s, "BAD", "SORT needs criteria, a charset and keys");
+		imap_tagged(s, "BAD", "SORT needs criteria, a charset and "
+		    "keys");
 		return IMAP_CMD_DONE;
 	}
 	memset(&spec, 0, sizeof(spec));
@@ -527,8 +529,8 @@ cmd_thread(struct imap_session *s, const struct imap_arg *args, size_t n,
 	struct buf out;
 
 	if (n < 3 || args[0].type != IMAP_ARG_ATOM) {
-		imap_tagged(s, "BAD", "THREAD needs an algorithm, a charset and "
-		    "keys");
+		imap_tagged(s, "BAD", "THREAD needs an algorithm, a charset "
+		    "and keys");
 		return IMAP_CMD_DONE;
 	}
 	if (imap_arg_atom_is(&args[0], "REFERENCES"))

@@ -45,7 +45,7 @@ struct tok {
 	enum tok_type type;
 	size_t off, len;	/* into text */
 	size_t nchild;		/* TOK_OPEN: direct children */
-	size_t block;		/* TOK_OPEN: where the children go in args */
+	size_t block;		/* TOK_OPEN: children at args[block] */
 };
 
 struct imap_parser {
@@ -55,7 +55,7 @@ struct imap_parser {
 	struct tok *toks;
 	size_t ntoks, toks_cap;
 	unsigned int depth;
-	int need_sep;		/* a token just ended: SP, ')' or EOL next */
+	int need_sep;		/* a token ended: SP, ')' or EOL next */
 	size_t line_used;	/* bytes outside literal data */
 	size_t lit_total;
 	uint64_t lit_size;	/* announced size while reading {n} */

@@ -75,7 +75,7 @@ enum imap_parse_result {
 };
 
 enum imap_arg_type {
-	IMAP_ARG_ATOM,		/* includes NIL, numbers, flags, sequence sets */
+	IMAP_ARG_ATOM,		/* NIL, numbers, flags, sequence sets */
 	IMAP_ARG_STRING,	/* quoted, unescaped */
 	IMAP_ARG_LITERAL,	/* {n} or {n+}; may hold any byte but NUL */
 	IMAP_ARG_LIST,		/* ( ... ) */

@@ -100,11 +100,11 @@ struct imap_view {
 	uint32_t uidvalidity;
 	uint32_t uidnext;
 	uint64_t modseq;	/* HIGHESTMODSEQ last reported */
-	uint32_t *uids;		/* sequence number i+1 -> uids[i], ascending */
+	uint32_t *uids;		/* sequence i+1 -> uids[i], ascending */
 	size_t n, cap;
 	uint32_t first_recent;	/* UIDs >= this are \Recent here */
 	int condstore;		/* SELECT (CONDSTORE) or a MODSEQ fetch */
-	char *kw[STORE_KEYWORDS_MAX];	/* keyword slot names, loaded lazily */
+	char *kw[STORE_KEYWORDS_MAX];	/* keyword names, loaded lazily */
 	int kw_loaded;
 };
 

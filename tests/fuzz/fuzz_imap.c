@@ -34,7 +34,7 @@ walk(const struct imap_arg *a, size_t n)
 
 	for (i = 0; i < n; i++) {
 		if (a[i].type == IMAP_ARG_LIST) {
-			/* The parser caps depth, so this recursion is bounded. */
+			/* The parser caps depth: this recursion is bounded. */
 			walk(a[i].list, a[i].nlist);
 			continue;
 		}
@@ -46,7 +46,8 @@ walk(const struct imap_arg *a, size_t n)
 			const char *err;
 			struct buf b;
 
-			if (imap_seqset_parse(a[i].str, 100, &r, &nr, &err) == 0)
+			if (imap_seqset_parse(a[i].str, 100, &r, &nr,
+			    &err) == 0)
 				free(r);
 			buf_init(&b, BUF_UNBOUNDED);
 			(void)imap_utf7_to_utf8(a[i].str, &b, &err);

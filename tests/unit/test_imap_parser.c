@@ -127,7 +127,8 @@ static const struct pcase pcases[] = {
 	{ "a LOGIN {4+}\r\nuser {0}\r\n\r\n",
 	    "CONT|OK:a LOGIN {4:user} {0:}|" },
 	{ "t FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO)]<0.10>)\r\n",
-	    "OK:t FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO)]<0.10>)|" },
+	    "OK:t FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO)]"
+	    "<0.10>)|" },
 	{ "t STORE 1 +FLAGS (\\Seen \\Deleted)\r\n",
 	    "OK:t STORE 1 +FLAGS (\\Seen \\Deleted)|" },
 	{ "t X \"\"\r\n", "OK:t X \"\"|" },
@@ -534,7 +535,8 @@ test_utf7(void **state)
 		assert_int_equal(rc, 0);
 		assert_string_equal(buf_str(&b), ucases[i].utf8);
 		buf_reset(&b);
-		assert_int_equal(imap_utf8_to_utf7(ucases[i].utf8, &b, &err), 0);
+		assert_int_equal(imap_utf8_to_utf7(ucases[i].utf8, &b, &err),
+		    0);
 		assert_string_equal(buf_str(&b), ucases[i].utf7);
 		buf_free(&b);
 	}
