@@ -23,7 +23,7 @@ struct store_rcpt_result;
 /* Longest reply text we build (our own text plus an escaped address). */
 #define SMTP_REPLY_MAX 1024
 /* Longest numeric address text ("ffff:...:ffff"). */
-#define SMTP_IP_MAX 64
+#define SMTP_IP_MAX 46	/* INET6_ADDRSTRLEN */
 
 enum smtp_mode {
 	SMTP_MODE_CMD = 0,
