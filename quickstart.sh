@@ -20,7 +20,7 @@ PACKAGES="build-essential autoconf automake libtool pkg-config
 	libssl-dev openssl libetpan-dev libdb5.3-dev db5.3-util libsodium-dev
 	libsasl2-dev libsasl2-modules sasl2-bin libevent-dev libinih-dev
 	libcmocka-dev libmicrohttpd-dev zlib1g-dev python3 swaks curl isync
-	gpgsm libnss3-tools"
+	gpgsm libnss3-tools acl util-linux"
 
 say() { printf 'quickstart: %s\n' "$*"; }
 
@@ -93,6 +93,43 @@ demo_setup() {
 	demo_env
 }
 
+# The daemons' workers never run as root, and the store's files belong to
+# the one user every store process runs as.  So when quickstart runs as
+# root, the demo is made and run by an unprivileged system user, as a
+# production installation would be; run by anyone else, it is theirs.
+DEMO_USER=govmail
+
+demo_grant_traverse() {
+	# The demo user must reach the checkout's programs: give it search
+	# (x) permission, and only that, on every folder above that lacks it.
+	local d=$1
+	while [ -n "$d" ] && [ "$d" != / ]; do
+		if ! setpriv --reuid="$DEMO_USER" --regid="$DEMO_USER" \
+			--init-groups test -x "$d"; then
+			setfacl -m "u:$DEMO_USER:x" "$d"
+		fi
+		d=$(dirname "$d")
+	done
+}
+
+demo_setup_as_user() {
+	if [ "$(id -u)" -ne 0 ]; then
+		demo_setup
+		return
+	fi
+	if ! id -u "$DEMO_USER" >/dev/null 2>&1; then
+		say "creating system user $DEMO_USER for the demo"
+		useradd --system --user-group --home-dir /nonexistent \
+			--no-create-home --shell /usr/sbin/nologin "$DEMO_USER"
+	fi
+	mkdir -p "$demo"
+	chown -R "$DEMO_USER:$DEMO_USER" "$demo"
+	chmod 700 "$demo"
+	demo_grant_traverse "$top"
+	setpriv --reuid="$DEMO_USER" --regid="$DEMO_USER" --init-groups \
+		env HOME="$demo" "$top/quickstart.sh" __demo
+}
+
 demo_stop() {
 	local f pid
 	for f in "$demo"/run/*.pid; do
@@ -125,8 +162,12 @@ case "${1:-start}" in
 start)
 	install_packages
 	build
-	demo_setup
+	demo_setup_as_user
 	say "demo ready: source demo/demo.env"
+	;;
+__demo)
+	# Internal: the demo steps, run as the demo user (see above).
+	demo_setup
 	;;
 test)
 	install_packages
