@@ -800,7 +800,14 @@ st_account_mboxes(struct store *s, DB_TXN *txn, uint32_t acct_id,
 		r = st_cursor_get(&c, NULL, 0, DB_NEXT);
 	}
 	st_cursor_close(&c);
-	return r == STORE_ENOTFOUND ? 0 : r;
+	if (r != 0 && r != STORE_ENOTFOUND) {
+		/* A failed walk (deadlock, ENOSPC) returns nothing to free. */
+		free(*ids_r);
+		*ids_r = NULL;
+		*n_r = 0;
+		return r;
+	}
+	return 0;
 }
 
 static int
