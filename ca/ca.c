@@ -180,6 +180,7 @@ ca_err(struct govca *ca, const char *fmt, ...)
  * with one struct govca, and one thread's error must not garble another's.
  */
 static _Thread_local char ca_error_text[CA_ERRBUF_SIZE];
+static _Thread_local char ca_open_error[CA_ERRBUF_SIZE];
 
 char *
 ca_errbuf(void)
@@ -426,9 +427,15 @@ govca_open(const char *dir, const struct govca_settings *s,
 	*ca_r = ca;
 	return 0;
 fail:
-	if (error_r != NULL)
-		*error_r = xstrdup(ca_errbuf());	/* a stable copy */
+	/*
+	 * govca_close() may write the error buffer again: hand out a copy in
+	 * a thread-local buffer of its own (govca.h: error texts are static
+	 * or per-thread, never the caller's to free).
+	 */
+	snprintf(ca_open_error, sizeof(ca_open_error), "%s", ca_errbuf());
 	govca_close(ca);
+	if (error_r != NULL)
+		*error_r = ca_open_error;
 	return -1;
 }
 
