@@ -201,8 +201,7 @@ decode(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
 		return NULL;
 	}
 	e->len = (size_t)len;
-	e->msg = xmemdup(r.p, e->len + 1);
-	e->msg[e->len] = '\0';
+	e->msg = xmemdup(r.p, e->len);	/* NUL-terminated by xmemdup */
 	return e;
 }
 
