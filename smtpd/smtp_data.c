@@ -324,7 +324,8 @@ message_complete(struct smtp_session *s)
 	job->msg = s->msg.data;		/* the job owns the bytes now */
 	s->msg.data = NULL;
 	buf_free(&s->msg);
-	qsort(s->local, s->nlocal, sizeof(*s->local), cmp_str);
+	if (s->nlocal > 1)	/* qsort(NULL, 0, ...) is undefined */
+		qsort(s->local, s->nlocal, sizeof(*s->local), cmp_str);
 	job->rcpts = s->local;
 	job->nrcpts = s->nlocal;
 	s->local = NULL;
