@@ -38,7 +38,7 @@ struct sort_msg {
 	/* the first mailbox's local part, lower-cased */
 	char *from, *to, *cc;
 	char *msgid;
-	char *parent_id;	/* last of References, else In-Reply-To */
+	char *parent_id;	/* References then In-Reply-To, raw */
 	size_t parent;		/* index, or SIZE_MAX */
 	size_t *kids;
 	size_t nkids;
@@ -115,20 +115,53 @@ first_local(const char *v)
 	return r;
 }
 
-/* The last <...> message id in v (References, In-Reply-To), or NULL. */
-static char *
-last_id(const char *v)
-{
-	const char *close, *open;
+/* Message-ids of the thread's messages, sorted for bsearch. */
+struct id_index {
+	const char *id;
+	size_t idx;
+};
 
-	if (v == NULL || (close = strrchr(v, '>')) == NULL)
-		return NULL;
-	open = close;
-	while (open > v && *open != '<')
-		open--;
-	if (*open != '<')
-		return NULL;
-	return xstrndup(open, (size_t)(close - open + 1));
+static int
+id_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct id_index *)a)->id,
+	    ((const struct id_index *)b)->id);
+}
+
+/*
+ * The nearest ancestor present: walk the <ids> of refs from the right
+ * and return the index of the first one some message carries.
+ */
+static size_t
+find_parent(const struct id_index *ix, size_t nix, const char *refs,
+    size_t self)
+{
+	const char *end = refs + strlen(refs);
+
+	while (end > refs) {
+		const char *close = end - 1, *open;
+		struct id_index key, *hit;
+		char *id;
+
+		while (close > refs && *close != '>')
+			close--;
+		if (*close != '>')
+			break;
+		open = close;
+		while (open > refs && *open != '<')
+			open--;
+		if (*open != '<')
+			break;
+		id = xstrndup(open, (size_t)(close - open + 1));
+		key.id = id;
+		key.idx = 0;
+		hit = bsearch(&key, ix, nix, sizeof(*ix), id_cmp);
+		free(id);
+		if (hit != NULL && hit->idx != self)
+			return hit->idx;
+		end = open;
+	}
+	return SIZE_MAX;
 }
 
 /* RFC 5256 2.1 base subject (simplified), upper-cased ASCII. */
@@ -285,13 +318,15 @@ msgs_load(struct imap_session *s, const uint32_t *uids, size_t n,
 		v = hdr_get(&h, "Cc");
 		m[i].cc = first_local(v);
 		free(v);
-		v = hdr_get(&h, "References");
-		m[i].parent_id = last_id(v);
-		free(v);
-		if (m[i].parent_id == NULL) {
-			v = hdr_get(&h, "In-Reply-To");
-			m[i].parent_id = last_id(v);
-			free(v);
+		{
+			char *refs = hdr_get(&h, "References");
+			char *irt = hdr_get(&h, "In-Reply-To");
+
+			/* Nearest ancestor last: In-Reply-To, then References. */
+			m[i].parent_id = xasprintf("%s %s",
+			    refs != NULL ? refs : "", irt != NULL ? irt : "");
+			free(refs);
+			free(irt);
 		}
 		buf_free(&h);
 	}
@@ -549,18 +584,23 @@ cmd_thread(struct imap_session *s, const struct imap_arg *args, size_t n,
 	thread_msgs = m;
 	roots = xcalloc(nuids == 0 ? 1 : nuids, sizeof(size_t));
 	if (refs) {
+		struct id_index *ix = xcalloc(nuids == 0 ? 1 : nuids,
+		    sizeof(*ix));
+		size_t nix = 0;
+
 		for (i = 0; i < nuids; i++) {
-			size_t p = SIZE_MAX, steps = 0;
+			if (m[i].msgid != NULL) {
+				ix[nix].id = m[i].msgid;
+				ix[nix++].idx = i;
+			}
+		}
+		qsort(ix, nix, sizeof(*ix), id_cmp);
+		for (i = 0; i < nuids; i++) {
+			size_t p, steps = 0;
 
 			if (m[i].parent_id == NULL)
 				continue;
-			for (j = 0; j < nuids; j++) {
-				if (j != i && m[j].msgid != NULL &&
-				    strcmp(m[j].msgid, m[i].parent_id) == 0) {
-					p = j;
-					break;
-				}
-			}
+			p = find_parent(ix, nix, m[i].parent_id, i);
 			if (p == SIZE_MAX)
 				continue;
 			/* Refuse a link that would close a cycle. */
@@ -573,6 +613,7 @@ cmd_thread(struct imap_session *s, const struct imap_arg *args, size_t n,
 				continue;
 			kid_add(m, p, i);
 		}
+		free(ix);
 		for (i = 0; i < nuids; i++)
 			if (m[i].parent == SIZE_MAX)
 				roots[nroots++] = i;

@@ -355,6 +355,8 @@ def case_sort_thread(t):
         ("<t3@x>", "", "Budget", "Sat, 21 Nov 2026 09:00:00 +0000", 200),
         ("<t4@x>", "<t1@x> <t2@x>", "Re: Re: Plan",
          "Sat, 21 Nov 2026 12:00:00 +0000", 50),
+        ("<t5@x>", "<t1@x> <gone@x>", "Fwd: [city] Plan (fwd)",
+         "Sat, 21 Nov 2026 13:00:00 +0000", 10),
     ]
     for mid, refs, subj, date, size in mails:
         hdr = (f"From: x@city.example\r\nTo: {C}\r\nSubject: {subj}\r\n"
@@ -366,17 +368,19 @@ def case_sort_thread(t):
     m.login(C, "carol-pw")
     m.select("INBOX")
     typ, data = m.sort("(SUBJECT DATE)", "UTF-8", "ALL")
-    t.eq(data[0], b"3 1 2 4", "SORT (SUBJECT DATE): base subjects, then date")
+    t.eq(data[0], b"3 1 2 4 5",
+         "SORT (SUBJECT DATE): base subjects, then date")
     typ, data = m.sort("(REVERSE SIZE)", "UTF-8", "ALL")
-    t.eq(data[0], b"1 3 2 4", "SORT (REVERSE SIZE)")
+    t.eq(data[0], b"1 3 2 4 5", "SORT (REVERSE SIZE)")
     typ, data = m.sort("(DATE)", "UTF-8", "NOT", "SUBJECT", "Budget")
-    t.eq(data[0], b"1 2 4", "SORT with a search program")
+    t.eq(data[0], b"1 2 4 5", "SORT with a search program")
     typ, data = m.thread("REFERENCES", "UTF-8", "ALL")
-    t.eq(data[0], b"(3)(1 2 4)", "THREAD REFERENCES")
+    t.eq(data[0], b"(3)(1 (2 4)(5))",
+         "THREAD REFERENCES (nearest ancestor present)")
     typ, data = m.thread("ORDEREDSUBJECT", "UTF-8", "ALL")
-    t.eq(data[0], b"(3)(1 (2)(4))", "THREAD ORDEREDSUBJECT")
+    t.eq(data[0], b"(3)(1 (2)(4)(5))", "THREAD ORDEREDSUBJECT")
     typ, data = m.uid("SORT", "(ARRIVAL)", "UTF-8", "ALL")
-    t.eq(data[0], b"1 2 3 4", "UID SORT (ARRIVAL)")
+    t.eq(data[0], b"1 2 3 4 5", "UID SORT (ARRIVAL)")
     m.logout()
 
 
