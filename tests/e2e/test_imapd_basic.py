@@ -523,11 +523,27 @@ def case_rev2_binary(t):
     m.logout()
 
 
+def case_quota(t):
+    Q = "quota@city.example"
+    d.user(Q, "q-pw", "--quota-messages", "2")
+    m = d.imap_tls()
+    m.login(Q, "q-pw")
+    r1 = m.append("INBOX", None, None, b"Subject: 1\r\n\r\nx\r\n")
+    r2 = m.append("INBOX", None, None, b"Subject: 2\r\n\r\nx\r\n")
+    r3 = m.append("INBOX", None, None, b"Subject: 3\r\n\r\nx\r\n")
+    t.ok(r1[0] == "OK" and r2[0] == "OK" and r3[0] == "NO" and
+         b"OVERQUOTA" in r3[1][0], "APPEND over the message quota: NO "
+         "[OVERQUOTA]", (r1, r2, r3))
+    typ, data = m.getquota('""')
+    t.ok(typ == "OK" and b"MESSAGE 2 2" in data[0], "GETQUOTA", data)
+    m.logout()
+
+
 D_RL = "rl@city.example"
 d.user(D_RL, "rl-pw")
 
 for fn in (case_sort_thread, case_condstore_qresync, case_utf8_accept,
-           case_deferred_expunge, case_rev2_binary, case_tls_login, case_starttls, case_bad_password,
+           case_deferred_expunge, case_rev2_binary, case_quota, case_tls_login, case_starttls, case_bad_password,
            case_authenticate, case_list, case_fetch, case_store_search,
            case_copy_move_append_expunge, case_two_sessions_idle,
            case_enable_condstore, case_rate_limit):
