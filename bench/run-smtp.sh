@@ -77,6 +77,10 @@ out="$here/out/smtp-$(date -u +%Y%m%d-%H%M%S).txt"
 mkdir -p "$here/out"
 rm -rf "$scratch"; mkdir -p "$scratch"
 chmod 755 "$scratch"
+if ! setpriv --reuid=nobody --regid=nogroup --clear-groups test -x "$scratch"; then
+	echo "run-smtp.sh: nobody cannot reach $scratch; give a SCRATCH_DIR under a world-searchable folder" >&2
+	exit 2
+fi
 free_port() {
 	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
