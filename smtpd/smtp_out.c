@@ -95,6 +95,8 @@ struct smtp_out {
 	size_t rcpt;			/* index of the RCPT under way */
 	uint8_t *accepted;		/* per rcpt: RCPT got 2xx */
 	int starttls_offered;
+	int utf8_offered;		/* SMTPUTF8 in the last EHLO */
+	int eightbit_offered;		/* 8BITMIME in the last EHLO */
 	int tls;
 	char host[SMTP_OUT_HOST_MAX];
 	char ip[INET6_ADDRSTRLEN];
@@ -505,6 +507,50 @@ out_send_body(struct smtp_out *o)
 	o->state = OUT_DOT;
 }
 
+static int
+has_8bit(const uint8_t *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (p[i] & 0x80)
+			return 1;
+	return 0;
+}
+
+/*
+ * MAIL FROM with BODY=8BITMIME and SMTPUTF8 when the message needs them
+ * and the server offers them.  A UTF-8 address the server cannot take
+ * fails every recipient for good (RFC 6531 3.2); 8-bit content goes as
+ * it is to a server without 8BITMIME (as most MTAs do).  Returns 0, or
+ * -1 when the recipients were failed.
+ */
+static int
+out_send_mail(struct smtp_out *o)
+{
+	struct smtp_qentry *e = o->e;
+	int utf8 = has_8bit((const uint8_t *)e->sender, strlen(e->sender));
+	size_t i;
+
+	for (i = 0; i < e->nrcpts && !utf8; i++)
+		utf8 = has_8bit((const uint8_t *)e->rcpts[i],
+		    strlen(e->rcpts[i]));
+	if (utf8 && !o->utf8_offered) {
+		(void)str_copy(o->last, sizeof(o->last), "553 5.6.7 the "
+		    "receiving server does not accept UTF-8 addresses "
+		    "(SMTPUTF8)");
+		out_fail_rest(o, 1, o->last);
+		conn_printf(o->c, "QUIT\r\n");
+		o->state = OUT_QUIT;
+		return -1;
+	}
+	conn_printf(o->c, "MAIL FROM:<%s>%s%s\r\n", e->sender,
+	    o->eightbit_offered && has_8bit(e->msg, e->len) ?
+	    " BODY=8BITMIME" : "", utf8 ? " SMTPUTF8" : "");
+	o->state = OUT_MAIL;
+	return 0;
+}
+
 static void
 out_reply(struct smtp_out *o, int code)
 {
@@ -536,8 +582,7 @@ out_reply(struct smtp_out *o, int code)
 			perm = 0;
 			goto fail_all;
 		}
-		conn_printf(o->c, "MAIL FROM:<%s>\r\n", e->sender);
-		o->state = OUT_MAIL;
+		(void)out_send_mail(o);
 		break;
 	case OUT_STARTTLS:
 		if (!ok) {
@@ -545,8 +590,7 @@ out_reply(struct smtp_out *o, int code)
 				perm = 0;
 				goto fail_all;
 			}
-			conn_printf(o->c, "MAIL FROM:<%s>\r\n", e->sender);
-			o->state = OUT_MAIL;
+			(void)out_send_mail(o);
 			break;
 		}
 		/* SECURITY: what the server sent after 220 is dropped. */
@@ -562,7 +606,10 @@ out_reply(struct smtp_out *o, int code)
 			    "smtpd: event=outbound-tls-discarded bytes=%zu",
 			    dropped);
 		o->tls = 1;
+		/* RFC 3207 4.2: forget what the server said before TLS. */
 		o->starttls_offered = 0;
+		o->utf8_offered = 0;
+		o->eightbit_offered = 0;
 		o->state = OUT_EHLO;	/* EHLO is sent from on_tls */
 		break;
 	case OUT_MAIL:
@@ -645,9 +692,14 @@ out_on_input(struct conn *c, void *arg)
 		}
 		code = (line[0] - '0') * 100 + (line[1] - '0') * 10 +
 		    (line[2] - '0');
-		if (o->state == OUT_EHLO && len >= 12 &&
-		    str_casecmp(line + 4, "STARTTLS") == 0)
-			o->starttls_offered = 1;
+		if (o->state == OUT_EHLO && len > 4) {
+			if (str_casecmp(line + 4, "STARTTLS") == 0)
+				o->starttls_offered = 1;
+			else if (str_casecmp(line + 4, "SMTPUTF8") == 0)
+				o->utf8_offered = 1;
+			else if (str_casecmp(line + 4, "8BITMIME") == 0)
+				o->eightbit_offered = 1;
+		}
 		/* Keep a printable copy of the reply for DSNs. */
 		for (i = 0; i < len && k + 1 < sizeof(o->last); i++)
 			if (line[i] >= ' ' && line[i] <= '~')

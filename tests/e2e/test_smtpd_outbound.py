@@ -32,6 +32,7 @@ class Remote:
     def __init__(self, certdir):
         self.port = free_port()
         self.got = []           # (mail_from, [rcpts], data, tls)
+        self.params = {}        # "sender|n" -> MAIL parameters
         self.tries = {}
         self.inject = False
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -85,7 +86,11 @@ class Remote:
                     f = w.makefile("rb")
                     tls = True
                 elif up.startswith("MAIL FROM:"):
-                    frm = cmd[10:].strip("<> ")
+                    frm, _, params = cmd[10:].partition(">")
+                    frm = frm.strip("< ")
+                    with self.lock:
+                        self.params[frm + "|" + str(len(self.got))] = \
+                            params.strip()
                     rcpts = []
                     say("250 ok")
                 elif up.startswith("RCPT TO:"):
@@ -226,6 +231,30 @@ def injection(t):
     remote.inject = False
 
 
+def eightbit_utf8(t):
+    s = smtplib.SMTP_SSL("127.0.0.1", d.subs, context=ctx, timeout=30)
+    s.login(A, "alice-pw")
+    body = f"From: {A}\r\nSubject: out 8bit\r\n\r\n你好\r\n".encode()
+    t.eq(s.sendmail(A, [f"ok@{R}"], body), {}, "an 8-bit message queued")
+    before = len(remote.got)
+    hits = remote.wait(lambda g: b"Subject: out 8bit" in g[2])
+    t.eq(len(hits), 1, "delivered")
+    with remote.lock:
+        params = [v for k, v in remote.params.items()
+                  if k.startswith(A + "|") and int(k.split("|")[1])
+                  >= before]
+    t.ok("BODY=8BITMIME" in params, "with BODY=8BITMIME (the server "
+         "offers 8BITMIME)", params)
+    r = s.sendmail(A, [f"用户@{R}"], f"From: {A}\r\nSubject: out utf8\r\n"
+                   f"\r\nx\r\n".encode(), mail_options=["SMTPUTF8"])
+    t.eq(r, {}, "a UTF-8 remote recipient is queued")
+    s.quit()
+    raw = wait_inbox(lambda r: b"Subject: out utf8" in r and
+                     b"Final-Recipient" in r)
+    t.ok(raw is not None and b"5.6.7" in raw, "a server without SMTPUTF8: "
+         "the sender gets a DSN saying 5.6.7", raw and raw[:900])
+
+
 def no_open_relay(t):
     s = smtplib.SMTP("127.0.0.1", d.smtp, timeout=30)
     s.ehlo("c")
@@ -235,7 +264,8 @@ def no_open_relay(t):
     s.quit()
 
 
-for case in (relayed, retried, bounced, expired, injection, no_open_relay):
+for case in (relayed, retried, bounced, expired, injection, eightbit_utf8,
+             no_open_relay):
     t.run_case(case)
 d.stop()
 t.done()
