@@ -1202,7 +1202,8 @@ cmd_search(struct imap_session *s, const struct imap_arg *args, size_t n,
 	j->sc.prog = prog;
 	j->n = s->mb.n;
 	j->uids = xcalloc(j->n == 0 ? 1 : j->n, sizeof(uint32_t));
-	memcpy(j->uids, s->mb.uids, j->n * sizeof(uint32_t));
+	if (j->n > 0)
+		memcpy(j->uids, s->mb.uids, j->n * sizeof(uint32_t));
 	s->cont = search_continue;
 	s->cont_state = j;
 	s->cont_free = search_job_free;
