@@ -539,11 +539,47 @@ def case_quota(t):
     m.logout()
 
 
+def case_searchres_misc(t):
+    F = "frank@city.example"
+    d.user(F, "frank-pw")
+    big5 = "市民信箱".encode("big5")
+    d.deliver(F, b"Subject: big5\r\nMIME-Version: 1.0\r\nContent-Type: "
+              b"text/plain; charset=big5\r\nContent-Transfer-Encoding: "
+              b"8bit\r\n\r\n" + big5 + b"\r\n")
+    d.deliver(F, b"Subject: other\r\n\r\nplain\r\n")
+    m = d.imap_tls()
+    m.login(F, "frank-pw")
+    m.select("INBOX")
+    m.literal = "市民".encode()
+    typ, data = m.search("UTF-8", "BODY")
+    t.eq(data[0], b"1", "SEARCH BODY finds Big5 text converted to UTF-8")
+    typ, data = m.uid("SEARCH", "RETURN", "(SAVE)", "SUBJECT", "other")
+    t.eq(typ, "OK", "SEARCH RETURN (SAVE)")
+    typ, data = m.uid("FETCH", "$", "(UID)")
+    t.ok(len(data) == 1 and b"UID 2" in data[0],
+         "UID FETCH $ uses the saved result", data)
+    typ, data = m._simple_command("UNSELECT")
+    t.eq(typ, "OK", "UNSELECT")
+    typ, data = m.unsubscribe("Junk")
+    t.eq(typ, "OK", "UNSUBSCRIBE")
+    typ, data = m.lsub('""', "*")
+    t.ok(not any(b"Junk" in x for x in data), "LSUB no longer has Junk",
+         data)
+    typ, data = m.subscribe("Junk")
+    typ, data = m.lsub('""', "*")
+    t.ok(any(b"Junk" in x for x in data), "SUBSCRIBE brings it back", data)
+    typ, data = m.select("INBOX", readonly=True)
+    typ, data = m.store("1", "+FLAGS", "(\\Flagged)")
+    t.eq(typ, "NO", "STORE in an EXAMINEd mailbox: NO")
+    m.logout()
+
+
 D_RL = "rl@city.example"
 d.user(D_RL, "rl-pw")
 
 for fn in (case_sort_thread, case_condstore_qresync, case_utf8_accept,
-           case_deferred_expunge, case_rev2_binary, case_quota, case_tls_login, case_starttls, case_bad_password,
+           case_deferred_expunge, case_rev2_binary, case_quota,
+           case_searchres_misc, case_tls_login, case_starttls, case_bad_password,
            case_authenticate, case_list, case_fetch, case_store_search,
            case_copy_move_append_expunge, case_two_sessions_idle,
            case_enable_condstore, case_rate_limit):
