@@ -676,7 +676,7 @@ static const char *
 st_db_name(int dbi)
 {
 	if (dbi < SDB_COUNT)
-		return st_db_name(dbi);
+		return st_db_files[dbi];
 	return dbi < SDB_PART(SDB_META, 0) ? "chunks" : "meta";
 }
 
