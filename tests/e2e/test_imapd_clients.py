@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """govmail-imapd with real clients: curl (imap:// with --ssl-reqd, and
-imaps://) and mbsync (isync) syncing a whole account twice and pushing a
-flag back to the server."""
+imaps://), mbsync (isync) syncing a whole account twice and pushing a
+flag back to the server, and fetchmail (when installed) retrieving over
+imaps with certificate checking, then finding nothing new."""
 import glob
 import imaplib
 import os
@@ -128,7 +129,39 @@ SyncState *
     m.logout()
 
 
-for fn in (case_curl, case_mbsync):
+def case_fetchmail(t):
+    if shutil.which("fetchmail") is None:
+        t.diag("fetchmail not installed: its cases are left out")
+        return
+    home = os.path.join(d.dir, "fetchmail")
+    os.makedirs(home, exist_ok=True)
+    out = os.path.join(home, "out.mbox")
+    rc = os.path.join(home, "fetchmailrc")
+    with open(rc, "w") as f:
+        f.write(f"poll localhost protocol IMAP port {d.imaps}\n"
+                f'  user "{A}" password "alice-pw"\n'
+                f'  ssl sslcertck sslcertfile "{cert}"\n'
+                f"  mda \"/bin/sh -c 'cat >> {out}'\"\n"
+                "  keep\n")
+    os.chmod(rc, 0o600)
+    env = {"HOME": home}
+    p = t.run(["fetchmail", "-f", rc, "--nosyslog", "-N", "-a"], env=env,
+              timeout=120)
+    t.ok(p.returncode == 0, "fetchmail retrieves over imaps",
+         p.stdout + p.stderr)
+    try:
+        with open(out, "rb") as f:
+            got = f.read()
+    except OSError:
+        got = b""
+    t.ok(got.count(b"Subject: curl ") == 3,
+         "fetchmail delivered the 3 INBOX messages", got[:300])
+    p = t.run(["fetchmail", "-f", rc, "--nosyslog", "-N"], env=env,
+              timeout=120)
+    t.eq(p.returncode, 1, "second fetchmail run: no new mail (exit 1)")
+
+
+for fn in (case_curl, case_mbsync, case_fetchmail):
     t.run_case(fn)
 d.stop()
 t.done()
