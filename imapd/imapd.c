@@ -34,6 +34,8 @@
 #include "tpool.h"
 #include "xmalloc.h"
 
+/* How long a stopping worker lets its BYE lines drain, seconds. */
+#define IMAPD_STOP_GRACE_SECONDS 2
 /* How often a worker runs store_maintain(), seconds. */
 #define IMAPD_MAINTAIN_SECONDS 5
 
@@ -478,6 +480,8 @@ session_close(struct conn *c, enum conn_close_reason why, void *arg)
 	free(s->user);
 	free(s->saved);
 	free(s);
+	if (w->stopping && w->sessions == NULL)
+		event_base_loopbreak(w->base);
 }
 
 static void
@@ -567,13 +571,46 @@ on_maintain(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-on_signal(evutil_socket_t sig, short what, void *arg)
+on_stop_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct imap_worker *w = arg;
 
-	(void)sig;
+	(void)fd;
 	(void)what;
 	event_base_loopbreak(w->base);
+}
+
+/*
+ * SIGTERM: stop accepting, tell every client "* BYE" and close after the
+ * output drains; the loop ends when the last session is gone or after
+ * IMAPD_STOP_GRACE_SECONDS, whichever is first.
+ */
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct imap_worker *w = arg;
+	struct imap_session *s;
+	struct timeval tv = { IMAPD_STOP_GRACE_SECONDS, 0 };
+	size_t i;
+
+	(void)sig;
+	(void)what;
+	if (w->stopping)
+		return;
+	w->stopping = 1;
+	for (i = 0; i < w->nlisteners; i++)
+		conn_listener_free(w->listeners[i]);
+	w->nlisteners = 0;
+	if (w->sessions == NULL) {
+		event_base_loopbreak(w->base);
+		return;
+	}
+	for (s = w->sessions; s != NULL; s = s->next) {
+		imap_printf(s, "* BYE Server shutting down\r\n");
+		conn_close(s->conn);
+	}
+	w->stop_ev = event_new(w->base, -1, 0, on_stop_timer, w);
+	event_add(w->stop_ev, &tv);
 }
 
 struct imapd_ctx {
@@ -642,6 +679,8 @@ worker_main(const struct daemon_listener *ls, size_t n, unsigned int index,
 	event_add(w.sig_ev, NULL);
 	lcs = xcalloc(n, sizeof(*lcs));
 	cls = xcalloc(n, sizeof(*cls));
+	w.listeners = cls;
+	w.nlisteners = n;
 	for (i = 0; i < n; i++) {
 		lcs[i].w = &w;
 		lcs[i].implicit_tls = strcmp(ls[i].kind, "imaps") == 0;
@@ -651,7 +690,7 @@ worker_main(const struct daemon_listener *ls, size_t n, unsigned int index,
 	}
 	log_info("event=worker-ready listeners=%zu", n);
 	(void)event_base_dispatch(w.base);
-	for (i = 0; i < n; i++)
+	for (i = 0; i < w.nlisteners; i++)
 		conn_listener_free(cls[i]);
 	while (w.sessions != NULL) {
 		struct imap_session *s = w.sessions;
@@ -665,6 +704,8 @@ worker_main(const struct daemon_listener *ls, size_t n, unsigned int index,
 	event_free(w.watch_ev);
 	event_free(w.maint_ev);
 	event_free(w.sig_ev);
+	if (w.stop_ev != NULL)
+		event_free(w.stop_ev);
 	store_watch_free(w.watch);
 	sasl_ratelimit_free(w.rl);
 	store_close(w.store);

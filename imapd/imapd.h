@@ -80,6 +80,10 @@ struct imap_worker {
 	struct event *watch_ev;
 	struct event *maint_ev;
 	struct event *sig_ev;
+	struct event *stop_ev;		/* shutdown grace timer */
+	struct conn_listener **listeners;
+	size_t nlisteners;
+	int stopping;
 	struct sasl_ratelimit *rl;
 	struct imap_session *sessions;
 	/* mailbox ids watched, with the number of sessions selecting each */

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""With plaintext_loopback, a loopback client logs in without TLS.  Then
+"""At the end, a stopping daemon says BYE.  With plaintext_loopback, a loopback client logs in without TLS.  Then
 three sessions on one mailbox (over two workers) append, flag, expunge
 and UID EXPUNGE at random (fixed seed); afterwards every session's
 sequence numbers and UIDs must equal a fresh session's: the untagged
@@ -78,5 +78,15 @@ t.ok(len(ref) > 0, "messages left at the end", len(ref))
 for i, m in enumerate(ms):
     got = uids(m)
     t.eq(got, ref, f"session {i} agrees")
+# SIGTERM: every open session hears "* BYE" before the worker exits.
+last = d.imap_tls()
+last.login(A, "pw")
+last.select("INBOX")
 d.stop()
+last.sock.settimeout(10)
+try:
+    bye = last.readline()
+except OSError as e:
+    bye = str(e).encode()
+t.ok(bye.startswith(b"* BYE"), "shutdown says BYE to open sessions", bye)
 t.done()
