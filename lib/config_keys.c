@@ -86,6 +86,14 @@ const struct config_key config_keys[] = {
 	  "first retry delay after a temporary failure; doubles each time, at most 1h" },
 	{ "smtpd", "queue_lifetime", CONFIG_DURATION, "5d",
 	  "how long outbound mail is retried before it returns to the sender as a DSN" },
+	{ "smtpd", "notice_ca_file", CONFIG_PATH, "",
+	  "root certificate (PEM) that S/MIME signatures are verified against: notice-list posts and Authentication-Results smime=; empty: notices are refused and signed mail is smime=neutral" },
+	{ "smtpd", "notice_crl_file", CONFIG_PATH, "",
+	  "the CA's CRL (DER or PEM), re-read when it changes; a revoked signer fails; empty: revocation is not checked" },
+	{ "smtpd", "official_domains", CONFIG_STR, "",
+	  "space-separated domains whose From: claims a government sender (needs a valid official signature)" },
+	{ "smtpd", "official_policy", CONFIG_STR, "tag",
+	  "mail from an official domain without a valid official signature: tag (subject warning), refuse (550) or accept" },
 
 	/* ---- [imapd]: govmail-imapd (imapd/) ---- */
 	{ "imapd", "listen_imap", CONFIG_STR, "127.0.0.1:143",

@@ -594,4 +594,65 @@ int store_backup(struct store *store, const char *dir, const char **error_r);
 int store_restore(const struct config *cfg, const char *dir,
     const char **error_r);
 
+/* ---- notice reports (store_notice.c) -------------------------------- */
+
+/*
+ * Where each signed notice went, for `govmailctl notice report`: kept in
+ * its own transactional environment, <[store] path>/notices (kv.h), not
+ * in the store's databases (see store_notice.c for why; a store backup
+ * does not include it).  A notice is keyed by its Message-ID ("<...>",
+ * printable ASCII, at most STORE_NOTICE_ID_MAX bytes).  The handle may be
+ * shared by threads.  Functions return 0 or a negative enum store_error.
+ */
+#define STORE_NOTICE_ID_MAX 998		/* RFC 5322 2.1.1 line limit */
+
+struct store_notices;
+
+/* Open (create != 0: create the folder if missing; else STORE_ENOTFOUND
+ * when nothing was ever recorded).  Close with store_notices_close(). */
+int store_notices_open(const struct config *cfg, int create,
+    struct store_notices **n_r, const char **error_r);
+void store_notices_close(struct store_notices *n);
+
+/*
+ * Record one delivery of a notice durably (one transaction, log flushed):
+ * the notice (list, poster, when: seconds since the epoch) and each
+ * result (address, status, mailbox id, UID) as store_deliver() filled it.
+ * A second delivery of the same Message-ID adds or replaces recipients.
+ */
+int store_notice_record(struct store_notices *n, const char *message_id,
+    const char *list, const char *sender, int64_t when,
+    const struct store_rcpt_result *results, size_t nres,
+    const char **error_r);
+
+/* A notice; strings owned by the struct (store_notice_info_free). */
+struct store_notice_info {
+	char *message_id;
+	char *list;
+	char *sender;
+	int64_t when;
+};
+void store_notice_info_free(struct store_notice_info *info);
+
+/* One recipient: status is a store_deliver() status (STORE_OK, ...). */
+struct store_notice_rcpt {
+	const char *address;
+	int status;
+	uint32_t mailbox_id;
+	uint32_t uid;
+};
+
+/* Every notice, in Message-ID order; cb returning non-zero stops (that
+ * value is returned).  The info passed to cb lives during the call. */
+int store_notice_list(struct store_notices *n,
+    int (*cb)(const struct store_notice_info *info, void *ctx), void *ctx,
+    const char **error_r);
+/* One notice (STORE_ENOTFOUND if unknown); free with _info_free. */
+int store_notice_get(struct store_notices *n, const char *message_id,
+    struct store_notice_info *info_r, const char **error_r);
+/* Its recipients in address order; cb as for store_notice_list. */
+int store_notice_rcpts(struct store_notices *n, const char *message_id,
+    int (*cb)(const struct store_notice_rcpt *rcpt, void *ctx), void *ctx,
+    const char **error_r);
+
 #endif

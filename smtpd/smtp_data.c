@@ -149,6 +149,11 @@ job_deliver_work(void *arg)
 	struct smtp_job *job = arg;
 	struct store *st = smtp_job_store(job->cfg);
 
+	/* Signatures, notice lists, official senders (CPU work: here). */
+	if (job->nrcpts > 0 && smtp_notice_check(job) < 0) {
+		job->dres = 0;
+		return;
+	}
 	/* The queue first: a failure there is answered 451 as a whole. */
 	if (job->nremote > 0) {
 		if (smtp_queue_add(job->queue, job->sender, job->remote,
@@ -167,9 +172,12 @@ job_deliver_work(void *arg)
 		job->derr = "store unavailable";
 		return;
 	}
-	job->dres = store_deliver(st, job->msg, job->len,
+	job->dres = store_deliver(st, job->lmsg != NULL ? job->lmsg : job->msg,
+	    job->lmsg != NULL ? job->llen : job->len,
 	    (const char *const *)job->rcpts, job->nrcpts, 0, job->results,
 	    &job->derr);
+	if (job->dres == 0 && job->notice_list != NULL)
+		smtp_notice_record(job);
 	if (job->dres == 0)
 		job_partial_dsn(job, st);
 }
@@ -199,6 +207,15 @@ job_deliver_done(void *arg)
 	    ok, quota, other);
 	if (s == NULL) {
 		smtp_job_free(job);
+		return;
+	}
+	if (job->refuse[0] != '\0') {
+		log_info("smtpd: s=%s event=refused reply=\"%s\"", s->id,
+		    job->refuse);
+		smtp_reply(s, "%s", job->refuse);
+		smtp_job_free(job);
+		smtp_transaction_reset(s);
+		smtp_session_idle(s);
 		return;
 	}
 	if (job->dres == STORE_ETOOBIG)
@@ -337,6 +354,10 @@ message_complete(struct smtp_session *s)
 	job->sender = xstrdup(s->from.addr);
 	job->hostname = s->sd->hostname;
 	job->queue = s->sd->queue;
+	job->trace_len = s->trace_len;
+	job->authenticated = s->user != NULL;
+	if (s->notice)
+		job->notice_list = xstrdup(s->notice_list);
 	job->results = xcalloc(job->nrcpts, sizeof(*job->results));
 	if (tpool_submit(s->sd->pool, job_deliver_work, job_deliver_done, job,
 	    &err) < 0) {

@@ -136,6 +136,8 @@ smtp_transaction_reset(struct smtp_session *s)
 	s->bdat_active = 0;
 	s->bdat_refused = 0;
 	s->bdat_size = 0;
+	s->notice = 0;
+	s->notice_list[0] = '\0';
 }
 
 static void
@@ -200,6 +202,8 @@ smtp_job_free(struct smtp_job *job)
 	free(job->remote);
 	free(job->sender);
 	free(job->results);
+	free(job->notice_list);
+	free(job->lmsg);
 	if (job->s == NULL && job->sasl != NULL)
 		sasl_session_free(job->sasl);
 	free(job);
@@ -528,6 +532,12 @@ cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 				return;
 			}
 		}
+	}
+	if (set.kind == STORE_ADDR_LIST &&
+	    (set.list_flags & STORE_LIST_NOTICE) && !s->notice) {
+		/* Checked in full once the message is in (smtp_notice.c). */
+		s->notice = 1;
+		str_copy(s->notice_list, sizeof(s->notice_list), path.addr);
 	}
 	for (i = 0; i < set.nlocal; i++)
 		local_add(s, set.local[i]);

@@ -81,6 +81,9 @@ struct smtp_session {
 	const char *bdat_reply;		/* reply after a dropped chunk */
 	uint64_t bdat_size;
 	unsigned msg_count;
+	/* a notice list (STORE_LIST_NOTICE) is among the recipients */
+	int notice;
+	char notice_list[SMTP_PATH_MAX + 1];
 };
 
 enum smtp_job_kind {
@@ -115,6 +118,13 @@ struct smtp_job {
 	struct store_rcpt_result *results;
 	int dres;
 	const char *derr;
+	/* notices and sender authenticity (smtp_notice.c) */
+	size_t trace_len;		/* our trace headers in msg */
+	int authenticated;		/* submitted by an authenticated user */
+	char *notice_list;		/* a notice list rcpt, or NULL */
+	uint8_t *lmsg;			/* rewritten copy for local delivery */
+	size_t llen;
+	char refuse[SMTP_REPLY_MAX];	/* refusal reply, "" if none */
 };
 
 /* Queue a reply line (CRLF added). */
@@ -140,6 +150,18 @@ void smtp_job_free(struct smtp_job *job);
 int smtp_auth_offered(const struct smtp_session *s);
 /* May the authenticated user send as addr? 1 yes, 0 no, -1 store error. */
 int smtp_sender_allowed(struct smtp_session *s, const char *addr);
+
+/* smtp_notice.c (helper threads) */
+/*
+ * Before delivery: verify an S/MIME signature against [smtpd]
+ * notice_ca_file (and notice_crl_file), enforce the notice-list rules and
+ * the official-domain policy, and prepare job->lmsg (the message with
+ * Authentication-Results: smime=... and, when tagged, the warning).
+ * Returns 0 to deliver, -1 when refused (job->refuse holds the reply).
+ */
+int smtp_notice_check(struct smtp_job *job);
+/* After a notice was delivered: record each recipient for the report. */
+void smtp_notice_record(struct smtp_job *job);
 
 /* smtp_auth.c */
 void smtp_cmd_auth(struct smtp_session *s, enum smtp_cmd cmd,

@@ -41,10 +41,14 @@
 /* Most words in a command name ("list member add"). */
 #define CTL_WORDS_MAX 3
 
+/* tools/ctl_notice.c */
+extern const struct ctl_cmd ctl_notice_cmds[];
+
 static const struct ctl_cmd *const ctl_families[] = {
 	ctl_account_cmds,
 	ctl_mail_cmds,
 	ctl_admin_cmds,
+	ctl_notice_cmds,
 };
 #define CTL_NFAMILIES (sizeof(ctl_families) / sizeof(ctl_families[0]))
 
