@@ -52,6 +52,20 @@ smtpd_demo_setup() {
 		listen_submissions = $host:$GOVMAIL_SUBMISSIONS_PORT
 		workers = 2
 		pid_file = run/govmail-smtpd.pid
+		notice_ca_file = ca/root.crt
+		notice_crl_file = ca/issuing.crl
+		EOF
+	fi
+	# Notice lists need the CA to verify signatures against (issue 6); a
+	# demo made before that gets the keys in a second [smtpd] block.
+	if ! grep -q '^notice_ca_file' "$smtpd_demo_conf"; then
+		cat >> "$smtpd_demo_conf" <<-EOF
+
+		# Signed notices verified against the demo CA, added by
+		# demo.d/30-smtpd.sh.
+		[smtpd]
+		notice_ca_file = ca/root.crt
+		notice_crl_file = ca/issuing.crl
 		EOF
 	fi
 
