@@ -38,6 +38,20 @@
 #define STORE_RECOVER_MARKER "recover.needed"
 /* Exit status of a process the watchdog ends (EX_TEMPFAIL). */
 #define STORE_EXIT_WEDGED 75
+/*
+ * A usage.db value: u64 bytes, u64 messages, then zero padding, in pages
+ * of STORE_USAGE_PAGESIZE.  Every delivery rewrites its account's usage
+ * record, and Berkeley DB locks pages, not records, until the commit is on
+ * disk: with 16-byte records ~130 accounts shared a page and deliveries to
+ * any of them queued behind each other's log flush.  Padded records in
+ * small pages put about six accounts on a page.  Shorter (16-byte) records
+ * of older stores are read as they are.
+ */
+#define STORE_USAGE_REC_LEN 64
+#define STORE_USAGE_PAGESIZE 512
+void st_usage_encode(uint8_t out[STORE_USAGE_REC_LEN], uint64_t bytes,
+    uint64_t messages);
+
 /* Record format version (first byte of every value record). */
 #define STORE_REC_VERSION 1
 /* Sealed chunk overhead: nonce + tag. */

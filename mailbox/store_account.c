@@ -452,7 +452,7 @@ st_usage_get(struct store *s, DB_TXN *txn, uint32_t acct_id,
 		return 0;
 	if (r != 0)
 		return r;
-	if (v.len == 16) {
+	if (v.len >= 16) {
 		*bytes_r = be64_get(v.data);
 		*messages_r = be64_get(v.data + 8);
 	}
@@ -460,12 +460,21 @@ st_usage_get(struct store *s, DB_TXN *txn, uint32_t acct_id,
 	return 0;
 }
 
+void
+st_usage_encode(uint8_t out[STORE_USAGE_REC_LEN], uint64_t bytes,
+    uint64_t messages)
+{
+	memset(out, 0, STORE_USAGE_REC_LEN);
+	be64_put(out, bytes);
+	be64_put(out + 8, messages);
+}
+
 int
 st_usage_add(struct store *s, DB_TXN *txn, uint32_t acct_id, int64_t dbytes,
     int64_t dmessages)
 {
 	uint64_t bytes, messages;
-	uint8_t k[4], v[16];
+	uint8_t k[4], v[STORE_USAGE_REC_LEN];
 	int r;
 
 	if ((r = st_usage_get(s, txn, acct_id, &bytes, &messages)) != 0)
@@ -476,9 +485,8 @@ st_usage_add(struct store *s, DB_TXN *txn, uint32_t acct_id, int64_t dbytes,
 	messages = dmessages < 0 && (uint64_t)-dmessages > messages ? 0 :
 	    messages + (uint64_t)dmessages;
 	be32_put(k, acct_id);
-	be64_put(v, bytes);
-	be64_put(v + 8, messages);
-	return st_put(s, SDB_USAGE, txn, k, 4, v, 16, 0);
+	st_usage_encode(v, bytes, messages);
+	return st_put(s, SDB_USAGE, txn, k, 4, v, sizeof(v), 0);
 }
 
 /* STORE_EEXISTS if norm is an account, alias or list; 0 if free. */

@@ -415,7 +415,7 @@ chk_usage(struct store *s, DB_TXN *txn, struct chk_ctx *c)
 	struct st_cursor cur;
 	uint64_t bytes, msgs, ub, um;
 	uint32_t id;
-	uint8_t v[16];
+	uint8_t v[STORE_USAGE_REC_LEN];
 	size_t i;
 	int r;
 
@@ -440,10 +440,9 @@ chk_usage(struct store *s, DB_TXN *txn, struct chk_ctx *c)
 		    (unsigned long long)um, (unsigned long long)bytes,
 		    (unsigned long long)msgs);
 		if (c->repair) {
-			be64_put(v, bytes);
-			be64_put(v + 8, msgs);
+			st_usage_encode(v, bytes, msgs);
 			if ((r = st_put(s, SDB_USAGE, txn, cur.k.data, 4, v,
-			    16, 0)) != 0)
+			    sizeof(v), 0)) != 0)
 				break;
 		}
 	}

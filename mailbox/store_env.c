@@ -1146,6 +1146,9 @@ st_shared_open(struct store_shared *sh, const struct config *cfg, int create,
 		sh->db[i] = db;
 		if (i == SDB_ALIASES || i == SDB_LIST_ENTRIES)
 			(void)db->set_flags(db, DB_DUPSORT);
+		/* New files only: an existing file keeps its page size. */
+		if (i == SDB_USAGE)
+			(void)db->set_pagesize(db, STORE_USAGE_PAGESIZE);
 		if (i < SDB_COUNT)
 			(void)str_copy(fname, sizeof(fname), st_db_files[i]);
 		else
