@@ -31,6 +31,13 @@
 #include "strnum.h"
 #include "xmalloc.h"
 
+/*
+ * Recipients written per transaction: a notice to 100,000 citizens is
+ * recorded in batches, each durable, so one transaction never holds the
+ * locks of the whole fan-out.
+ */
+#define NOTICE_BATCH 1000
+
 #define NOTICE_TABLE "notices"		/* message-id -> info text */
 #define NOTICE_RCPTS "rcpts"		/* message-id NUL address -> status */
 
@@ -160,8 +167,9 @@ store_notice_record(struct store_notices *n, const char *message_id,
     const struct store_rcpt_result *results, size_t nres,
     const char **error_r)
 {
-	struct record_ctx rc = { message_id, list, sender, when, results,
-	    nres, n->kv };
+	struct record_ctx rc = { message_id, list, sender, when, NULL, 0,
+	    n->kv };
+	size_t done = 0;
 	int r;
 
 	if (!id_ok(message_id) || strlen(list) > STORE_ADDRESS_MAX ||
@@ -171,8 +179,17 @@ store_notice_record(struct store_notices *n, const char *message_id,
 			*error_r = "bad message-id, list or sender";
 		return STORE_EINVAL;
 	}
-	r = kv_txn_run(n->kv, record_txn, &rc, error_r);
-	return r < 0 ? kv_to_store(r) : 0;
+	/* The notice itself goes with the first batch, so it is listed as
+	   soon as any recipient is. */
+	do {
+		rc.res = results + done;
+		rc.n = nres - done < NOTICE_BATCH ? nres - done : NOTICE_BATCH;
+		r = kv_txn_run(n->kv, record_txn, &rc, error_r);
+		if (r < 0)
+			return kv_to_store(r);
+		done += rc.n;
+	} while (done < nres);
+	return 0;
 }
 
 /* Fill info from a NOTICE_TABLE value ("when\nlist\nsender\n"). */

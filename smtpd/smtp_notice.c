@@ -191,8 +191,13 @@ class_official(const struct govca_cms_result *res)
 	    signer_govcn(res->signer);
 }
 
-/* 1 if addr's domain is one of the space-separated official domains. */
-static int
+/*
+ * The policy for addr when its domain is one of the space-separated
+ * official domains ("gov.example" or "gov.example:refuse"): "tag",
+ * "refuse" or "accept" (a domain without its own policy takes [smtpd]
+ * official_policy), or NULL when the domain is not official.
+ */
+static const char *
 domain_official(const struct config *cfg, const char *addr)
 {
 	const char *list = config_str(cfg, "smtpd", "official_domains");
@@ -200,15 +205,18 @@ domain_official(const struct config *cfg, const char *addr)
 	size_t dlen;
 
 	if (at == NULL || list[0] == '\0')
-		return 0;
+		return NULL;
 	at++;
 	dlen = strlen(at);
 	while (*p != '\0') {
-		size_t n;
+		size_t n, full;
 
 		while (*p == ' ' || *p == '\t' || *p == ',')
 			p++;
-		n = strcspn(p, " \t,");
+		full = strcspn(p, " \t,");
+		n = strcspn(p, " \t,:");
+		if (n > full)
+			n = full;
 		if (n > 0 && n == dlen) {
 			size_t i;
 
@@ -223,12 +231,24 @@ domain_official(const struct config *cfg, const char *addr)
 				if (x != y)
 					break;
 			}
-			if (i == n)
-				return 1;
+			if (i == n) {
+				const char *pol = p + n + 1;
+
+				if (n == full)
+					return config_str(cfg, "smtpd",
+					    "official_policy");
+				if (full - n - 1 == 6 &&
+				    memcmp(pol, "refuse", 6) == 0)
+					return "refuse";
+				if (full - n - 1 == 6 &&
+				    memcmp(pol, "accept", 6) == 0)
+					return "accept";
+				return "tag";
+			}
 		}
-		p += n;
+		p += full;
 	}
-	return 0;
+	return NULL;
 }
 
 /* Case-insensitive: does the field at p (n bytes) start with name? */
@@ -380,7 +400,8 @@ smtp_notice_check(struct smtp_job *job)
 	X509_STORE *trust = notice_trust(cfg);
 	const char *err = NULL, *policy;
 	struct buf extra;
-	int crl_bad = 0, signed_msg, official, claim = 0, tag = 0, ret = 0;
+	const char *claim = NULL;
+	int crl_bad = 0, signed_msg, official, tag = 0, ret = 0;
 
 	if (trust == NULL) {
 		if (nt_empty == NULL)
@@ -430,13 +451,21 @@ smtp_notice_check(struct smtp_job *job)
 		int i, n = smtp_header_from(job->msg + job->trace_len,
 		    job->len - job->trace_len, addrs, SMTP_FROM_ADDRS_MAX);
 
-		for (i = 0; i < n && !claim; i++)
-			claim = domain_official(cfg, addrs[i]);
+		/* The strictest policy of the addresses named wins. */
+		for (i = 0; i < n; i++) {
+			const char *pol = domain_official(cfg, addrs[i]);
+
+			if (pol != NULL && (claim == NULL ||
+			    strcmp(pol, "refuse") == 0 ||
+			    (strcmp(pol, "tag") == 0 &&
+			    strcmp(claim, "accept") == 0)))
+				claim = pol;
+		}
 		if (n < 0 && res.from[0] != '\0')
 			claim = domain_official(cfg, res.from);
 	}
-	policy = config_str(cfg, "smtpd", "official_policy");
-	if (claim && strcmp(policy, "accept") != 0) {
+	policy = claim;
+	if (claim != NULL && strcmp(policy, "accept") != 0) {
 		if (strcmp(policy, "refuse") == 0) {
 			snprintf(job->refuse, sizeof(job->refuse),
 			    "550 5.7.1 From: claims an official domain "

@@ -372,6 +372,12 @@ t.ok(code == 250 and header(got, "Subject") == ["Pay now"] and not
      header(got, "X-Govmail-Warning"), "policy accept: unchanged",
      got[:600])
 
+set_conf("official_domains", "gov.example:refuse")
+code, text = inbound("mayor@gov.example", citizens[2], fake)
+t.ok(code == 550 and "official domain" in text,
+     "a domain's own policy (gov.example:refuse) beats official_policy",
+     f"{code} {text}")
+
 # ---- no trust anchor -------------------------------------------------------
 set_conf("notice_ca_file", "")
 code, text = inbound(official, citizens[2], orig)

@@ -1,0 +1,218 @@
+/*
+ * Unit tests for mailbox/store_notice.c: the notice report records kept in
+ * <store>/notices.  Record, list, get, recipients (more than one batch),
+ * a second delivery of the same Message-ID, unknown ids, the Message-ID
+ * length limit at N-1, N and N+1, and opening before anything was recorded.
+ */
+#include "autoconf.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "mailbox.h"
+#include "xmalloc.h"
+
+/* More than store_notice.c's batch, so that two transactions are used. */
+#define T_RCPTS 1500
+
+struct fix {
+	char dir[64];
+	struct config *cfg;
+};
+
+static int
+setup(void **state)
+{
+	struct fix *f = xcalloc(1, sizeof(*f));
+	const char *err = NULL;
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/test_store_notice.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	f->cfg = config_defaults();
+	assert_int_equal(config_set(f->cfg, "store", "path", f->dir, &err),
+	    0);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fix *f = *state;
+	char *cmd = xasprintf("rm -rf '%s'", f->dir);
+
+	(void)system(cmd);
+	free(cmd);
+	config_free(f->cfg);
+	free(f);
+	return 0;
+}
+
+struct seen {
+	size_t n, ok, bad;
+	uint32_t last_uid;
+	char first[64];
+};
+
+static int
+count_rcpt(const struct store_notice_rcpt *r, void *ctx)
+{
+	struct seen *s = ctx;
+
+	if (s->n == 0)
+		snprintf(s->first, sizeof(s->first), "%s", r->address);
+	s->n++;
+	if (r->status == STORE_OK)
+		s->ok++;
+	else
+		s->bad++;
+	s->last_uid = r->uid;
+	return 0;
+}
+
+static int
+count_notice(const struct store_notice_info *info, void *ctx)
+{
+	size_t *n = ctx;
+
+	assert_non_null(info->message_id);
+	(*n)++;
+	return 0;
+}
+
+static void
+test_record_report(void **state)
+{
+	struct fix *f = *state;
+	struct store_notices *n = NULL;
+	struct store_rcpt_result *res;
+	struct store_notice_info info;
+	struct seen s;
+	char **addrs;
+	size_t i, nn = 0;
+	const char *err = NULL;
+
+	/* Nothing recorded yet: not found, and nothing created. */
+	assert_int_equal(store_notices_open(f->cfg, 0, &n, &err),
+	    STORE_ENOTFOUND);
+	assert_null(n);
+	assert_int_equal(store_notices_open(f->cfg, 1, &n, &err), 0);
+
+	res = xcalloc(T_RCPTS, sizeof(*res));
+	addrs = xcalloc(T_RCPTS, sizeof(*addrs));
+	for (i = 0; i < T_RCPTS; i++) {
+		addrs[i] = xasprintf("c%05zu@city.example", i);
+		res[i].address = addrs[i];
+		res[i].status = i == 7 ? STORE_EQUOTA : STORE_OK;
+		res[i].mailbox_id = (uint32_t)(100 + i);
+		res[i].uid = 1;
+	}
+	assert_int_equal(store_notice_record(n, "<n1@city.example>",
+	    "all@city.example", "water@city.example", 1700000000, res,
+	    T_RCPTS, &err), 0);
+
+	assert_int_equal(store_notice_get(n, "<n1@city.example>", &info,
+	    &err), 0);
+	assert_string_equal(info.list, "all@city.example");
+	assert_string_equal(info.sender, "water@city.example");
+	assert_int_equal(info.when, 1700000000);
+	store_notice_info_free(&info);
+
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(store_notice_rcpts(n, "<n1@city.example>",
+	    count_rcpt, &s, &err), 0);
+	assert_int_equal(s.n, T_RCPTS);
+	assert_int_equal(s.bad, 1);
+	assert_string_equal(s.first, "c00000@city.example");
+
+	/* The same id again (a retried delivery): replaced, not doubled. */
+	res[7].status = STORE_OK;
+	res[7].uid = 9;
+	assert_int_equal(store_notice_record(n, "<n1@city.example>",
+	    "all@city.example", "water@city.example", 1700000001, res + 7, 1,
+	    &err), 0);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(store_notice_rcpts(n, "<n1@city.example>",
+	    count_rcpt, &s, &err), 0);
+	assert_int_equal(s.n, T_RCPTS);
+	assert_int_equal(s.bad, 0);
+
+	/* A second notice; its recipients do not mix with the first's. */
+	assert_int_equal(store_notice_record(n, "<n1@city.example>x",
+	    "all@city.example", "water@city.example", 1700000002, res, 2,
+	    &err), 0);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(store_notice_rcpts(n, "<n1@city.example>x",
+	    count_rcpt, &s, &err), 0);
+	assert_int_equal(s.n, 2);
+	assert_int_equal(store_notice_list(n, count_notice, &nn, &err), 0);
+	assert_int_equal(nn, 2);
+
+	assert_int_equal(store_notice_get(n, "<unknown@x>", &info, &err),
+	    STORE_ENOTFOUND);
+	/* Bad ids: refused, never stored. */
+	assert_int_equal(store_notice_record(n, "", "l@x", "s@x", 1, res, 1,
+	    &err), STORE_EINVAL);
+	assert_int_equal(store_notice_record(n, "<a b@x>", "l@x", "s@x", 1,
+	    res, 1, &err), STORE_EINVAL);
+	assert_int_equal(store_notice_record(n, "<a@x>", "l@x\nX", "s@x", 1,
+	    res, 1, &err), STORE_EINVAL);
+
+	for (i = 0; i < T_RCPTS; i++)
+		free(addrs[i]);
+	free(addrs);
+	free(res);
+	store_notices_close(n);
+}
+
+static void
+test_id_limit(void **state)
+{
+	struct fix *f = *state;
+	struct store_notices *n = NULL;
+	struct store_rcpt_result res = { "a@city.example", STORE_OK, 1, 1 };
+	struct store_notice_info info;
+	char id[STORE_NOTICE_ID_MAX + 2];
+	const char *err = NULL;
+	size_t len;
+
+	assert_int_equal(store_notices_open(f->cfg, 1, &n, &err), 0);
+	for (len = STORE_NOTICE_ID_MAX - 1; len <= STORE_NOTICE_ID_MAX + 1;
+	    len++) {
+		memset(id, 'i', len);
+		id[0] = '<';
+		id[len - 1] = '>';
+		id[len] = '\0';
+		assert_int_equal(store_notice_record(n, id, "l@x", "s@x", 1,
+		    &res, 1, &err), len <= STORE_NOTICE_ID_MAX ? 0 :
+		    STORE_EINVAL);
+		if (len <= STORE_NOTICE_ID_MAX) {
+			assert_int_equal(store_notice_get(n, id, &info, &err),
+			    0);
+			store_notice_info_free(&info);
+		}
+	}
+	store_notices_close(n);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_record_report, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_id_limit, setup,
+		    teardown),
+	};
+
+	return cmocka_run_group_tests_name("store_notice", tests, NULL, NULL);
+}
