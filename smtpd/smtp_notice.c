@@ -304,6 +304,70 @@ field_find(const uint8_t *msg, size_t len, size_t off, const char *name,
 	return -1;
 }
 
+/*
+ * SECURITY: a From: that smtp_header_from cannot parse (repeated, odd
+ * syntax) may still show an official address in a mail client.  Look for
+ * "@domain" of every official domain in the raw From: fields and return
+ * the strictest policy found, or NULL.
+ */
+static const char *
+raw_claim(const struct config *cfg, const uint8_t *msg, size_t len,
+    size_t off)
+{
+	const char *list = config_str(cfg, "smtpd", "official_domains");
+	const char *found = NULL;
+	size_t s, e;
+
+	while (list[0] != '\0' &&
+	    field_find(msg, len, off, "From:", &s, &e) == 0) {
+		char probe[SMTP_PATH_MAX + 2];
+		const char *p = list, *pol;
+		size_t i, j;
+
+		while (*p != '\0') {
+			size_t n;
+
+			while (*p == ' ' || *p == '\t' || *p == ',')
+				p++;
+			n = strcspn(p, " \t,:");
+			if (n == 0 || n + 1 >= sizeof(probe)) {
+				p += strcspn(p, " \t,");
+				continue;
+			}
+			probe[0] = '@';
+			memcpy(probe + 1, p, n);
+			probe[n + 1] = '\0';
+			/* Case-insensitive search of probe in the field. */
+			for (i = s; i + n + 1 <= e; i++) {
+				for (j = 0; j <= n; j++) {
+					int x = msg[i + j];
+					int y = (unsigned char)probe[j];
+
+					if (x >= 'A' && x <= 'Z')
+						x += 32;
+					if (y >= 'A' && y <= 'Z')
+						y += 32;
+					if (x != y)
+						break;
+				}
+				if (j > n)
+					break;
+			}
+			if (i + n + 1 <= e) {
+				pol = domain_official(cfg, probe);
+				if (pol != NULL && (found == NULL ||
+				    strcmp(pol, "refuse") == 0 ||
+				    (strcmp(pol, "tag") == 0 &&
+				    strcmp(found, "accept") == 0)))
+					found = pol;
+			}
+			p += strcspn(p, " \t,");
+		}
+		off = e;
+	}
+	return found;
+}
+
 /* The Message-ID ("<...>", printable ASCII), or "" if none. */
 static void
 message_id(const uint8_t *msg, size_t len, size_t off, char *out,
@@ -461,8 +525,9 @@ smtp_notice_check(struct smtp_job *job)
 			    strcmp(claim, "accept") == 0)))
 				claim = pol;
 		}
-		if (n < 0 && res.from[0] != '\0')
-			claim = domain_official(cfg, res.from);
+		if (n < 0)
+			claim = raw_claim(cfg, job->msg, job->len,
+			    job->trace_len);
 	}
 	policy = claim;
 	if (claim != NULL && strcmp(policy, "accept") != 0) {

@@ -361,6 +361,13 @@ t.ok(code == 250 and header(got, "Subject") == ["[UNVERIFIED SENDER] Pay "
                                                 "now"],
      "policy tag: subject prefixed", got[:600])
 t.ok(len(header(got, "X-Govmail-Warning")) == 1, "policy tag: warning line")
+code, text = inbound("x@elsewhere.example", citizens[2],
+                     b"From: x@elsewhere.example\r\nFrom: Mayor "
+                     b"<mayor@GOV.example>\r\nSubject: Two\r\n\r\nx\r\n")
+got = last(citizens[2])
+t.ok(code == 250 and header(got, "Subject") == ["[UNVERIFIED SENDER] Two"],
+     "policy tag: a repeated From: naming an official domain is tagged",
+     got[:600])
 set_conf("official_policy", "refuse")
 code, text = inbound("mayor@gov.example", citizens[2], fake)
 t.ok(code == 550 and "official domain" in text, "policy refuse: 550",
