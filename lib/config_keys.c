@@ -91,7 +91,7 @@ const struct config_key config_keys[] = {
 	{ "smtpd", "notice_crl_file", CONFIG_PATH, "",
 	  "the CA's CRL (DER or PEM), re-read when it changes; a revoked signer fails; empty: revocation is not checked" },
 	{ "smtpd", "official_domains", CONFIG_STR, "",
-	  "space-separated domains whose From: claims a government sender (needs a valid official signature); DOMAIN:POLICY overrides official_policy for one domain" },
+	  "space-separated domains (and their subdomains) whose From: claims a government sender (needs a valid official signature); DOMAIN:POLICY overrides official_policy for one domain" },
 	{ "smtpd", "official_policy", CONFIG_STR, "tag",
 	  "mail from an official domain without a valid official signature: tag (subject warning), refuse (550) or accept" },
 

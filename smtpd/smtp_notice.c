@@ -193,7 +193,8 @@ class_official(const struct govca_cms_result *res)
 
 /*
  * The policy for addr when its domain is one of the space-separated
- * official domains ("gov.example" or "gov.example:refuse"): "tag",
+ * official domains or below one ("gov.example" covers
+ * "city.gov.example"; "gov.example:refuse" sets its own policy): "tag",
  * "refuse" or "accept" (a domain without its own policy takes [smtpd]
  * official_policy), or NULL when the domain is not official.
  */
@@ -217,12 +218,15 @@ domain_official(const struct config *cfg, const char *addr)
 		n = strcspn(p, " \t,:");
 		if (n > full)
 			n = full;
-		if (n > 0 && n == dlen) {
+		/* The domain itself, or a subdomain ("x." + domain). */
+		if (n > 0 && (n == dlen || (n < dlen && at[dlen - n - 1] ==
+		    '.'))) {
+			const char *tail = at + dlen - n;
 			size_t i;
 
 			for (i = 0; i < n; i++) {
 				int x = (unsigned char)p[i];
-				int y = (unsigned char)at[i];
+				int y = (unsigned char)tail[i];
 
 				if (x >= 'A' && x <= 'Z')
 					x += 32;
@@ -413,7 +417,12 @@ notice_refuse(struct smtp_job *job, const struct govca_cms_result *res,
 		    "refused: unsigned (an S/MIME signature is required)");
 	else if (res->status == GOVCA_CMS_FAIL)
 		snprintf(job->refuse, sizeof(job->refuse), "550 5.7.1 Notice "
-		    "refused: invalid signature (%s)", reason);
+		    "refused: invalid signature%s (%s)",
+		    strstr(reason, "revoked") != NULL ?
+		    ": the signer's certificate is revoked" :
+		    strstr(reason, "bad signature") != NULL ||
+		    strstr(reason, "digest") != NULL ?
+		    ": the message was altered after signing" : "", reason);
 	else if (crl_bad)
 		snprintf(job->refuse, sizeof(job->refuse), "550 5.7.1 Notice "
 		    "refused: revocation status unavailable");

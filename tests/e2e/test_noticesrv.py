@@ -331,6 +331,10 @@ t.ok(len(d.ls(citizens[2])) == n0 + 1 and any(
     "smime=fail" in a for a in header(got, "Authentication-Results")),
     "tampered mail: smime=fail", repr(header(got,
                                              "Authentication-Results")))
+t.ok(len(header(got, "X-Govmail-Warning")) == 1 and
+     header(got, "Subject")[0].startswith("[UNVERIFIED SENDER] "),
+     "a subdomain of an official domain (city.gov.example under "
+     "gov.example) with a failed signature is tagged", got[:800])
 code, text = inbound("someone@elsewhere.example", citizens[2],
                      b"From: someone@elsewhere.example\r\nSubject: hi\r\n"
                      b"\r\nplain\r\n")
@@ -386,6 +390,7 @@ t.ok(code == 550 and "official domain" in text,
      f"{code} {text}")
 
 # ---- no trust anchor -------------------------------------------------------
+set_conf("official_domains", "elsewhere.example")
 set_conf("notice_ca_file", "")
 code, text = inbound(official, citizens[2], orig)
 got = last(citizens[2])
