@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include <openssl/bio.h>
+#include <openssl/err.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -47,9 +48,10 @@
 
 /*
  * Each helper thread keeps its own trust store and CRL copy: no locks, and
- * the CRL is read again when the file changes (size, mtime, inode).
+ * each is read again when its file changes (size, mtime, inode).
  */
 static __thread X509_STORE *nt_store;
+static __thread struct stat nt_ca_st;
 static __thread X509_STORE *nt_empty;
 static __thread STACK_OF(X509_CRL) *nt_crls;
 static __thread struct stat nt_crl_st;
@@ -58,24 +60,42 @@ static __thread struct stat nt_crl_st;
 static pthread_mutex_t nt_rep_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct store_notices *nt_rep;
 
+/* 1 if the file did not change since it was read. */
+static int
+same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_size == b->st_size && a->st_ino == b->st_ino &&
+	    a->st_dev == b->st_dev &&
+	    a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	    a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
 static X509_STORE *
 notice_trust(const struct config *cfg)
 {
 	const char *path = config_path_get(cfg, "smtpd", "notice_ca_file");
+	struct stat sb;
 	X509_STORE *st;
 
 	if (path[0] == '\0')
 		return NULL;
-	if (nt_store != NULL)
+	if (stat(path, &sb) < 0) {
+		log_warn("smtpd: event=notice-ca-unreadable file=%s", path);
+		return NULL;
+	}
+	if (nt_store != NULL && same_file(&sb, &nt_ca_st))
 		return nt_store;
 	if ((st = X509_STORE_new()) == NULL)
 		return NULL;
 	if (X509_STORE_load_file(st, path) != 1) {
 		log_warnx("smtpd: event=notice-ca-unreadable file=%s", path);
 		X509_STORE_free(st);
+		ERR_clear_error();
 		return NULL;
 	}
+	X509_STORE_free(nt_store);
 	nt_store = st;
+	nt_ca_st = sb;
 	return st;
 }
 
@@ -112,10 +132,7 @@ notice_crls(const struct config *cfg, int *bad_r)
 		*bad_r = 1;
 		return NULL;
 	}
-	if (nt_crls != NULL && sb.st_size == nt_crl_st.st_size &&
-	    sb.st_ino == nt_crl_st.st_ino && sb.st_dev == nt_crl_st.st_dev &&
-	    sb.st_mtim.tv_sec == nt_crl_st.st_mtim.tv_sec &&
-	    sb.st_mtim.tv_nsec == nt_crl_st.st_mtim.tv_nsec)
+	if (nt_crls != NULL && same_file(&sb, &nt_crl_st))
 		return nt_crls;
 	crls_free();
 	if ((sk = sk_X509_CRL_new_null()) == NULL ||
@@ -135,6 +152,7 @@ notice_crls(const struct config *cfg, int *bad_r)
 			X509_CRL_free(crl);
 	}
 	BIO_free(bio);
+	ERR_clear_error();	/* the PEM attempt's end, or a bad file */
 	if (sk_X509_CRL_num(sk) == 0) {
 		log_warnx("smtpd: event=notice-crl-unparsable file=%s", path);
 		sk_X509_CRL_free(sk);
@@ -491,6 +509,7 @@ smtp_notice_check(struct smtp_job *job)
 	govca_cms_result_init(&res);
 	(void)govca_cms_verify(job->msg + job->trace_len,
 	    job->len - job->trace_len, &opts, &res, &err);
+	ERR_clear_error();
 	signed_msg = res.status != GOVCA_CMS_NEUTRAL || res.signer != NULL;
 	if (trust == NULL && signed_msg) {
 		/* RFC 7281: no trust anchor to judge by. */
