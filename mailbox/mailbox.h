@@ -615,9 +615,10 @@ int store_notices_open(const struct config *cfg, int create,
 void store_notices_close(struct store_notices *n);
 
 /*
- * Record one delivery of a notice durably (one transaction, log flushed):
- * the notice (list, poster, when: seconds since the epoch) and each
- * result (address, status, mailbox id, UID) as store_deliver() filled it.
+ * Record one delivery of a notice durably (transactions of at most 1,000
+ * recipients, each with its log flushed): the notice (list, poster, when:
+ * seconds since the epoch) and each result as store_deliver() filled it
+ * (delivered: mailbox id and UID, 12 bytes; failed: address and status).
  * A second delivery of the same Message-ID adds or replaces recipients.
  */
 int store_notice_record(struct store_notices *n, const char *message_id,
@@ -634,7 +635,11 @@ struct store_notice_info {
 };
 void store_notice_info_free(struct store_notice_info *info);
 
-/* One recipient: status is a store_deliver() status (STORE_OK, ...). */
+/*
+ * One recipient: status is a store_deliver() status (STORE_OK, ...).
+ * For a delivered one, address is the owner of the mailbox now ("" if
+ * the mailbox is gone); a failed one keeps the address it was sent to.
+ */
 struct store_notice_rcpt {
 	const char *address;
 	int status;
@@ -650,8 +655,13 @@ int store_notice_list(struct store_notices *n,
 /* One notice (STORE_ENOTFOUND if unknown); free with _info_free. */
 int store_notice_get(struct store_notices *n, const char *message_id,
     struct store_notice_info *info_r, const char **error_r);
-/* Its recipients in address order; cb as for store_notice_list. */
-int store_notice_rcpts(struct store_notices *n, const char *message_id,
+/*
+ * Its recipients: the delivered ones in mailbox order (their addresses
+ * looked up in store), then the failed ones in address order; cb as for
+ * store_notice_list.  STORE_ENOTFOUND if the notice is unknown.
+ */
+int store_notice_rcpts(struct store_notices *n, struct store *store,
+    const char *message_id,
     int (*cb)(const struct store_notice_rcpt *rcpt, void *ctx), void *ctx,
     const char **error_r);
 

@@ -141,6 +141,8 @@ report_one(const struct store_notice_rcpt *r, void *ctx)
 	struct report *rep = ctx;
 	struct store_msg msg;
 	const char *read = "-";
+	const char *addr = r->address[0] != '\0' ? r->address :
+	    "(mailbox deleted)";
 	int rc;
 
 	rep->total++;
@@ -166,12 +168,12 @@ report_one(const struct store_notice_rcpt *r, void *ctx)
 	else
 		rep->failed++;
 	if (rep->csv) {
-		csv_field(r->address);
+		csv_field(addr);
 		printf(",%s,%u,%u,%s\n", r->status == STORE_OK ? "delivered" :
 		    r->status == STORE_ETEMP ? "deferred" : "failed",
 		    r->mailbox_id, r->uid, read);
 	} else {
-		ctl_print_escaped(stdout, r->address);
+		ctl_print_escaped(stdout, addr);
 		printf("\t%s\t%u\t%u\t%s\n", status_text(r->status),
 		    r->mailbox_id, r->uid, read);
 	}
@@ -226,7 +228,7 @@ ctl_notice_report(struct ctl *ctl, int argc, char **argv)
 		printf("recipient\tstatus\tmailbox\tuid\tread\n");
 	}
 	store_notice_info_free(&info);
-	rc = store_notice_rcpts(n, id, report_one, &rep, &error);
+	rc = store_notice_rcpts(n, ctl->store, id, report_one, &rep, &error);
 	store_notices_close(n);
 	if (rc < 0)
 		return ctl_store_fail(ctl, rc, id, error);
