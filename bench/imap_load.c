@@ -87,9 +87,16 @@ struct load_conn {
 	unsigned rnd;
 	int flag_on;
 	int in_literal_tail;	/* next line continues a response */
+	double sent_at;		/* when the command in flight was sent */
 	size_t literal_left;
 	struct buf in;
 	struct buf out;
+};
+
+static const char *load_step_names[STEP_DONE] = {
+	"greeting", "LOGIN", "SELECT", "FETCH-headers", "FETCH-body",
+	"STORE", "SEARCH", "APPEND", "STORE-deleted", "EXPUNGE", "IDLE",
+	"idling",
 };
 
 static struct {
@@ -110,6 +117,8 @@ static struct {
 	unsigned lost;
 	unsigned long errors;
 	unsigned long commands;	/* OK answers inside the measured window */
+	unsigned long step_n[STEP_DONE];	/* per command, in the window */
+	double step_sec[STEP_DONE];
 	int measuring;
 	char append_msg[IMAP_LOAD_APPEND_SIZE + 512];
 	size_t append_len;
@@ -171,6 +180,7 @@ load_send(struct load_conn *c, const char *fmt, ...)
 	va_list ap;
 
 	c->tag++;
+	c->sent_at = load_now();
 	buf_printf(&c->out, "A%u ", c->tag);
 	va_start(ap, fmt);
 	buf_vprintf(&c->out, fmt, ap);
@@ -256,8 +266,11 @@ load_tagged(struct load_conn *c, const char *line, const char *rest)
 			load_start_more();
 		return;
 	}
-	if (L.measuring && c->step >= STEP_SELECT)
+	if (L.measuring && c->step >= STEP_SELECT) {
 		L.commands++;
+		L.step_n[c->step]++;
+		L.step_sec[c->step] += load_now() - c->sent_at;
+	}
 	switch (c->step) {
 	case STEP_LOGIN:
 		L.logged_in++;
@@ -608,6 +621,11 @@ load_mix(unsigned clients, unsigned seconds)
 	    "clients %u load_cpu %.2f load_cpu_pct %.0f\n",
 	    L.commands, t1 - t0, (double)L.commands / (t1 - t0), L.errors,
 	    L.lost, clients, cpu1 - cpu0, 100.0 * (cpu1 - cpu0) / (t1 - t0));
+	printf("mean_ms");
+	for (i = STEP_SELECT; i <= STEP_EXPUNGE; i++)
+		printf(" %s=%.1f", load_step_names[i], L.step_n[i] ?
+		    1000.0 * L.step_sec[i] / (double)L.step_n[i] : 0.0);
+	printf("\n");
 	return L.errors || L.lost ? 1 : 0;
 }
 

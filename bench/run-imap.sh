@@ -293,7 +293,7 @@ mix() {
 		cat "$scratch/mix.out" "$scratch/mix.err" >&2
 		exit 1
 	fi
-	[ -s "$scratch/mix.err" ] && cat "$scratch/mix.err" >&2
+	if [ -s "$scratch/mix.err" ]; then cat "$scratch/mix.err" >&2; fi
 	cat "$scratch/mix.out"
 }
 field() { tr ' ' '\n' | awk -v k="$1" 'prev == k { print; exit } { prev = $0 }'; }
@@ -302,20 +302,26 @@ mix govmail "$gm_port" "$users_full" 3 > /dev/null
 mix Dovecot "$dv_port" "$users_full" 3 > /dev/null
 echo "## (a) mixed commands/s over TLS, one command in flight per session, ${seconds} s each"
 printf '%-12s %14s %14s %8s   %s\n' sessions "govmail cmd/s" "Dovecot cmd/s" ratio "load generator CPU (govmail, Dovecot)"
+lat=
 for clients in 10 100; do
 	g=$(mix govmail "$gm_port" "$clients" "$seconds")
 	d=$(mix Dovecot "$dv_port" "$clients" "$seconds")
 	gr=$(echo "$g" | field rate); dr=$(echo "$d" | field rate)
 	gc=$(echo "$g" | field load_cpu_pct); dc=$(echo "$d" | field load_cpu_pct)
+	lat="$lat$(printf '%4d sessions, govmail: %s\n%4d sessions, Dovecot: %s' "$clients" "$(echo "$g" | sed -n 's/^mean_ms //p')" "$clients" "$(echo "$d" | sed -n 's/^mean_ms //p')")
+"
 	awk -v c="$clients" -v g="$gr" -v d="$dr" -v gc="$gc" -v dc="$dc" \
 	    -v gn="$(echo "$g" | field commands)" -v dn="$(echo "$d" | field commands)" 'BEGIN {
 		printf "%-12s %14.0f %14.0f %7.2fx   %s%%, %s%% of one core (%d and %d commands, 0 errors)\n",
 		    c, g, d, g / d, gc, dc, gn, dn }'
 done
-# The mailboxes hold what they held: every APPEND was expunged again.
+echo "# mean milliseconds per command:"
+printf '%s' "$lat" | sed 's/^/#   /'
+# The mailboxes hold what they held: every APPEND was expunged again (but
+# for a cycle cut off by the end of the clock).
 gm_left=$( (cd "$gm" && as_nobody "$ctl" -c govmail.conf ls "1u@$domain") | wc -l)
 dv_left=$(find "$maildirs/1u/cur" "$maildirs/1u/new" -type f | wc -l)
-echo "# after the load, 1u holds $gm_left messages in govmail, $dv_left in Dovecot ($msgs expected)"
+echo "# after the load, 1u holds $gm_left messages in govmail, $dv_left in Dovecot ($msgs expected, one more if its last cycle was cut off)"
 
 # ---- (b) memory per idle TLS connection ------------------------------
 # idle NAME PORT PID: holds idle_n sessions in IDLE, prints the memory.
@@ -324,6 +330,7 @@ idle() {
 	sleep 2
 	base=$(memory "$pid")
 	t0=$(clock)
+	rm -f "$scratch/idle.out"
 	"$load" -t -u "$idle_n" -d "$domain" -w "$password" \
 	    idle 127.0.0.1 "$port" "$idle_n" "$hold" > "$scratch/idle.out" \
 	    2> "$scratch/idle.err" &
