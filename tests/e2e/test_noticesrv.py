@@ -374,6 +374,20 @@ got = last(citizens[2])
 t.ok(code == 250 and header(got, "Subject") == ["[UNVERIFIED SENDER] Two"],
      "policy tag: a repeated From: naming an official domain is tagged",
      got[:600])
+code, text = inbound("mayor@gov.example", citizens[2],
+                     b"From: mayor@gov.example\r\nTo: x@y\r\n\r\nno subject"
+                     b"\r\n")
+got = last(citizens[2])
+t.ok(code == 250 and header(got, "Subject") == ["[UNVERIFIED SENDER]"],
+     "policy tag: a message without Subject: gets one", got[:600])
+folded = (b"From: mayor@gov.example\r\nSubject: first\r\n\tsecond\r\n"
+          b"X-Keep: me\r\n\r\nbody\r\n")
+code, text = inbound("mayor@gov.example", citizens[2], folded)
+got = last(citizens[2])
+t.ok(code == 250 and b"Subject: [UNVERIFIED SENDER] first\r\n\tsecond\r\n"
+     b"X-Keep: me\r\n\r\nbody\r\n" in got,
+     "policy tag: a folded Subject: keeps its bytes after the prefix",
+     got[-300:])
 set_conf("official_policy", "refuse")
 code, text = inbound("mayor@gov.example", citizens[2], fake)
 t.ok(code == 550 and "official domain" in text, "policy refuse: 550",
