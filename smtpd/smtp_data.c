@@ -189,6 +189,21 @@ job_deliver_done(void *arg)
 	struct smtp_session *s = job->s;
 	size_t i, ok = 0, quota = 0, other = 0;
 
+	if (job->refuse[0] != '\0') {
+		/* smtp_notice_check refused it: nothing was stored. */
+		log_info("smtpd: s=%s event=refused reply=\"%s\"",
+		    s != NULL ? s->id : "-", job->refuse);
+		if (s != NULL) {
+			smtp_reply(s, "%s", job->refuse);
+			s->msg_count++;
+		}
+		smtp_job_free(job);
+		if (s != NULL) {
+			smtp_transaction_reset(s);
+			smtp_session_idle(s);
+		}
+		return;
+	}
 	if (job->dres == 0) {
 		for (i = 0; i < job->nrcpts; i++) {
 			if (job->results[i].status == STORE_OK)
@@ -207,15 +222,6 @@ job_deliver_done(void *arg)
 	    ok, quota, other);
 	if (s == NULL) {
 		smtp_job_free(job);
-		return;
-	}
-	if (job->refuse[0] != '\0') {
-		log_info("smtpd: s=%s event=refused reply=\"%s\"", s->id,
-		    job->refuse);
-		smtp_reply(s, "%s", job->refuse);
-		smtp_job_free(job);
-		smtp_transaction_reset(s);
-		smtp_session_idle(s);
 		return;
 	}
 	if (job->dres == STORE_ETOOBIG)
