@@ -166,6 +166,43 @@ notice_crls(const struct config *cfg, int *bad_r)
 	return nt_crls;
 }
 
+static int
+policy_ok(const char *p, size_t n)
+{
+	return (n == 3 && memcmp(p, "tag", 3) == 0) ||
+	    (n == 6 && memcmp(p, "refuse", 6) == 0) ||
+	    (n == 6 && memcmp(p, "accept", 6) == 0);
+}
+
+int
+smtp_notice_config_check(const struct config *cfg, const char **error_r)
+{
+	const char *pol = config_str(cfg, "smtpd", "official_policy");
+	const char *p = config_str(cfg, "smtpd", "official_domains");
+
+	if (!policy_ok(pol, strlen(pol))) {
+		*error_r = "[smtpd] official_policy must be tag, refuse or "
+		    "accept";
+		return -1;
+	}
+	while (*p != '\0') {
+		size_t full, n;
+
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		full = strcspn(p, " \t,");
+		n = strcspn(p, " \t,:");
+		if (n < full && (n == 0 || !policy_ok(p + n + 1,
+		    full - n - 1))) {
+			*error_r = "[smtpd] official_domains: write DOMAIN or "
+			    "DOMAIN:POLICY (tag, refuse or accept)";
+			return -1;
+		}
+		p += full;
+	}
+	return 0;
+}
+
 /* Printable ASCII copy of untrusted text, at most max-1 bytes. */
 static void
 text_clean(const char *in, char *out, size_t max)

@@ -327,6 +327,10 @@ main(int argc, char **argv)
 	if (debug)
 		lvl = LOG_LEVEL_DEBUG;
 	log_init(SMTPD_PROG, foreground ? LOG_TO_STDERR : LOG_TO_SYSLOG, lvl);
+	if (smtp_notice_config_check(m.cfg, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", SMTPD_PROG, err);
+		return 78;
+	}
 
 	for (i = 0; i < 3; i++) {
 		char *save, *tok, *p;

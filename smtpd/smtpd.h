@@ -105,6 +105,15 @@ struct store *smtp_job_store(const struct config *cfg);
 /* The sasl_verify_fn: store_password_verify on the thread's handle. */
 int smtp_job_verify(const char *user, const char *pass, void *ctx);
 
+/* ---- smtp_notice.c ---- */
+
+/*
+ * Check the notice and official-sender keys at start-up: official_policy
+ * and every DOMAIN:POLICY of official_domains must be tag, refuse or
+ * accept.  0, or -1 with *error_r set to a static text.
+ */
+int smtp_notice_config_check(const struct config *cfg, const char **error_r);
+
 /* ---- smtp_out.c ---- */
 
 /*

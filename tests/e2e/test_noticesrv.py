@@ -21,6 +21,7 @@ import imaplib
 import os
 import re
 import smtplib
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -419,4 +420,22 @@ t.ok(code == 550 and "no trust anchor" in text,
 
 t.stop(imapd)
 d.stop()
+
+# ---- a bad policy stops the daemon at start-up ------------------------------
+for key, bad in (("official_policy", "reject"),
+                 ("official_domains", "gov.example:drop")):
+    with open(d.conf) as f:
+        good = f.read()
+    with open(d.conf, "w") as f:
+        f.write(re.sub(rf"^{key} = .*$", f"{key} = {bad}", good,
+                       flags=re.M))
+    try:
+        p = t.run(_as_user() + [program("smtpd/govmail-smtpd"), "-c",
+                                d.conf, "-f"], timeout=30)
+        t.ok(p.returncode == 78 and key in p.stderr,
+             f"{key} = {bad}: exit 78 naming the key", p.stderr)
+    except subprocess.TimeoutExpired:
+        t.ok(False, f"{key} = {bad}: the daemon started anyway")
+    with open(d.conf, "w") as f:
+        f.write(good)
 t.done()
