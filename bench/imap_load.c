@@ -20,8 +20,8 @@
  *   imap_load [-t] ... idle HOST PORT CONNS HOLD
  *       CONNS sessions (at most IMAP_LOAD_INFLIGHT being set up at once)
  *       each LOGIN, SELECT INBOX, IDLE; prints "READY n" once all are in
- *       IDLE (the "+" continuation came), holds them HOLD seconds and
- *       prints how many were still open.
+ *       IDLE (the "+" continuation came), holds them HOLD seconds (or
+ *       until SIGUSR1) and prints how many were still open.
  *   -t: TLS (implicit, certificate not checked: loopback, our own).
  * Exit status 0 only if no command failed and no session was lost.
  */
@@ -32,6 +32,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +124,15 @@ static struct {
 	char append_msg[IMAP_LOAD_APPEND_SIZE + 512];
 	size_t append_len;
 } L;
+
+static volatile sig_atomic_t load_release;
+
+static void
+load_on_usr1(int sig)
+{
+	(void)sig;
+	load_release = 1;
+}
 
 static double
 load_now(void)
@@ -643,13 +653,13 @@ load_idle(unsigned conns, unsigned hold)
 	    L.lost, L.errors);
 	fflush(stdout);
 	t0 = load_now();
-	while (load_now() < t0 + hold)
+	while (load_now() < t0 + hold && !load_release)
 		load_loop_once(200);
 	for (i = 0; i < conns; i++)
 		if (L.conns[i].fd >= 0 && L.conns[i].step == STEP_IDLING)
 			open++;
-	printf("HELD %u of %u after %u s, lost %u, errors %lu\n", open, conns,
-	    hold, L.lost, L.errors);
+	printf("HELD %u of %u for %.0f s, lost %u, errors %lu\n", open, conns,
+	    load_now() - t0, L.lost, L.errors);
 	fflush(stdout);
 	return open == conns && L.errors == 0 ? 0 : 1;
 }
@@ -729,7 +739,13 @@ main(int argc, char **argv)
 		log_fatal("epoll_create1");
 	L.nconns = (unsigned)n;
 	L.conns = xcalloc(n, sizeof(*L.conns));
-	if (L.idle_mode)
+	if (L.idle_mode) {
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = load_on_usr1;
+		sigaction(SIGUSR1, &sa, NULL);
 		return load_idle((unsigned)n, (unsigned)secs);
+	}
 	return load_mix((unsigned)n, (unsigned)secs);
 }

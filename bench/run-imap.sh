@@ -58,7 +58,8 @@ idle_n=${IMAP_BENCH_IDLE:-10000}
 hibernate=${IMAP_BENCH_HIBERNATE:-1}
 users_full=100		# accounts with mail; the mixed load uses these
 msgs=200		# messages in each of them
-hold=10			# seconds the idle sessions are held
+hold=10			# seconds the idle sessions are held at least
+hold_max=600		# ... and at most (imap_load's own limit)
 domain=bench.example
 password=bench-password
 for p in "$imapd" "$ctl" "$fill" "$load"; do
@@ -156,16 +157,13 @@ descendants() {
 		}'
 }
 # memory PID: "processes rss_kib pss_kib" summed over PID and its
-# descendants (smaps_rollup; a process gone meanwhile is skipped).
+# descendants (smaps_rollup, read in one pass: 10,000 processes).
 memory() {
-	local p procs=0 rss=0 pss=0 r s
-	for p in $(descendants "$1"); do
-		read -r r s < <(awk '/^Rss:/ { r = $2 } /^Pss:/ { s = $2 }
-		    END { print r + 0, s + 0 }' "/proc/$p/smaps_rollup" 2>/dev/null) || continue
-		[ "$r" -gt 0 ] || continue
-		procs=$(( procs + 1 )); rss=$(( rss + r )); pss=$(( pss + s ))
-	done
-	echo "$procs $rss $pss"
+	descendants "$1" | sed 's|.*|/proc/&/smaps_rollup|' |
+	    xargs cat 2>/dev/null | awk '
+		/^Rss:/ { n++; r += $2 }
+		/^Pss:/ { s += $2 }
+		END { print n + 0, r + 0, s + 0 }'
 }
 
 echo "# IMAP benchmarks $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname): $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(df -h "$scratch" | awk 'NR==2 {print $1}')"
@@ -332,7 +330,7 @@ idle() {
 	t0=$(clock)
 	rm -f "$scratch/idle.out"
 	"$load" -t -u "$idle_n" -d "$domain" -w "$password" \
-	    idle 127.0.0.1 "$port" "$idle_n" "$hold" > "$scratch/idle.out" \
+	    idle 127.0.0.1 "$port" "$idle_n" "$hold_max" > "$scratch/idle.out" \
 	    2> "$scratch/idle.err" &
 	load_pid=$!
 	ready=
@@ -348,11 +346,17 @@ idle() {
 		cat "$scratch/idle.out" "$scratch/idle.err" >&2
 		exit 1
 	fi
-	local setup
-	setup=$(awk -v a="$t0" -v b="$(clock)" 'BEGIN { printf "%.1f", b - a }')
+	local setup t_ready
+	t_ready=$(clock)
+	setup=$(awk -v a="$t0" -v b="$t_ready" 'BEGIN { printf "%.1f", b - a }')
 	sleep 6	# let hibernation (5 s after IDLE began) happen
 	now=$(memory "$pid")
-	if ! wait "$load_pid"; then
+	# Held at least $hold s after the last one went into IDLE.
+	while awk -v a="$t_ready" -v b="$(clock)" -v h="$hold" 'BEGIN { exit !(b - a < h) }'; do
+		sleep 0.5
+	done
+	kill -USR1 "$load_pid" 2>/dev/null || true
+	if ! wait "$load_pid" || ! grep -q "^HELD $idle_n of $idle_n " "$scratch/idle.out"; then
 		load_pid=
 		echo "$name: idle sessions were lost:" >&2
 		cat "$scratch/idle.out" "$scratch/idle.err" >&2
