@@ -17,6 +17,8 @@
  *       -- one command in flight per session.  The clock starts once
  *       every session is logged in; prints the commands completed with OK
  *       per second over SECONDS, and the CPU time this process used.
+ *       After the clock stops, a session between its APPEND and its
+ *       EXPUNGE finishes them, so that every mailbox ends as it began.
  *   imap_load [-t] ... idle HOST PORT CONNS HOLD
  *       CONNS sessions (at most IMAP_LOAD_INFLIGHT being set up at once)
  *       each LOGIN, SELECT INBOX, IDLE; prints "READY n" once all are in
@@ -121,6 +123,8 @@ static struct {
 	unsigned long step_n[STEP_DONE];	/* per command, in the window */
 	double step_sec[STEP_DONE];
 	int measuring;
+	int draining;		/* mix: the clock stopped, finish cycles */
+	unsigned finished;
 	char append_msg[IMAP_LOAD_APPEND_SIZE + 512];
 	size_t append_len;
 } L;
@@ -280,6 +284,14 @@ load_tagged(struct load_conn *c, const char *line, const char *rest)
 		L.commands++;
 		L.step_n[c->step]++;
 		L.step_sec[c->step] += load_now() - c->sent_at;
+	}
+	/* Once the clock stopped, a session ends where its mailbox holds
+	 * what it held: not between its APPEND and its EXPUNGE. */
+	if (L.draining && c->step != STEP_APPEND && c->step != STEP_DELETE
+	    && c->step != STEP_LOGIN) {
+		c->step = STEP_DONE;
+		L.finished++;
+		return;
 	}
 	switch (c->step) {
 	case STEP_LOGIN:
@@ -627,6 +639,10 @@ load_mix(unsigned clients, unsigned seconds)
 		load_loop_once(50);
 	cpu1 = load_cpu();
 	L.measuring = 0;
+	L.draining = 1;
+	deadline = load_now() + IMAP_LOAD_SETUP_MAX;
+	while (L.finished + L.lost < clients && load_now() < deadline)
+		load_loop_once(100);
 	printf("commands %lu seconds %.2f rate %.0f errors %lu lost %u "
 	    "clients %u load_cpu %.2f load_cpu_pct %.0f\n",
 	    L.commands, t1 - t0, (double)L.commands / (t1 - t0), L.errors,
