@@ -79,19 +79,6 @@ if [ "$(ulimit -n)" -lt $(( idle_n + 1000 )) ]; then
 	exit 2
 fi
 
-# Dovecot watches each IDLE session's Maildir with an inotify instance of
-# its own; the kernel's default of 128 per user would leave all but 128
-# polling (and then unable to hibernate).  Raised for the run, restored
-# at the end.
-inotify=/proc/sys/fs/inotify/max_user_instances
-inotify_old=$(cat "$inotify")
-if [ "$inotify_old" -lt $(( idle_n + 1000 )) ]; then
-	echo $(( idle_n + 1000 )) > "$inotify" || {
-		echo "run-imap.sh: cannot raise $inotify" >&2; exit 2; }
-else
-	inotify_old=
-fi
-
 if ! command -v dovecot >/dev/null || [ ! -e /usr/lib/dovecot/imap ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y \
 	    --no-install-recommends dovecot-core dovecot-imapd >&2
@@ -115,7 +102,7 @@ while [ "$dv_port" = "$gm_port" ]; do dv_port=$(free_port); done
 gm="$scratch/govmail"
 dv="$scratch/dovecot"
 maildirs="$dv/mail"
-gm_pid= dv_pid= load_pid=
+gm_pid= dv_pid= load_pid= inotify_old=
 stop_pid() {	# stop_pid PID: SIGTERM, wait up to 20 s, then SIGKILL
 	local pid=$1 i
 	kill -TERM "$pid" 2>/dev/null || return 0
@@ -142,6 +129,19 @@ cleanup() {
 	return 0
 }
 trap cleanup EXIT
+# Dovecot watches each IDLE session's Maildir with an inotify instance of
+# its own; the kernel's default of 128 per user would leave all but 128
+# polling (and then unable to hibernate).  Raised for the run, restored
+# at the end.
+inotify=/proc/sys/fs/inotify/max_user_instances
+inotify_old=$(cat "$inotify")
+if [ "$inotify_old" -lt $(( idle_n + 1000 )) ]; then
+	echo $(( idle_n + 1000 )) > "$inotify" || {
+		echo "run-imap.sh: cannot raise $inotify" >&2; exit 2; }
+else
+	inotify_old=
+fi
+
 exec > >(tee "$out") 2>&1
 
 clock() { date +%s.%N; }
