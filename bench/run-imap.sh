@@ -357,7 +357,7 @@ idle() {
 	load_pid=$!
 	ready=
 	while kill -0 "$load_pid" 2>/dev/null; do
-		if grep -q '^READY' "$scratch/idle.out"; then
+		if grep -q '^READY' "$scratch/idle.out" 2>/dev/null; then
 			ready=1; break
 		fi
 		sleep 0.2
