@@ -267,11 +267,29 @@ load_command(struct load_conn *c)
 
 static void load_start_more(void);
 
+/* The decimal number at s (digits only): its value in *val_r and the
+ * first byte after it in *end_r; -1 if there is none or it is too big. */
+static int
+load_number(const char *s, unsigned long *val_r, const char **end_r)
+{
+	const char *e = s, *err = NULL;
+	uint64_t v;
+
+	while (*e >= '0' && *e <= '9')
+		e++;
+	if (strnum_u64_n(s, (size_t)(e - s), UINT32_MAX, &v, &err) < 0)
+		return -1;
+	*val_r = (unsigned long)v;
+	*end_r = e;
+	return 0;
+}
+
 /* A tagged answer to the command in flight. */
 static void
 load_tagged(struct load_conn *c, const char *line, const char *rest)
 {
 	const char *p;
+	unsigned long uidv;
 
 	if (strncmp(rest, "OK", 2) != 0) {
 		load_error(c, "command failed", line);
@@ -303,8 +321,10 @@ load_tagged(struct load_conn *c, const char *line, const char *rest)
 		break;
 	case STEP_APPEND:
 		p = strstr(rest, "[APPENDUID ");
-		if (p == NULL || sscanf(p, "[APPENDUID %*u %lu]",
-		    &c->appended_uid) != 1) {
+		if (p == NULL
+		    || load_number(p + strlen("[APPENDUID "), &uidv, &p) < 0
+		    || *p++ != ' '
+		    || load_number(p, &c->appended_uid, &p) < 0 || *p != ']') {
 			load_error(c, "APPEND without APPENDUID", line);
 			load_close(c);
 			return;
@@ -327,6 +347,7 @@ load_line(struct load_conn *c, char *line)
 {
 	char tag[16];
 	unsigned long n;
+	const char *e;
 
 	if (c->step == STEP_GREETING) {
 		if (strncmp(line, "* OK", 4) != 0) {
@@ -339,7 +360,8 @@ load_line(struct load_conn *c, char *line)
 		return;
 	}
 	if (line[0] == '*') {
-		if (sscanf(line, "* %lu EXISTS", &n) == 1)
+		if (line[1] == ' ' && load_number(line + 2, &n, &e) == 0
+		    && strcmp(e, " EXISTS") == 0)
 			c->exists = n;
 		else if (strncmp(line, "* BYE", 5) == 0)
 			load_error(c, "server said", line);
@@ -396,9 +418,14 @@ load_parse(struct load_conn *c)
 
 			while (b > s && *b >= '0' && *b <= '9')
 				b--;
-			if (*b == '{' && b[1] != '}')
-				c->literal_left = strtoul((char *)b + 1,
-				    NULL, 10);
+			if (*b == '{' && b[1] != '}') {
+				unsigned long v;
+				const char *le;
+
+				if (load_number((char *)b + 1, &v, &le) == 0
+				    && *le == '}')
+					c->literal_left = v;
+			}
 		}
 		if (c->in_literal_tail)
 			c->in_literal_tail = c->literal_left > 0;
