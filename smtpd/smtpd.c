@@ -281,7 +281,7 @@ main(int argc, char **argv)
 	    "submissions" };
 	struct daemon_listen listen[3 * SMTPD_LISTEN_PER_KEY];
 	char *hosts[3 * SMTPD_LISTEN_PER_KEY];
-	char *specs[3];
+	char *specs[3] = { NULL, NULL, NULL };
 	struct daemon_spec spec;
 	struct smtpd_main m;
 	struct tls_settings ts;
@@ -329,7 +329,8 @@ main(int argc, char **argv)
 	log_init(SMTPD_PROG, foreground ? LOG_TO_STDERR : LOG_TO_SYSLOG, lvl);
 	if (smtp_notice_config_check(m.cfg, &err) < 0) {
 		fprintf(stderr, "%s: %s\n", SMTPD_PROG, err);
-		return 78;
+		r = 78;
+		goto out;
 	}
 
 	for (i = 0; i < 3; i++) {
@@ -357,13 +358,15 @@ main(int argc, char **argv)
 			if (nlisten >= 3 * SMTPD_LISTEN_PER_KEY) {
 				fprintf(stderr, "%s: too many listen "
 				    "addresses\n", SMTPD_PROG);
-				return 78;
+				r = 78;
+				goto out;
 			}
 			if (listen_parse(tok, kinds[i], &listen[nlisten],
 			    &hosts[nlisten], &err) < 0) {
 				fprintf(stderr, "%s: [smtpd] %s: %s\n",
 				    SMTPD_PROG, keys[i], err);
-				return 78;
+				r = 78;
+				goto out;
 			}
 			nlisten++;
 			if (i == 2)
@@ -372,19 +375,22 @@ main(int argc, char **argv)
 	}
 	if (nlisten == 0) {
 		fprintf(stderr, "%s: no [smtpd] listen address\n", SMTPD_PROG);
-		return 78;
+		r = 78;
+		goto out;
 	}
 
 	tls_settings_from_config(m.cfg, &ts);
 	if (ts.cert_file != NULL && ts.cert_file[0] != '\0') {
 		if (tls_server_ctx_new(&ts, &m.tls, &err) < 0) {
 			fprintf(stderr, "%s: %s\n", SMTPD_PROG, err);
-			return 78;
+			r = 78;
+			goto out;
 		}
 	} else if (need_tls) {
 		fprintf(stderr, "%s: listen_submissions needs [tls] cert_file "
 		    "and key_file\n", SMTPD_PROG);
-		return 78;
+		r = 78;
+		goto out;
 	}
 
 	user = config_str(m.cfg, "smtpd", "user");
@@ -402,6 +408,9 @@ main(int argc, char **argv)
 	r = daemon_run(&spec, &err);
 	if (r < 0)
 		fprintf(stderr, "%s: %s\n", SMTPD_PROG, err);
+	r = r < 0 ? 1 : 0;
+out:
+	/* Configuration errors (exit 78) leave through here too. */
 	for (i = 0; i < nlisten; i++)
 		free(hosts[i]);
 	for (i = 0; i < 3; i++)
@@ -409,5 +418,5 @@ main(int argc, char **argv)
 	if (m.tls != NULL)
 		SSL_CTX_free(m.tls);
 	config_free(m.cfg);
-	return r < 0 ? 1 : 0;
+	return r;
 }
