@@ -10,7 +10,7 @@ import subprocess
 import time
 
 from tap import Suite
-from imapdenv import Imapd, tls_client_ctx
+from imapdenv import IMAPD, Imapd, tls_client_ctx
 
 t = Suite()
 d = Imapd(t, workers=2)
@@ -94,8 +94,16 @@ time.sleep(0.5)
 after = sum(rss_kib(p) for p in workers())
 per = (after - base) * 1024 / N
 t.diag(f"{N} idle TLS sessions in IDLE: {per / 1024:.1f} KiB each (PSS)")
-t.ok(per < 64 * 1024, "an idle TLS session in IDLE costs under 64 KiB",
-     f"{per:.0f} bytes")
+# A sanitizer build pads every allocation: the bound is for real builds.
+sanitized = b"libasan" in subprocess.run(["ldd", IMAPD],
+                                          capture_output=True).stdout
+if sanitized:
+    t.n += 1
+    print(f"ok {t.n} - idle TLS session memory # SKIP sanitizer build",
+          flush=True)
+else:
+    t.ok(per < 64 * 1024, "an idle TLS session in IDLE costs under 64 KiB",
+         f"{per:.0f} bytes")
 s, f = many[0]
 d.deliver(A, b"Subject: third\r\n\r\nz\r\n")
 s.settimeout(5)
