@@ -649,6 +649,8 @@ struct msgctx {
 	int have_meta;
 	struct buf blob;
 	int have_blob;
+	struct buf hdr;		/* the header block alone, when blob is not read */
+	int have_hdr;
 	struct buf body_text;	/* decoded text parts, UTF-8 */
 	int have_body_text;
 };
@@ -685,6 +687,35 @@ header_len(struct msgctx *c)
 	if (load_meta(c) == 0 && c->meta.header_size <= c->blob.len)
 		return c->meta.header_size;
 	return c->blob.len;
+}
+
+/*
+ * The message's header block, for header keys: read alone (the first
+ * chunk or so) unless the whole message is loaded already, so SUBJECT,
+ * FROM, TO, CC, BCC and HEADER do not read every message body.
+ */
+static int
+load_header(struct msgctx *c, const uint8_t **p_r, size_t *len_r)
+{
+	const char *err;
+
+	if (!c->have_blob && !c->have_hdr) {
+		buf_reset(&c->hdr);
+		if (load_meta(c) == 0 && store_blob_read_range(
+		    c->s->w->store, c->m.blob, 0, c->meta.header_size,
+		    &c->hdr, &err) == 0)
+			c->have_hdr = 1;
+		else if (load_blob(c) < 0)
+			return -1;
+	}
+	if (c->have_blob) {
+		*p_r = c->blob.data;
+		*len_r = (size_t)header_len(c);
+	} else {
+		*p_r = c->hdr.data;
+		*len_r = c->hdr.len;
+	}
+	return 0;
 }
 
 /* Decode the text parts of the message into c->body_text. */
@@ -774,13 +805,14 @@ static int
 match_header(struct msgctx *c, const char *field, const char *needle)
 {
 	struct buf v, d;
+	const uint8_t *hp;
+	size_t hlen;
 	int found, r = 0;
 
-	if (load_blob(c) < 0)
+	if (load_header(c, &hp, &hlen) < 0)
 		return 0;
 	buf_init(&v, BUF_UNBOUNDED);
-	found = imap_header_value(c->blob.data, (size_t)header_len(c), field,
-	    &v);
+	found = imap_header_value(hp, hlen, field, &v);
 	if (found) {
 		if (needle[0] == '\0' || ci_contains(v.data, v.len, needle))
 			r = 1;
@@ -943,11 +975,13 @@ search_cb(const struct store_msg *m, void *ctx)
 	c.s = sc->s;
 	c.m = *m;
 	buf_init(&c.blob, BUF_UNBOUNDED);
+	buf_init(&c.hdr, BUF_UNBOUNDED);
 	buf_init(&c.body_text, BUF_UNBOUNDED);
 	hit = eval(&c, sc->prog, 0);
 	if (c.have_meta)
 		store_msg_meta_free(&c.meta);
 	buf_free(&c.blob);
+	buf_free(&c.hdr);
 	buf_free(&c.body_text);
 	if (!hit)
 		return 0;

@@ -227,6 +227,15 @@ def case_store_search(t):
     t.eq(data[0], b"1", "SEARCH KEYWORD")
     typ, data = m.search(None, "SUBJECT", '"message 3"')
     t.eq(data[0], b"3", "SEARCH SUBJECT")
+    # Header keys read the header block alone: they match header text and
+    # never the body.
+    typ, data = m.search(None, "HEADER", "Subject", '"message 2"')
+    t.eq(data[0], b"2", "SEARCH HEADER Subject")
+    typ, data = m.search(None, "HEADER", "Subject", '"body number"')
+    t.eq(data[0], b"", "SEARCH HEADER does not look in the body")
+    typ, data = m.search(None, "TO", '"alice@city"', "FROM", '"bob"',
+                         "SUBJECT", '"message"')
+    t.eq(data[0], b"1 2 3 4 5", "SEARCH TO FROM SUBJECT together")
     typ, data = m.search(None, "OR", "SUBJECT", '"message 4"', "BODY",
                          '"number 5"')
     t.eq(data[0], b"4 5", "SEARCH OR SUBJECT BODY")
