@@ -80,38 +80,42 @@ ctl_check_domain(struct ctl *ctl, const char *domain)
 
 /* ---- domain --------------------------------------------------------- */
 
+/*
+ * The commands that take one name and make one store call (domain add and
+ * del, user del, list del): check the name, open the store, call, and map
+ * the store's error to a one-line message and exit code.
+ */
 static int
-ctl_domain_add(struct ctl *ctl, int argc, char **argv)
+ctl_one_name(struct ctl *ctl, int argc, char **argv,
+    int (*check)(struct ctl *, const char *), enum ctl_store_mode mode,
+    int (*op)(struct store *, const char *, const char **))
 {
 	const char *error = NULL;
 	int rc, first;
 
 	if ((rc = ctl_args(ctl, argc, argv, 1, 1, &first)) >= 0)
 		return rc;
-	if ((rc = ctl_check_domain(ctl, argv[first])) != 0 ||
-	    (rc = ctl_store(ctl, CTL_STORE_CREATE)) != 0)
+	if ((rc = check(ctl, argv[first])) != 0 ||
+	    (rc = ctl_store(ctl, mode)) != 0)
 		return rc;
-	rc = store_domain_add(ctl->store, argv[first], &error);
+	rc = op(ctl->store, argv[first], &error);
 	if (rc != 0)
 		return ctl_store_fail(ctl, rc, argv[first], error);
 	return CTL_EX_OK;
 }
 
 static int
+ctl_domain_add(struct ctl *ctl, int argc, char **argv)
+{
+	return ctl_one_name(ctl, argc, argv, ctl_check_domain,
+	    CTL_STORE_CREATE, store_domain_add);
+}
+
+static int
 ctl_domain_del(struct ctl *ctl, int argc, char **argv)
 {
-	const char *error = NULL;
-	int rc, first;
-
-	if ((rc = ctl_args(ctl, argc, argv, 1, 1, &first)) >= 0)
-		return rc;
-	if ((rc = ctl_check_domain(ctl, argv[first])) != 0 ||
-	    (rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
-		return rc;
-	rc = store_domain_del(ctl->store, argv[first], &error);
-	if (rc != 0)
-		return ctl_store_fail(ctl, rc, argv[first], error);
-	return CTL_EX_OK;
+	return ctl_one_name(ctl, argc, argv, ctl_check_domain,
+	    CTL_STORE_EXISTING, store_domain_del);
 }
 
 static int
@@ -437,18 +441,8 @@ out:
 static int
 ctl_user_del(struct ctl *ctl, int argc, char **argv)
 {
-	const char *error = NULL;
-	int rc, first;
-
-	if ((rc = ctl_args(ctl, argc, argv, 1, 1, &first)) >= 0)
-		return rc;
-	if ((rc = ctl_check_address(ctl, argv[first])) != 0 ||
-	    (rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
-		return rc;
-	rc = store_account_del(ctl->store, argv[first], &error);
-	if (rc != 0)
-		return ctl_store_fail(ctl, rc, argv[first], error);
-	return CTL_EX_OK;
+	return ctl_one_name(ctl, argc, argv, ctl_check_address,
+	    CTL_STORE_EXISTING, store_account_del);
 }
 
 /* user passwd and user verify: ADDRESS [--password-file FILE]. */
@@ -807,18 +801,8 @@ ctl_list_add(struct ctl *ctl, int argc, char **argv)
 static int
 ctl_list_del(struct ctl *ctl, int argc, char **argv)
 {
-	const char *error = NULL;
-	int rc, first;
-
-	if ((rc = ctl_args(ctl, argc, argv, 1, 1, &first)) >= 0)
-		return rc;
-	if ((rc = ctl_check_address(ctl, argv[first])) != 0 ||
-	    (rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
-		return rc;
-	rc = store_list_del(ctl->store, argv[first], &error);
-	if (rc != 0)
-		return ctl_store_fail(ctl, rc, argv[first], error);
-	return CTL_EX_OK;
+	return ctl_one_name(ctl, argc, argv, ctl_check_address,
+	    CTL_STORE_EXISTING, store_list_del);
 }
 
 /* list members LIST [--expand] and list posters LIST. */
