@@ -33,6 +33,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "privsep.h"
+#include "ratelimit.h"
 #include "strnum.h"
 #include "xmalloc.h"
 
@@ -634,6 +635,14 @@ daemon_run(const struct daemon_spec *spec, const char **error_r)
 		    ls[i].addr);
 	log_info("daemon: event=start pid=%ld workers=%u", (long)sv.parent,
 	    sv.nslots);
+	/* Before the first fork: every worker counts failed logins in it. */
+	{
+		const char *rl_err = NULL;
+
+		if (ratelimit_auth_init(&rl_err) < 0)
+			log_warnx("daemon: event=ratelimit-private error=\"%s\""
+			    " (failed logins counted per worker)", rl_err);
+	}
 	for (i = 0; i < sv.nslots; i++)
 		if (worker_start(&sv, i) < 0)
 			sv.slots[i].restart_ms = now_ms() +

@@ -21,6 +21,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "sasl.h"
 #include "strnum.h"
 #include "xmalloc.h"
@@ -872,36 +873,43 @@ sasl_session_check_password(struct sasl_session *s, const char *user,
 
 /* ---- failed-authentication rate limit ---------------------------------- */
 
-#define SASL_RATELIMIT_BUCKETS (SASL_RATELIMIT_SLOTS / SASL_RATELIMIT_WAYS)
-
-struct sasl_ratelimit_entry {
-	uint8_t key[16];	/* IPv6 /64 or IPv4-mapped address */
-	int used;
-	int64_t window_start;
-	unsigned int count;
-};
-
+/*
+ * The counters live in a lib/ratelimit.h table: the daemon's shared one
+ * when the root parent made it before forking (one limit for all
+ * workers), else a private one.
+ */
 struct sasl_ratelimit {
 	unsigned int max_failures;
 	int64_t window;
-	uint8_t hash_key[crypto_shorthash_KEYBYTES];
-	struct sasl_ratelimit_entry entries[SASL_RATELIMIT_SLOTS];
+	struct ratelimit *table;
+	int own;		/* table is ours to free */
 };
 
 struct sasl_ratelimit *
 sasl_ratelimit_new(unsigned int max_failures, unsigned int window_seconds)
 {
 	struct sasl_ratelimit *rl = xcalloc(1, sizeof(*rl));
+	const char *err = NULL;
 
 	rl->max_failures = max_failures;
 	rl->window = window_seconds;
-	randombytes_buf(rl->hash_key, sizeof(rl->hash_key));
+	rl->table = ratelimit_auth();
+	if (rl->table == NULL) {
+		rl->table = ratelimit_new(0, &err);
+		if (rl->table == NULL)
+			log_fatalx("sasl: %s", err);
+		rl->own = 1;
+	}
 	return rl;
 }
 
 void
 sasl_ratelimit_free(struct sasl_ratelimit *rl)
 {
+	if (rl == NULL)
+		return;
+	if (rl->own)
+		ratelimit_free(rl->table);
 	free(rl);
 }
 
@@ -929,82 +937,29 @@ ratelimit_key(const char *addr, uint8_t key[16])
 		memset(key + 8, 0, 8);
 }
 
-static struct sasl_ratelimit_entry *
-ratelimit_bucket(struct sasl_ratelimit *rl, const uint8_t key[16])
-{
-	uint8_t h[crypto_shorthash_BYTES];
-	uint64_t v = 0;
-	size_t i;
-
-	crypto_shorthash(h, key, 16, rl->hash_key);
-	for (i = 0; i < sizeof(v) && i < sizeof(h); i++)
-		v = (v << 8) | h[i];
-	return &rl->entries[(v % SASL_RATELIMIT_BUCKETS) * SASL_RATELIMIT_WAYS];
-}
-
-static struct sasl_ratelimit_entry *
-ratelimit_find(struct sasl_ratelimit *rl, const uint8_t key[16])
-{
-	struct sasl_ratelimit_entry *b = ratelimit_bucket(rl, key);
-	size_t i;
-
-	for (i = 0; i < SASL_RATELIMIT_WAYS; i++)
-		if (b[i].used && memcmp(b[i].key, key, 16) == 0)
-			return &b[i];
-	return NULL;
-}
-
 int
 sasl_ratelimit_allowed(struct sasl_ratelimit *rl, const char *addr,
     int64_t now)
 {
-	struct sasl_ratelimit_entry *e;
-	uint8_t key[16];
+	uint8_t key[RATELIMIT_KEY_LEN];
 
 	if (rl->max_failures == 0)
 		return 1;
 	ratelimit_key(addr, key);
-	e = ratelimit_find(rl, key);
-	if (e == NULL || now - e->window_start >= rl->window)
-		return 1;
-	return e->count < rl->max_failures;
+	return ratelimit_count(rl->table, key, rl->window, now) <
+	    rl->max_failures;
 }
 
 void
 sasl_ratelimit_failed(struct sasl_ratelimit *rl, const char *addr,
     int64_t now)
 {
-	struct sasl_ratelimit_entry *e, *b;
-	uint8_t key[16];
-	size_t i;
+	uint8_t key[RATELIMIT_KEY_LEN];
 
 	if (rl->max_failures == 0)
 		return;
 	ratelimit_key(addr, key);
-	e = ratelimit_find(rl, key);
-	if (e == NULL) {
-		/* A free or expired way, else the oldest one. */
-		b = ratelimit_bucket(rl, key);
-		e = &b[0];
-		for (i = 0; i < SASL_RATELIMIT_WAYS; i++) {
-			if (!b[i].used ||
-			    now - b[i].window_start >= rl->window) {
-				e = &b[i];
-				break;
-			}
-			if (b[i].window_start < e->window_start)
-				e = &b[i];
-		}
-		memcpy(e->key, key, 16);
-		e->used = 1;
-		e->window_start = now;
-		e->count = 0;
-	} else if (now - e->window_start >= rl->window) {
-		e->window_start = now;
-		e->count = 0;
-	}
-	if (e->count < UINT32_MAX)
-		e->count++;
+	(void)ratelimit_add(rl->table, key, rl->window, now);
 }
 
 /* ---- base64 ------------------------------------------------------------ */

@@ -40,6 +40,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ratelimit.h"
+
 struct buf;
 struct sasl_session;
 
@@ -262,17 +264,21 @@ int sasl_addr_is_loopback(const char *addr);
  * ignored.  An address that does not parse counts as one shared "unknown"
  * address.
  *
- * Per process, in memory, not thread-safe: one per worker, used on its
- * event loop (check before starting an exchange, record the failure when
- * the helper thread's result comes back).  At most SASL_RATELIMIT_SLOTS
- * addresses are tracked; when full, the oldest entry in the way is reused
- * (buckets are chosen by a keyed hash, so a client cannot aim at one).
- * Times are passed in (seconds, any monotonic clock) so tests need no
- * sleeping.
+ * The counters are in lib/ratelimit.h's table: when the daemon's root
+ * parent created the shared one before forking (daemon_run does), every
+ * sasl_ratelimit of every worker uses it, so the limit holds per address
+ * for the whole daemon, not per worker; otherwise (tools, tests) each
+ * sasl_ratelimit has a private table.  Used on the event loop (check
+ * before starting an exchange, record the failure when the helper
+ * thread's result comes back); the table locks itself.  At most
+ * RATELIMIT_SLOTS addresses are tracked; when a bucket is full its oldest
+ * entry is reused (buckets are chosen by a keyed hash, so a client cannot
+ * aim at one).  Times are passed in (seconds, CLOCK_MONOTONIC or another
+ * clock all workers read alike) so tests need no sleeping.
  */
-#define SASL_RATELIMIT_SLOTS 4096
+#define SASL_RATELIMIT_SLOTS RATELIMIT_SLOTS
 /* Entries per hash bucket. */
-#define SASL_RATELIMIT_WAYS 8
+#define SASL_RATELIMIT_WAYS RATELIMIT_WAYS
 
 struct sasl_ratelimit;
 
