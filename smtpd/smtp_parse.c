@@ -140,6 +140,20 @@ is_atext(unsigned char c)
 }
 
 static int
+hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * RFC 3461 4: xtext = *( xchar / hexchar ); xchar is "!" to "~" but "+"
+ * and "="; hexchar is "+" and two UPPER-case hex digits.
+ */
+static int
 is_xtext(const char *v, size_t len)
 {
 	size_t i;
@@ -149,10 +163,179 @@ is_xtext(const char *v, size_t len)
 	for (i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)v[i];
 
-		if (c < 33 || c > 126 || c == '=')
+		if (c == '+') {
+			if (len - i < 3 || hexval((unsigned char)v[i + 1]) < 0
+			    || hexval((unsigned char)v[i + 2]) < 0)
+				return 0;
+			i += 2;
+		} else if (c < 33 || c > 126 || c == '=')
 			return 0;
 	}
 	return 1;
+}
+
+int
+smtp_xtext_decode(const char *in, char *out, size_t outsz)
+{
+	size_t i, n = 0, len = strlen(in);
+
+	if (!is_xtext(in, len))
+		return -1;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)in[i];
+
+		if (c == '+') {
+			c = (unsigned char)(hexval((unsigned char)in[i + 1]) * 16
+			    + hexval((unsigned char)in[i + 2]));
+			i += 2;
+			/* RFC 3461 4.2, 4.4: printable US-ASCII only. */
+			if (c < 32 || c > 126)
+				return -1;
+		}
+		if (n + 1 >= outsz)
+			return -1;
+		out[n++] = (char)c;
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+int
+smtp_xtext_encode(const char *in, char *out, size_t outsz)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = 0;
+
+	for (; *in != '\0'; in++) {
+		unsigned char c = (unsigned char)*in;
+
+		if (c < 33 || c > 126 || c == '+' || c == '=') {
+			if (n + 3 >= outsz)
+				return -1;
+			out[n++] = '+';
+			out[n++] = hex[c >> 4];
+			out[n++] = hex[c & 15];
+		} else {
+			if (n + 1 >= outsz)
+				return -1;
+			out[n++] = (char)c;
+		}
+	}
+	if (n >= outsz)
+		return -1;
+	out[n] = '\0';
+	return 0;
+}
+
+/*
+ * RFC 6533 3: utf-8-addr-unitext (utf8 != 0) or utf-8-addr-xtext: QCHAR
+ * ("!" to "~" but "+", "=" and "\\"), "\\x{HEX}" (1 to 6 upper-case hex
+ * digits naming a scalar value that is not ASCII-printable-safe), and with
+ * unitext well-formed UTF-8 characters.
+ */
+static int
+is_utf8_addr_text(const char *v, size_t len, int utf8)
+{
+	size_t i;
+
+	if (len == 0)
+		return 0;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)v[i];
+
+		if (c == '\\') {
+			size_t j = i + 3;
+			uint32_t cp = 0;
+
+			if (len - i < 5 || v[i + 1] != 'x' || v[i + 2] != '{')
+				return 0;
+			while (j < len && hexval((unsigned char)v[j]) >= 0 &&
+			    j - (i + 3) < 6) {
+				cp = cp * 16 + (uint32_t)hexval((unsigned char)v[j]);
+				j++;
+			}
+			if (j == i + 3 || j >= len || v[j] != '}' ||
+			    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
+			    (cp > 0x20 && cp < 0x7f && cp != '+' && cp != '=' &&
+			    cp != '\\'))
+				return 0;
+			i = j;
+		} else if (c >= 0x80) {
+			size_t k = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+
+			if (!utf8 || len - i < k ||
+			    !smtp_utf8_valid((const uint8_t *)v + i, k))
+				return 0;
+			i += k - 1;
+		} else if (c < 33 || c > 126 || c == '+' || c == '=')
+			return 0;
+	}
+	return 1;
+}
+
+/* ORCPT's value: addr-type ";" xtext (or RFC 6533 text for "utf-8"). */
+static int
+orcpt_valid(const char *v, size_t len, int utf8)
+{
+	const char *semi = memchr(v, ';', len);
+	size_t tlen, i;
+
+	if (semi == NULL || semi == v)
+		return 0;
+	tlen = (size_t)(semi - v);
+	for (i = 0; i < tlen; i++) {
+		unsigned char c = (unsigned char)v[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '-'))
+			return 0;
+	}
+	if (tlen == 5 && ascii_ncaseeq(v, "utf-8", 5))
+		return is_utf8_addr_text(semi + 1, len - tlen - 1, utf8);
+	return is_xtext(semi + 1, len - tlen - 1);
+}
+
+int
+smtp_orcpt_text(const char *orcpt, char *out, size_t outsz)
+{
+	const char *semi = strchr(orcpt, ';');
+	size_t tlen, n, i;
+
+	if (semi == NULL || semi == orcpt || (size_t)(semi - orcpt) >= outsz)
+		return -1;
+	tlen = (size_t)(semi - orcpt) + 1;
+	memcpy(out, orcpt, tlen);
+	out[tlen] = '\0';
+	if (tlen != 6 || !ascii_ncaseeq(orcpt, "utf-8", 5))
+		return smtp_xtext_decode(semi + 1, out + tlen, outsz - tlen);
+	/* utf-8: keep the escapes, turn raw UTF-8 into "\\x{HEX}". */
+	n = tlen;
+	for (i = 0; semi[1 + i] != '\0'; i++) {
+		const unsigned char *p = (const unsigned char *)semi + 1 + i;
+		uint32_t cp;
+		size_t k;
+		int w;
+
+		if (*p < 0x80) {
+			if (n + 1 >= outsz)
+				return -1;
+			out[n++] = (char)*p;
+			continue;
+		}
+		k = *p >= 0xf0 ? 4 : *p >= 0xe0 ? 3 : 2;
+		cp = *p & (k == 4 ? 0x07 : k == 3 ? 0x0f : 0x1f);
+		for (w = 1; w < (int)k && p[w] != '\0'; w++)
+			cp = (cp << 6) | (p[w] & 0x3f);
+		if (w != (int)k)
+			return -1;
+		w = snprintf(out + n, outsz - n, "\\x{%X}", (unsigned)cp);
+		if (w < 0 || (size_t)w >= outsz - n)
+			return -1;
+		n += (size_t)w;
+		i += k - 1;
+	}
+	out[n] = '\0';
+	return 0;
 }
 
 static enum smtp_path_error
@@ -199,23 +382,32 @@ mail_param(const char *k, size_t klen, const char *v, size_t vlen, int has_v,
 		*seen |= 4;
 	} else if (KEY_IS("RET")) {
 		if ((*seen & 8) || !has_v)
-			return fail(what_r, "bad RET parameter",
-			    SMTP_PATH_PARAM);
+			return fail(what_r, "Bad RET parameter syntax "
+			    "(RET=FULL or RET=HDRS, once)", SMTP_PATH_DSN);
 		if (VAL_IS("FULL"))
 			mp->ret = SMTP_RET_FULL;
 		else if (VAL_IS("HDRS"))
 			mp->ret = SMTP_RET_HDRS;
 		else
-			return fail(what_r, "bad RET parameter",
-			    SMTP_PATH_PARAM);
+			return fail(what_r, "Bad RET parameter syntax "
+			    "(RET=FULL or RET=HDRS, once)", SMTP_PATH_DSN);
 		*seen |= 8;
 	} else if (KEY_IS("ENVID")) {
-		if ((*seen & 16) || !has_v || vlen > SMTP_ENVID_MAX ||
-		    !is_xtext(v, vlen))
-			return fail(what_r, "bad ENVID parameter",
-			    SMTP_PATH_PARAM);
+		char dec[SMTP_ENVID_MAX + 1];
+
+		if ((*seen & 16) || !has_v)
+			return fail(what_r, "Bad ENVID parameter syntax",
+			    SMTP_PATH_DSN);
+		if (vlen > SMTP_ENVID_MAX)
+			return fail(what_r, "ENVID longer than 100 characters "
+			    "(RFC 3461)", SMTP_PATH_DSN);
 		memcpy(mp->envid, v, vlen);
 		mp->envid[vlen] = '\0';
+		if (smtp_xtext_decode(mp->envid, dec, sizeof(dec)) < 0) {
+			mp->envid[0] = '\0';
+			return fail(what_r, "Bad ENVID parameter syntax (xtext "
+			    "of printable ASCII)", SMTP_PATH_DSN);
+		}
 		*seen |= 16;
 	} else if (KEY_IS("AUTH")) {
 		/* RFC 4954 5: accepted and ignored (we trust no one's). */
@@ -228,16 +420,19 @@ mail_param(const char *k, size_t klen, const char *v, size_t vlen, int has_v,
 	return SMTP_PATH_OK;
 }
 
+#define NOTIFY_SYNTAX "Bad NOTIFY parameter syntax " \
+	"(NEVER, or SUCCESS, FAILURE, DELAY separated by commas)"
+
 static enum smtp_path_error
 rcpt_param(const char *k, size_t klen, const char *v, size_t vlen, int has_v,
-    struct smtp_rcpt_params *rp, unsigned *seen, const char **what_r)
+    int utf8, struct smtp_rcpt_params *rp, unsigned *seen,
+    const char **what_r)
 {
 	if (KEY_IS("NOTIFY")) {
 		size_t i = 0;
 
 		if ((*seen & 1) || !has_v)
-			return fail(what_r, "bad NOTIFY parameter",
-			    SMTP_PATH_PARAM);
+			return fail(what_r, NOTIFY_SYNTAX, SMTP_PATH_DSN);
 		while (i < vlen) {
 			size_t j = i;
 			const char *w = v + i;
@@ -256,25 +451,29 @@ rcpt_param(const char *k, size_t klen, const char *v, size_t vlen, int has_v,
 			else if (W_IS("DELAY"))
 				rp->notify |= SMTP_NOTIFY_DELAY;
 			else
-				return fail(what_r, "bad NOTIFY parameter",
-				    SMTP_PATH_PARAM);
+				return fail(what_r, NOTIFY_SYNTAX,
+				    SMTP_PATH_DSN);
 #undef W_IS
 			i = j + 1;
 			if (j + 1 == vlen)	/* trailing comma */
-				return fail(what_r, "bad NOTIFY parameter",
-				    SMTP_PATH_PARAM);
+				return fail(what_r, NOTIFY_SYNTAX,
+				    SMTP_PATH_DSN);
 		}
 		if ((rp->notify & SMTP_NOTIFY_NEVER) &&
 		    rp->notify != SMTP_NOTIFY_NEVER)
-			return fail(what_r, "NOTIFY=NEVER with others",
-			    SMTP_PATH_PARAM);
+			return fail(what_r, "NOTIFY=NEVER cannot be combined "
+			    "with other values", SMTP_PATH_DSN);
 		*seen |= 1;
 	} else if (KEY_IS("ORCPT")) {
-		if ((*seen & 2) || !has_v || vlen > SMTP_ORCPT_MAX ||
-		    !is_xtext(v, vlen) || memchr(v, ';', vlen) == NULL ||
-		    v[0] == ';')
-			return fail(what_r, "bad ORCPT parameter",
-			    SMTP_PATH_PARAM);
+		if ((*seen & 2) || !has_v)
+			return fail(what_r, "Bad ORCPT parameter syntax",
+			    SMTP_PATH_DSN);
+		if (vlen > SMTP_ORCPT_MAX)
+			return fail(what_r, "ORCPT longer than 500 characters "
+			    "(RFC 3461)", SMTP_PATH_DSN);
+		if (!orcpt_valid(v, vlen, utf8))
+			return fail(what_r, "Bad ORCPT parameter syntax "
+			    "(addr-type;xtext)", SMTP_PATH_DSN);
 		memcpy(rp->orcpt, v, vlen);
 		rp->orcpt[vlen] = '\0';
 		*seen |= 2;
@@ -286,7 +485,8 @@ rcpt_param(const char *k, size_t klen, const char *v, size_t vlen, int has_v,
 }
 
 static enum smtp_path_error
-parse_params(const char *p, int is_rcpt, struct smtp_mail_params *mp,
+parse_params(const char *p, int is_rcpt, int utf8,
+    struct smtp_mail_params *mp,
     struct smtp_rcpt_params *rp, const char **what_r)
 {
 	unsigned seen = 0;
@@ -328,8 +528,8 @@ parse_params(const char *p, int is_rcpt, struct smtp_mail_params *mp,
 				    SMTP_PATH_PARAM);
 		}
 		if (is_rcpt)
-			e = rcpt_param(k, klen, v, vlen, v != NULL, rp, &seen,
-			    what_r);
+			e = rcpt_param(k, klen, v, vlen, v != NULL, utf8, rp,
+			    &seen, what_r);
 		else
 			e = mail_param(k, klen, v, vlen, v != NULL, mp, &seen,
 			    what_r);
@@ -430,7 +630,7 @@ smtp_path_parse(const char *arg, int is_rcpt, int utf8_ok,
 	if (memchr(p, '<', len) != NULL)
 		return fail(what_r, "bad address", SMTP_PATH_SYNTAX);
 
-	e = parse_params(close + 1, is_rcpt, mp, rp, what_r);
+	e = parse_params(close + 1, is_rcpt, utf8_ok, mp, rp, what_r);
 	if (e != SMTP_PATH_OK)
 		return e;
 	if (!is_rcpt)

@@ -119,8 +119,34 @@ struct smtp_mail_params {
 
 struct smtp_rcpt_params {
 	unsigned notify;		/* SMTP_NOTIFY_* bits, 0 if absent */
-	char orcpt[SMTP_ORCPT_MAX + 1];	/* "rfc822;..." as received */
+	/*
+	 * "addr-type;xtext" as received, checked: xtext (RFC 3461 4) or,
+	 * for addr-type utf-8, RFC 6533's utf-8-addr-xtext (raw UTF-8 too
+	 * when the transaction is SMTPUTF8).  "" if absent.
+	 */
+	char orcpt[SMTP_ORCPT_MAX + 1];
 };
+
+/*
+ * Decode xtext (RFC 3461 4: "+XX" is the octet XX, upper-case hex) into
+ * out (outsz bytes with the NUL).  Returns 0, or -1 if in is not xtext,
+ * decodes to anything but printable US-ASCII (RFC 3461 4.2, 4.4), or does
+ * not fit.
+ */
+int smtp_xtext_decode(const char *in, char *out, size_t outsz);
+/*
+ * Encode NUL-terminated text as xtext ("+", "=", controls, space and
+ * octets over 126 become "+XX").  Returns 0, or -1 if it does not fit.
+ */
+int smtp_xtext_encode(const char *in, char *out, size_t outsz);
+/*
+ * A checked ORCPT value as the DSN's Original-Recipient field wants it
+ * (RFC 3464 2.3.1): "rfc822;" and the xtext-decoded address; for
+ * addr-type utf-8 (RFC 6533) the utf-8-addr-xtext form, raw UTF-8
+ * written as "\x{HEX}", so the field stays ASCII.  Returns 0 or -1 (bad
+ * value, or does not fit in outsz).
+ */
+int smtp_orcpt_text(const char *orcpt, char *out, size_t outsz);
 
 /* What went wrong with a path: the reply the server gives. */
 enum smtp_path_error {
@@ -135,6 +161,11 @@ enum smtp_path_error {
 				   UTF-8: 553 5.6.7 */
 	SMTP_PATH_PARAM,	/* unknown or malformed parameter: 555 5.5.4 */
 	SMTP_PATH_NULL,		/* "<>" where not allowed: 501 5.1.3 */
+	SMTP_PATH_DSN,		/* a DSN parameter (RFC 3461) malformed:
+				   bad xtext, ENVID over 100 or ORCPT over
+				   500 characters, an unknown RET or NOTIFY
+				   value, NEVER with others, given twice:
+				   501 5.5.4 */
 };
 
 /*

@@ -318,6 +318,8 @@ path_error_code(enum smtp_path_error e, int is_rcpt)
 		return "553 5.6.7";
 	case SMTP_PATH_PARAM:
 		return "555 5.5.4";
+	case SMTP_PATH_DSN:
+		return "501 5.5.4";
 	default:
 		return is_rcpt ? "501 5.1.3" : "501 5.1.7";
 	}

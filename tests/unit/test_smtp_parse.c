@@ -146,7 +146,17 @@ test_path(void **state)
 		  NULL },
 		{ "FROM:<a@b.example> SMTPUTF8=yes", 0, 0, SMTP_PATH_PARAM,
 		  NULL },
-		{ "FROM:<a@b.example> RET=ALL", 0, 0, SMTP_PATH_PARAM, NULL },
+		{ "FROM:<a@b.example> RET=ALL", 0, 0, SMTP_PATH_DSN, NULL },
+		{ "FROM:<a@b.example> RET=FULL RET=HDRS", 0, 0, SMTP_PATH_DSN,
+		  NULL },
+		{ "FROM:<a@b.example> ENVID=a+2", 0, 0, SMTP_PATH_DSN, NULL },
+		{ "FROM:<a@b.example> ENVID=a+2b", 0, 0, SMTP_PATH_DSN, NULL },
+		{ "FROM:<a@b.example> ENVID=a+0A", 0, 0, SMTP_PATH_DSN, NULL },
+		{ "FROM:<a@b.example> ENVID=a+", 0, 0, SMTP_PATH_DSN, NULL },
+		{ "FROM:<a@b.example> ENVID=\xe4\xb8\x89", 0, 0, SMTP_PATH_DSN,
+		  NULL },
+		{ "FROM:<a@b.example> ENVID=a+20b", 0, 0, SMTP_PATH_OK,
+		  "a@b.example" },
 		{ "FROM:<a@b.example> XFOO", 0, 0, SMTP_PATH_PARAM, NULL },
 		{ "FROM:<a@b.example> AUTH=<>", 0, 0, SMTP_PATH_OK,
 		  "a@b.example" },
@@ -155,12 +165,29 @@ test_path(void **state)
 		  1, 0, SMTP_PATH_OK, "a@b.example" },
 		{ "TO:<a@b.example> NOTIFY=NEVER", 1, 0, SMTP_PATH_OK,
 		  "a@b.example" },
-		{ "TO:<a@b.example> NOTIFY=NEVER,DELAY", 1, 0, SMTP_PATH_PARAM,
+		{ "TO:<a@b.example> NOTIFY=NEVER,DELAY", 1, 0, SMTP_PATH_DSN,
 		  NULL },
-		{ "TO:<a@b.example> NOTIFY=SUCCESS,", 1, 0, SMTP_PATH_PARAM,
+		{ "TO:<a@b.example> NOTIFY=SUCCESS,", 1, 0, SMTP_PATH_DSN,
 		  NULL },
-		{ "TO:<a@b.example> ORCPT=nosemicolon", 1, 0, SMTP_PATH_PARAM,
+		{ "TO:<a@b.example> NOTIFY=SOMETIMES", 1, 0, SMTP_PATH_DSN,
 		  NULL },
+		{ "TO:<a@b.example> NOTIFY=SUCCESS NOTIFY=DELAY", 1, 0,
+		  SMTP_PATH_DSN, NULL },
+		{ "TO:<a@b.example> ORCPT=nosemicolon", 1, 0, SMTP_PATH_DSN,
+		  NULL },
+		{ "TO:<a@b.example> ORCPT=;a@b", 1, 0, SMTP_PATH_DSN, NULL },
+		{ "TO:<a@b.example> ORCPT=rfc822;a+", 1, 0, SMTP_PATH_DSN,
+		  NULL },
+		{ "TO:<a@b.example> ORCPT=rfc822;a+2Bb@c", 1, 0, SMTP_PATH_OK,
+		  "a@b.example" },
+		{ "TO:<a@b.example> ORCPT=utf-8;\\x{5F20}@c", 1, 0, SMTP_PATH_OK,
+		  "a@b.example" },
+		{ "TO:<a@b.example> ORCPT=utf-8;\\x{41}@c", 1, 0, SMTP_PATH_DSN,
+		  NULL },
+		{ "TO:<a@b.example> ORCPT=utf-8;\xe5\xbc\xa0@c", 1, 0,
+		  SMTP_PATH_DSN, NULL },
+		{ "TO:<a@b.example> ORCPT=utf-8;\xe5\xbc\xa0@c", 1, 1,
+		  SMTP_PATH_OK, "a@b.example" },
 		{ "TO:<a@b.example> SIZE=10", 1, 0, SMTP_PATH_PARAM, NULL },
 	};
 	size_t i;
@@ -244,8 +271,75 @@ test_path_limits(void **state)
 		    envid);
 		assert_int_equal(smtp_path_parse(arg, 0, 0, &path, &mp, &rp,
 		    &what), n <= SMTP_ENVID_MAX ? SMTP_PATH_OK :
-		    SMTP_PATH_PARAM);
+		    SMTP_PATH_DSN);
 	}
+	/* ORCPT: the whole value "rfc822;..." at 499, 500, 501. */
+	for (n = SMTP_ORCPT_MAX - 1; n <= SMTP_ORCPT_MAX + 1; n++) {
+		char orcpt[SMTP_ORCPT_MAX + 8];
+
+		memcpy(orcpt, "rfc822;", 7);
+		memset(orcpt + 7, 'o', n - 7);
+		orcpt[n] = '\0';
+		snprintf(arg, sizeof(arg), "TO:<a@b.example> ORCPT=%s", orcpt);
+		assert_int_equal(smtp_path_parse(arg, 1, 0, &path, &mp, &rp,
+		    &what), n <= SMTP_ORCPT_MAX ? SMTP_PATH_OK :
+		    SMTP_PATH_DSN);
+		if (n <= SMTP_ORCPT_MAX)
+			assert_string_equal(rp.orcpt, orcpt);
+	}
+}
+
+/* xtext both ways, and ORCPT as the DSN's Original-Recipient shows it. */
+static void
+test_xtext(void **state)
+{
+	static const struct {
+		const char *in;
+		int rc;
+		const char *out;
+	} dec[] = {
+		{ "abc", 0, "abc" },
+		{ "a+2Bb+3Dc", 0, "a+b=c" },
+		{ "a+20b", 0, "a b" },
+		{ "a+2b", -1, NULL },		/* lower-case hex */
+		{ "a+2", -1, NULL },
+		{ "a=b", -1, NULL },
+		{ "a+0Ab", -1, NULL },		/* decodes to a control */
+		{ "a+E4", -1, NULL },		/* not ASCII */
+		{ "", -1, NULL },
+	}, orc[] = {
+		{ "rfc822;a+2Bb@c.example", 0, "rfc822;a+b@c.example" },
+		{ "RFC822;x@y", 0, "RFC822;x@y" },
+		{ "utf-8;\\x{5F20}@c", 0, "utf-8;\\x{5F20}@c" },
+		{ "utf-8;\xe5\xbc\xa0\xe4\xb8\x89@c", 0,
+		  "utf-8;\\x{5F20}\\x{4E09}@c" },
+		{ "nosemicolon", -1, NULL },
+	};
+	char out[64];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(dec) / sizeof(dec[0]); i++) {
+		assert_int_equal(smtp_xtext_decode(dec[i].in, out,
+		    sizeof(out)), dec[i].rc);
+		if (dec[i].rc == 0)
+			assert_string_equal(out, dec[i].out);
+	}
+	for (i = 0; i < sizeof(orc) / sizeof(orc[0]); i++) {
+		assert_int_equal(smtp_orcpt_text(orc[i].in, out, sizeof(out)),
+		    orc[i].rc);
+		if (orc[i].rc == 0)
+			assert_string_equal(out, orc[i].out);
+	}
+	assert_int_equal(smtp_xtext_encode("a+b=c d", out, sizeof(out)), 0);
+	assert_string_equal(out, "a+2Bb+3Dc+20d");
+	assert_int_equal(smtp_xtext_decode(out, out + 32, 32), 0);
+	assert_string_equal(out + 32, "a+b=c d");
+	/* Room: "a+2B" needs 5 bytes with the NUL (N-1, N). */
+	assert_int_equal(smtp_xtext_encode("a+", out, 4), -1);
+	assert_int_equal(smtp_xtext_encode("a+", out, 5), 0);
+	assert_int_equal(smtp_xtext_decode("abc", out, 3), -1);
+	assert_int_equal(smtp_xtext_decode("abc", out, 4), 0);
 }
 
 /* Feed s in pieces given by mode: 0 whole, 1 byte by byte, 2 random. */
@@ -476,6 +570,7 @@ main(void)
 		cmocka_unit_test(test_path),
 		cmocka_unit_test(test_path_params_values),
 		cmocka_unit_test(test_path_limits),
+		cmocka_unit_test(test_xtext),
 		cmocka_unit_test(test_data),
 		cmocka_unit_test(test_data_line_limit),
 		cmocka_unit_test(test_data_size),
