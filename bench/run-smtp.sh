@@ -63,15 +63,8 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 2
 fi
 
-# The reference's packages, installed without configuring or starting
-# the system's Postfix or Dovecot.
-if ! command -v smtp-source >/dev/null || ! command -v dovecot >/dev/null ||
-    [ ! -e /usr/lib/dovecot/lmtp ]; then
-	echo "postfix postfix/main_mailer_type select No configuration" |
-	    debconf-set-selections
-	DEBIAN_FRONTEND=noninteractive apt-get install -y \
-	    --no-install-recommends postfix dovecot-core dovecot-lmtpd >&2
-fi
+. "$here/lib-peer.sh"
+peer_install
 
 out="$here/out/smtp-$(date -u +%Y%m%d-%H%M%S).txt"
 mkdir -p "$here/out"
@@ -81,9 +74,6 @@ if ! setpriv --reuid=nobody --regid=nogroup --clear-groups test -x "$scratch"; t
 	echo "run-smtp.sh: nobody cannot reach $scratch; give a SCRATCH_DIR under a world-searchable folder" >&2
 	exit 2
 fi
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 gm_port=$(free_port)
 pf_port=$(free_port)
 dv_port=$(free_port)
@@ -93,48 +83,17 @@ while [ "$pf_port" = "$gm_port" ] || [ "$dv_port" = "$gm_port" ] ||
 done
 
 gm="$scratch/govmail"
-pf="$scratch/postfix"
-dv="$scratch/dovecot"
-queue="$pf/queue"
-maildirs="$dv/mail"
-gm_pid= dv_pid= pf_pid=
-stop_pid() {	# stop_pid PID: SIGTERM, wait up to 10 s, then SIGKILL
-	local pid=$1 i
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for i in $(seq 100); do
-		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-}
+gm_pid=
 cleanup() {
 	set +e
 	if [ -n "$gm_pid" ]; then
 		stop_pid "$gm_pid"; wait "$gm_pid" 2>/dev/null
 	fi
-	if [ -z "$pf_pid" ] && [ -s "$queue/pid/master.pid" ]; then
-		pf_pid=$(tr -d ' ' < "$queue/pid/master.pid")
-	fi
-	[ -n "$pf_pid" ] && stop_pid "$pf_pid"
-	if [ -n "$dv_pid" ]; then
-		stop_pid "$dv_pid"; wait "$dv_pid" 2>/dev/null
-	fi
+	peer_stop
 	return 0
 }
 trap cleanup EXIT
 exec > >(tee "$out") 2>&1
-
-clock() { date +%s.%N; }
-as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
-wait_port() {
-	local i
-	for i in $(seq 100); do
-		python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	echo "nothing listens on port $1" >&2
-	return 1
-}
 
 echo "# SMTP benchmarks $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname): $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(df -h "$scratch" | awk 'NR==2 {print $1}')"
 echo "# govmail-smtpd vs Postfix $(postconf -d -h mail_version) + Dovecot $(dovecot --version | cut -d' ' -f1) (LMTP), load generator smtp-source"
@@ -174,93 +133,10 @@ gm_count() {
 	    awk '/^messages:/ { print $2 }'
 }
 
-# ---- Dovecot ---------------------------------------------------------
-mkdir -p "$dv/run" "$dv/state" "$maildirs"
-# The Maildirs exist beforehand, as govmail's INBOXes do once the accounts
-# are made; Dovecot adds its index files at the first delivery.
-(cd "$maildirs" && for i in u $(seq -f '%.0fu' 1 "$fanout"); do
-	echo "$i/new"; echo "$i/cur"; echo "$i/tmp"
-done | xargs mkdir -p)
-chown -R nobody:nogroup "$maildirs"
-cat > "$dv/dovecot.conf" <<EOF
-# A private Dovecot for bench/run-smtp.sh: LMTP on loopback only.
-base_dir = $dv/run
-state_dir = $dv/state
-instance_name = dovecot-smtpbench
-log_path = $dv/dovecot.log
-protocols = lmtp
-listen = 127.0.0.1
-ssl = no
-# Durable as govmail: fsync each delivered file before the LMTP 250.
-mail_fsync = always
-mail_location = maildir:$maildirs/%n
-first_valid_uid = 1
-passdb {
-  driver = static
-  args = nopassword=y
-}
-userdb {
-  driver = static
-  args = uid=nobody gid=nogroup home=$maildirs/%n allow_all_users=yes
-}
-service lmtp {
-  inet_listener lmtp {
-    address = 127.0.0.1
-    port = $dv_port
-  }
-}
-EOF
-dovecot -c "$dv/dovecot.conf" -F > "$dv/stderr.log" 2>&1 &
-dv_pid=$!
-wait_port "$dv_port"
-dv_count() {
-	find "$maildirs" -path '*/new/*' -type f -printf . | wc -c
-}
-
-# ---- Postfix ---------------------------------------------------------
-mkdir -p "$pf/etc" "$queue" "$pf/data"
-chown postfix "$pf/data"
-# Postfix's own master.cf, without chroot (the queue is private), the
-# smtpd on our port, the optional pipe transports and tlsmgr left out.
-awk -v port="$pf_port" '
-	/^#/ || /^ / || /^$/ { next }
-	$1 == "smtp" && $2 == "inet" {
-		print "127.0.0.1:" port " inet n - n - - smtpd"; next }
-	$1 == "tlsmgr" || $8 == "pipe" { next }
-	{ $5 = "n"; print }' /usr/share/postfix/master.cf.dist > "$pf/etc/master.cf"
-cat > "$pf/etc/main.cf" <<EOF
-# A private Postfix for bench/run-smtp.sh; everything else is the default.
-compatibility_level = 3.6
-queue_directory = $queue
-data_directory = $pf/data
-meta_directory = /etc/postfix
-mail_owner = postfix
-setgid_group = postdrop
-syslog_name = postfix-smtpbench
-maillog_file = $pf/maillog
-maillog_file_prefixes = $pf
-myhostname = pf.$domain
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-alias_maps =
-alias_database =
-local_recipient_maps =
-biff = no
-virtual_mailbox_domains = $domain
-virtual_transport = lmtp:inet:127.0.0.1:$dv_port
-EOF
-postfix -c "$pf/etc" start >/dev/null 2>&1 || {
-	echo "postfix did not start:" >&2; cat "$pf/maillog" >&2; exit 1; }
-pf_pid=$(tr -d ' ' < "$queue/pid/master.pid")
-wait_port "$pf_port"
-pf_queued() {
-	find "$queue/incoming" "$queue/active" "$queue/deferred" \
-	    "$queue/hold" "$queue/maildrop" -type f -printf . | wc -c
-}
-echo "# Postfix: defaults but for the private paths, no chroot, virtual_transport = lmtp:inet:127.0.0.1:$dv_port ($(postconf -x -c "$pf/etc" -h lmtp_destination_concurrency_limit) concurrent LMTP sessions, $(postconf -x -c "$pf/etc" -h lmtp_destination_recipient_limit) recipients per LMTP transaction)"
-echo "# Dovecot: mail_fsync = always, Maildir, static userdb, LMTP on 127.0.0.1:$dv_port"
+# ---- Postfix + Dovecot (bench/lib-peer.sh) ---------------------------
+peer_start "$scratch" "$domain" "$fanout" "$pf_port" "$dv_port"
+pf=$peer_pf dv=$peer_dv maildirs=$peer_maildirs
+peer_describe
 
 # ---- the measurements ------------------------------------------------
 gm_expected=$(gm_count)
@@ -400,7 +276,7 @@ else
 fi
 echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 cleanup
-gm_pid= pf_pid= dv_pid=
+gm_pid=
 trap - EXIT
 rm -rf "$scratch"
 echo "# saved in $out"

@@ -163,8 +163,10 @@ const char *notice_journal_id(const struct notice_journal *j);
  * Record "about to send row", "row done" (status one word, address and
  * message_id without spaces, error free text or NULL) or "row deferred".
  * Each is one line written with a single write() on an O_APPEND
- * descriptor and made durable with fdatasync() before returning, so
- * several processes sharing the journal never interleave within a line.
+ * descriptor, so several processes sharing the journal never interleave
+ * within a line, and a process killed after the call loses nothing.  By
+ * default each line is made durable with fdatasync() before returning;
+ * see notice_journal_set_sync for group syncing.
  */
 int notice_journal_start(struct notice_journal *j, size_t row,
     const char **error_r);
@@ -174,6 +176,21 @@ int notice_journal_done(struct notice_journal *j, size_t row,
 int notice_journal_defer(struct notice_journal *j, size_t row,
     const char *address, const char *message_id, const char *error,
     const char **error_r);
+
+/* Group syncing: fdatasync() once rows lines are unsynced, or when a line
+ * is written ms milliseconds or more after the oldest unsynced one.
+ * rows = 0 (the default) syncs every line.  Only a machine crash (not a
+ * killed process) can lose unsynced lines.  Per handle (per process). */
+#define NOTICE_JOURNAL_SYNC_ROWS	256
+#define NOTICE_JOURNAL_SYNC_MS		100
+void notice_journal_set_sync(struct notice_journal *j, unsigned int rows,
+    unsigned int ms);
+
+/* fdatasync() what this handle wrote and has not synced; 0 if nothing. */
+int notice_journal_sync(struct notice_journal *j, const char **error_r);
+
+/* Lines this handle wrote since its last fdatasync(). */
+unsigned int notice_journal_unsynced(const struct notice_journal *j);
 
 /*
  * Read lines other processes appended since the last read.  *new_done_r

@@ -14,6 +14,13 @@
  * Rows are 1-based data rows.  Fields that could hold spaces or line
  * breaks (address, error) have them replaced by '_' and ' ' respectively;
  * "-" stands for empty.
+ *
+ * Durability: every line is written at once (a killed process loses
+ * nothing it wrote: the page cache keeps it); fdatasync() follows each
+ * line, or, after notice_journal_set_sync(), every so many lines or
+ * milliseconds and at notice_journal_sync() - so that only a machine crash
+ * can lose the last lines, whose rows are then sent again with the same
+ * Message-ID (the server drops such a duplicate submission).
  */
 #include "autoconf.h"
 
@@ -22,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -39,7 +47,21 @@ struct notice_journal {
 	off_t read_off;		/* bytes replayed so far */
 	struct notice_journal_row *rows;	/* index = row */
 	size_t n_rows;
+	unsigned int sync_rows;	/* 0: fdatasync after every line */
+	unsigned int sync_ms;
+	unsigned int pending;	/* lines written since the last sync */
+	struct timespec first_pending;	/* when the oldest was written */
 };
+
+static uint64_t
+elapsed_ms(const struct timespec *since)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)(now.tv_sec - since->tv_sec) * 1000 +
+	    (uint64_t)((now.tv_nsec - since->tv_nsec) / 1000000);
+}
 
 static const struct notice_journal_row row_new = { NOTICE_ROW_NEW, 0,
     NULL, NULL, NULL, NULL };
@@ -226,11 +248,39 @@ journal_write(struct notice_journal *j, const char *text,
 		}
 		off += (size_t)w;
 	}
+	if (j->pending++ == 0)
+		clock_gettime(CLOCK_MONOTONIC, &j->first_pending);
+	if (j->sync_rows == 0 || j->pending >= j->sync_rows ||
+	    elapsed_ms(&j->first_pending) >= j->sync_ms)
+		return notice_journal_sync(j, error_r);
+	return 0;
+}
+
+void
+notice_journal_set_sync(struct notice_journal *j, unsigned int rows,
+    unsigned int ms)
+{
+	j->sync_rows = rows;
+	j->sync_ms = ms;
+}
+
+int
+notice_journal_sync(struct notice_journal *j, const char **error_r)
+{
+	if (j->pending == 0)
+		return 0;
 	if (fdatasync(j->fd) == -1) {
 		*error_r = "cannot fsync the journal";
 		return -1;
 	}
+	j->pending = 0;
 	return 0;
+}
+
+unsigned int
+notice_journal_unsynced(const struct notice_journal *j)
+{
+	return j->pending;
 }
 
 /* fsync the folder holding path, so that a new journal's name is

@@ -34,6 +34,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/pkcs12.h>
 #include <openssl/x509.h>
 #include <sodium.h>
 
@@ -50,6 +51,8 @@
 #define NOTICE_MAX_ATTACH		64
 /* Largest body, HTML or attachment file read. */
 #define NOTICE_MAX_FILE			(32u * 1024 * 1024)
+/* Largest PKCS#12 file read. */
+#define NOTICE_MAX_P12			(1024u * 1024)
 /* Largest password file. */
 #define NOTICE_MAX_PASSWORD		1024
 /* Most parallel SMTP connections of merge. */
@@ -82,6 +85,7 @@ struct opts {
 	enum smime_cte cte;
 	int encrypt;
 	int missing_skip;
+	int journal_each;	/* --journal-sync each */
 	unsigned int connections;
 	int progress;		/* -1 auto, 0 off, 1 on */
 };
@@ -111,6 +115,7 @@ usage(void)
 "           [--p12-pass-file F] [--charset auto|utf-8|gb18030]\n"
 "           [--encrypt --pki-url URL [--missing-cert signed|skip]]\n"
 "           --journal FILE --report FILE [--connections N]\n"
+"           [--journal-sync batch|each]\n"
 "           [--progress|--no-progress] [server options]\n"
 "server options: [--server HOST:PORT] [--tls starttls|implicit|none]\n"
 "           [--cafile ROOT.pem] [--user U --password-file F] [--helo NAME]\n");
@@ -168,21 +173,56 @@ free_secret(char *s)
 	}
 }
 
+/*
+ * The signer's identity from the PKCS#12, with the chain the signatures
+ * carry: the CA certificates but not a self-signed root.  A root proves
+ * nothing to a verifier (it must already trust it), costs every receiver
+ * a certificate to decode (govmail-smtpd checks each signed message) and
+ * makes each message ~700 bytes larger.
+ */
 static struct govca_cms_identity *
 load_identity(const struct opts *o)
 {
 	struct govca_cms_identity *id;
+	struct buf data;
+	const unsigned char *p;
+	PKCS12 *p12;
+	X509 *cert = NULL, *c;
+	EVP_PKEY *key = NULL;
+	STACK_OF(X509) *ca = NULL;
 	char *pw = NULL;
 	const char *err;
+	int i;
 
 	if (o->p12 == NULL)
 		die("--p12 is required");
 	if (o->p12_pass_file != NULL)
 		pw = read_password(o->p12_pass_file);
-	if (govca_cms_identity_load_p12(o->p12, pw != NULL ? pw : "", &id,
-	    &err) == -1)
-		die("%s: %s", o->p12, err);
+	read_file(o->p12, NOTICE_MAX_P12, &data);
+	data.secret = 1;
+	p = data.data;
+	p12 = d2i_PKCS12(NULL, &p, (long)data.len);
+	buf_free(&data);
+	if (p12 == NULL)
+		die("%s: not a PKCS#12 file", o->p12);
+	if (!PKCS12_parse(p12, pw != NULL ? pw : "", &key, &cert, &ca))
+		die("%s: cannot open PKCS#12 (wrong password?)", o->p12);
+	PKCS12_free(p12);
 	free_secret(pw);
+	if (cert == NULL || key == NULL)
+		die("%s: PKCS#12 holds no certificate and key", o->p12);
+	for (i = ca != NULL ? sk_X509_num(ca) - 1 : -1; i >= 0; i--) {
+		c = sk_X509_value(ca, i);
+		if (X509_self_signed(c, 0) == 1) {
+			(void)sk_X509_delete(ca, i);
+			X509_free(c);
+		}
+	}
+	if (govca_cms_identity_new(cert, key, ca, &id, &err) == -1)
+		die("%s: %s", o->p12, err);
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	sk_X509_pop_free(ca, X509_free);
 	return id;
 }
 
@@ -940,8 +980,13 @@ cmd_merge(struct opts *o)
 			prctl(PR_SET_PDEATHSIG, SIGKILL);
 			if (getppid() == 1)
 				_exit(NOTICE_EXIT_ERROR);
+			if (!o->journal_each)
+				notice_journal_set_sync(m.j,
+				    NOTICE_JOURNAL_SYNC_ROWS,
+				    NOTICE_JOURNAL_SYNC_MS);
 			for (k = w; k < n_todo; k += nw)
 				merge_row(&m, todo[k]);
+			journal_or_die(notice_journal_sync(m.j, &err), err);
 			notice_smtp_close(m.smtp);
 			_exit(0);
 		}
@@ -998,7 +1043,7 @@ enum {
 	OPT_CAFILE, OPT_TLS, OPT_OUTPUT, OPT_CTE, OPT_TEMPLATE, OPT_CSV,
 	OPT_ENCRYPT, OPT_PKI_URL, OPT_MISSING, OPT_JOURNAL, OPT_REPORT,
 	OPT_CONNECTIONS, OPT_CHARSET, OPT_PROGRESS, OPT_NO_PROGRESS,
-	OPT_HELO,
+	OPT_HELO, OPT_JOURNAL_SYNC,
 };
 
 static const struct option long_opts[] = {
@@ -1029,6 +1074,7 @@ static const struct option long_opts[] = {
 	{ "progress", no_argument, NULL, OPT_PROGRESS },
 	{ "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
 	{ "helo", required_argument, NULL, OPT_HELO },
+	{ "journal-sync", required_argument, NULL, OPT_JOURNAL_SYNC },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -1120,6 +1166,14 @@ main(int argc, char **argv)
 		case OPT_PROGRESS: o.progress = 1; break;
 		case OPT_NO_PROGRESS: o.progress = 0; break;
 		case OPT_HELO: o.helo = optarg; break;
+		case OPT_JOURNAL_SYNC:
+			if (strcmp(optarg, "each") == 0)
+				o.journal_each = 1;
+			else if (strcmp(optarg, "batch") == 0)
+				o.journal_each = 0;
+			else
+				die("--journal-sync: each or batch");
+			break;
 		default:
 			usage();
 		}

@@ -551,6 +551,70 @@ test_journal(void **state)
 	free(path);
 }
 
+/* Group syncing: lines are written at once (another handle reads them
+ * before any fdatasync), synced every N lines (N-1, N, N+1) or once a
+ * line comes M ms after the oldest unsynced one, and on request. */
+static void
+test_journal_sync(void **state)
+{
+	static const uint8_t hash[32] = { 7 };
+	struct notice_journal *j, *reader;
+	const char *err = NULL;
+	char *path = tmp_journal();
+	size_t n;
+
+	(void)state;
+	assert_int_equal(notice_journal_open(path, hash, &j, &err), 0);
+	assert_int_equal(notice_journal_unsynced(j), 0);	/* header */
+	/* The default: every line synced before the call returns. */
+	assert_int_equal(notice_journal_start(j, 1, &err), 0);
+	assert_int_equal(notice_journal_unsynced(j), 0);
+
+	notice_journal_set_sync(j, 3, 60 * 60 * 1000);
+	assert_int_equal(notice_journal_start(j, 2, &err), 0);
+	assert_int_equal(notice_journal_unsynced(j), 1);
+	assert_int_equal(notice_journal_done(j, 2, "sent-signed", "b@x",
+	    "<m2@x>", NULL, &err), 0);
+	assert_int_equal(notice_journal_unsynced(j), 2);	/* N-1 */
+	/* Not yet synced, but written: another reader (the parent's
+	 * progress, a rerun after a kill) sees the outcome already. */
+	assert_int_equal(notice_journal_open(path, hash, &reader, &err), 0);
+	assert_int_equal(notice_journal_row(reader, 2)->state,
+	    NOTICE_ROW_DONE);
+	assert_int_equal(notice_journal_start(j, 3, &err), 0);
+	assert_int_equal(notice_journal_unsynced(j), 0);	/* N */
+	assert_int_equal(notice_journal_done(j, 3, "sent-signed", "c@x",
+	    "<m3@x>", NULL, &err), 0);
+	assert_int_equal(notice_journal_unsynced(j), 1);	/* N+1 */
+	assert_int_equal(notice_journal_refresh(reader, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(notice_journal_sync(j, &err), 0);
+	assert_int_equal(notice_journal_unsynced(j), 0);
+	assert_int_equal(notice_journal_sync(j, &err), 0);	/* nothing */
+
+	/* By age: a line written 50 ms or more after the oldest unsynced
+	 * one syncs both. */
+	notice_journal_set_sync(j, 1000, 50);
+	assert_int_equal(notice_journal_start(j, 4, &err), 0);
+	assert_int_equal(notice_journal_unsynced(j), 1);
+	usleep(60 * 1000);
+	assert_int_equal(notice_journal_done(j, 4, "sent-signed", "d@x",
+	    "<m4@x>", NULL, &err), 0);
+	assert_int_equal(notice_journal_unsynced(j), 0);
+
+	/* Closed without a sync (a killed sender): the lines stay. */
+	assert_int_equal(notice_journal_start(j, 5, &err), 0);
+	assert_int_equal(notice_journal_unsynced(j), 1);
+	notice_journal_close(j);
+	notice_journal_close(reader);
+	assert_int_equal(notice_journal_open(path, hash, &j, &err), 0);
+	assert_int_equal(notice_journal_row(j, 4)->state, NOTICE_ROW_DONE);
+	assert_int_equal(notice_journal_row(j, 5)->state, NOTICE_ROW_STARTED);
+	notice_journal_close(j);
+	unlink(path);
+	free(path);
+}
+
 int
 main(void)
 {
@@ -564,6 +628,7 @@ main(void)
 		cmocka_unit_test(test_template_parse),
 		cmocka_unit_test(test_merge),
 		cmocka_unit_test(test_journal),
+		cmocka_unit_test(test_journal_sync),
 	};
 
 	if (sodium_init() == -1)
