@@ -108,7 +108,8 @@ void store_close(struct store *store);
 /*
  * Housekeeping that a long-running process calls every few seconds (the
  * daemons from a timer): failchk, checkpoint when due, removal of log
- * files no longer needed.  Cheap when nothing is due.
+ * files no longer needed, expiry of submission de-duplication records
+ * (at most STORE_DEDUP_EXPIRE_BATCH per call).  Cheap when nothing is due.
  */
 int store_maintain(struct store *store, const char **error_r);
 
@@ -576,6 +577,9 @@ int store_stats(struct store *store, struct store_stats *stats_r,
  * and reference counts and removes orphans.
  */
 int store_check(struct store *store, int repair,
+	uint64_t queued;		/* outbound queue entries */
+	uint64_t notices;		/* notices in the report */
+	uint64_t dedup;			/* submission de-duplication records */
     void (*report)(const char *problem, void *ctx), void *ctx,
     const char **error_r);
 
@@ -594,34 +598,138 @@ int store_backup(struct store *store, const char *dir, const char **error_r);
 int store_restore(const struct config *cfg, const char *dir,
     const char **error_r);
 
+/* ---- the outbound queue (store_queue.c) ---------------------------- */
+
+/*
+ * Messages waiting to leave (smtpd's outbound queue, and local copies a
+ * notice could not deliver yet) live in the store, so that a delivery and
+ * its queue entries are one transaction and a backup has both.  The store
+ * keeps each entry's bytes opaque (smtpd encodes them, smtpd/smtp_queue.c)
+ * and knows only its id and when it is next due.
+ */
+#define STORE_QUEUE_ID_MAX 64		/* bytes of an entry id */
+/* An entry: the message plus its envelope, at most this beyond the
+   [limits] message_max. */
+#define STORE_QUEUE_OVERHEAD_MAX (4U * 1024 * 1024)
+
+#define STORE_QUEUE_SUMMARY_MAX 256	/* bytes of an entry's summary */
+
+struct store_queue_item {
+	const char *id;		/* printable ASCII, 1..STORE_QUEUE_ID_MAX */
+	int64_t next_try;	/* seconds since the epoch: due from then */
+	const char *summary;	/* one line for `govmailctl queue list`
+				   (NULL: none; cut at ..._SUMMARY_MAX) */
+	const uint8_t *data;	/* the caller's encoding */
+	size_t len;
+};
+
+/* Add or replace one entry (one durable transaction). */
+int store_queue_put(struct store *store, const struct store_queue_item *item,
+    const char **error_r);
+/* Remove one entry; 0 also when it was not there. */
+int store_queue_del(struct store *store, const char *id,
+    const char **error_r);
+/*
+ * Call cb for each entry with next_try <= due (INT64_MAX: every entry), in
+ * id order; the item lives during the call.  cb returning non-zero stops
+ * (that value is returned).  Reads a snapshot.
+ */
+int store_queue_list(struct store *store, int64_t due,
+    int (*cb)(const struct store_queue_item *item, void *ctx), void *ctx,
+    const char **error_r);
+/* Make every entry due now; *n_r (may be NULL) entries changed. */
+int store_queue_flush(struct store *store, uint64_t *n_r,
+    const char **error_r);
+
+/*
+ * Inside a delivery transaction (store_deliver_ex's queue_cb): add or
+ * replace, or remove, queue entries as part of that same transaction.
+ */
+struct store_txn_queue;
+int store_txn_queue_put(struct store_txn_queue *tq,
+    const struct store_queue_item *item);
+int store_txn_queue_del(struct store_txn_queue *tq, const char *id);
+
+/* ---- delivery with everything it records ----------------------------- */
+
+#define STORE_DEDUP_REF_MAX 64		/* "delivered as" text kept */
+#define STORE_DEDUP_WINDOW_MAX (366LL * 86400)	/* longest window, s */
+/* Expired de-duplication records store_maintain() removes per call. */
+#define STORE_DEDUP_EXPIRE_BATCH 1000
+
+/*
+ * What a delivery records besides the index records, all in the one
+ * transaction (every field may be 0/NULL: then it is not done).
+ *
+ * notice_id: the delivery is (part of) a signed notice with this
+ *   Message-ID ("<...>", printable ASCII, <= STORE_NOTICE_ID_MAX): every
+ *   result is recorded for `govmailctl notice report` (delivered ones as
+ *   packed mailbox id/UID pairs, failed ones by address).  notice_list and
+ *   notice_sender name the list and the poster for a new notice; when they
+ *   are NULL and the notice is unknown, nothing is recorded (a retry of a
+ *   message that was not a notice).
+ * notice_defer: a recipient over quota (STORE_EQUOTA) is recorded as
+ *   deferred, not failed: the caller queues its copy (queue_cb).
+ * queue_cb: called inside the transaction, after the index records, with
+ *   the per-recipient results (possibly several times, once per attempt
+ *   after a deadlock: it must only use tq and its own ctx); it adds,
+ *   replaces or removes queue entries with store_txn_queue_put/del.  A
+ *   negative return aborts the whole delivery with that error.
+ * dedup_account, dedup_id: an authenticated submission by this account
+ *   with this Message-ID.  If the pair was recorded before and its
+ *   dedup_until has not passed, nothing at all is stored: the call
+ *   returns STORE_EEXISTS and copies the earlier dedup_ref into
+ *   dup_ref_r.  Otherwise the pair is recorded with dedup_until (seconds
+ *   since the epoch) and dedup_ref (at most STORE_DEDUP_REF_MAX bytes,
+ *   e.g. smtpd's "delivered as" id); store_maintain() expires it.
+ */
+struct store_deliver_opts {
+	const char *notice_id;
+	const char *notice_list;
+	const char *notice_sender;
+	int notice_defer;
+	int (*queue_cb)(struct store_txn_queue *tq,
+	    const struct store_rcpt_result *results, size_t nres, void *ctx);
+	void *queue_ctx;
+	const char *dedup_account;
+	const char *dedup_id;
+	int64_t dedup_until;
+	const char *dedup_ref;
+};
+
+/*
+ * store_deliver() with opts (may be NULL: then the same).  nrcpts may be 0
+ * (a remote-only submission: only what opts records).  Returns as
+ * store_deliver(), or STORE_EEXISTS for a duplicate submission (see
+ * dedup_id above; dup_ref_r, STORE_DEDUP_REF_MAX + 1 bytes, may be NULL).
+ */
+int store_deliver_ex(struct store *store, const uint8_t *msg, size_t len,
+    const char *const *rcpts, size_t nrcpts, int64_t internaldate,
+    struct store_rcpt_result *results, const struct store_deliver_opts *opts,
+    char *dup_ref_r, const char **error_r);
+
 /* ---- notice reports (store_notice.c) -------------------------------- */
 
 /*
- * Where each signed notice went, for `govmailctl notice report`: kept in
- * its own transactional environment, <[store] path>/notices (kv.h), not
- * in the store's databases (see store_notice.c for why; a store backup
- * does not include it).  A notice is keyed by its Message-ID ("<...>",
- * printable ASCII, at most STORE_NOTICE_ID_MAX bytes).  The handle may be
- * shared by threads.  Functions return 0 or a negative enum store_error.
+ * Where each signed notice went, for `govmailctl notice report`: tables
+ * of the store, written in the delivery's own transaction
+ * (store_deliver_ex with notice_id), so a backup has them.  A notice is
+ * keyed by its Message-ID ("<...>", printable ASCII, at most
+ * STORE_NOTICE_ID_MAX bytes).  Functions return 0 or a negative enum
+ * store_error.
  */
 #define STORE_NOTICE_ID_MAX 998		/* RFC 5322 2.1.1 line limit */
-
-struct store_notices;
-
-/* Open (create != 0: create the folder if missing; else STORE_ENOTFOUND
- * when nothing was ever recorded).  Close with store_notices_close(). */
-int store_notices_open(const struct config *cfg, int create,
-    struct store_notices **n_r, const char **error_r);
-void store_notices_close(struct store_notices *n);
+/* Delivered recipients packed into one record (mailbox id, UID pairs). */
+#define STORE_NOTICE_PACK_MAX 1000
 
 /*
- * Record one delivery of a notice durably (transactions of at most 1,000
- * recipients, each with its log flushed): the notice (list, poster, when:
- * seconds since the epoch) and each result as store_deliver() filled it
- * (delivered: mailbox id and UID, 12 bytes; failed: address and status).
- * A second delivery of the same Message-ID adds or replaces recipients.
+ * Record results of a notice outside a delivery (one durable
+ * transaction): the notice (list, poster, when: seconds since the epoch)
+ * if new, a delivered result as its mailbox/UID, any other status as
+ * failed (a deferred recipient that finally failed).  A later record for
+ * the same recipient replaces the earlier (deferred -> delivered/failed).
  */
-int store_notice_record(struct store_notices *n, const char *message_id,
+int store_notice_record(struct store *store, const char *message_id,
     const char *list, const char *sender, int64_t when,
     const struct store_rcpt_result *results, size_t nres,
     const char **error_r);
@@ -638,7 +746,8 @@ void store_notice_info_free(struct store_notice_info *info);
 /*
  * One recipient: status is a store_deliver() status (STORE_OK, ...).
  * For a delivered one, address is the owner of the mailbox now ("" if
- * the mailbox is gone); a failed one keeps the address it was sent to.
+ * the mailbox is gone); a failed or deferred one keeps the address it was
+ * sent to.  deferred: over quota, its copy waits in the queue.
  */
 struct store_notice_rcpt {
 	const char *address;
@@ -649,19 +758,20 @@ struct store_notice_rcpt {
 
 /* Every notice, in Message-ID order; cb returning non-zero stops (that
  * value is returned).  The info passed to cb lives during the call. */
-int store_notice_list(struct store_notices *n,
+int store_notice_list(struct store *store,
     int (*cb)(const struct store_notice_info *info, void *ctx), void *ctx,
     const char **error_r);
 /* One notice (STORE_ENOTFOUND if unknown); free with _info_free. */
-int store_notice_get(struct store_notices *n, const char *message_id,
+int store_notice_get(struct store *store, const char *message_id,
     struct store_notice_info *info_r, const char **error_r);
 /*
- * Its recipients: the delivered ones in mailbox order (their addresses
- * looked up in store), then the failed ones in address order; cb as for
- * store_notice_list.  STORE_ENOTFOUND if the notice is unknown.
+	int deferred;
+ * Its recipients: the delivered ones in the order recorded (their
+ * addresses looked up), then the failed and deferred ones in address
+ * order; cb as for store_notice_list.  STORE_ENOTFOUND if the notice is
+ * unknown.
  */
-int store_notice_rcpts(struct store_notices *n, struct store *store,
-    const char *message_id,
+int store_notice_rcpts(struct store *store, const char *message_id,
     int (*cb)(const struct store_notice_rcpt *rcpt, void *ctx), void *ctx,
     const char **error_r);
 

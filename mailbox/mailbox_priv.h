@@ -81,6 +81,17 @@ enum store_db {
 	SDB_BLOBS,	/* 32-byte key -> blob rec */
 	SDB_CHUNKS,	/* 32-byte key, u32 chunk -> bytes (maybe sealed) */
 	SDB_META,	/* 32-byte key -> serialised mime_info */
+	/*
+	 * Added later (store_queue.c, store_notice.c): created on open
+	 * when an older store lacks them.  Their numbers are in-memory
+	 * only (files are named by st_db_files), so appending is safe.
+	 */
+	SDB_QUEUE,	/* entry id -> u64 next_try, caller's bytes */
+	SDB_NOTICES,	/* message-id -> notice rec */
+	SDB_NOTICE_OK,	/* u32 notice, u32 batch -> packed (mbox, uid) */
+	SDB_NOTICE_FAIL, /* u32 notice, address -> u8 deferred, i32 status */
+	SDB_DEDUP,	/* account NUL message-id -> i64 until, ref */
+	SDB_DEDUP_EXP,	/* i64 until, account NUL message-id -> "" */
 	SDB_COUNT
 };
 /*
@@ -354,3 +365,18 @@ int st_id_key(struct store *s, const char **error_r);
 void st_auth_cache_forget(const char *address_norm);
 
 #endif
+/* Delivery extras: dedup, notice record, queue (store_queue.c). */
+/* Before any index record: STORE_EEXISTS (and *ref) for a duplicate. */
+int st_dedup_check(struct store *s, DB_TXN *txn,
+    const struct store_deliver_opts *o, char *ref_r);
+/* After the index records: the notice, the queue, the dedup record. */
+int st_deliver_extras(struct store *s, DB_TXN *txn,
+    const struct store_deliver_opts *o, const struct store_rcpt_result *res,
+    size_t n);
+/* Expire de-duplication records (store_maintain). */
+int st_dedup_expire(struct store *s, const char **error_r);
+/* Record notice results inside txn (store_notice.c). */
+int st_notice_record(struct store *s, DB_TXN *txn, const char *id,
+    const char *list, const char *sender, int64_t when,
+    const struct store_rcpt_result *res, size_t n, int defer);
+

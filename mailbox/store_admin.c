@@ -541,7 +541,10 @@ st_stats_fn(struct store *s, DB_TXN *txn, void *arg)
 	    (r = st_db_count(s, txn, SDB_LISTS, &c->st.lists)) != 0 ||
 	    (r = st_db_count(s, txn, SDB_MBOX_BY_ID, &c->st.mailboxes)) != 0 ||
 	    (r = st_db_count(s, txn, SDB_MESSAGES, &c->st.messages)) != 0 ||
-	    (r = st_db_count(s, txn, SDB_CHUNKS, &c->st.chunks)) != 0)
+	    (r = st_db_count(s, txn, SDB_CHUNKS, &c->st.chunks)) != 0 ||
+	    (r = st_db_count(s, txn, SDB_QUEUE, &c->st.queued)) != 0 ||
+	    (r = st_db_count(s, txn, SDB_NOTICES, &c->st.notices)) != 0 ||
+	    (r = st_db_count(s, txn, SDB_DEDUP, &c->st.dedup)) != 0)
 		return r;
 	for (p = 0; p < STORE_PARTS; p++) {
 		if ((r = st_db_count(s, txn, SDB_PART(SDB_CHUNKS, p),

@@ -42,6 +42,8 @@ static const char *const st_db_files[SDB_COUNT] = {
 	"usage.db", "residents.db", "aliases.db", "lists.db",
 	"list_entries.db", "mailboxes.db", "mbox_by_id.db", "keywords.db",
 	"messages.db", "expunged.db", "blobs.db", "chunks.db", "meta.db",
+	"queue.db", "notices.db", "notice_ok.db", "notice_fail.db",
+	"dedup.db", "dedup_exp.db",
 };
 
 struct store_shared {
@@ -1155,9 +1157,10 @@ st_shared_open(struct store_shared *sh, const struct config *cfg, int create,
 			(void)snprintf(fname, sizeof(fname), "%s-%02x.db",
 			    i < SDB_PART(SDB_META, 0) ? "chunks" : "meta",
 			    (unsigned)((i - SDB_COUNT) % STORE_PARTS));
+		/* Tables added after the first release: made on open. */
 		ret = db->open(db, NULL, fname, NULL, DB_BTREE,
-		    DB_AUTO_COMMIT | DB_THREAD | (create ? DB_CREATE : 0),
-		    0600);
+		    DB_AUTO_COMMIT | DB_THREAD | (create || (i >= SDB_QUEUE &&
+		    i < SDB_COUNT) ? DB_CREATE : 0), 0600);
 		if (ret != 0)
 			goto fail;
 	}
@@ -1568,6 +1571,9 @@ store_maintain(struct store *s, const char **error_r)
 		log_warnx("store: checkpoint: %s", db_strerror(ret));
 		if (error_r != NULL)
 			*error_r = db_strerror(ret);
+	if (!(s->flags & STORE_OPEN_READONLY) &&
+	    (ret = st_dedup_expire(s, error_r)) != 0)
+		return ret;
 		return STORE_ETEMP;
 	}
 	/* DB_LOG_AUTO_REMOVE drops logs no longer needed at checkpoints. */

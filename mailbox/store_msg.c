@@ -515,6 +515,8 @@ struct deliver_ctx {
 		uint64_t quota_bytes, quota_messages;
 	} *rc;
 	struct store_rcpt_result *results;
+	const struct store_deliver_opts *opts;	/* may be NULL */
+	char *dup_ref;		/* STORE_DEDUP_REF_MAX + 1, may be NULL */
 };
 
 /* Phase 1: who the recipient is (account, INBOX, quota). */
@@ -610,6 +612,9 @@ st_deliver_fn(struct store *s, DB_TXN *txn, void *arg)
 		c->results[i].uid = 0;
 		memset(&c->rc[i], 0, sizeof(c->rc[i]));
 	}
+	/* A duplicate submission stores nothing at all. */
+	if ((r = st_dedup_check(s, txn, c->opts, c->dup_ref)) != 0)
+		return r;
 	for (k = 0; k < c->n; k++) {
 		i = c->order[k];
 		if (c->pre[i] != STORE_OK)
@@ -633,9 +638,11 @@ st_deliver_fn(struct store *s, DB_TXN *txn, void *arg)
 		if (c->results[i].status == STORE_OK)
 			nok++;
 	}
-	if (nok == 0)
-		return 0;
-	return st_blob_store(s, txn, c->key, c->msg, c->len, &c->meta, nok);
+	if (nok > 0 && (r = st_blob_store(s, txn, c->key, c->msg, c->len,
+	    &c->meta, nok)) != 0)
+		return r;
+	/* The notice report, queue entries, dedup record: same txn. */
+	return st_deliver_extras(s, txn, c->opts, c->results, c->n);
 }
 
 static int
@@ -650,6 +657,16 @@ int
 store_deliver(struct store *s, const uint8_t *msg, size_t len,
     const char *const *rcpts, size_t nrcpts, int64_t internaldate,
     struct store_rcpt_result *results, const char **error_r)
+{
+	return store_deliver_ex(s, msg, len, rcpts, nrcpts, internaldate,
+	    results, NULL, NULL, error_r);
+}
+
+int
+store_deliver_ex(struct store *s, const uint8_t *msg, size_t len,
+    const char *const *rcpts, size_t nrcpts, int64_t internaldate,
+    struct store_rcpt_result *results, const struct store_deliver_opts *opts,
+    char *dup_ref_r, const char **error_r)
 {
 	struct deliver_ctx c;
 	const char *err;
@@ -676,6 +693,10 @@ store_deliver(struct store *s, const uint8_t *msg, size_t len,
 	c.len = len;
 	c.n = nrcpts;
 	c.results = results;
+	c.opts = opts;
+	c.dup_ref = dup_ref_r;
+	if (dup_ref_r != NULL)
+		dup_ref_r[0] = '\0';
 	c.internaldate = internaldate != 0 ? internaldate :
 	    (int64_t)time(NULL);
 	c.norm = xcalloc(nrcpts > 0 ? nrcpts : 1, sizeof(*c.norm));
@@ -692,9 +713,11 @@ store_deliver(struct store *s, const uint8_t *msg, size_t len,
 	/* Lock recipients in one order so concurrent fan-outs rarely clash. */
 	qsort_r(c.order, nrcpts, sizeof(*c.order), st_order_cmp, &c);
 	/* Hash and analyse outside the transaction: it stays short. */
-	st_blob_key(s, msg, len, c.key);
 	buf_init(&c.meta, BUF_UNBOUNDED);
-	st_meta_build(msg, len, &c.meta);
+	if (nrcpts > 0) {
+		st_blob_key(s, msg, len, c.key);
+		st_meta_build(msg, len, &c.meta);
+	}
 	r = st_txn_run(s, ST_TXN_WRITE, st_deliver_fn, &c, error_r);
 	if (r != 0)
 		for (i = 0; i < nrcpts; i++) {
