@@ -57,6 +57,11 @@
 #define NOTICE_MAX_PASSWORD		1024
 /* Most parallel SMTP connections of merge. */
 #define NOTICE_MAX_CONNECTIONS		64
+/* The default: two per core here (the server delivers each message on a
+ * helper thread and group-commits concurrent ones), within these. */
+#define NOTICE_CONNECTIONS_PER_CORE	2
+#define NOTICE_DEFAULT_CONNECTIONS_MIN	2
+#define NOTICE_DEFAULT_CONNECTIONS_MAX	16
 /* Tries per row when the connection breaks (same Message-ID each time). */
 #define NOTICE_SEND_ATTEMPTS		3
 /* Tries per row on 4xx replies, waiting 1, 2, 4 ... s in between (the
@@ -1037,6 +1042,19 @@ cmd_merge(struct opts *o)
 
 /* ---------------------------------------------------------------- main */
 
+static unsigned int
+default_connections(void)
+{
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	long n = cores > 0 ? cores * NOTICE_CONNECTIONS_PER_CORE : 0;
+
+	if (n < NOTICE_DEFAULT_CONNECTIONS_MIN)
+		n = NOTICE_DEFAULT_CONNECTIONS_MIN;
+	if (n > NOTICE_DEFAULT_CONNECTIONS_MAX)
+		n = NOTICE_DEFAULT_CONNECTIONS_MAX;
+	return (unsigned int)n;
+}
+
 enum {
 	OPT_FROM = 256, OPT_TO, OPT_SUBJECT, OPT_BODY, OPT_HTML, OPT_ATTACH,
 	OPT_P12, OPT_P12_PASS, OPT_SERVER, OPT_USER, OPT_PASSWORD_FILE,
@@ -1091,7 +1109,7 @@ main(int argc, char **argv)
 		usage();
 	cmd = argv[1];
 	memset(&o, 0, sizeof(o));
-	o.connections = 4;
+	o.connections = default_connections();
 	o.progress = -1;
 	o.cte = SMIME_CTE_QUOTED_PRINTABLE;
 	if (sodium_init() == -1)

@@ -245,4 +245,26 @@ t.eq(srv3.message_ids().count(
     "the deferred row arrived once")
 t.eq(len(set(srv3.message_ids())), ROWS, "all 200 rows arrived")
 srv3.stop()
+
+# ---- --journal-sync ---------------------------------------------------------
+# batch (the default, used above) and each give the same outcome; the
+# grouping itself is tested in tests/unit/test_notice.c.
+srv4 = nh.FakeSMTP(path("tls.crt"), path("tls.key"), official, "merge-pw",
+                   refuse={addr(REFUSED_ROW)})
+p = t.run(merge(srv4, "j4", "r4.csv", "--journal-sync", "each"),
+          timeout=300)
+rep, summary = read_report("r4.csv")
+t.eq(p.returncode, 2, "--journal-sync each: exit 2 (the refused row)")
+t.ok("rows=200 sent=199" in summary and "failed=1" in summary,
+     "--journal-sync each: the same summary", summary)
+t.eq(len(set(srv4.message_ids())), ROWS - 1, "... every row sent once")
+with open(path("j4"), encoding="utf-8") as f:
+    jl = f.read().splitlines()
+t.eq(sum(1 for x in jl if x.startswith("D ")), ROWS,
+     "the journal holds one outcome line per row")
+p = t.run(merge(srv4, "j5", "r5.csv", "--journal-sync", "sometimes"))
+t.ok(p.returncode == 1 and "--journal-sync" in p.stderr,
+     "--journal-sync with another value: refused", p.stderr)
+t.ok(not os.path.exists(path("j5")), "... before anything is written")
+srv4.stop()
 t.done()

@@ -99,6 +99,18 @@ if srv.messages:
         f.write(sig_content)
     with open(path("smime.p7s"), "wb") as f:
         f.write(sig)
+    # The signature carries the signer and the issuing CA, not the
+    # self-signed root (every verifier must trust it already).
+    pr = t.run(["openssl", "pkcs7", "-inform", "DER", "-in",
+                path("smime.p7s"), "-print_certs", "-noout"])
+    subj = [ln for ln in pr.stdout.splitlines() if ln.startswith("subject")]
+    iss = [ln for ln in pr.stdout.splitlines() if ln.startswith("issuer")]
+    t.ok(len(subj) == 2, "the signature carries two certificates",
+         pr.stdout + pr.stderr)
+    t.ok(all(s_[len("subject"):] != i_[len("issuer"):]
+             for s_, i_ in zip(subj, iss)) and
+         any("Issuing" in x for x in subj),
+         "signer + issuing CA, no self-signed root", pr.stdout)
     gh = path("gnupg")
     os.mkdir(gh, 0o700)
     genv = {"GNUPGHOME": gh}
