@@ -1,16 +1,19 @@
 /*
  * ctl_admin.c - govmailctl's store-wide commands: check, backup, restore,
- * stats.
+ * stats, and the outbound queue (queue list, queue flush).
  *
  * Run by the operator (and by the crash test, for check).  Input: the
- * command line.  Problems that check reports describe store contents and
- * may quote client text, so they are escaped before printing.
+ * command line.  Problems that check reports, and queue summaries (which
+ * hold senders' addresses), describe store contents and may quote client
+ * text, so they are escaped before printing.
  */
 #include "autoconf.h"
 
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "buf.h"
 #include "config.h"
@@ -157,13 +160,75 @@ ctl_stats(struct ctl *ctl, int argc, char **argv)
 		return ctl_store_fail(ctl, rc, NULL, error);
 	printf("domains: %llu\naccounts: %llu\naliases: %llu\nlists: %llu\n"
 	    "mailboxes: %llu\nmessages: %llu\nblobs: %llu\nblob-bytes: %llu\n"
-	    "chunks: %llu\nlog-files: %llu\nenv-bytes: %llu\n",
+	    "chunks: %llu\nlog-files: %llu\nenv-bytes: %llu\nqueued: %llu\n"
+	    "notices: %llu\ndedup-records: %llu\n",
 	    (unsigned long long)st.domains, (unsigned long long)st.accounts,
 	    (unsigned long long)st.aliases, (unsigned long long)st.lists,
 	    (unsigned long long)st.mailboxes, (unsigned long long)st.messages,
 	    (unsigned long long)st.blobs, (unsigned long long)st.blob_bytes,
 	    (unsigned long long)st.chunks, (unsigned long long)st.log_files,
-	    (unsigned long long)st.env_bytes);
+	    (unsigned long long)st.env_bytes, (unsigned long long)st.queued,
+	    (unsigned long long)st.notices, (unsigned long long)st.dedup);
+	return CTL_EX_OK;
+}
+
+/* ---- the outbound queue --------------------------------------------- */
+
+static int
+ctl_queue_one(const struct store_queue_item *it, void *ctx)
+{
+	unsigned long *n = ctx;
+	char when[32];
+	time_t t = (time_t)it->next_try;
+	struct tm tm;
+
+	if (it->next_try <= 0 || gmtime_r(&t, &tm) == NULL)
+		(void)str_copy(when, sizeof(when), "now");
+	else
+		(void)strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	ctl_print_escaped(stdout, it->id);
+	printf("\t%s\t", when);
+	ctl_print_escaped(stdout, it->summary != NULL ? it->summary : "");
+	putchar('\n');
+	(*n)++;
+	return 0;
+}
+
+static int
+ctl_queue_list(struct ctl *ctl, int argc, char **argv)
+{
+	const char *error = NULL;
+	unsigned long n = 0;
+	int rc;
+
+	if ((rc = ctl_admin_args(ctl, argc, argv, 0)) >= 0)
+		return rc;
+	if ((rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
+		return rc;
+	rc = store_queue_list(ctl->store, INT64_MAX, ctl_queue_one, &n,
+	    &error);
+	if (rc < 0)
+		return ctl_store_fail(ctl, rc, "queue", error);
+	printf("%lu entr%s\n", n, n == 1 ? "y" : "ies");
+	return ctl_flush(ctl);
+}
+
+static int
+ctl_queue_flush(struct ctl *ctl, int argc, char **argv)
+{
+	const char *error = NULL;
+	uint64_t n = 0;
+	int rc;
+
+	if ((rc = ctl_admin_args(ctl, argc, argv, 0)) >= 0)
+		return rc;
+	if ((rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
+		return rc;
+	rc = store_queue_flush(ctl->store, &n, &error);
+	if (rc < 0)
+		return ctl_store_fail(ctl, rc, "queue", error);
+	printf("%llu entr%s due now\n", (unsigned long long)n,
+	    n == 1 ? "y" : "ies");
 	return CTL_EX_OK;
 }
 
@@ -177,6 +242,13 @@ const struct ctl_cmd ctl_admin_cmds[] = {
 	  "Copy a backup into the configured store path (not in use) and "
 	  "recover it." },
 	{ "stats", ctl_stats, "stats",
-	  "Print counts of domains, accounts, messages, contents, logs." },
+	  "Print counts of domains, accounts, messages, contents, logs, "
+	  "queue entries, notices." },
+	{ "queue list", ctl_queue_list, "queue list",
+	  "List the outbound queue (and deferred notice copies): id, next "
+	  "attempt (UTC), domain, recipients, sender." },
+	{ "queue flush", ctl_queue_flush, "queue flush",
+	  "Make every queue entry due now; the delivery agent of "
+	  "govmail-smtpd tries them within a second." },
 	{ NULL, NULL, NULL, NULL },
 };

@@ -1,11 +1,13 @@
 /*
  * ctl_notice.c - govmailctl's notice commands: `notice list` (the notices
  * govmail-smtpd accepted for notice lists) and `notice report MESSAGE-ID
- * [--csv]` (each recipient: delivered or failed at delivery, and read:
- * \Seen looked up live in the recipient's mailbox record).
+ * [--csv]` (each recipient: delivered, deferred (over quota, its copy
+ * queued) or failed, and read: \Seen looked up live in the recipient's
+ * mailbox record).
  *
  * Run by the operator.  Input: the command line and the report records
- * written by govmail-smtpd (mailbox/store_notice.c); addresses and ids in
+ * govmail-smtpd writes into the store with each delivery
+ * (mailbox/store_notice.c); addresses and ids in
  * them are printed escaped (table) or quoted (CSV).
  */
 #include "autoconf.h"
@@ -26,19 +28,11 @@ static const struct option ctl_notice_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* Open the report records; 0, or an exit status after one line. */
+/* Open the store (the report is in it); 0, or an exit status. */
 static int
-ctl_notices(struct ctl *ctl, struct store_notices **n_r)
+ctl_notices(struct ctl *ctl)
 {
-	const char *error = NULL;
-	int rc;
-
-	if ((rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
-		return rc;
-	rc = store_notices_open(ctl->cfg, 0, n_r, &error);
-	if (rc != 0)
-		return ctl_store_fail(ctl, rc, "notices", error);
-	return 0;
+	return ctl_store(ctl, CTL_STORE_EXISTING);
 }
 
 /* CSV field (RFC 4180): quoted when it holds a comma, quote or line end. */
@@ -90,7 +84,6 @@ list_one(const struct store_notice_info *info, void *ctx)
 static int
 ctl_notice_list(struct ctl *ctl, int argc, char **argv)
 {
-	struct store_notices *n = NULL;
 	const char *error = NULL;
 	int c, rc;
 
@@ -98,10 +91,9 @@ ctl_notice_list(struct ctl *ctl, int argc, char **argv)
 		return c == 'h' ? ctl_help(ctl) : CTL_EX_USAGE;
 	if (optind < argc)
 		return ctl_usage(ctl, "too many arguments");
-	if ((rc = ctl_notices(ctl, &n)) != 0)
+	if ((rc = ctl_notices(ctl)) != 0)
 		return rc;
-	rc = store_notice_list(n, list_one, NULL, &error);
-	store_notices_close(n);
+	rc = store_notice_list(ctl->store, list_one, NULL, &error);
 	if (rc < 0)
 		return ctl_store_fail(ctl, rc, "notices", error);
 	return ctl_flush(ctl);
@@ -163,18 +155,19 @@ report_one(const struct store_notice_rcpt *r, void *ctx)
 			rep->err = rc;
 			return 1;
 		}
-	} else if (r->status == STORE_ETEMP)
+	} else if (r->deferred || r->status == STORE_ETEMP)
 		rep->deferred++;
 	else
 		rep->failed++;
 	if (rep->csv) {
 		csv_field(addr);
 		printf(",%s,%u,%u,%s\n", r->status == STORE_OK ? "delivered" :
-		    r->status == STORE_ETEMP ? "deferred" : "failed",
-		    r->mailbox_id, r->uid, read);
+		    r->deferred || r->status == STORE_ETEMP ? "deferred" :
+		    "failed", r->mailbox_id, r->uid, read);
 	} else {
 		ctl_print_escaped(stdout, addr);
-		printf("\t%s\t%u\t%u\t%s\n", status_text(r->status),
+		printf("\t%s\t%u\t%u\t%s\n", r->deferred ?
+		    "deferred (mailbox full)" : status_text(r->status),
 		    r->mailbox_id, r->uid, read);
 	}
 	return 0;
@@ -183,7 +176,6 @@ report_one(const struct store_notice_rcpt *r, void *ctx)
 static int
 ctl_notice_report(struct ctl *ctl, int argc, char **argv)
 {
-	struct store_notices *n = NULL;
 	struct store_notice_info info;
 	struct report rep;
 	const char *error = NULL, *id;
@@ -207,13 +199,11 @@ ctl_notice_report(struct ctl *ctl, int argc, char **argv)
 	if (argc - optind > 1)
 		return ctl_usage(ctl, "too many arguments");
 	id = argv[optind];
-	if ((rc = ctl_notices(ctl, &n)) != 0)
+	if ((rc = ctl_notices(ctl)) != 0)
 		return rc;
-	rc = store_notice_get(n, id, &info, &error);
-	if (rc < 0) {
-		store_notices_close(n);
+	rc = store_notice_get(ctl->store, id, &info, &error);
+	if (rc < 0)
 		return ctl_store_fail(ctl, rc, id, error);
-	}
 	time_text(info.when, when, sizeof(when));
 	if (rep.csv)
 		printf("recipient,status,mailbox_id,uid,read\n");
@@ -228,8 +218,7 @@ ctl_notice_report(struct ctl *ctl, int argc, char **argv)
 		printf("recipient\tstatus\tmailbox\tuid\tread\n");
 	}
 	store_notice_info_free(&info);
-	rc = store_notice_rcpts(n, ctl->store, id, report_one, &rep, &error);
-	store_notices_close(n);
+	rc = store_notice_rcpts(ctl->store, id, report_one, &rep, &error);
 	if (rc < 0)
 		return ctl_store_fail(ctl, rc, id, error);
 	if (rep.err < 0)

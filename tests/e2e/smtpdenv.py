@@ -68,7 +68,7 @@ class Smtpd:
             f.write("[store]\npath = store\npassword_opslimit = 1\n"
                     "password_memlimit = 8M\n"
                     "[limits]\nmessage_size = 64K\n" + extra_limits +
-                    "[smtpd]\nhostname = mx.test.example\nqueue_dir = queue\n"
+                    "[smtpd]\nhostname = mx.test.example\n"
                     f"listen_smtp = 127.0.0.1:{self.smtp}\n"
                     f"listen_submission = 127.0.0.1:{self.sub}\n"
                     f"listen_submissions = 127.0.0.1:{self.subs}\n"

@@ -1,9 +1,11 @@
 /*
  * Unit tests for mailbox/store_notice.c: the notice report records kept in
- * <store>/notices.  Record, list, get, recipients (more than one batch;
- * delivered ones name mailboxes this empty store does not have),
- * a second delivery of the same Message-ID, unknown ids, the Message-ID
- * length limit at N-1, N and N+1, and opening before anything was recorded.
+ * the store's own tables.  Record, list, get, recipients (more than one
+ * packed record; delivered ones name mailboxes this empty store does not
+ * have), a second delivery of the same Message-ID, unknown ids, the
+ * Message-ID length limit and the packing limit at N-1, N and N+1, and a
+ * deferred recipient (store_deliver_ex over quota) that is delivered on a
+ * retry.
  */
 #include "autoconf.h"
 
@@ -22,8 +24,8 @@
 #include "mailbox.h"
 #include "xmalloc.h"
 
-/* More than store_notice.c's batch, so that two transactions are used. */
-#define T_RCPTS 1500
+/* More than one packed record of delivered recipients. */
+#define T_RCPTS (STORE_NOTICE_PACK_MAX + 500)
 
 struct fix {
 	char dir[64];
@@ -91,6 +93,19 @@ count_rcpt(const struct store_notice_rcpt *r, void *ctx)
 }
 
 static int
+count_rcpt_any(const struct store_notice_rcpt *r, void *ctx)
+{
+	struct seen *s = ctx;
+
+	s->n++;
+	if (r->status == STORE_OK)
+		s->ok++;
+	else
+		s->bad++;
+	return 0;
+}
+
+static int
 count_notice(const struct store_notice_info *info, void *ctx)
 {
 	size_t *n = ctx;
@@ -104,7 +119,7 @@ static void
 test_record_report(void **state)
 {
 	struct fix *f = *state;
-	struct store_notices *n = NULL;
+	struct store *n = f->st;
 	struct store_rcpt_result *res;
 	struct store_notice_info info;
 	struct seen s;
@@ -112,11 +127,9 @@ test_record_report(void **state)
 	size_t i, nn = 0;
 	const char *err = NULL;
 
-	/* Nothing recorded yet: not found, and nothing created. */
-	assert_int_equal(store_notices_open(f->cfg, 0, &n, &err),
-	    STORE_ENOTFOUND);
-	assert_null(n);
-	assert_int_equal(store_notices_open(f->cfg, 1, &n, &err), 0);
+	/* Nothing recorded yet. */
+	assert_int_equal(store_notice_list(n, count_notice, &nn, &err), 0);
+	assert_int_equal(nn, 0);
 
 	res = xcalloc(T_RCPTS, sizeof(*res));
 	addrs = xcalloc(T_RCPTS, sizeof(*addrs));
@@ -139,7 +152,7 @@ test_record_report(void **state)
 	store_notice_info_free(&info);
 
 	memset(&s, 0, sizeof(s));
-	assert_int_equal(store_notice_rcpts(n, f->st, "<n1@city.example>",
+	assert_int_equal(store_notice_rcpts(n, "<n1@city.example>",
 	    count_rcpt, &s, &err), 0);
 	assert_int_equal(s.n, T_RCPTS);
 	assert_int_equal(s.bad, 1);
@@ -152,7 +165,7 @@ test_record_report(void **state)
 	    "all@city.example", "water@city.example", 1700000001, res + 7, 1,
 	    &err), 0);
 	memset(&s, 0, sizeof(s));
-	assert_int_equal(store_notice_rcpts(n, f->st, "<n1@city.example>",
+	assert_int_equal(store_notice_rcpts(n, "<n1@city.example>",
 	    count_rcpt, &s, &err), 0);
 	assert_int_equal(s.n, T_RCPTS);
 	assert_int_equal(s.bad, 0);
@@ -162,7 +175,7 @@ test_record_report(void **state)
 	    "all@city.example", "water@city.example", 1700000002, res, 2,
 	    &err), 0);
 	memset(&s, 0, sizeof(s));
-	assert_int_equal(store_notice_rcpts(n, f->st, "<n1@city.example>x",
+	assert_int_equal(store_notice_rcpts(n, "<n1@city.example>x",
 	    count_rcpt, &s, &err), 0);
 	assert_int_equal(s.n, 2);
 	assert_int_equal(store_notice_list(n, count_notice, &nn, &err), 0);
@@ -182,21 +195,19 @@ test_record_report(void **state)
 		free(addrs[i]);
 	free(addrs);
 	free(res);
-	store_notices_close(n);
 }
 
 static void
 test_id_limit(void **state)
 {
 	struct fix *f = *state;
-	struct store_notices *n = NULL;
+	struct store *n = f->st;
 	struct store_rcpt_result res = { "a@city.example", STORE_OK, 1, 1 };
 	struct store_notice_info info;
 	char id[STORE_NOTICE_ID_MAX + 2];
 	const char *err = NULL;
 	size_t len;
 
-	assert_int_equal(store_notices_open(f->cfg, 1, &n, &err), 0);
 	for (len = STORE_NOTICE_ID_MAX - 1; len <= STORE_NOTICE_ID_MAX + 1;
 	    len++) {
 		memset(id, 'i', len);
@@ -212,7 +223,140 @@ test_id_limit(void **state)
 			store_notice_info_free(&info);
 		}
 	}
-	store_notices_close(n);
+}
+
+/* Delivered recipients N-1, N, N+1 of one packed record: none lost. */
+static void
+test_pack_limit(void **state)
+{
+	struct fix *f = *state;
+	struct store_rcpt_result *res;
+	struct seen s;
+	char id[64];
+	const char *err = NULL;
+	size_t n, i;
+
+	res = xcalloc(STORE_NOTICE_PACK_MAX + 1, sizeof(*res));
+	for (n = STORE_NOTICE_PACK_MAX - 1; n <= STORE_NOTICE_PACK_MAX + 1;
+	    n++) {
+		for (i = 0; i < n; i++) {
+			res[i].address = "x@city.example";
+			res[i].status = STORE_OK;
+			res[i].mailbox_id = (uint32_t)(1 + i * 977);
+			res[i].uid = (uint32_t)(i * 131071 + 1);
+		}
+		snprintf(id, sizeof(id), "<pack%zu@city.example>", n);
+		assert_int_equal(store_notice_record(f->st, id, "l@x", "s@x",
+		    1, res, n, &err), 0);
+		memset(&s, 0, sizeof(s));
+		assert_int_equal(store_notice_rcpts(f->st, id, count_rcpt, &s,
+		    &err), 0);
+		assert_int_equal(s.n, n);
+		assert_int_equal(s.ok, n);
+		assert_int_equal(s.last_uid, (uint32_t)((n - 1) * 131071 + 1));
+	}
+	free(res);
+}
+
+struct states {
+	size_t delivered, deferred, failed;
+};
+
+static int
+count_states(const struct store_notice_rcpt *r, void *ctx)
+{
+	struct states *st = ctx;
+
+	if (r->status == STORE_OK) {
+		assert_string_equal(r->address, "c2@city.example");
+		st->delivered++;
+	} else if (r->deferred)
+		st->deferred++;
+	else
+		st->failed++;
+	return 0;
+}
+
+/*
+ * A notice delivered with store_deliver_ex: the member over quota is
+ * recorded as deferred in the same transaction; raised quota and a retry
+ * make it delivered; a copy that finally fails is recorded as failed.
+ */
+static void
+test_deferred(void **state)
+{
+	struct fix *f = *state;
+	struct store_account_spec spec;
+	struct store_deliver_opts o;
+	struct store_rcpt_result res[2];
+	const char *rcpts[2] = { "c1@city.example", "c2@city.example" };
+	const char *msg = "Message-ID: <d1@city.example>\r\nSubject: x\r\n"
+	    "\r\nbody\r\n";
+	struct states st;
+	const char *err = NULL;
+
+	assert_int_equal(store_domain_add(f->st, "city.example", &err), 0);
+	memset(&spec, 0, sizeof(spec));
+	spec.class = STORE_CLASS_CITIZEN;
+	spec.password = "pw";
+	spec.address = rcpts[0];
+	spec.quota_messages = 1;
+	assert_int_equal(store_account_add(f->st, &spec, &err), 0);
+	spec.address = rcpts[1];
+	spec.quota_messages = 0;
+	assert_int_equal(store_account_add(f->st, &spec, &err), 0);
+	/* Fill c1's one-message quota. */
+	assert_int_equal(store_deliver(f->st, (const uint8_t *)"x\r\n", 3,
+	    rcpts, 1, 0, res, &err), 0);
+	assert_int_equal(res[0].status, STORE_OK);
+
+	memset(&o, 0, sizeof(o));
+	o.notice_id = "<d1@city.example>";
+	o.notice_list = "all@city.example";
+	o.notice_sender = "water@city.example";
+	o.notice_defer = 1;
+	assert_int_equal(store_deliver_ex(f->st, (const uint8_t *)msg,
+	    strlen(msg), rcpts, 2, 0, res, &o, NULL, &err), 0);
+	assert_int_equal(res[0].status, STORE_EQUOTA);
+	assert_int_equal(res[1].status, STORE_OK);
+	memset(&st, 0, sizeof(st));
+	assert_int_equal(store_notice_rcpts(f->st, o.notice_id, count_states,
+	    &st, &err), 0);
+	assert_int_equal(st.delivered, 1);
+	assert_int_equal(st.deferred, 1);
+	assert_int_equal(st.failed, 0);
+
+	/* Quota raised, retried (as the agent does: list/sender unknown). */
+	assert_int_equal(store_account_set_quota(f->st, rcpts[0], 0, 10,
+	    &err), 0);
+	o.notice_list = NULL;
+	o.notice_sender = NULL;
+	assert_int_equal(store_deliver_ex(f->st, (const uint8_t *)msg,
+	    strlen(msg), rcpts, 1, 0, res, &o, NULL, &err), 0);
+	assert_int_equal(res[0].status, STORE_OK);
+	memset(&st, 0, sizeof(st));
+	/* c1's copy now counts as delivered (its owner is c1). */
+	o.notice_id = "<d1@city.example>";
+	{
+		struct seen s;
+
+		memset(&s, 0, sizeof(s));
+		assert_int_equal(store_notice_rcpts(f->st, o.notice_id,
+		    count_rcpt_any, &s, &err), 0);
+		assert_int_equal(s.ok, 2);
+		assert_int_equal(s.bad, 0);
+	}
+
+	/* A retry of a message that was never a notice records nothing. */
+	o.notice_id = "<other@city.example>";
+	assert_int_equal(store_deliver_ex(f->st, (const uint8_t *)msg,
+	    strlen(msg), rcpts + 1, 1, 0, res, &o, NULL, &err), 0);
+	{
+		struct store_notice_info info;
+
+		assert_int_equal(store_notice_get(f->st, o.notice_id, &info,
+		    &err), STORE_ENOTFOUND);
+	}
 }
 
 int
@@ -222,6 +366,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_record_report, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_id_limit, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_pack_limit, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_deferred, setup,
 		    teardown),
 	};
 
