@@ -564,6 +564,9 @@ struct store_stats {
 	uint64_t chunks;
 	uint64_t log_files;
 	uint64_t env_bytes;		/* size of the environment files */
+	uint64_t queued;		/* outbound queue entries */
+	uint64_t notices;		/* notices in the report */
+	uint64_t dedup;			/* submission de-duplication records */
 };
 int store_stats(struct store *store, struct store_stats *stats_r,
     const char **error_r);
@@ -577,9 +580,6 @@ int store_stats(struct store *store, struct store_stats *stats_r,
  * and reference counts and removes orphans.
  */
 int store_check(struct store *store, int repair,
-	uint64_t queued;		/* outbound queue entries */
-	uint64_t notices;		/* notices in the report */
-	uint64_t dedup;			/* submission de-duplication records */
     void (*report)(const char *problem, void *ctx), void *ctx,
     const char **error_r);
 
@@ -752,6 +752,7 @@ void store_notice_info_free(struct store_notice_info *info);
 struct store_notice_rcpt {
 	const char *address;
 	int status;
+	int deferred;
 	uint32_t mailbox_id;
 	uint32_t uid;
 };
@@ -765,7 +766,6 @@ int store_notice_list(struct store *store,
 int store_notice_get(struct store *store, const char *message_id,
     struct store_notice_info *info_r, const char **error_r);
 /*
-	int deferred;
  * Its recipients: the delivered ones in the order recorded (their
  * addresses looked up), then the failed and deferred ones in address
  * order; cb as for store_notice_list.  STORE_ENOTFOUND if the notice is

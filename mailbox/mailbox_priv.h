@@ -361,10 +361,6 @@ void st_msg_key(uint8_t out[8], uint32_t mbox_id, uint32_t uid);
 /* The resident ID hash key, made on first use (store_env.c). */
 int st_id_key(struct store *s, const char **error_r);
 
-/* Password cache (store_account.c). */
-void st_auth_cache_forget(const char *address_norm);
-
-#endif
 /* Delivery extras: dedup, notice record, queue (store_queue.c). */
 /* Before any index record: STORE_EEXISTS (and *ref) for a duplicate. */
 int st_dedup_check(struct store *s, DB_TXN *txn,
@@ -380,3 +376,7 @@ int st_notice_record(struct store *s, DB_TXN *txn, const char *id,
     const char *list, const char *sender, int64_t when,
     const struct store_rcpt_result *res, size_t n, int defer);
 
+/* Password cache (store_account.c). */
+void st_auth_cache_forget(const char *address_norm);
+
+#endif

@@ -1562,6 +1562,9 @@ store_maintain(struct store *s, const char **error_r)
 			*error_r = db_strerror(ret);
 		return STORE_ETEMP;
 	}
+	if (!(s->flags & STORE_OPEN_READONLY) &&
+	    (ret = st_dedup_expire(s, error_r)) != 0)
+		return ret;
 	now = time(NULL);
 	if ((uint64_t)(now - sh->last_checkpoint) < s->checkpoint_interval)
 		return 0;
@@ -1571,9 +1574,6 @@ store_maintain(struct store *s, const char **error_r)
 		log_warnx("store: checkpoint: %s", db_strerror(ret));
 		if (error_r != NULL)
 			*error_r = db_strerror(ret);
-	if (!(s->flags & STORE_OPEN_READONLY) &&
-	    (ret = st_dedup_expire(s, error_r)) != 0)
-		return ret;
 		return STORE_ETEMP;
 	}
 	/* DB_LOG_AUTO_REMOVE drops logs no longer needed at checkpoints. */

@@ -113,6 +113,8 @@ job_partial_dsn(struct smtp_job *job, struct store *st)
 	struct smtp_qentry e;
 	size_t i, ok = job->queued ? job->nremote : 0, n = 0;
 
+	/* Deferred notice copies are queued, not failed. */
+	ok += job->deferred;
 	for (i = 0; i < job->nrcpts; i++)
 		if (job->results[i].status == STORE_OK)
 			ok++;
@@ -125,7 +127,9 @@ job_partial_dsn(struct smtp_job *job, struct store *st)
 	e.status = xcalloc(job->nrcpts, 1);
 	e.diag = xcalloc(job->nrcpts, sizeof(*e.diag));
 	for (i = 0; i < job->nrcpts; i++) {
-		if (job->results[i].status == STORE_OK)
+		if (job->results[i].status == STORE_OK ||
+		    (job->deferred > 0 &&
+		    job->results[i].status == STORE_EQUOTA))
 			continue;
 		e.rcpts[n] = job->rcpts[i];
 		e.status[n] = SMTP_QRCPT_FAILED;
@@ -143,27 +147,52 @@ job_partial_dsn(struct smtp_job *job, struct store *st)
 	free(e.diag);
 }
 
+/*
+ * In the delivery transaction (store_deliver_ex): the remote recipients'
+ * queue entries, and for a notice the copies of members over quota
+ * (deferred: retried by the agent into the store).
+ */
+static int
+job_queue_cb(struct store_txn_queue *tq, const struct store_rcpt_result *res,
+    size_t nres, void *arg)
+{
+	struct smtp_job *job = arg;
+	char **full;
+	size_t i, n = 0;
+	int r = 0;
+
+	if (job->nremote > 0 && (r = smtp_queue_stage(tq, job->sender,
+	    job->remote, job->nremote, job->msg, job->len)) != 0)
+		return r;
+	if (job->notice_list == NULL)
+		return 0;
+	full = xcalloc(nres + 1, sizeof(*full));
+	for (i = 0; i < nres; i++)
+		if (res[i].status == STORE_EQUOTA)
+			full[n++] = job->rcpts[i];
+	if (n > 0)
+		r = smtp_queue_stage(tq, job->sender, full, n,
+		    job->lmsg != NULL ? job->lmsg : job->msg,
+		    job->lmsg != NULL ? job->llen : job->len);
+	free(full);
+	return r;
+}
+
 static void
 job_deliver_work(void *arg)
 {
 	struct smtp_job *job = arg;
 	struct store *st = smtp_job_store(job->cfg);
+	struct store_deliver_opts o;
+	char id[STORE_NOTICE_ID_MAX + 1];
+	size_t i;
 
 	/* Signatures, notice lists, official senders (CPU work: here). */
 	if (job->nrcpts > 0 && smtp_notice_check(job) < 0) {
 		job->dres = 0;
 		return;
 	}
-	/* The queue first: a failure there is answered 451 as a whole. */
-	if (job->nremote > 0) {
-		if (smtp_queue_add(job->queue, job->sender, job->remote,
-		    job->nremote, job->msg, job->len, &job->derr) < 0) {
-			job->dres = STORE_ETEMP;
-			return;
-		}
-		job->queued = 1;
-	}
-	if (job->nrcpts == 0) {
+	if (job->nrcpts == 0 && job->nremote == 0) {
 		job->dres = 0;
 		return;
 	}
@@ -172,14 +201,52 @@ job_deliver_work(void *arg)
 		job->derr = "store unavailable";
 		return;
 	}
-	job->dres = store_deliver(st, job->lmsg != NULL ? job->lmsg : job->msg,
-	    job->lmsg != NULL ? job->llen : job->len,
-	    (const char *const *)job->rcpts, job->nrcpts, 0, job->results,
-	    &job->derr);
-	if (job->dres == 0 && job->notice_list != NULL)
-		smtp_notice_record(job);
-	if (job->dres == 0)
-		job_partial_dsn(job, st);
+	/*
+	 * One transaction: the local copies, the queue entries, the notice
+	 * report and the de-duplication record.  A failure anywhere is
+	 * answered 451 as a whole, and nothing was stored.
+	 */
+	memset(&o, 0, sizeof(o));
+	smtp_notice_record_id(job, id, sizeof(id));
+	if (job->notice_list != NULL && id[0] != '\0') {
+		o.notice_id = id;
+		o.notice_list = job->notice_list;
+		o.notice_sender = job->sender;
+		o.notice_defer = 1;
+	}
+	if (job->auth_user[0] != '\0' && id[0] != '\0' &&
+	    job->dedup_window > 0) {
+		o.dedup_account = job->auth_user;
+		o.dedup_id = id;
+		o.dedup_until = (int64_t)time(NULL) + (int64_t)job->dedup_window;
+		o.dedup_ref = job->ref;
+	}
+	o.queue_cb = job_queue_cb;
+	o.queue_ctx = job;
+	job->dres = store_deliver_ex(st, job->lmsg != NULL ? job->lmsg :
+	    job->msg, job->lmsg != NULL ? job->llen : job->len,
+	    (const char *const *)job->rcpts, job->nrcpts, 0, job->results, &o,
+	    job->dup_ref, &job->derr);
+	if (job->dres == STORE_EEXISTS && o.dedup_id != NULL) {
+		/* Submitted again (a client's retry): nothing stored. */
+		job->duplicate = 1;
+		job->dres = 0;
+		for (i = 0; i < job->nrcpts; i++)
+			job->results[i].status = STORE_OK;
+		return;
+	}
+	if (job->dres != 0)
+		return;
+	job->queued = job->nremote > 0;
+	if (o.notice_id != NULL) {
+		for (i = 0; i < job->nrcpts; i++)
+			if (job->results[i].status == STORE_EQUOTA)
+				job->deferred++;
+		log_info("smtpd: event=notice-recorded list=%s rcpts=%zu "
+		    "deferred=%zu", job->notice_list, job->nrcpts,
+		    job->deferred);
+	}
+	job_partial_dsn(job, st);
 }
 
 static void
@@ -216,15 +283,27 @@ job_deliver_done(void *arg)
 	}
 	if (job->queued)
 		ok += job->nremote;
-	log_info("smtpd: s=%s event=delivered result=%d size=%zu rcpts=%zu "
-	    "queued=%zu ok=%zu quota=%zu failed=%zu", s != NULL ? s->id : "-",
-	    job->dres, job->len, job->nrcpts, job->queued ? job->nremote : 0,
-	    ok, quota, other);
+	/* Deferred notice copies are accepted: queued for local retry. */
+	if (job->deferred > 0 && quota >= job->deferred) {
+		quota -= job->deferred;
+		ok += job->deferred;
+	}
+	if (job->duplicate)
+		log_info("smtpd: s=%s event=duplicate earlier=%s",
+		    s != NULL ? s->id : "-", job->dup_ref);
+	else
+		log_info("smtpd: s=%s event=delivered result=%d size=%zu "
+		    "rcpts=%zu queued=%zu ok=%zu quota=%zu failed=%zu",
+		    s != NULL ? s->id : "-", job->dres, job->len, job->nrcpts,
+		    job->queued ? job->nremote : 0, ok, quota, other);
 	if (s == NULL) {
 		smtp_job_free(job);
 		return;
 	}
-	if (job->dres == STORE_ETOOBIG)
+	if (job->duplicate)
+		smtp_reply(s, "250 2.0.0 Already delivered as %s",
+		    job->dup_ref[0] != '\0' ? job->dup_ref : "before");
+	else if (job->dres == STORE_ETOOBIG)
 		smtp_reply(s, "552 5.3.4 Message size exceeds fixed limit");
 	else if (job->dres < 0)
 		smtp_reply(s, "451 4.3.0 Temporary failure, try again later");
@@ -362,6 +441,16 @@ message_complete(struct smtp_session *s)
 	job->queue = s->sd->queue;
 	job->trace_len = s->trace_len;
 	job->authenticated = s->user != NULL;
+	/* Exactly-once submission: (account, Message-ID) is remembered. */
+	if (s->user != NULL)
+		(void)str_copy(job->auth_user, sizeof(job->auth_user),
+		    s->user);
+	(void)snprintf(job->ref, sizeof(job->ref), "%s-%u", s->id,
+	    s->msg_count);
+	job->dedup_window = config_duration(job->cfg, "smtpd",
+	    "dedup_window");
+	if (job->dedup_window > (uint64_t)STORE_DEDUP_WINDOW_MAX)
+		job->dedup_window = (uint64_t)STORE_DEDUP_WINDOW_MAX;
 	if (s->notice)
 		job->notice_list = xstrdup(s->notice_list);
 	job->results = xcalloc(job->nrcpts, sizeof(*job->results));

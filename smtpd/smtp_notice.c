@@ -56,9 +56,6 @@ static __thread X509_STORE *nt_empty;
 static __thread STACK_OF(X509_CRL) *nt_crls;
 static __thread struct stat nt_crl_st;
 
-/* One report environment per process: kv handles are thread-safe. */
-static pthread_mutex_t nt_rep_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct store_notices *nt_rep;
 
 /* 1 if the file did not change since it was read. */
 static int
@@ -646,34 +643,10 @@ out_refused:
 }
 
 void
-smtp_notice_record(struct smtp_job *job)
+smtp_notice_record_id(struct smtp_job *job, char *id, size_t idsz)
 {
-	char id[SMTP_NOTICE_MSGID_MAX + 1];
-	const char *err = NULL;
-	int r;
-
-	message_id(job->msg, job->len, job->trace_len, id, sizeof(id));
-	if (id[0] == '\0') {
+	message_id(job->msg, job->len, job->trace_len, id, idsz);
+	if (id[0] == '\0' && job->notice_list != NULL)
 		log_warnx("smtpd: event=notice-unrecorded list=%s "
 		    "reason=\"no Message-ID\"", job->notice_list);
-		return;
-	}
-	pthread_mutex_lock(&nt_rep_lock);
-	if (nt_rep == NULL && store_notices_open(job->cfg, 1, &nt_rep,
-	    &err) < 0)
-		nt_rep = NULL;
-	pthread_mutex_unlock(&nt_rep_lock);
-	if (nt_rep == NULL) {
-		log_warnx("smtpd: event=notice-unrecorded list=%s error=\"%s\"",
-		    job->notice_list, err != NULL ? err : "?");
-		return;
-	}
-	r = store_notice_record(nt_rep, id, job->notice_list, job->sender,
-	    (int64_t)time(NULL), job->results, job->nrcpts, &err);
-	if (r < 0)
-		log_warnx("smtpd: event=notice-unrecorded list=%s error=\"%s\"",
-		    job->notice_list, err != NULL ? err : store_strerror(r));
-	else
-		log_info("smtpd: event=notice-recorded list=%s rcpts=%zu",
-		    job->notice_list, job->nrcpts);
 }

@@ -61,7 +61,7 @@ enum out_tls {
 
 struct smtp_agent {
 	struct smtpd *sd;
-	struct kv_env *q;
+	struct smtp_queue *q;
 	SSL_CTX *ctx;			/* client context */
 	enum out_tls tls;
 	char relayhost[SMTP_OUT_HOST_MAX];
@@ -218,15 +218,27 @@ scan_work(void *arg)
 	struct smtp_qentry **entries = NULL;
 	const char *err = NULL;
 	size_t n = 0, i;
+	struct store *st = smtp_job_store(j->ag->sd->cfg);
+	int64_t now = (int64_t)time(NULL);
 
-	if (smtp_queue_due(j->ag->q, (int64_t)time(NULL), SMTP_QUEUE_SCAN_MAX,
+	if (st == NULL || smtp_queue_due(st, now, SMTP_QUEUE_SCAN_MAX,
 	    &entries, &n, &err) < 0) {
-		log_warnx("smtpd: event=queue-scan-failed error=\"%s\"", err);
+		log_warnx("smtpd: event=queue-scan-failed error=\"%s\"",
+		    err != NULL ? err : "store unavailable");
 		return;
 	}
 	j->outs = xcalloc(n + 1, sizeof(*j->outs));
 	for (i = 0; i < n; i++) {
-		struct smtp_out *o = xcalloc(1, sizeof(*o));
+		struct smtp_out *o;
+
+		/* A local domain's entry: a deferred notice copy. */
+		if (smtp_queue_local_try(st, j->ag->q, entries[i], now,
+		    j->ag->retry, SMTP_OUT_RETRY_MAX, j->ag->lifetime,
+		    j->ag->sd->hostname) != 0) {
+			smtp_qentry_free(entries[i]);
+			continue;
+		}
+		o = xcalloc(1, sizeof(*o));
 
 		o->ag = j->ag;
 		o->e = entries[i];
@@ -336,6 +348,7 @@ finish_work(void *arg)
 	struct smtp_out *o = arg;
 	struct smtp_agent *ag = o->ag;
 	struct smtp_qentry *e = o->e;
+	struct store *st = smtp_job_store(ag->sd->cfg);
 	int64_t now = (int64_t)time(NULL);
 	const char *err = NULL;
 	size_t i, pending = 0, failed = 0;
@@ -349,7 +362,10 @@ finish_work(void *arg)
 	}
 	if (pending > 0 && now - e->created >= (int64_t)ag->lifetime) {
 		deliver_dsn(ag, e, 1);
-		(void)smtp_queue_remove(ag->q, e->id, &err);
+		if (st == NULL || smtp_queue_remove(st, e->id, &err) < 0)
+			log_warnx("smtpd: event=queue-remove-failed queue=%s "
+			    "error=\"%s\"", e->id, err != NULL ? err :
+			    "store unavailable");
 		return;
 	}
 	if (failed > 0) {
@@ -359,9 +375,10 @@ finish_work(void *arg)
 				e->status[i] = SMTP_QRCPT_SENT;
 	}
 	if (pending == 0) {
-		if (smtp_queue_remove(ag->q, e->id, &err) < 0)
+		if (st == NULL || smtp_queue_remove(st, e->id, &err) < 0)
 			log_warnx("smtpd: event=queue-remove-failed queue=%s "
-			    "error=\"%s\"", e->id, err);
+			    "error=\"%s\"", e->id, err != NULL ? err :
+			    "store unavailable");
 		return;
 	}
 	e->attempts++;
@@ -371,9 +388,10 @@ finish_work(void *arg)
 	if (delay > SMTP_OUT_RETRY_MAX)
 		delay = SMTP_OUT_RETRY_MAX;
 	e->next_try = now + (int64_t)delay;
-	if (smtp_queue_put(ag->q, e, &err) < 0)
+	if (st == NULL || smtp_queue_put(st, e, &err) < 0)
 		log_warnx("smtpd: event=queue-update-failed queue=%s "
-		    "error=\"%s\"", e->id, err);
+		    "error=\"%s\"", e->id, err != NULL ? err :
+		    "store unavailable");
 }
 
 static void
@@ -742,7 +760,7 @@ out_on_close(struct conn *c, enum conn_close_reason why, void *arg)
 /* ---- set-up ---- */
 
 struct smtp_agent *
-smtp_agent_new(struct smtpd *sd, struct kv_env *q)
+smtp_agent_new(struct smtpd *sd, struct smtp_queue *q)
 {
 	struct smtp_agent *ag = xcalloc(1, sizeof(*ag));
 	struct tls_settings ts;

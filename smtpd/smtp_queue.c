@@ -1,6 +1,6 @@
 /*
- * smtp_queue.c - the outbound queue's records and the DSN (see
- * smtp_queue.h).
+ * smtp_queue.c - the outbound queue's records (kept in the store, see
+ * smtp_queue.h), the local retry of deferred notice copies, and the DSN.
  *
  * govmail-smtpd workers, helper threads (every call blocks on the disk).
  * Trusts its own records only as far as their lengths check out.
@@ -10,34 +10,40 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <sodium.h>
 
 #include "buf.h"
 #include "config.h"
-#include "kv.h"
 #include "log.h"
 #include "mailbox.h"
 #include "smtp_queue.h"
 #include "xmalloc.h"
 
-#define QUEUE_TABLE "queue"
+/* Diagnostics of a local retry. */
+#define QUEUE_DIAG_FULL "452 4.2.2 Mailbox full"
+#define QUEUE_DIAG_GONE "550 5.1.1 Mailbox unavailable"
+
+struct smtp_queue {
+	const struct config *cfg;
+};
 
 int
-smtp_queue_open(const struct config *cfg, struct kv_env **q_r,
+smtp_queue_open(const struct config *cfg, struct smtp_queue **q_r,
     const char **error_r)
 {
-	static const char *const tables[] = { QUEUE_TABLE, NULL };
-	const char *dir = config_path_get(cfg, "smtpd", "queue_dir");
-
-	if (dir[0] == '\0') {
-		*error_r = "[smtpd] queue_dir is empty";
-		return -1;
-	}
-	if (kv_open(dir, tables, KV_OPEN_CREATE, q_r, error_r) < 0)
-		return -1;
+	(void)error_r;
+	*q_r = xcalloc(1, sizeof(**q_r));
+	(*q_r)->cfg = cfg;
 	return 0;
+}
+
+void
+smtp_queue_close(struct smtp_queue *q)
+{
+	free(q);
 }
 
 static void
@@ -225,30 +231,38 @@ smtp_qentry_free(struct smtp_qentry *e)
 	free(e);
 }
 
-struct add_ctx {
-	struct kv_env *q;
-	struct smtp_qentry **entries;
-	size_t n;
-};
-
+/* Put e into the running transaction (or its own, st != NULL). */
 static int
-add_txn(struct kv_txn *txn, void *arg)
+entry_put(struct store_txn_queue *tq, struct store *st,
+    const struct smtp_qentry *e, const char **error_r)
 {
-	struct add_ctx *a = arg;
-	size_t i;
+	struct store_queue_item it;
+	char summary[STORE_QUEUE_SUMMARY_MAX + 1];
+	struct buf b;
+	size_t i, pending = 0;
 	int r;
 
-	for (i = 0; i < a->n; i++) {
-		struct buf b;
-
-		encode(a->entries[i], &b);
-		r = kv_put(a->q, txn, QUEUE_TABLE, a->entries[i]->id,
-		    SMTP_QUEUE_ID_LEN, b.data, b.len, KV_PUT_NEW);
-		buf_free(&b);
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	for (i = 0; i < e->nrcpts; i++)
+		if (e->status[i] == SMTP_QRCPT_PENDING)
+			pending++;
+	/*
+	 * What `govmailctl queue list` shows (the store keeps it apart);
+	 * a long sender is cut, which is fine for a summary.
+	 */
+	if (snprintf(summary, sizeof(summary), "domain=%s rcpts=%zu "
+	    "pending=%zu attempts=%u size=%zu sender=<%s>", e->domain,
+	    e->nrcpts, pending, e->attempts, e->len, e->sender) < 0)
+		summary[0] = '\0';
+	encode(e, &b);
+	it.id = e->id;
+	it.summary = summary;
+	it.next_try = e->next_try;
+	it.data = b.data;
+	it.len = b.len;
+	r = tq != NULL ? store_txn_queue_put(tq, &it) :
+	    store_queue_put(st, &it, error_r);
+	buf_free(&b);
+	return r;
 }
 
 static void
@@ -261,14 +275,19 @@ new_id(char *id)
 }
 
 int
-smtp_queue_add(struct kv_env *q, const char *sender, char *const *rcpts,
-    size_t nrcpts, const uint8_t *msg, size_t len, const char **error_r)
+smtp_queue_stage(struct store_txn_queue *tq, const char *sender,
+    char *const *rcpts, size_t nrcpts, const uint8_t *msg, size_t len)
 {
-	struct add_ctx a = { q, NULL, 0 };
+	struct {
+		struct smtp_qentry **entries;
+		size_t n;
+	} a = { NULL, 0 };
 	int64_t now = (int64_t)time(NULL);
 	size_t i, j;
-	int r;
+	int r = 0;
 
+	if (nrcpts == 0)
+		return 0;
 	a.entries = xcalloc(nrcpts, sizeof(*a.entries));
 	for (i = 0; i < nrcpts; i++) {
 		const char *dom = strrchr(rcpts[i], '@');
@@ -295,13 +314,50 @@ smtp_queue_add(struct kv_env *q, const char *sender, char *const *rcpts,
 		}
 		e->rcpts[e->nrcpts++] = xstrdup(rcpts[i]);
 	}
-	r = kv_txn_run(q, add_txn, &a, error_r);
+	for (i = 0; i < a.n && r == 0; i++)
+		r = entry_put(tq, NULL, a.entries[i], NULL);
 	for (i = 0; i < a.n; i++) {
 		a.entries[i]->msg = NULL;
 		smtp_qentry_free(a.entries[i]);
 	}
 	free(a.entries);
-	return r < 0 ? -1 : 0;
+	return r;
+}
+
+struct add_ctx {
+	const char *sender;
+	char *const *rcpts;
+	size_t nrcpts;
+	const uint8_t *msg;
+	size_t len;
+};
+
+static int
+add_cb(struct store_txn_queue *tq, const struct store_rcpt_result *res,
+    size_t nres, void *arg)
+{
+	struct add_ctx *a = arg;
+
+	(void)res;
+	(void)nres;
+	return smtp_queue_stage(tq, a->sender, a->rcpts, a->nrcpts, a->msg,
+	    a->len);
+}
+
+int
+smtp_queue_add(struct store *st, const char *sender, char *const *rcpts,
+    size_t nrcpts, const uint8_t *msg, size_t len, const char **error_r)
+{
+	struct add_ctx a = { sender, rcpts, nrcpts, msg, len };
+	struct store_deliver_opts o;
+
+	memset(&o, 0, sizeof(o));
+	o.queue_cb = add_cb;
+	o.queue_ctx = &a;
+	if (store_deliver_ex(st, msg, len, NULL, 0, 0, NULL, &o, NULL,
+	    error_r) < 0)
+		return -1;
+	return 0;
 }
 
 struct due_ctx {
@@ -312,45 +368,36 @@ struct due_ctx {
 };
 
 static int
-due_cb(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
-    void *arg)
+due_cb(const struct store_queue_item *it, void *arg)
 {
 	struct due_ctx *d = arg;
 	struct smtp_qentry *e;
 
-	/* next_try sits at offset 1 + 8: look before decoding it all. */
-	if (vlen >= 17) {
-		uint64_t nt = 0;
-		int i;
-
-		for (i = 9; i < 17; i++)
-			nt = (nt << 8) | val[i];
-		if ((int64_t)nt > d->now)
-			return 0;
-	}
-	e = decode(key, klen, val, vlen);
+	e = decode((const uint8_t *)it->id, strlen(it->id), it->data,
+	    it->len);
 	if (e == NULL)
 		return 0;	/* damaged: left for the operator */
+	/* The store's time is the one `govmailctl queue flush` changes. */
+	e->next_try = it->next_try;
 	d->out[d->n++] = e;
 	return d->n >= d->max ? 1 : 0;
 }
 
 int
-smtp_queue_due(struct kv_env *q, int64_t now, size_t max,
+smtp_queue_due(struct store *st, int64_t now, size_t max,
     struct smtp_qentry ***entries_r, size_t *n_r, const char **error_r)
 {
 	struct due_ctx d = { now, max, NULL, 0 };
 	int r;
 
 	d.out = xcalloc(max + 1, sizeof(*d.out));
-	r = kv_iterate(q, NULL, QUEUE_TABLE, NULL, 0, due_cb, &d);
+	r = max == 0 ? 0 : store_queue_list(st, now, due_cb, &d, error_r);
 	if (r < 0) {
 		size_t i;
 
 		for (i = 0; i < d.n; i++)
 			smtp_qentry_free(d.out[i]);
 		free(d.out);
-		*error_r = kv_strerror(r);
 		return -1;
 	}
 	*entries_r = d.out;
@@ -359,33 +406,16 @@ smtp_queue_due(struct kv_env *q, int64_t now, size_t max,
 }
 
 int
-smtp_queue_put(struct kv_env *q, const struct smtp_qentry *e,
+smtp_queue_put(struct store *st, const struct smtp_qentry *e,
     const char **error_r)
 {
-	struct buf b;
-	int r;
-
-	encode(e, &b);
-	r = kv_put(q, NULL, QUEUE_TABLE, e->id, SMTP_QUEUE_ID_LEN, b.data,
-	    b.len, 0);
-	buf_free(&b);
-	if (r < 0) {
-		*error_r = kv_strerror(r);
-		return -1;
-	}
-	return 0;
+	return entry_put(NULL, st, e, error_r) < 0 ? -1 : 0;
 }
 
 int
-smtp_queue_remove(struct kv_env *q, const char *id, const char **error_r)
+smtp_queue_remove(struct store *st, const char *id, const char **error_r)
 {
-	int r = kv_del(q, NULL, QUEUE_TABLE, id, SMTP_QUEUE_ID_LEN);
-
-	if (r < 0 && r != KV_ENOTFOUND) {
-		*error_r = kv_strerror(r);
-		return -1;
-	}
-	return 0;
+	return store_queue_del(st, id, error_r) < 0 ? -1 : 0;
 }
 
 /* Length of the header block of msg (up to and including the blank line). */
@@ -458,7 +488,7 @@ smtp_dsn_build(const char *hostname, const struct smtp_qentry *e,
 }
 
 int
-smtp_dsn_send(struct store *st, struct kv_env *q, const char *hostname,
+smtp_dsn_send(struct store *st, struct smtp_queue *q, const char *hostname,
     const struct smtp_qentry *e, int expired)
 {
 	const char *dom = strrchr(e->sender, '@'), *err = NULL;
@@ -486,10 +516,11 @@ smtp_dsn_send(struct store *st, struct kv_env *q, const char *hostname,
 	} else if (q != NULL) {
 		char *rcpt = e->sender;
 
-		if (smtp_queue_add(q, "", &rcpt, 1, dsn, len, &err) < 0) {
+		if (st == NULL ||
+		    smtp_queue_add(st, "", &rcpt, 1, dsn, len, &err) < 0) {
 			log_warnx(
 			    "smtpd: event=dsn-failed queue=%s error=\"%s\"",
-			    e->id, err);
+			    e->id, err != NULL ? err : "store unavailable");
 			r = -1;
 		}
 	} else {
@@ -502,4 +533,176 @@ smtp_dsn_send(struct store *st, struct kv_env *q, const char *hostname,
 		    expired);
 	free(dsn);
 	return r;
+}
+
+/* ---- local retry of deferred notice copies ---- */
+
+void
+smtp_queue_message_id(const uint8_t *msg, size_t len, char *out,
+    size_t outsz)
+{
+	size_t hl = header_len(msg, len), i, o = 0;
+	const char *name = "message-id:";
+	size_t nl = strlen(name);
+	int in = 0;
+
+	out[0] = '\0';
+	for (i = 0; i + nl <= hl; i++) {
+		if ((i == 0 || msg[i - 1] == '\n') &&
+		    strncasecmp((const char *)msg + i, name, nl) == 0)
+			break;
+	}
+	if (i + nl > hl || outsz < 4)
+		return;
+	for (i += nl; i < hl && o + 2 < outsz; i++) {
+		unsigned char c = msg[i];
+
+		/* The field ends at a line end not followed by folding. */
+		if (c == '\n' && (i + 1 >= hl || (msg[i + 1] != ' ' &&
+		    msg[i + 1] != '\t')))
+			break;
+		if (c == '<')
+			in = 1;
+		if (!in || c <= 0x20 || c >= 0x7f)
+			continue;
+		out[o++] = (char)c;
+		if (c == '>')
+			break;
+	}
+	out[o] = '\0';
+	if (o < 3 || out[o - 1] != '>')
+		out[0] = '\0';
+}
+
+struct local_ctx {
+	struct smtp_qentry *e;
+	const uint8_t *status0;		/* statuses before this attempt */
+	size_t *idx;			/* result i -> recipient of e */
+	int64_t now;
+	uint64_t retry, retry_max;
+	size_t newly_failed;
+};
+
+/* In the delivery transaction: the entry follows the results. */
+static int
+local_cb(struct store_txn_queue *tq, const struct store_rcpt_result *res,
+    size_t nres, void *arg)
+{
+	struct local_ctx *c = arg;
+	struct smtp_qentry *e = c->e;
+	size_t i, pending = 0;
+	uint64_t delay;
+	int r;
+
+	memcpy(e->status, c->status0, e->nrcpts);
+	c->newly_failed = 0;
+	for (i = 0; i < nres; i++) {
+		size_t k = c->idx[i];
+
+		free(e->diag[k]);
+		e->diag[k] = NULL;
+		if (res[i].status == STORE_OK)
+			e->status[k] = SMTP_QRCPT_SENT;
+		else if (res[i].status == STORE_EQUOTA) {
+			e->diag[k] = xstrdup(QUEUE_DIAG_FULL);
+			pending++;
+		} else {
+			e->status[k] = SMTP_QRCPT_FAILED;
+			e->diag[k] = xstrdup(QUEUE_DIAG_GONE);
+			c->newly_failed++;
+		}
+	}
+	if (pending == 0 && c->newly_failed == 0)
+		return store_txn_queue_del(tq, e->id);
+	delay = c->retry > 0 ? c->retry : 1;
+	for (i = 0; i < e->attempts && delay < c->retry_max; i++)
+		delay *= 2;
+	if (delay > c->retry_max)
+		delay = c->retry_max;
+	e->next_try = c->now + (int64_t)delay;
+	if (pending == 0)
+		return store_txn_queue_del(tq, e->id);
+	e->attempts++;
+	/* Failed ones are reported by the DSN after this: stored as done. */
+	for (i = 0; i < e->nrcpts; i++)
+		if (e->status[i] == SMTP_QRCPT_FAILED)
+			e->status[i] = SMTP_QRCPT_SENT;
+	r = entry_put(tq, NULL, e, NULL);
+	for (i = 0; i < nres; i++)
+		if (res[i].status != STORE_OK && res[i].status != STORE_EQUOTA)
+			e->status[c->idx[i]] = SMTP_QRCPT_FAILED;
+	return r;
+}
+
+int
+smtp_queue_local_try(struct store *st, struct smtp_queue *q,
+    struct smtp_qentry *e, int64_t now, uint64_t retry, uint64_t retry_max,
+    uint64_t lifetime, const char *hostname)
+{
+	struct store_deliver_opts o;
+	struct store_rcpt_result *res;
+	struct local_ctx c;
+	char id[STORE_NOTICE_ID_MAX + 1];
+	const char **rcpts;
+	const char *err = NULL;
+	uint8_t *status0;
+	size_t i, n = 0;
+	int r;
+
+	if (store_domain_exists(st, e->domain) != 1)
+		return 0;
+	smtp_queue_message_id(e->msg, e->len, id, sizeof(id));
+	rcpts = xcalloc(e->nrcpts + 1, sizeof(*rcpts));
+	res = xcalloc(e->nrcpts + 1, sizeof(*res));
+	memset(&c, 0, sizeof(c));
+	c.idx = xcalloc(e->nrcpts + 1, sizeof(*c.idx));
+	for (i = 0; i < e->nrcpts; i++)
+		if (e->status[i] == SMTP_QRCPT_PENDING) {
+			c.idx[n] = i;
+			rcpts[n++] = e->rcpts[i];
+		}
+	if (n > 0 && now - e->created >= (int64_t)lifetime) {
+		/* Given up: the sender hears, the report says failed. */
+		for (i = 0; i < n; i++) {
+			res[i].address = rcpts[i];
+			res[i].status = STORE_EQUOTA;
+		}
+		(void)smtp_dsn_send(st, q, hostname, e, 1);
+		if (id[0] != '\0' && store_notice_record(st, id, NULL, NULL,
+		    now, res, n, &err) < 0)
+			log_warnx("smtpd: event=notice-unrecorded queue=%s "
+			    "error=\"%s\"", e->id, err != NULL ? err : "?");
+		r = store_queue_del(st, e->id, &err);
+		log_info("smtpd: event=local-expired queue=%s rcpts=%zu",
+		    e->id, n);
+		goto out;
+	}
+	status0 = xmemdup(e->status, e->nrcpts + 1);
+	c.e = e;
+	c.status0 = status0;
+	c.now = now;
+	c.retry = retry;
+	c.retry_max = retry_max;
+	memset(&o, 0, sizeof(o));
+	o.notice_id = id[0] != '\0' ? id : NULL;
+	o.notice_defer = 1;
+	o.queue_cb = local_cb;
+	o.queue_ctx = &c;
+	r = store_deliver_ex(st, e->msg, e->len, rcpts, n, 0, res, &o, NULL,
+	    &err);
+	free(status0);
+	if (r < 0) {
+		log_warnx("smtpd: event=local-retry-failed queue=%s "
+		    "error=\"%s\"", e->id, err != NULL ? err : "?");
+		goto out;
+	}
+	if (c.newly_failed > 0)
+		(void)smtp_dsn_send(st, q, hostname, e, 0);
+	log_info("smtpd: event=local-retry queue=%s rcpts=%zu "
+	    "failed=%zu", e->id, n, c.newly_failed);
+out:
+	free(rcpts);
+	free(res);
+	free(c.idx);
+	return r < 0 ? -1 : 1;
 }

@@ -5,11 +5,14 @@
  * returns a delivery status notification (RFC 3464) to the sender.
  *
  * govmail-smtpd workers; the functions here block on disk I/O and run on
- * helper threads.  The queue is a Berkeley DB environment of its own
- * ([smtpd] queue_dir, through mailbox/kv.h): one record per message and
- * destination domain, written in one durable transaction before the
- * client gets its 250.  Records are our own; they are still
- * length-checked when read back.
+ * helper threads.  The queue lives in the store (mailbox.h
+ * store_queue_*): one record per message and destination domain, written
+ * in the same durable transaction as the local copies (store_deliver_ex
+ * calling smtp_queue_stage) before the client gets its 250.  The store
+ * keeps the bytes opaque; their encoding is here.  Records are our own;
+ * they are still length-checked when read back.  A local domain's entry
+ * is a notice copy deferred because the mailbox was full: the agent
+ * retries it into the store (smtp_queue_local_try).
  */
 #ifndef GOVMAIL_SMTP_QUEUE_H
 #define GOVMAIL_SMTP_QUEUE_H
@@ -20,7 +23,8 @@
 #include "smtp_parse.h"
 
 struct config;
-struct kv_env;
+struct store;
+struct store_txn_queue;
 
 /* Queue ids: 16 random bytes in hex. */
 #define SMTP_QUEUE_ID_LEN 32
@@ -51,16 +55,25 @@ struct smtp_qentry {
 	size_t len;
 };
 
-/* Open (creating) the queue environment named by [smtpd] queue_dir. */
-int smtp_queue_open(const struct config *cfg, struct kv_env **q_r,
+/*
+ * The queue is in the store, so there is nothing to open; the handle
+ * says that relaying through it is enabled (smtpd keeps NULL when not).
+ * Free with smtp_queue_close().
+ */
+struct smtp_queue;
+int smtp_queue_open(const struct config *cfg, struct smtp_queue **q_r,
     const char **error_r);
+void smtp_queue_close(struct smtp_queue *q);
 
 /*
- * Queue msg for the remote rcpts (addresses "local@domain"), one entry per
- * domain, all in one durable transaction.  sender "" is the null sender.
- * Returns 0 or -1 with *error_r.
+ * Inside a delivery transaction (store_deliver_ex's queue_cb): queue msg
+ * for rcpts (addresses "local@domain"), one entry per domain, with fresh
+ * ids.  sender "" is the null sender.  Returns 0 or a store error.
  */
-int smtp_queue_add(struct kv_env *q, const char *sender,
+int smtp_queue_stage(struct store_txn_queue *tq, const char *sender,
+    char *const *rcpts, size_t nrcpts, const uint8_t *msg, size_t len);
+/* The same as one transaction of its own.  Returns 0 or -1, *error_r. */
+int smtp_queue_add(struct store *st, const char *sender,
     char *const *rcpts, size_t nrcpts, const uint8_t *msg, size_t len,
     const char **error_r);
 
@@ -68,13 +81,32 @@ int smtp_queue_add(struct kv_env *q, const char *sender,
  * Entries due at now (next_try <= now), at most max, as fresh structs in
  * *entries_r (free each with smtp_qentry_free, then the array).
  */
-int smtp_queue_due(struct kv_env *q, int64_t now, size_t max,
+int smtp_queue_due(struct store *st, int64_t now, size_t max,
     struct smtp_qentry ***entries_r, size_t *n_r, const char **error_r);
 
 /* Write the entry back (after an attempt) or remove it. */
-int smtp_queue_put(struct kv_env *q, const struct smtp_qentry *e,
+int smtp_queue_put(struct store *st, const struct smtp_qentry *e,
     const char **error_r);
-int smtp_queue_remove(struct kv_env *q, const char *id, const char **error_r);
+int smtp_queue_remove(struct store *st, const char *id,
+    const char **error_r);
+
+/*
+ * The agent's turn for an entry of a LOCAL domain (a notice copy deferred
+ * over quota): deliver the pending recipients into the store, and in the
+ * same transaction update the notice report (by the message's
+ * Message-ID) and the entry (delivered ones done, still-full ones retried
+ * after retry seconds, doubling, at most retry_max; removed when none is
+ * left).  Past lifetime the rest fail: a DSN to the sender and "failed"
+ * in the report.  Returns 1 if e was a local entry (handled), 0 if it is
+ * for a remote domain, -1 on a store error (the entry stays).
+ */
+int smtp_queue_local_try(struct store *st, struct smtp_queue *q,
+    struct smtp_qentry *e, int64_t now, uint64_t retry, uint64_t retry_max,
+    uint64_t lifetime, const char *hostname);
+
+/* The message's Message-ID ("<...>", printable ASCII) into out, or "". */
+void smtp_queue_message_id(const uint8_t *msg, size_t len, char *out,
+    size_t outsz);
 
 void smtp_qentry_free(struct smtp_qentry *e);
 
@@ -93,8 +125,7 @@ uint8_t *smtp_dsn_build(const char *hostname, const struct smtp_qentry *e,
  * logged) with the null sender.  Nothing for a null sender: a bounce is
  * never bounced.  Logs failures; returns 0 or -1.
  */
-struct store;
-int smtp_dsn_send(struct store *st, struct kv_env *q, const char *hostname,
-    const struct smtp_qentry *e, int expired);
+int smtp_dsn_send(struct store *st, struct smtp_queue *q,
+    const char *hostname, const struct smtp_qentry *e, int expired);
 
 #endif

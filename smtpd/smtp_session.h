@@ -17,7 +17,7 @@
 #include "smtpd.h"
 
 struct conn;
-struct kv_env;
+struct smtp_queue;
 struct store_rcpt_result;
 
 /* Longest reply text we build (our own text plus an escaped address). */
@@ -113,7 +113,7 @@ struct smtp_job {
 	size_t nremote;
 	char *sender;
 	const char *hostname;
-	struct kv_env *queue;
+	struct smtp_queue *queue;
 	int queued;
 	struct store_rcpt_result *results;
 	int dres;
@@ -125,6 +125,13 @@ struct smtp_job {
 	uint8_t *lmsg;			/* rewritten copy for local delivery */
 	size_t llen;
 	char refuse[SMTP_REPLY_MAX];	/* refusal reply, "" if none */
+	/* exactly-once submission and deferred copies (smtp_data.c) */
+	char auth_user[SMTP_PATH_MAX + 1];	/* "" unless authenticated */
+	char ref[SMTP_PATH_MAX + 1];	/* the "delivered as" id */
+	char dup_ref[SMTP_PATH_MAX + 1];	/* a duplicate's earlier id */
+	int duplicate;			/* already accepted: nothing stored */
+	uint64_t dedup_window;		/* [smtpd] dedup_window, s */
+	size_t deferred;		/* notice copies queued over quota */
 };
 
 /* Queue a reply line (CRLF added). */
@@ -160,8 +167,12 @@ int smtp_sender_allowed(struct smtp_session *s, const char *addr);
  * Returns 0 to deliver, -1 when refused (job->refuse holds the reply).
  */
 int smtp_notice_check(struct smtp_job *job);
-/* After a notice was delivered: record each recipient for the report. */
-void smtp_notice_record(struct smtp_job *job);
+/*
+ * Before delivery: the notice's Message-ID (id, idsz bytes) for the
+ * report that store_deliver_ex writes with the copies; "" (and a log
+ * line) when the message has none.
+ */
+void smtp_notice_record_id(struct smtp_job *job, char *id, size_t idsz);
 
 /* smtp_auth.c */
 void smtp_cmd_auth(struct smtp_session *s, enum smtp_cmd cmd,

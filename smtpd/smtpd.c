@@ -235,7 +235,7 @@ worker_main(const struct daemon_listener *listeners, size_t n,
 	 */
 	tpool_free(sd.pool);
 	if (sd.queue != NULL)
-		kv_close(sd.queue);
+		smtp_queue_close(sd.queue);
 	store_close(sd.store);
 	fflush(stderr);
 	return 0;

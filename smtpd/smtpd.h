@@ -29,7 +29,7 @@ struct sasl_session;
 struct store;
 struct tpool;
 struct smtp_rate;
-struct kv_env;
+struct smtp_queue;
 struct smtp_agent;
 
 /* Longest host name used in the greeting and trace headers. */
@@ -72,7 +72,7 @@ struct smtpd {
 	struct sasl_ratelimit *auth_rl;
 	struct smtp_rate *acct_rate;
 	struct smtp_rate *ip_rate;
-	struct kv_env *queue;		/* outbound queue, or NULL */
+	struct smtp_queue *queue;	/* outbound queue, or NULL */
 	struct smtp_agent *agent;	/* worker 0 only */
 	char hostname[SMTPD_HOSTNAME_MAX + 1];
 	uint64_t message_max;		/* SIZE: message_size - reserve */
@@ -120,7 +120,7 @@ int smtp_notice_config_check(const struct config *cfg, const char **error_r);
  * Start the delivery agent on sd's loop: it looks at queue q every second
  * and sends what is due.  Run it in one worker only.
  */
-struct smtp_agent *smtp_agent_new(struct smtpd *sd, struct kv_env *q);
+struct smtp_agent *smtp_agent_new(struct smtpd *sd, struct smtp_queue *q);
 
 /* ---- smtp_rate.c ---- */
 

@@ -23,23 +23,25 @@
 
 #include "buf.h"
 #include "config.h"
-#include "kv.h"
+#include "mailbox.h"
 #include "smtp_queue.h"
 #include "smtpd.h"
 #include "xmalloc.h"
 
 static char tmpdir[] = "/tmp/test_smtp_queue.XXXXXX";
 
-static struct kv_env *
+/* The queue lives in the store: a fresh store per test. */
+static struct store *
 open_queue(void)
 {
+	static unsigned seq;
 	struct config *cfg = config_defaults();
-	struct kv_env *q = NULL;
+	struct store *q = NULL;
 	const char *err = NULL;
-	char *dir = xasprintf("%s/q", tmpdir);
+	char *dir = xasprintf("%s/s%u", tmpdir, seq++);
 
-	assert_int_equal(config_set(cfg, "smtpd", "queue_dir", dir, &err), 0);
-	assert_int_equal(smtp_queue_open(cfg, &q, &err), 0);
+	assert_int_equal(config_set(cfg, "store", "path", dir, &err), 0);
+	assert_int_equal(store_open(cfg, STORE_OPEN_CREATE, &q, &err), 0);
 	config_free(cfg);
 	free(dir);
 	return q;
@@ -60,7 +62,7 @@ cmp_domain(const void *a, const void *b)
 static void
 test_queue_roundtrip(void **state)
 {
-	struct kv_env *q = open_queue();
+	struct store *q = open_queue();
 	char *rcpts[] = { "u1@one.example", "u2@two.example",
 	    "u3@one.example" };
 	struct smtp_qentry **e = NULL;
@@ -112,30 +114,36 @@ test_queue_roundtrip(void **state)
 	assert_int_equal(smtp_queue_remove(q, e[0]->id, &err), 0);
 	smtp_qentry_free(e[0]);
 	free(e);
-	kv_close(q);
+	store_close(q);
 }
 
 /* A record that does not decode is skipped, not fatal. */
 static void
 test_queue_damaged(void **state)
 {
-	struct kv_env *q = open_queue();
+	struct store *q = open_queue();
 	struct smtp_qentry **e = NULL;
 	const char *err = NULL;
-	char key[SMTP_QUEUE_ID_LEN];
+	char key[SMTP_QUEUE_ID_LEN + 1];
 	uint8_t junk[20] = { SMTP_QUEUE_REC_VERSION, 0 };
+	struct store_queue_item it;
 	size_t n = 9;
 
 	(void)state;
-	memset(key, 'f', sizeof(key));
-	assert_int_equal(kv_put(q, NULL, "queue", key, sizeof(key), junk,
-	    sizeof(junk), 0), 0);
+	memset(key, 'f', SMTP_QUEUE_ID_LEN);
+	key[SMTP_QUEUE_ID_LEN] = '\0';
+	it.id = key;
+	it.next_try = 0;
+	it.summary = NULL;
+	it.data = junk;
+	it.len = sizeof(junk);
+	assert_int_equal(store_queue_put(q, &it, &err), 0);
 	assert_int_equal(smtp_queue_due(q, INT64_MAX, SMTP_QUEUE_SCAN_MAX, &e,
 	    &n, &err), 0);
 	assert_int_equal(n, 0);
 	free(e);
-	assert_int_equal(kv_del(q, NULL, "queue", key, sizeof(key)), 0);
-	kv_close(q);
+	assert_int_equal(store_queue_del(q, key, &err), 0);
+	store_close(q);
 }
 
 static void
