@@ -276,6 +276,7 @@ cmd_append(struct imap_session *s, const struct imap_arg *args, size_t n,
 		imap_tagged_store_error(s, rc, err);
 		return IMAP_CMD_DONE;
 	}
+	imap_own_write(s);
 	imap_tagged(s, "OK", "[APPENDUID %u %u] APPEND completed", validity,
 	    newuid);
 	return IMAP_CMD_DONE;

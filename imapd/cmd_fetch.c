@@ -21,6 +21,7 @@
 #include "buf.h"
 #include "conn.h"
 #include "imap_util.h"
+#include "imap_meta.h"
 #include "imapd.h"
 #include "log.h"
 #include "strnum.h"
@@ -84,6 +85,9 @@ struct fetch_state {
 	uint64_t s_off, s_left;
 	size_t resume_item;
 	struct store_msg cur;
+	/* records of uids[batch_start .. batch_end), read in one go */
+	struct store_msg *batch;
+	size_t bn, bi, batch_end;
 	struct store_msg_meta meta;
 	int have_meta;
 	int in_msg;
@@ -105,6 +109,7 @@ fetch_state_free(void *arg)
 	if (f->have_meta)
 		store_msg_meta_free(&f->meta);
 	buf_free(&f->mem);
+	free(f->batch);
 	free(f->uids);
 	free(f);
 }
@@ -769,18 +774,36 @@ fetch_continue(struct imap_session *s)
 		if (f->next >= f->nuids)
 			break;
 		{
-			uint32_t uid = f->uids[f->next++];
-			uint32_t seq = imap_view_seq(&s->mb, uid);
+			uint32_t uid, seq;
 
-			if (seq == 0 || store_msg_get(s->w->store, s->mb.id,
-			    uid, &f->cur, &err) < 0)
+			if (f->next >= f->batch_end) {
+				/* The next slice's records, one transaction. */
+				size_t k = f->nuids - f->next;
+
+				if (k > IMAPD_SLICE_MESSAGES)
+					k = IMAPD_SLICE_MESSAGES;
+				free(f->batch);
+				f->batch = NULL;
+				f->bn = f->bi = 0;
+				f->batch_end = f->next + k;
+				if (imap_msgs_load(s, f->uids + f->next, k,
+				    &f->batch, &f->bn, &err) < 0)
+					log_warnx("s=%s event=fetch-read-failed "
+					    "error=%s", s->sid, err);
+			}
+			uid = f->uids[f->next++];
+			seq = imap_view_seq(&s->mb, uid);
+			if (f->bi >= f->bn || f->batch[f->bi].uid != uid)
+				continue;	/* expunged meanwhile */
+			f->cur = f->batch[f->bi++];
+			if (seq == 0)
 				continue;
 			if (f->have_meta) {
 				store_msg_meta_free(&f->meta);
 				f->have_meta = 0;
 			}
-			if (f->need_meta && store_msg_meta(s->w->store,
-			    f->cur.blob, &f->meta, &err) == 0)
+			if (f->need_meta && imap_meta_load(s->w->meta,
+			    s->w->store, f->cur.blob, &f->meta, &err) == 0)
 				f->have_meta = 1;
 			buf_reset(&out);
 			(void)buf_printf(&out, "* %u FETCH (", seq);
@@ -1068,6 +1091,7 @@ cmd_store(struct imap_session *s, const struct imap_arg *args, size_t n,
 	}
 	imap_write(s, out.data, out.len);
 	buf_free(&out);
+	imap_own_write(s);
 	if (c.nfailed > 0) {
 		struct buf set;
 

@@ -22,6 +22,7 @@
 
 #include "buf.h"
 #include "imap_util.h"
+#include "imap_meta.h"
 #include "imapd.h"
 #include "log.h"
 #include "strnum.h"
@@ -660,8 +661,8 @@ load_meta(struct msgctx *c)
 {
 	const char *err;
 
-	if (!c->have_meta && store_msg_meta(c->s->w->store, c->m.blob,
-	    &c->meta, &err) == 0)
+	if (!c->have_meta && imap_meta_load(c->s->w->meta, c->s->w->store,
+	    c->m.blob, &c->meta, &err) == 0)
 		c->have_meta = 1;
 	return c->have_meta ? 0 : -1;
 }
@@ -908,9 +909,12 @@ eval(struct msgctx *c, const struct snode *n, unsigned depth)
 		return n->key == K_SENTBEFORE ? d < n->days :
 		    n->key == K_SENTON ? d == n->days : d >= n->days;
 	case K_SUBJECT:
-		if (load_meta(c) == 0 && ci_contains((const uint8_t *)
-		    c->meta.subject, strlen(c->meta.subject), n->str))
-			return 1;
+		/* The envelope's subject (RFC 3501 6.4.4), decoded once at
+		 * delivery (RFC 2047 words, charsets, raw GB18030): the
+		 * header block is read only if the metadata is missing. */
+		if (load_meta(c) == 0)
+			return ci_contains((const uint8_t *)c->meta.subject,
+			    strlen(c->meta.subject), n->str);
 		return match_header(c, "Subject", n->str);
 	case K_FROM:
 		if (load_meta(c) == 0 && ci_contains((const uint8_t *)
@@ -1147,13 +1151,18 @@ search_continue(struct imap_session *s)
 
 	if (end > j->n)
 		end = j->n;
-	for (; j->next < end; j->next++) {
-		struct store_msg m;
+	{
+		struct store_msg *msgs;
+		size_t i, nm;
 
-		if (store_msg_get(s->w->store, s->mb.id, j->uids[j->next], &m,
-		    &err) < 0)
-			continue;	/* expunged meanwhile */
-		(void)search_cb(&m, &j->sc);
+		/* One read transaction per slice; expunged ones are gone. */
+		if (imap_msgs_load(s, j->uids + j->next, end - j->next, &msgs,
+		    &nm, &err) == 0) {
+			for (i = 0; i < nm; i++)
+				(void)search_cb(&msgs[i], &j->sc);
+			free(msgs);
+		}
+		j->next = end;
 	}
 	if (j->next < j->n) {
 		imap_command_yield(s);

@@ -42,6 +42,69 @@ imap_view_seq(const struct imap_view *v, uint32_t uid)
 	return 0;
 }
 
+struct msgs_load_ctx {
+	const uint32_t *uids;
+	size_t n, next;
+	struct store_msg *out;
+	size_t nout;
+};
+
+static int
+msgs_load_cb(const struct store_msg *m, void *ctx)
+{
+	struct msgs_load_ctx *c = ctx;
+
+	while (c->next < c->n && c->uids[c->next] < m->uid)
+		c->next++;
+	if (c->next < c->n && c->uids[c->next] == m->uid) {
+		c->out[c->nout++] = *m;
+		c->next++;
+	}
+	return 0;
+}
+
+int
+imap_msgs_load(struct imap_session *s, const uint32_t *uids, size_t n,
+    struct store_msg **msgs_r, size_t *n_r, const char **error_r)
+{
+	struct store_uid_range *r;
+	struct msgs_load_ctx c;
+	size_t i, nr = 0;
+	uint32_t prev_seq = 0;
+	int rc;
+
+	*msgs_r = NULL;
+	*n_r = 0;
+	if (n == 0)
+		return 0;
+	r = xreallocarray(NULL, n, sizeof(*r));
+	for (i = 0; i < n; i++) {
+		uint32_t seq = imap_view_seq(&s->mb, uids[i]);
+
+		if (nr > 0 && seq != 0 && prev_seq != 0 && seq == prev_seq + 1)
+			r[nr - 1].hi = uids[i];
+		else {
+			r[nr].lo = r[nr].hi = uids[i];
+			nr++;
+		}
+		prev_seq = seq;
+	}
+	memset(&c, 0, sizeof(c));
+	c.uids = uids;
+	c.n = n;
+	c.out = xreallocarray(NULL, n, sizeof(*c.out));
+	rc = store_msg_list(s->w->store, s->mb.id, r, nr, 0, msgs_load_cb,
+	    &c, error_r);
+	free(r);
+	if (rc < 0) {
+		free(c.out);
+		return rc;
+	}
+	*msgs_r = c.out;
+	*n_r = c.nout;
+	return 0;
+}
+
 static void
 view_push(struct imap_view *v, uint32_t uid)
 {
@@ -435,8 +498,18 @@ imap_sync(struct imap_session *s, int allow_expunge)
 	c.last = s->mb.n > 0 ? s->mb.uids[s->mb.n - 1] : 0;
 	c.added = 0;
 	before = s->mb.n;
-	if (store_msg_list(s->w->store, s->mb.id, NULL, 0, s->mb.modseq,
-	    changed_cb, &c, &err) < 0)
+	if (info.highestmodseq == s->mb.modseq) {
+		/* Only new messages (this session's APPEND): list them
+		 * alone, not the mailbox. */
+		struct store_uid_range nr;
+
+		nr.lo = c.last + 1;
+		nr.hi = UINT32_MAX;
+		if (c.last < UINT32_MAX && store_msg_list(s->w->store,
+		    s->mb.id, &nr, 1, 0, changed_cb, &c, &err) < 0)
+			pending = 1;
+	} else if (store_msg_list(s->w->store, s->mb.id, NULL, 0,
+	    s->mb.modseq, changed_cb, &c, &err) < 0)
 		pending = 1;
 	if (c.added > 0) {
 		size_t recent = 0;
@@ -456,6 +529,16 @@ imap_sync(struct imap_session *s, int allow_expunge)
 	if (out.len > 0)
 		imap_write(s, out.data, out.len);
 	buf_free(&out);
+}
+
+void
+imap_own_write(struct imap_session *s)
+{
+	uint64_t before, after;
+
+	if (s->selected && store_last_write(s->w->store, s->mb.id, &before,
+	    &after) == 0 && before == s->mb.modseq)
+		s->mb.modseq = after;
 }
 
 void
@@ -801,6 +884,7 @@ cmd_expunge(struct imap_session *s, const struct imap_arg *args, size_t n,
 	imap_write(s, out.data, out.len);
 	buf_free(&out);
 	free(gone.v);
+	imap_own_write(s);
 	imap_tagged(s, "OK", "EXPUNGE completed");
 	return IMAP_CMD_DONE;
 }

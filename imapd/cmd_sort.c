@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "imap_meta.h"
 #include "imapd.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -296,7 +297,8 @@ msgs_load(struct imap_session *s, const uint32_t *uids, size_t n,
 		m[i].size = sm.size;
 		m[i].date = sm.internaldate;
 		buf_init(&h, BUF_UNBOUNDED);
-		if (store_msg_meta(s->w->store, sm.blob, &meta, error_r) == 0) {
+		if (imap_meta_load(s->w->meta, s->w->store, sm.blob, &meta,
+		    error_r) == 0) {
 			if (meta.date != 0)
 				m[i].date = meta.date;
 			m[i].subject = base_subject(meta.subject);

@@ -26,6 +26,7 @@
 #include "config.h"
 #include "conn.h"
 #include "daemon.h"
+#include "imap_meta.h"
 #include "imapd.h"
 #include "log.h"
 #include "sasl.h"
@@ -654,6 +655,8 @@ worker_main(const struct daemon_listener *ls, size_t n, unsigned int index,
 		log_warnx("event=store-open-failed error=%s", err);
 		return rc == STORE_ETEMP ? 1 : DAEMON_EXIT_FATAL;
 	}
+	w.meta = meta_cache_new((size_t)config_size(ctx->cfg, "imapd",
+	    "meta_cache"));
 	w.base = event_base_new();
 	if (w.base == NULL)
 		log_fatalx("event_base_new failed");
@@ -709,6 +712,7 @@ worker_main(const struct daemon_listener *ls, size_t n, unsigned int index,
 	store_watch_free(w.watch);
 	sasl_ratelimit_free(w.rl);
 	store_close(w.store);
+	meta_cache_free(w.meta);
 	event_base_free(w.base);
 	free(lcs);
 	free(cls);

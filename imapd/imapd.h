@@ -75,6 +75,7 @@ struct imap_worker {
 	struct config *cfg;
 	SSL_CTX *tls;
 	struct store *store;
+	struct meta_cache *meta;	/* imap_meta.h */
 	struct tpool *pool;
 	struct store_watch *watch;
 	struct event *watch_ev;
@@ -269,12 +270,29 @@ void imap_unselect(struct imap_session *s);
  * when expunges may be sent, EXPUNGE or VANISHED) responses.
  */
 void imap_sync(struct imap_session *s, int allow_expunge);
+/*
+ * After this session's own write to its selected mailbox (STORE, EXPUNGE,
+ * APPEND), whose effects it reported itself or leaves to imap_sync as new
+ * messages: if nobody else wrote in between (store_last_write), the
+ * session's HIGHESTMODSEQ moves on, so imap_sync neither walks the mailbox
+ * for other changes nor reports this session's own again.
+ */
+void imap_own_write(struct imap_session *s);
 /* The store says mailbox_id may have changed: update IDLE sessions. */
 void imap_notify(struct imap_worker *w, uint32_t mailbox_id);
 /* A client line during IDLE. */
 void imap_idle_line(struct imap_session *s, const char *line, size_t len);
 /* Sequence number of uid in the view, 0 if absent. */
 uint32_t imap_view_seq(const struct imap_view *v, uint32_t uid);
+/*
+ * The store records of uids[0..n) (ascending UIDs of the selected
+ * mailbox) in one read transaction: *msgs_r (the caller frees it) gets
+ * those still there, in the same order; an expunged one is missing.  Runs
+ * of UIDs adjacent in the view are read as one range, so the store walks
+ * about n records whatever the gaps.  Returns 0 or a store error.
+ */
+int imap_msgs_load(struct imap_session *s, const uint32_t *uids, size_t n,
+    struct store_msg **msgs_r, size_t *n_r, const char **error_r);
 /*
  * A sequence set argument (or "$") as UID ranges of this view: for UID
  * commands the UIDs themselves, else the sequence numbers mapped to UIDs.

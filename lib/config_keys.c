@@ -116,6 +116,8 @@ const struct config_key config_keys[] = {
 	  "idle time before an authenticated connection is closed (RFC 3501: at least 30 minutes)" },
 	{ "imapd", "auth_threads", CONFIG_UINT, "2",
 	  "helper threads per worker for password checks (Argon2id)" },
+	{ "imapd", "meta_cache", CONFIG_SIZE, "32M",
+	  "memory per worker for recently used message metadata (ENVELOPE, BODYSTRUCTURE, decoded Subject); 0: none" },
 
 	/* ---- [ca]: the certificate authority (ca/, govmail-ca) ---- */
 	{ "ca", "dir", CONFIG_PATH, "/var/lib/govmail/ca",

@@ -529,6 +529,19 @@ int store_expunge(struct store *store, uint32_t mailbox_id,
     const struct store_uid_range *ranges, size_t nranges,
     int (*cb)(uint32_t uid, void *ctx), void *ctx, const char **error_r);
 
+/*
+ * What the last write transaction committed through this handle did to
+ * mailbox_id: *before_r is the HIGHESTMODSEQ it read, *after_r the one it
+ * left.  STORE_ENOTFOUND if that transaction did not change the mailbox
+ * (or changed more than ST_MODSEQ_NOTES mailboxes).  An IMAP session that
+ * had reported HIGHESTMODSEQ == before knows that nobody else changed the
+ * mailbox in between: its own changes, which it reported itself, are all
+ * there is (no need to look for others').  Ask from the thread that wrote,
+ * before its next write through this handle.
+ */
+int store_last_write(struct store *store, uint32_t mailbox_id,
+    uint64_t *before_r, uint64_t *after_r);
+
 /* UIDs expunged with modseq > since (QRESYNC VANISHED (EARLIER)), in order. */
 int store_vanished(struct store *store, uint32_t mailbox_id, uint64_t since,
     int (*cb)(uint32_t uid, void *ctx), void *ctx, const char **error_r);

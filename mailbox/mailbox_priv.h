@@ -110,6 +110,9 @@ enum store_db {
 /* The process-wide environment shared by every struct store of one path. */
 struct store_shared;
 
+/* Mailboxes one write transaction's modseq notes cover (COPY/MOVE: 2). */
+#define ST_MODSEQ_NOTES 4
+
 struct store {
 	struct store_shared *sh;
 	DB_ENV *env;
@@ -138,6 +141,14 @@ struct store {
 	size_t nnotify, notify_cap;
 	/* the running transaction writes (reads use DB_RMW where apt) */
 	int txn_write;
+	/* HIGHESTMODSEQ of the mailboxes the running write transaction
+	 * loaded (before) and saved (after); copied to modseq_done when it
+	 * commits, for store_last_write() */
+	struct st_modseq_note {
+		uint32_t id;
+		uint64_t before, after;
+	} modseq_run[ST_MODSEQ_NOTES], modseq_done[ST_MODSEQ_NOTES];
+	size_t nmodseq_run, nmodseq_done;
 	/* error text of the last call */
 	const char *err;
 	char errbuf[256];
@@ -173,6 +184,10 @@ enum {
 	ST_TXN_WRITE = 1,
 	/* or-ed in: may legitimately run long (check, stats): no watchdog */
 	ST_TXN_LONG = 2,
+	/* or-ed in to ST_TXN_WRITE: commit without waiting for the disk
+	 * (state a crash may lose harmlessly, like \Recent); the next
+	 * durable commit of anyone carries it to disk */
+	ST_TXN_NOSYNC = 4,
 };
 typedef int (*st_txn_fn)(struct store *s, DB_TXN *txn, void *ctx);
 /*
@@ -190,6 +205,9 @@ int st_failf(struct store *s, int code, const char *fmt, ...)
 /* Map a Berkeley DB return code to a store error (logs real failures). */
 int st_dberr(struct store *s, int ret, const char *what);
 void st_notify(struct store *s, uint32_t mailbox_id);
+/* Note a mailbox's HIGHESTMODSEQ as loaded (saved 0) or saved (1) by the
+ * running write transaction (store_mailbox.c, for store_last_write). */
+void st_modseq_note(struct store *s, uint32_t id, uint64_t modseq, int saved);
 void st_signal(const char *notify_dir, uint32_t mailbox_id);
 
 /* DB calls with fault injection; values are malloc'd, caller frees. */

@@ -1451,18 +1451,21 @@ st_txn_run(struct store *s, int mode, st_txn_fn fn, void *ctx,
 	struct timespec ts;
 	unsigned attempt;
 	size_t i;
-	int r, ret, reopened = 0;
+	int r, ret, reopened = 0, nosync;
 
 	s->err = NULL;
 	if (!(mode & ST_TXN_LONG))
 		st_busy(s, 1);
 	mode &= ~ST_TXN_LONG;
+	nosync = (mode & ST_TXN_NOSYNC) != 0;
+	mode &= ~ST_TXN_NOSYNC;
 	if (mode == ST_TXN_WRITE && (s->flags & STORE_OPEN_READONLY)) {
 		r = st_fail(s, STORE_EPERM, "store opened read-only");
 		goto out;
 	}
 	for (attempt = 0;; attempt++) {
 		s->nnotify = 0;
+		s->nmodseq_run = 0;
 		s->err = NULL;
 		if (s->sh->broken)
 			r = STORE_EPANIC;
@@ -1487,7 +1490,9 @@ st_txn_run(struct store *s, int mode, st_txn_fn fn, void *ctx,
 					 * log flush (group commit).
 					 */
 					ret = txn->commit(txn, mode ==
-					    ST_TXN_WRITE ? DB_TXN_SYNC : 0);
+					    ST_TXN_WRITE && !nosync ?
+					    DB_TXN_SYNC : mode == ST_TXN_WRITE ?
+					    DB_TXN_NOSYNC : 0);
 					if (ret != 0)
 						r = st_dberr(s, ret, "commit");
 				}
@@ -1524,9 +1529,13 @@ st_txn_run(struct store *s, int mode, st_txn_fn fn, void *ctx,
 		if (attempt % 16 == 15)
 			(void)s->env->failchk(s->env, 0);
 	}
-	if (r >= 0 && mode == ST_TXN_WRITE)
+	if (r >= 0 && mode == ST_TXN_WRITE) {
 		for (i = 0; i < s->nnotify; i++)
 			st_signal(s->notify_dir, s->notify[i]);
+		memcpy(s->modseq_done, s->modseq_run,
+		    s->nmodseq_run * sizeof(s->modseq_run[0]));
+		s->nmodseq_done = s->nmodseq_run;
+	}
 out:
 	st_busy(s, 0);
 	s->nnotify = 0;

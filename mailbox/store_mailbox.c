@@ -127,7 +127,48 @@ st_mbox_load(struct store *s, DB_TXN *txn, uint32_t id, struct mbox_rec *m)
 	free(v.data);
 	if (r != 0)
 		return st_fail(s, STORE_EDAMAGED, "damaged mailbox record");
+	if (s->txn_write)
+		st_modseq_note(s, id, m->highestmodseq, 0);
 	return 0;
+}
+
+/*
+ * Note a mailbox's HIGHESTMODSEQ in the running write transaction: the
+ * first load gives "before", every save "after" (a save without a load
+ * before it gets before 0, which no session has seen).
+ */
+void
+st_modseq_note(struct store *s, uint32_t id, uint64_t modseq, int saved)
+{
+	size_t i;
+
+	for (i = 0; i < s->nmodseq_run; i++)
+		if (s->modseq_run[i].id == id) {
+			if (saved)
+				s->modseq_run[i].after = modseq;
+			return;
+		}
+	if (s->nmodseq_run == ST_MODSEQ_NOTES)
+		return;		/* not noted: store_last_write says so */
+	s->modseq_run[i].id = id;
+	s->modseq_run[i].before = saved ? 0 : modseq;
+	s->modseq_run[i].after = modseq;
+	s->nmodseq_run++;
+}
+
+int
+store_last_write(struct store *s, uint32_t mailbox_id, uint64_t *before_r,
+    uint64_t *after_r)
+{
+	size_t i;
+
+	for (i = 0; i < s->nmodseq_done; i++)
+		if (s->modseq_done[i].id == mailbox_id) {
+			*before_r = s->modseq_done[i].before;
+			*after_r = s->modseq_done[i].after;
+			return 0;
+		}
+	return STORE_ENOTFOUND;
 }
 
 int
@@ -143,8 +184,10 @@ st_mbox_save(struct store *s, DB_TXN *txn, uint32_t id,
 	mbox_rec_encode(m, &b);
 	r = st_put(s, SDB_MBOX_BY_ID, txn, k, 4, b.data, b.len, 0);
 	buf_free(&b);
-	if (r == 0)
+	if (r == 0) {
 		st_notify(s, id);
+		st_modseq_note(s, id, m->highestmodseq, 1);
+	}
 	return r;
 }
 
@@ -881,7 +924,9 @@ store_mailbox_take_recent(struct store *s, uint32_t mailbox_id,
 
 	memset(&c, 0, sizeof(c));
 	c.id = mailbox_id;
-	r = st_txn_run(s, ST_TXN_WRITE, st_take_recent_fn, &c, error_r);
+	/* \Recent is advisory: a crash may hand it out again. */
+	r = st_txn_run(s, ST_TXN_WRITE | ST_TXN_NOSYNC, st_take_recent_fn, &c,
+	    error_r);
 	if (r == 0)
 		*first_recent_uid_r = c.first_recent;
 	return r;
