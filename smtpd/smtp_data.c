@@ -141,7 +141,8 @@ job_partial_dsn(struct smtp_job *job, struct store *st)
 	e.nrcpts = n;
 	e.msg = job->msg;
 	e.len = job->len;
-	(void)smtp_dsn_send(st, job->queue, job->hostname, &e, 0);
+	(void)smtp_dsn_send_env(st, job->queue, job->hostname, &e, 0,
+	    job->dsn);
 	free(e.rcpts);
 	free(e.status);
 	free(e.diag);
@@ -161,8 +162,8 @@ job_queue_cb(struct store_txn_queue *tq, const struct store_rcpt_result *res,
 	size_t i, n = 0;
 	int r = 0;
 
-	if (job->nremote > 0 && (r = smtp_queue_stage(tq, job->sender,
-	    job->remote, job->nremote, job->msg, job->len)) != 0)
+	if (job->nremote > 0 && (r = smtp_queue_stage_dsn(tq, job->sender,
+	    job->remote, job->nremote, job->msg, job->len, job->dsn)) != 0)
 		return r;
 	if (job->notice_list == NULL)
 		return 0;
@@ -247,6 +248,7 @@ job_deliver_work(void *arg)
 		    job->deferred);
 	}
 	job_partial_dsn(job, st);
+	smtp_dsn_local(job, st);
 }
 
 static void
@@ -453,6 +455,7 @@ message_complete(struct smtp_session *s)
 		job->dedup_window = (uint64_t)STORE_DEDUP_WINDOW_MAX;
 	if (s->notice)
 		job->notice_list = xstrdup(s->notice_list);
+	job->dsn = smtp_dsn_env_take(&s->dsn, &s->mp);
 	job->results = xcalloc(job->nrcpts, sizeof(*job->results));
 	if (tpool_submit(s->sd->pool, job_deliver_work, job_deliver_done, job,
 	    &err) < 0) {

@@ -67,6 +67,7 @@ struct smtp_agent {
 	char relayhost[SMTP_OUT_HOST_MAX];
 	uint64_t retry;
 	uint64_t lifetime;
+	uint64_t delay_warning;		/* [smtpd] delay_warning, 0: never */
 	struct event *timer;
 	int scanning;
 	size_t active;			/* sessions and finish jobs */
@@ -97,6 +98,8 @@ struct smtp_out {
 	int starttls_offered;
 	int utf8_offered;		/* SMTPUTF8 in the last EHLO */
 	int eightbit_offered;		/* 8BITMIME in the last EHLO */
+	int dsn_offered;		/* DSN in the last EHLO (RFC 3461) */
+	int utf8_used;			/* MAIL had SMTPUTF8 */
 	int tls;
 	char host[SMTP_OUT_HOST_MAX];
 	char ip[INET6_ADDRSTRLEN];
@@ -106,6 +109,8 @@ struct smtp_out {
 };
 
 static void out_on_input(struct conn *c, void *arg);
+static void out_rcpt_params(const struct smtp_out *o, size_t i, char *out,
+    size_t outsz);
 static void out_on_tls(struct conn *c, void *arg);
 static void out_on_close(struct conn *c, enum conn_close_reason why,
     void *arg);
@@ -368,6 +373,9 @@ finish_work(void *arg)
 			    "store unavailable");
 		return;
 	}
+	/* Relayed (no DSN there) and delay reports, once each. */
+	smtp_dsn_progress(st, ag->q, ag->sd->hostname, e, now,
+	    ag->delay_warning);
 	if (failed > 0) {
 		deliver_dsn(ag, e, 0);
 		for (i = 0; i < e->nrcpts; i++)	/* reported: done */
@@ -482,7 +490,11 @@ out_send_rcpt_or_data(struct smtp_out *o)
 	    e->status[o->rcpt] != SMTP_QRCPT_PENDING)
 		o->rcpt++;
 	if (o->rcpt < e->nrcpts) {
-		conn_printf(o->c, "RCPT TO:<%s>\r\n", e->rcpts[o->rcpt]);
+		char params[SMTP_ORCPT_MAX + 64];
+
+		out_rcpt_params(o, o->rcpt, params, sizeof(params));
+		conn_printf(o->c, "RCPT TO:<%s>%s\r\n", e->rcpts[o->rcpt],
+		    params);
 		o->state = OUT_RCPT;
 		return;
 	}
@@ -496,6 +508,51 @@ out_send_rcpt_or_data(struct smtp_out *o)
 	}
 	conn_printf(o->c, "DATA\r\n");
 	o->state = OUT_DATA;
+}
+
+/*
+ * RCPT's DSN parameters for recipient i when the server offers DSN
+ * (RFC 3461 5.2.1): NOTIFY and ORCPT as the client gave them; a UTF-8
+ * ORCPT goes as utf-8-addr-xtext unless the transaction is SMTPUTF8.
+ */
+static void
+out_rcpt_params(const struct smtp_out *o, size_t i, char *out, size_t outsz)
+{
+	const struct smtp_qentry *e = o->e;
+	unsigned n = e->notify != NULL ? e->notify[i] : 0;
+	const char *orcpt = e->orcpt != NULL ? e->orcpt[i] : NULL;
+	char text[SMTP_ORCPT_MAX + 1];
+	size_t k;
+
+	out[0] = '\0';
+	if (!o->dsn_offered)
+		return;
+	if (n != 0) {
+		(void)str_append(out, outsz, " NOTIFY=");
+		if (n & SMTP_NOTIFY_NEVER)
+			(void)str_append(out, outsz, "NEVER");
+		if (n & SMTP_NOTIFY_SUCCESS)
+			(void)str_append(out, outsz, "SUCCESS,");
+		if (n & SMTP_NOTIFY_FAILURE)
+			(void)str_append(out, outsz, "FAILURE,");
+		if (n & SMTP_NOTIFY_DELAY)
+			(void)str_append(out, outsz, "DELAY,");
+		k = strlen(out);
+		if (out[k - 1] == ',')
+			out[k - 1] = '\0';
+	}
+	if (orcpt == NULL)
+		return;
+	for (k = 0; orcpt[k] != '\0'; k++)
+		if ((unsigned char)orcpt[k] >= 0x80)
+			break;
+	if (orcpt[k] != '\0' && !o->utf8_used) {
+		if (smtp_orcpt_text(orcpt, text, sizeof(text)) < 0)
+			return;		/* too long as xtext: left out */
+		orcpt = text;
+	}
+	(void)str_append(out, outsz, " ORCPT=");
+	(void)str_append(out, outsz, orcpt);
 }
 
 /* The message, dot-stuffed, and the end of data. */
@@ -562,9 +619,15 @@ out_send_mail(struct smtp_out *o)
 		o->state = OUT_QUIT;
 		return -1;
 	}
-	conn_printf(o->c, "MAIL FROM:<%s>%s%s\r\n", e->sender,
+	o->utf8_used = utf8;
+	/* RFC 3461 5.2.1: the DSN request goes on to a server with DSN. */
+	conn_printf(o->c, "MAIL FROM:<%s>%s%s%s%s%s\r\n", e->sender,
 	    o->eightbit_offered && has_8bit(e->msg, e->len) ?
-	    " BODY=8BITMIME" : "", utf8 ? " SMTPUTF8" : "");
+	    " BODY=8BITMIME" : "", utf8 ? " SMTPUTF8" : "",
+	    o->dsn_offered && e->ret != SMTP_RET_NONE ?
+	    (e->ret == SMTP_RET_HDRS ? " RET=HDRS" : " RET=FULL") : "",
+	    o->dsn_offered && e->envid[0] != '\0' ? " ENVID=" : "",
+	    o->dsn_offered ? e->envid : "");
 	o->state = OUT_MAIL;
 	return 0;
 }
@@ -628,6 +691,7 @@ out_reply(struct smtp_out *o, int code)
 		o->starttls_offered = 0;
 		o->utf8_offered = 0;
 		o->eightbit_offered = 0;
+		o->dsn_offered = 0;
 		o->state = OUT_EHLO;	/* EHLO is sent from on_tls */
 		break;
 	case OUT_MAIL:
@@ -657,8 +721,12 @@ out_reply(struct smtp_out *o, int code)
 		if (!ok)
 			goto fail_accepted;
 		for (i = 0; i < e->nrcpts; i++)
-			if (o->accepted[i])
+			if (o->accepted[i]) {
 				e->status[i] = SMTP_QRCPT_SENT;
+				/* No DSN there: we report SUCCESS. */
+				if (!o->dsn_offered && e->dflags != NULL)
+					e->dflags[i] |= SMTP_QRCPT_F_NODSN;
+			}
 		conn_printf(o->c, "QUIT\r\n");
 		o->state = OUT_QUIT;
 		break;
@@ -717,6 +785,8 @@ out_on_input(struct conn *c, void *arg)
 				o->utf8_offered = 1;
 			else if (str_casecmp(line + 4, "8BITMIME") == 0)
 				o->eightbit_offered = 1;
+			else if (str_casecmp(line + 4, "DSN") == 0)
+				o->dsn_offered = 1;
 		}
 		/* Keep a printable copy of the reply for DSNs. */
 		for (i = 0; i < len && k + 1 < sizeof(o->last); i++)
@@ -777,6 +847,8 @@ smtp_agent_new(struct smtpd *sd, struct smtp_queue *q)
 	if (ag->retry == 0)
 		ag->retry = 1;
 	ag->lifetime = config_duration(sd->cfg, "smtpd", "queue_lifetime");
+	ag->delay_warning = config_duration(sd->cfg, "smtpd",
+	    "delay_warning");
 	if (strcmp(mode, "none") == 0)
 		ag->tls = OUT_TLS_NONE;
 	else if (strcmp(mode, "encrypt") == 0)

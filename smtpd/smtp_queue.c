@@ -150,9 +150,31 @@ encode(const struct smtp_qentry *e, struct buf *b)
 		put_str(b, e->rcpts[i]);
 		buf_append_byte(b, e->status[i]);
 		put_str(b, e->diag[i]);
+		/* version 2: the recipient's DSN request and flags */
+		buf_append_byte(b, e->notify != NULL ? e->notify[i] : 0);
+		buf_append_byte(b, e->dflags != NULL ? e->dflags[i] : 0);
+		put_str(b, e->orcpt != NULL ? e->orcpt[i] : NULL);
 	}
+	/* version 2: the message's DSN request */
+	buf_append_byte(b, e->ret);
+	put_str(b, e->envid);
 	put_u64(b, e->len);
 	buf_append(b, e->msg, e->len);
+}
+
+static uint8_t
+get_u8(struct reader *r)
+{
+	uint8_t v;
+
+	if (r->left < 1) {
+		r->bad = 1;
+		return 0;
+	}
+	v = r->p[0];
+	r->p++;
+	r->left--;
+	return v;
 }
 
 static struct smtp_qentry *
@@ -163,9 +185,10 @@ decode(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
 	char *dom;
 	uint64_t len;
 	size_t i;
+	int version = vlen > 0 ? val[0] : 0;
 
-	if (klen != SMTP_QUEUE_ID_LEN || vlen < 1 ||
-	    val[0] != SMTP_QUEUE_REC_VERSION) {
+	if (klen != SMTP_QUEUE_ID_LEN || version < 1 ||
+	    version > SMTP_QUEUE_REC_VERSION) {
 		free(e);
 		return NULL;
 	}
@@ -188,6 +211,9 @@ decode(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
 	e->rcpts = xcalloc(e->nrcpts + 1, sizeof(*e->rcpts));
 	e->status = xcalloc(e->nrcpts + 1, 1);
 	e->diag = xcalloc(e->nrcpts + 1, sizeof(*e->diag));
+	e->notify = xcalloc(e->nrcpts + 1, 1);
+	e->dflags = xcalloc(e->nrcpts + 1, 1);
+	e->orcpt = xcalloc(e->nrcpts + 1, sizeof(*e->orcpt));
 	for (i = 0; i < e->nrcpts; i++) {
 		e->rcpts[i] = get_str(&r);
 		e->status[i] = r.left > 0 ? *r.p : 0;
@@ -200,6 +226,26 @@ decode(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
 			free(e->diag[i]);
 			e->diag[i] = NULL;
 		}
+		if (version < 2)
+			continue;
+		e->notify[i] = get_u8(&r);
+		e->dflags[i] = get_u8(&r);
+		e->orcpt[i] = get_str(&r);
+		if (e->orcpt[i][0] == '\0') {
+			free(e->orcpt[i]);
+			e->orcpt[i] = NULL;
+		}
+	}
+	if (version >= 2) {
+		char *envid;
+
+		e->ret = get_u8(&r);
+		envid = get_str(&r);
+		if (e->ret > SMTP_RET_HDRS || strlen(envid) > SMTP_ENVID_MAX)
+			r.bad = 1;
+		else
+			(void)str_copy(e->envid, sizeof(e->envid), envid);
+		free(envid);
 	}
 	len = get_u64(&r);
 	if (r.bad || len != r.left) {
@@ -222,10 +268,15 @@ smtp_qentry_free(struct smtp_qentry *e)
 		free(e->rcpts[i]);
 		if (e->diag != NULL)
 			free(e->diag[i]);
+		if (e->orcpt != NULL)
+			free(e->orcpt[i]);
 	}
 	free(e->rcpts);
 	free(e->status);
 	free(e->diag);
+	free(e->notify);
+	free(e->dflags);
+	free(e->orcpt);
 	free(e->sender);
 	free(e->msg);
 	free(e);
@@ -278,6 +329,14 @@ int
 smtp_queue_stage(struct store_txn_queue *tq, const char *sender,
     char *const *rcpts, size_t nrcpts, const uint8_t *msg, size_t len)
 {
+	return smtp_queue_stage_dsn(tq, sender, rcpts, nrcpts, msg, len, NULL);
+}
+
+int
+smtp_queue_stage_dsn(struct store_txn_queue *tq, const char *sender,
+    char *const *rcpts, size_t nrcpts, const uint8_t *msg, size_t len,
+    const struct smtp_dsn_env *env)
+{
 	struct {
 		struct smtp_qentry **entries;
 		size_t n;
@@ -307,10 +366,29 @@ smtp_queue_stage(struct store_txn_queue *tq, const char *sender,
 			e->rcpts = xcalloc(nrcpts, sizeof(*e->rcpts));
 			e->status = xcalloc(nrcpts, 1);
 			e->diag = xcalloc(nrcpts, sizeof(*e->diag));
+			e->notify = xcalloc(nrcpts, 1);
+			e->dflags = xcalloc(nrcpts, 1);
+			e->orcpt = xcalloc(nrcpts, sizeof(*e->orcpt));
+			if (env != NULL) {
+				e->ret = (uint8_t)env->ret;
+				(void)str_copy(e->envid, sizeof(e->envid),
+				    env->envid);
+			}
 			/* Borrowed: the caller keeps the bytes. */
 			e->msg = (uint8_t *)(uintptr_t)msg;
 			e->len = len;
 			a.entries[a.n++] = e;
+		}
+		{
+			const struct smtp_dsn_rcpt *dr =
+			    smtp_dsn_env_find(env, rcpts[i]);
+
+			if (dr != NULL) {
+				e->notify[e->nrcpts] = (uint8_t)dr->notify;
+				if (dr->orcpt != NULL)
+					e->orcpt[e->nrcpts] =
+					    xstrdup(dr->orcpt);
+			}
 		}
 		e->rcpts[e->nrcpts++] = xstrdup(rcpts[i]);
 	}
@@ -428,111 +506,6 @@ header_len(const uint8_t *msg, size_t len)
 		if (memcmp(msg + i, "\r\n\r\n", 4) == 0)
 			return i + 4;
 	return len;
-}
-
-uint8_t *
-smtp_dsn_build(const char *hostname, const struct smtp_qentry *e,
-    int expired, size_t *len_r)
-{
-	struct buf b;
-	char date[64], boundary[40];
-	uint8_t rnd[8];
-	time_t t = time(NULL);
-	struct tm tm;
-	size_t i;
-
-	localtime_r(&t, &tm);
-	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
-	randombytes_buf(rnd, sizeof(rnd));
-	(void)snprintf(boundary, sizeof(boundary), "=_dsn_");
-	sodium_bin2hex(boundary + 6, sizeof(boundary) - 6, rnd, sizeof(rnd));
-	buf_init(&b, BUF_UNBOUNDED);
-	buf_printf(&b, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n"
-	    "To: <%s>\r\nSubject: Undelivered Mail Returned to Sender\r\n"
-	    "Date: %s\r\nAuto-Submitted: auto-replied\r\n"
-	    "MIME-Version: 1.0\r\nContent-Type: multipart/report; "
-	    "report-type=delivery-status;\r\n\tboundary=\"%s\"\r\n\r\n"
-	    "--%s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
-	    "This is the mail system at %s.\r\n\r\n"
-	    "Your message could not be delivered to the following "
-	    "recipients%s:\r\n\r\n", hostname, e->sender, date, boundary,
-	    boundary, hostname, expired ? " within the time allowed" : "");
-	for (i = 0; i < e->nrcpts; i++) {
-		if (e->status[i] == SMTP_QRCPT_SENT || (!expired &&
-		    e->status[i] != SMTP_QRCPT_FAILED))
-			continue;
-		buf_printf(&b, "<%s>: %s\r\n", e->rcpts[i], e->diag[i] != NULL ?
-		    e->diag[i] : "no answer from the receiving server");
-	}
-	buf_printf(&b, "\r\n--%s\r\nContent-Type: message/delivery-status"
-	    "\r\n\r\nReporting-MTA: dns; %s\r\nX-Queue-ID: %s\r\n",
-	    boundary, hostname, e->id);
-	for (i = 0; i < e->nrcpts; i++) {
-		int perm = e->status[i] == SMTP_QRCPT_FAILED;
-		const char *d = e->diag[i];
-
-		if (e->status[i] == SMTP_QRCPT_SENT || (!expired && !perm))
-			continue;
-		buf_printf(&b, "\r\nFinal-Recipient: rfc822; %s\r\n"
-		    "Action: failed\r\nStatus: %s\r\n", e->rcpts[i],
-		    perm ? "5.0.0" : "4.4.7");
-		if (d != NULL)
-			buf_printf(&b, "Diagnostic-Code: smtp; %s\r\n", d);
-	}
-	buf_printf(&b, "\r\n--%s\r\nContent-Type: text/rfc822-headers\r\n"
-	    "\r\n", boundary);
-	buf_append(&b, e->msg, header_len(e->msg, e->len));
-	buf_printf(&b, "\r\n--%s--\r\n", boundary);
-	*len_r = b.len;
-	return (uint8_t *)buf_steal(&b);
-}
-
-int
-smtp_dsn_send(struct store *st, struct smtp_queue *q, const char *hostname,
-    const struct smtp_qentry *e, int expired)
-{
-	const char *dom = strrchr(e->sender, '@'), *err = NULL;
-	uint8_t *dsn;
-	size_t len;
-	int local, r = 0;
-
-	if (e->sender[0] == '\0' || dom == NULL)
-		return 0;
-	dsn = smtp_dsn_build(hostname, e, expired, &len);
-	local = st != NULL ? store_domain_exists(st, dom + 1) : -1;
-	if (local == 1) {
-		struct store_rcpt_result res;
-		const char *rc[1] = { e->sender };
-
-		memset(&res, 0, sizeof(res));
-		if (store_deliver(st, dsn, len, rc, 1, 0, &res, &err) < 0 ||
-		    res.status != STORE_OK) {
-			log_warnx(
-			    "smtpd: event=dsn-failed queue=%s error=\"%s\"",
-			    e->id, err != NULL ? err :
-			    store_strerror(res.status));
-			r = -1;
-		}
-	} else if (q != NULL) {
-		char *rcpt = e->sender;
-
-		if (st == NULL ||
-		    smtp_queue_add(st, "", &rcpt, 1, dsn, len, &err) < 0) {
-			log_warnx(
-			    "smtpd: event=dsn-failed queue=%s error=\"%s\"",
-			    e->id, err != NULL ? err : "store unavailable");
-			r = -1;
-		}
-	} else {
-		log_warnx(
-		    "smtpd: event=dsn-dropped queue=%s (no queue)", e->id);
-		r = -1;
-	}
-	if (r == 0)
-		log_info("smtpd: event=dsn queue=%s expired=%d", e->id,
-		    expired);
-	free(dsn);
-	return r;
 }
 
 /* ---- local retry of deferred notice copies ---- */

@@ -138,6 +138,8 @@ smtp_transaction_reset(struct smtp_session *s)
 	s->bdat_size = 0;
 	s->notice = 0;
 	s->notice_list[0] = '\0';
+	smtp_dsn_env_free(s->dsn);
+	s->dsn = NULL;
 }
 
 static void
@@ -204,6 +206,7 @@ smtp_job_free(struct smtp_job *job)
 	free(job->results);
 	free(job->notice_list);
 	free(job->lmsg);
+	smtp_dsn_env_free(job->dsn);
 	if (job->s == NULL && job->sasl != NULL)
 		sasl_session_free(job->sasl);
 	free(job);
@@ -470,7 +473,11 @@ cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 		 */
 		if (s->user != NULL && s->sd->queue != NULL) {
 			/* Authenticated: relayed through the queue. */
+			char *target = path.addr;
+
 			remote_add(s, path.addr);
+			smtp_dsn_env_note(&s->dsn, path.addr, &rp, 0, &target,
+			    1);
 			if (s->nrcpt == 0)
 				str_copy(s->first_rcpt, sizeof(s->first_rcpt),
 				    path.addr);
@@ -545,6 +552,20 @@ cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 		local_add(s, set.local[i]);
 	for (i = 0; i < set.nremote && s->sd->queue != NULL; i++)
 		remote_add(s, set.remote[i]);
+	/* NOTIFY/ORCPT: an account or alias passes them on, a list not. */
+	if (rp.notify != 0 || rp.orcpt[0] != '\0') {
+		char **targets = xcalloc(set.nlocal + set.nremote + 1,
+		    sizeof(*targets));
+		size_t n = 0;
+
+		for (i = 0; i < set.nlocal; i++)
+			targets[n++] = set.local[i];
+		for (i = 0; i < set.nremote && s->sd->queue != NULL; i++)
+			targets[n++] = set.remote[i];
+		smtp_dsn_env_note(&s->dsn, path.addr, &rp,
+		    set.kind == STORE_ADDR_LIST, targets, n);
+		free(targets);
+	}
 	if (set.nremote > 0 && s->sd->queue == NULL)
 		log_warnx("smtpd: s=%s event=remote-targets-skipped rcpt=%s "
 		    "n=%zu", s->id, ebuf, set.nremote);

@@ -17,6 +17,8 @@
 #include "smtpd.h"
 
 struct conn;
+struct smtp_dsn_env;
+struct store;
 struct smtp_queue;
 struct store_rcpt_result;
 
@@ -84,6 +86,8 @@ struct smtp_session {
 	/* a notice list (STORE_LIST_NOTICE) is among the recipients */
 	int notice;
 	char notice_list[SMTP_PATH_MAX + 1];
+	/* RCPTs with NOTIFY/ORCPT (RFC 3461), or NULL (smtp_dsn.c) */
+	struct smtp_dsn_env *dsn;
 };
 
 enum smtp_job_kind {
@@ -125,6 +129,8 @@ struct smtp_job {
 	uint8_t *lmsg;			/* rewritten copy for local delivery */
 	size_t llen;
 	char refuse[SMTP_REPLY_MAX];	/* refusal reply, "" if none */
+	/* the DSN request (RET, ENVID, NOTIFY, ORCPT), or NULL */
+	struct smtp_dsn_env *dsn;
 	/* exactly-once submission and deferred copies (smtp_data.c) */
 	char auth_user[SMTP_PATH_MAX + 1];	/* "" unless authenticated */
 	char ref[SMTP_PATH_MAX + 1];	/* the "delivered as" id */
@@ -173,6 +179,14 @@ int smtp_notice_check(struct smtp_job *job);
  * line) when the message has none.
  */
 void smtp_notice_record_id(struct smtp_job *job, char *id, size_t idsz);
+
+/* smtp_dsn.c (helper threads) */
+/*
+ * After local delivery: a "delivered" DSN (RFC 3464) for each local
+ * recipient whose RCPT asked NOTIFY=SUCCESS and got its copy, "expanded"
+ * for a list that did.  Nothing without job->dsn or for a null sender.
+ */
+void smtp_dsn_local(struct smtp_job *job, struct store *st);
 
 /* smtp_auth.c */
 void smtp_cmd_auth(struct smtp_session *s, enum smtp_cmd cmd,

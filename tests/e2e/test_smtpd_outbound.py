@@ -206,8 +206,8 @@ def bounced(t):
     if raw:
         t.ok(b"multipart/report; report-type=delivery-status" in raw,
              "a multipart/report", raw[:600])
-        t.ok(b"Action: failed" in raw and b"Status: 5.0.0" in raw,
-             "Action: failed, Status 5.0.0")
+        t.ok(b"Action: failed" in raw and b"Status: 5.1.1" in raw,
+             "Action: failed, Status 5.1.1 (the remote's)")
         t.ok(b"550 5.1.1 no such user here" in raw,
              "with the remote server's reply")
         t.ok(b"Subject: out perm" in raw, "and the original's header")

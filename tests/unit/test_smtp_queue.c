@@ -175,12 +175,14 @@ test_dsn(void **state)
 	assert_non_null(strstr(text, "report-type=delivery-status"));
 	assert_non_null(strstr(text, "Reporting-MTA: dns; mx.example\r\n"));
 	assert_non_null(strstr(text, "Final-Recipient: rfc822; bad@r.example"
-	    "\r\nAction: failed\r\nStatus: 5.0.0\r\nDiagnostic-Code: smtp; "
+	    "\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; "
 	    "550 5.1.1 no such user\r\n"));
 	assert_null(strstr(text, "Final-Recipient: rfc822; ok@"));
 	assert_null(strstr(text, "Final-Recipient: rfc822; late@"));
 	assert_non_null(strstr(text, "Subject: s\r\n"));
-	assert_null(strstr(text, "body line"));	/* headers only */
+	/* A failure returns the whole message unless RET=HDRS. */
+	assert_non_null(strstr(text, "Content-Type: message/rfc822\r\n"));
+	assert_non_null(strstr(text, "body line"));
 	free(text);
 	free(dsn);
 
