@@ -10,6 +10,8 @@
 # and writes demo/env.d/20-ca.env.  Idempotent: what exists is kept; an
 # account that already has a good certificate gets no new one.
 
+. "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
+
 ca_demo_bin=${GOVMAIL_CA:-$top/ca/govmail-ca}
 ca_demo_conf="$demo/govmail.conf"
 ca_demo_port=${GOVMAIL_PKI_PORT:-2080}
@@ -111,7 +113,7 @@ ca_demo_setup() {
 		say "ca: govmail-ca serve on $ca_demo_url (pid $(cat "$pidf"))"
 	fi
 
-	(umask 077 && {
+	{
 		echo "GOVMAIL_CA_ROOT=$demo/ca/root.crt"
 		echo "GOVMAIL_PKI_URL=$ca_demo_url"
 		echo "GOVMAIL_TLS_CERT=$demo/tls/server.crt"
@@ -120,12 +122,7 @@ ca_demo_setup() {
 			echo "GOVMAIL_OFFICIAL_P12=$demo/pki/$dep.p12"
 			echo "GOVMAIL_OFFICIAL_P12_PASS=$(cat "$demo/pki/$dep.p12.pass")"
 		fi
-	} > "$envf.tmp")
-	if cmp -s "$envf.tmp" "$envf"; then
-		rm -f "$envf.tmp"
-	else
-		mv "$envf.tmp" "$envf"
-	fi
+	} | demo_env_put "$envf"
 }
 
 ca_demo_setup || say "ca: CA step failed"

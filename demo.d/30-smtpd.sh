@@ -6,21 +6,17 @@
 # demo/run/govmail-smtpd.pid) and, if missing, a [tls] section naming the
 # demo CA's `localhost` certificate (demo/tls/server.crt and .key, made by
 # 20-ca.sh) to demo/govmail.conf; starts govmail-smtpd unless it already
-# runs; writes demo/env.d/30-smtpd.env.  Idempotent.  GOVMAIL_SMTPD may
-# name the binary (VPATH builds, tests).
-#
-# The store's files are private to one user (mode 0600) and the workers
-# never run as root, so the daemon runs as the owner of demo/store: as
-# that user directly when quickstart is not run as root (development
-# mode), else through setpriv; a store owned by root cannot be served.
+# runs (as the store's owner: demo_daemon_start in lib.bash); writes
+# demo/env.d/30-smtpd.env.  Idempotent.  GOVMAIL_SMTPD may name the binary
+# (VPATH builds, tests).
+
+. "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
 
 smtpd_demo_bin=${GOVMAIL_SMTPD:-$top/smtpd/govmail-smtpd}
 smtpd_demo_conf="$demo/govmail.conf"
 
 smtpd_demo_setup() {
-	local envf="$demo/env.d/30-smtpd.env" pidf="$demo/run/govmail-smtpd.pid"
-	local host=${GOVMAIL_HOST:-127.0.0.1} pid i owner
-	local -a run=()
+	local host=${GOVMAIL_HOST:-127.0.0.1}
 
 	if [ ! -x "$smtpd_demo_bin" ] || [ ! -f "$smtpd_demo_conf" ]; then
 		say "smtpd: govmail-smtpd or $smtpd_demo_conf missing; skipped"
@@ -32,15 +28,7 @@ smtpd_demo_setup() {
 		return 0
 	fi
 	mkdir -p "$demo/run" "$demo/log" "$demo/env.d"
-	if ! grep -q '^\[tls\]' "$smtpd_demo_conf"; then
-		cat >> "$smtpd_demo_conf" <<-EOF
-
-		# The daemons' TLS certificate, added by demo.d/30-smtpd.sh.
-		[tls]
-		cert_file = tls/server.crt
-		key_file = tls/server.key
-		EOF
-	fi
+	demo_conf_tls "$smtpd_demo_conf" 30-smtpd.sh
 	if ! grep -q '^\[smtpd\]' "$smtpd_demo_conf"; then
 		cat >> "$smtpd_demo_conf" <<-EOF
 
@@ -69,49 +57,18 @@ smtpd_demo_setup() {
 		EOF
 	fi
 
-	if [ "$(id -u)" -eq 0 ]; then
-		owner=$(stat -c %U "$demo/store" 2>/dev/null || echo root)
-		if [ "$owner" = root ]; then
-			say "smtpd: the demo store belongs to root and the workers" \
-				"never run as root; run quickstart as a normal user"
-			return 0
-		fi
-		run=(setpriv --reuid="$owner" --regid="$(id -g "$owner")" \
-			--init-groups)
-		# The daemon writes its pid file as that user.
-		chown "$owner" "$demo/run"
+	demo_daemon_start govmail-smtpd "$smtpd_demo_bin" "$smtpd_demo_conf" ||
+		return 1
+	if [ -n "$demo_started" ]; then
+		say "smtpd: govmail-smtpd on $host:$GOVMAIL_SMTP_PORT," \
+			"$GOVMAIL_SUBMISSION_PORT, $GOVMAIL_SUBMISSIONS_PORT" \
+			"(pid $(cat "$demo/run/govmail-smtpd.pid"))"
 	fi
-	pid=$(cat "$pidf" 2>/dev/null || true)
-	if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
-		rm -f "$pidf"
-		# -f: the parent stays ours, so the pid file is its pid.
-		nohup "${run[@]}" "$smtpd_demo_bin" -c "$smtpd_demo_conf" -f \
-			>> "$demo/log/govmail-smtpd.log" 2>&1 &
-		for i in 1 2 3 4 5 6 7 8 9 10; do
-			[ -s "$pidf" ] && break
-			sleep 0.3
-		done
-		if [ -s "$pidf" ]; then
-			say "smtpd: govmail-smtpd on $host:$GOVMAIL_SMTP_PORT," \
-				"$GOVMAIL_SUBMISSION_PORT, $GOVMAIL_SUBMISSIONS_PORT" \
-				"(pid $(cat "$pidf"))"
-		else
-			say "smtpd: govmail-smtpd did not start; see" \
-				"$demo/log/govmail-smtpd.log"
-			return 1
-		fi
-	fi
-
-	(umask 077 && {
-		echo "GOVMAIL_SMTP_PORT=$GOVMAIL_SMTP_PORT"
-		echo "GOVMAIL_SUBMISSION_PORT=$GOVMAIL_SUBMISSION_PORT"
-		echo "GOVMAIL_SUBMISSIONS_PORT=$GOVMAIL_SUBMISSIONS_PORT"
-	} > "$envf.tmp")
-	if cmp -s "$envf.tmp" "$envf"; then
-		rm -f "$envf.tmp"
-	else
-		mv "$envf.tmp" "$envf"
-	fi
+	demo_env_put "$demo/env.d/30-smtpd.env" <<-EOF
+	GOVMAIL_SMTP_PORT=$GOVMAIL_SMTP_PORT
+	GOVMAIL_SUBMISSION_PORT=$GOVMAIL_SUBMISSION_PORT
+	GOVMAIL_SUBMISSIONS_PORT=$GOVMAIL_SUBMISSIONS_PORT
+	EOF
 }
 
 smtpd_demo_setup || say "smtpd: SMTP step failed"
