@@ -133,7 +133,8 @@ dsn_names(const struct smtp_qentry *e, size_t i, int kind)
 		return e->status[i] != SMTP_QRCPT_SENT && failure;
 	case SMTP_DSN_DELAYED:
 		return e->status[i] == SMTP_QRCPT_PENDING &&
-		    (notify & SMTP_NOTIFY_DELAY) && !(fl & SMTP_QRCPT_F_DELAYED);
+		    (notify & SMTP_NOTIFY_DELAY) &&
+		    !(fl & SMTP_QRCPT_F_DELAYED);
 	case SMTP_DSN_DELIVERED:
 		return e->status[i] == SMTP_QRCPT_SENT &&
 		    (notify & SMTP_NOTIFY_SUCCESS) &&
@@ -276,8 +277,9 @@ smtp_dsn_build(const char *hostname, const struct smtp_qentry *e,
 	case SMTP_DSN_FAILED:
 	case SMTP_DSN_EXPIRED:
 		buf_printf(&b, "Your message could not be delivered to the "
-		    "following recipients%s:\r\n\r\n", kind == SMTP_DSN_EXPIRED ?
-		    " within the time allowed" : "");
+		    "following recipients%s:\r\n\r\n",
+		    kind == SMTP_DSN_EXPIRED ? " within the time allowed" :
+		    "");
 		break;
 	case SMTP_DSN_DELAYED:
 		buf_printf(&b, "Your message has not yet been delivered to "
@@ -550,7 +552,8 @@ smtp_dsn_local(struct smtp_job *job, struct store *st)
 		}
 		for (j = 0; j < dr->ntargets; j++)
 			for (k = 0; k < job->nrcpts; k++) {
-				if (strcmp(job->rcpts[k], dr->targets[j]) != 0 ||
+				if (strcmp(job->rcpts[k],
+				    dr->targets[j]) != 0 ||
 				    job->results[k].status != STORE_OK)
 					continue;
 				e.rcpts[e.nrcpts] = job->rcpts[k];

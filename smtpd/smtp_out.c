@@ -67,7 +67,7 @@ struct smtp_agent {
 	char relayhost[SMTP_OUT_HOST_MAX];
 	uint64_t retry;
 	uint64_t lifetime;
-	uint64_t delay_warning;		/* [smtpd] delay_warning, 0: never */
+	uint64_t delay_warning;		/* [smtpd] delay_warning */
 	struct event *timer;
 	int scanning;
 	size_t active;			/* sessions and finish jobs */

@@ -185,8 +185,9 @@ smtp_xtext_decode(const char *in, char *out, size_t outsz)
 		unsigned char c = (unsigned char)in[i];
 
 		if (c == '+') {
-			c = (unsigned char)(hexval((unsigned char)in[i + 1]) * 16
-			    + hexval((unsigned char)in[i + 2]));
+			c = (unsigned char)(16 *
+			    hexval((unsigned char)in[i + 1]) +
+			    hexval((unsigned char)in[i + 2]));
 			i += 2;
 			/* RFC 3461 4.2, 4.4: printable US-ASCII only. */
 			if (c < 32 || c > 126)
@@ -251,7 +252,8 @@ is_utf8_addr_text(const char *v, size_t len, int utf8)
 				return 0;
 			while (j < len && hexval((unsigned char)v[j]) >= 0 &&
 			    j - (i + 3) < 6) {
-				cp = cp * 16 + (uint32_t)hexval((unsigned char)v[j]);
+				cp = cp * 16 +
+				    (uint32_t)hexval((unsigned char)v[j]);
 				j++;
 			}
 			if (j == i + 3 || j >= len || v[j] != '}' ||

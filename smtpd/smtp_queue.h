@@ -46,9 +46,9 @@ enum smtp_qrcpt_status {
 
 /* DSN flags of one recipient of an entry (smtp_qentry.dflags). */
 #define SMTP_QRCPT_F_DELAYED 0x01	/* its "delayed" DSN was sent */
-#define SMTP_QRCPT_F_NODSN 0x02		/* relayed to a server without DSN */
+#define SMTP_QRCPT_F_NODSN 0x02		/* relayed to a server sans DSN */
 #define SMTP_QRCPT_F_REPORTED 0x04	/* its success DSN was sent */
-#define SMTP_QRCPT_F_EXPANDED 0x08	/* a list: "expanded", not delivered */
+#define SMTP_QRCPT_F_EXPANDED 0x08	/* a list: "expanded" */
 
 struct smtp_qentry {
 	char id[SMTP_QUEUE_ID_LEN + 1];
@@ -67,11 +67,11 @@ struct smtp_qentry {
 	 * The DSN request (RFC 3461).  The arrays may be NULL (entries made
 	 * on the fly for a DSN): every recipient then has the defaults.
 	 */
-	uint8_t ret;			/* enum smtp_ret; NONE: full on failure */
-	char envid[SMTP_ENVID_MAX + 1];	/* ENVID as received (xtext), or "" */
+	uint8_t ret;			/* enum smtp_ret */
+	char envid[SMTP_ENVID_MAX + 1];	/* xtext as received, or "" */
 	uint8_t *notify;		/* SMTP_NOTIFY_* per rcpt; 0: FAILURE */
 	uint8_t *dflags;		/* SMTP_QRCPT_F_* per rcpt */
-	char **orcpt;			/* ORCPT per rcpt as received, or NULL */
+	char **orcpt;			/* ORCPT per rcpt, or NULL */
 };
 
 /*
@@ -164,7 +164,7 @@ struct smtp_dsn_rcpt {
 	char *orcpt;			/* ORCPT as received, or NULL */
 	int list;			/* a list: members do not inherit
 					   NOTIFY (RFC 3461 6.2.7.1) */
-	char **targets;			/* accounts and remote addresses */
+	char **targets;			/* accounts, remote addresses */
 	size_t ntargets;
 };
 

@@ -315,9 +315,11 @@ test_kinds(void **state)
 
 		assert_non_null(text);
 		for (j = 0; j < NR; j++)
-			if (names(text, t_rcpts[j]) != (cases[i].named[j] == '1'))
-				fail_msg("kind %d rcpt %s: named %d", cases[i].kind,
-				    t_rcpts[j], names(text, t_rcpts[j]));
+			if (names(text, t_rcpts[j]) !=
+			    (cases[i].named[j] == '1'))
+				fail_msg("kind %d rcpt %s: named %d",
+				    cases[i].kind, t_rcpts[j],
+				    names(text, t_rcpts[j]));
 		assert_non_null(strstr(text, cases[i].action));
 		free(text);
 	}
@@ -397,7 +399,7 @@ test_progress(void **state)
 
 	(void)state;
 	entry_init(&e, flags, orcpt);
-	e.sender = "";		/* nothing is sent; the marks still count */
+	e.sender = "";	/* nothing is sent; the marks still count */
 	/* Before delay_warning: only the relayed report. */
 	smtp_dsn_progress(NULL, NULL, "mx.example", &e, 1000 + 59, 60);
 	assert_true(flags[6] & SMTP_QRCPT_F_REPORTED);
