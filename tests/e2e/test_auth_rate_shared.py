@@ -23,6 +23,7 @@ A = f"alice@{D}"
 LIMIT = 3               # [limits] auth_failures
 WORKERS = 3
 CONNS = 12              # connections opened at once, spread over workers
+CONNS_MAX = 60          # more while they all landed on one worker
 
 
 def workers_of(proc):
@@ -99,7 +100,8 @@ def smtpd_case(t):
         pids = workers_of(d.proc)
         ctx = tls_client_ctx()
         conns = []
-        for _ in range(CONNS):
+        while len(conns) < CONNS or (len({p for p, _ in conns}) < 2 and
+                                     len(conns) < CONNS_MAX):
             r = Raw(d.sub)
             conns.append((owner(pids, d.sub, r.s.getsockname()[1]), r))
         used = {p for p, _ in conns}
@@ -158,7 +160,8 @@ def imapd_case(t):
         pids = workers_of(d.proc)
         ctx = tls_client_ctx()
         conns = []
-        for _ in range(CONNS):
+        while len(conns) < CONNS or (len({p for p, _ in conns}) < 2 and
+                                     len(conns) < CONNS_MAX):
             s = socket.create_connection(("127.0.0.1", d.imaps), timeout=10)
             port = s.getsockname()[1]
             conns.append((owner(pids, d.imaps, port), s))
