@@ -31,7 +31,9 @@
 #       printed beside each figure.
 #   (b) memory per idle connection: IMAP_BENCH_IDLE (default 10,000) TLS
 #       sessions, each logged in (user i % N + 1), INBOX selected and in
-#       IDLE; the RSS and PSS (/proc/PID/smaps_rollup) summed over every
+#       IDLE; the RSS, PSS and anonymous PSS (private memory: heap and
+#       TLS state, as opposed to shared libraries and the store's shared
+#       cache) from /proc/PID/smaps_rollup, summed over every
 #       process of the server, divided by the number of sessions, both as
 #       a total and as the growth over the same server just restarted and
 #       idle, 10 s after the last session entered IDLE.  Every session
@@ -179,7 +181,8 @@ memory() {
 	    xargs cat 2>/dev/null | awk '
 		/^Rss:/ { n++; r += $2 }
 		/^Pss:/ { s += $2 }
-		END { print n + 0, r + 0, s + 0 }'
+		/^Pss_Anon:/ { a += $2 }
+		END { print n + 0, r + 0, s + 0, a + 0 }'
 }
 
 echo "# IMAP benchmarks $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname): $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(df -h "$scratch" | awk 'NR==2 {print $1}')"
@@ -387,15 +390,19 @@ idle() {
 	load_pid=
 	set -- $base $now
 	awk -v name="$name" -v n="$idle_n" -v bp="$1" -v br="$2" -v bs="$3" \
-	    -v np="$4" -v nr="$5" -v ns="$6" -v setup="$setup" \
+	    -v ba="$4" -v np="$5" -v nr="$6" -v ns="$7" -v na="$8" \
+	    -v setup="$setup" \
 	    -v held="$(grep '^HELD' "$scratch/idle.out")" 'BEGIN {
-		printf "%-30s %9.1f %9.1f %9.1f %9.1f   %d processes (idle server: %d, %.0f MiB PSS); set up in %s s; %s\n",
+		printf "%-30s %9.1f %9.1f %9.1f %9.1f %9.1f   %d processes (idle server: %d, %.0f MiB PSS); set up in %s s; %s\n",
 		    name, nr / n, ns / n, (nr - br) / n, (ns - bs) / n,
-		    np, bp, bs / 1024, setup, held }'
+		    (na - ba) / n, np, bp, bs / 1024, setup, held }'
 }
 echo "## (b) memory per idle TLS session: $idle_n sessions logged in, INBOX selected, in IDLE (each server restarted first)"
-printf '%-30s %9s %9s %9s %9s\n' "" "RSS/conn" "PSS/conn" "+RSS/con" "+PSS/con"
-printf '%-30s %9s %9s %9s %9s\n' "(KiB; + = growth over idle)" "" "" "" ""
+printf '%-30s %9s %9s %9s %9s %9s\n' "" "RSS/conn" "PSS/conn" "+RSS/con" "+PSS/con" "+anon/con"
+printf '%-30s %9s %9s %9s %9s %9s\n' "(KiB; + = growth over idle)" "" "" "" "" ""
+echo "# +anon: private memory (heap: TLS state, sessions); the rest of +PSS is"
+echo "# file-backed and shared: libraries and, for govmail, the pages of the"
+echo "# store's shared cache (a fixed size, [store] cache_size) the workers touched"
 stop_govmail
 start_govmail
 idle govmail-imapd "$gm_port" "$gm_pid"
