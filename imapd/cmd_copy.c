@@ -1,11 +1,10 @@
 /*
- * cmd_copy.c - commands that put messages into a mailbox: COPY, MOVE and
- * their UID forms (UIDPLUS COPYUID), APPEND (APPENDUID, quota,
- * APPENDLIMIT); and IMAP date parsing.
+ * cmd_copy.c - commands that copy messages between mailboxes: COPY, MOVE
+ * and their UID forms (UIDPLUS COPYUID); and IMAP date parsing (APPEND's
+ * lives in cmd_append.c).
  *
- * govmail-imapd workers.  The APPEND literal arrives whole through the
- * parser, which refused it before "+" if it exceeded [limits]
- * message_size; the store checks quota in the same transaction.
+ * govmail-imapd workers.  Arguments come from the parser; the store checks
+ * quota in the same transaction as the copy.
  */
 #include "autoconf.h"
 
@@ -109,8 +108,8 @@ imap_parse_datetime(const char *s, int64_t *t_r, int32_t *tz_r)
 
 /* ---- COPY / MOVE ---- */
 
-static void
-append_set(struct buf *out, const uint32_t *v, size_t n)
+void
+imap_append_uid_set(struct buf *out, const uint32_t *v, size_t n)
 {
 	size_t i = 0;
 
@@ -185,8 +184,8 @@ do_copy(struct imap_session *s, const struct imap_arg *args, size_t n,
 	}
 	buf_init(&src, BUF_UNBOUNDED);
 	buf_init(&dst, BUF_UNBOUNDED);
-	append_set(&src, map.src, map.n);
-	append_set(&dst, map.dst, map.n);
+	imap_append_uid_set(&src, map.src, map.n);
+	imap_append_uid_set(&dst, map.dst, map.n);
 	if (map.n == 0)
 		imap_tagged(s, "OK", "%s completed", move ? "MOVE" : "COPY");
 	else if (move) {
@@ -214,70 +213,4 @@ cmd_move(struct imap_session *s, const struct imap_arg *args, size_t n,
     int uid)
 {
 	return do_copy(s, args, n, uid, 1);
-}
-
-/* ---- APPEND ---- */
-
-enum imap_cmd_result
-cmd_append(struct imap_session *s, const struct imap_arg *args, size_t n,
-    int uid)
-{
-	char name[STORE_MAILBOX_NAME_MAX + 1];
-	const char *kw[IMAPD_FLAGS_MAX];
-	size_t nkw = 0, i = 1;
-	uint32_t flags = 0, validity = 0, newuid = 0;
-	int64_t date = 0;
-	int32_t tz = 0;
-	const char *err;
-	const struct imap_arg *msg;
-	int rc;
-
-	(void)uid;
-	if (n < 2 || n > 4) {
-		imap_tagged(s, "BAD", "APPEND needs a mailbox and a message");
-		return IMAP_CMD_DONE;
-	}
-	if (args[i].type == IMAP_ARG_LIST) {
-		if (imap_parse_flags(&args[i], &flags, kw, &nkw, &err) < 0) {
-			imap_tagged(s, "BAD", "%s", err);
-			return IMAP_CMD_DONE;
-		}
-		i++;
-	}
-	if (i < n - 1 && args[i].type == IMAP_ARG_STRING) {
-		if (imap_parse_datetime(args[i].str, &date, &tz) < 0) {
-			imap_tagged(s, "BAD", "Invalid date-time");
-			return IMAP_CMD_DONE;
-		}
-		i++;
-	}
-	if (i != n - 1 || args[i].type != IMAP_ARG_LITERAL) {
-		imap_tagged(s, "BAD", "APPEND needs the message as a literal");
-		return IMAP_CMD_DONE;
-	}
-	msg = &args[i];
-	if (msg->len == 0) {
-		imap_tagged(s, "NO", "Empty message");
-		return IMAP_CMD_DONE;
-	}
-	if (imap_mailbox_name(s, &args[0], name, &err) < 0) {
-		imap_tagged(s, "NO", "[CANNOT] %s", err);
-		return IMAP_CMD_DONE;
-	}
-	(void)tz;
-	rc = store_append(s->w->store, s->user, name,
-	    (const uint8_t *)msg->str, msg->len, flags, kw, nkw, date,
-	    &validity, &newuid, &err);
-	if (rc == STORE_ENOTFOUND) {
-		imap_tagged(s, "NO", "[TRYCREATE] No such mailbox");
-		return IMAP_CMD_DONE;
-	}
-	if (rc < 0) {
-		imap_tagged_store_error(s, rc, err);
-		return IMAP_CMD_DONE;
-	}
-	imap_own_write(s);
-	imap_tagged(s, "OK", "[APPENDUID %u %u] APPEND completed", validity,
-	    newuid);
-	return IMAP_CMD_DONE;
 }

@@ -7,8 +7,10 @@
  */
 #include "autoconf.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "imap_parser.h"
@@ -41,8 +43,16 @@ enum tok_type {
 	TOK_CLOSE,
 };
 
+/* Where the bytes of the literal being read go (APPEND hook). */
+enum lit_mode {
+	LIT_INLINE,
+	LIT_SPOOL,
+	LIT_DISCARD,
+};
+
 struct tok {
 	enum tok_type type;
+	int spooled, fd;	/* TOK_LITERAL written to fd */
 	size_t off, len;	/* into text */
 	size_t nchild;		/* TOK_OPEN: direct children */
 	size_t block;		/* TOK_OPEN: children at args[block] */
@@ -63,6 +73,11 @@ struct imap_parser {
 	int lit_plus;
 	uint64_t lit_left;
 	int is_append;
+	int append_hook;	/* report APPEND literals (LITERAL result) */
+	int lit_pending;	/* LITERAL returned, no decision yet */
+	enum lit_mode lit_mode;
+	int lit_fd;
+	const char *failed;	/* discarded literal: answer NO */
 	char tag[IMAP_TAG_MAX + 1];
 	char cmd[IMAP_PARSER_CMD_MAX + 1];
 	const char *error;
@@ -150,6 +165,10 @@ imap_parser_reset(struct imap_parser *p)
 	p->line_used = 0;
 	p->lit_total = 0;
 	p->is_append = 0;
+	p->lit_pending = 0;
+	p->lit_mode = LIT_INLINE;
+	p->lit_fd = -1;
+	p->failed = NULL;
 	p->tag[0] = '\0';
 	p->cmd[0] = '\0';
 }
@@ -189,6 +208,84 @@ imap_parser_args(const struct imap_parser *p, size_t *n_r)
 {
 	*n_r = p->done ? p->ntop : 0;
 	return p->done ? p->args : NULL;
+}
+
+void
+imap_parser_set_append_hook(struct imap_parser *p, int on)
+{
+	p->append_hook = on;
+}
+
+uint64_t
+imap_parser_literal_size(const struct imap_parser *p)
+{
+	return p->lit_size;
+}
+
+int
+imap_parser_literal_sync(const struct imap_parser *p)
+{
+	return !p->lit_plus;
+}
+
+int
+imap_parser_literal_inline(struct imap_parser *p)
+{
+	if (p->lit_size > p->lim.append_max ||
+	    p->lit_size > p->lim.literal_total_max - p->lit_total)
+		return -1;
+	p->lit_pending = 0;
+	p->lit_mode = LIT_INLINE;
+	p->lit_total += (size_t)p->lit_size;
+	if (buf_reserve(&p->text, (size_t)p->lit_size + 1) < 0)
+		abort();
+	return 0;
+}
+
+void
+imap_parser_literal_spool(struct imap_parser *p, int fd)
+{
+	p->lit_pending = 0;
+	p->lit_mode = LIT_SPOOL;
+	p->lit_fd = fd;
+	p->toks[p->ntoks - 1].spooled = 1;
+	p->toks[p->ntoks - 1].fd = fd;
+}
+
+void
+imap_parser_literal_discard(struct imap_parser *p, const char *error)
+{
+	p->lit_pending = 0;
+	p->lit_mode = LIT_DISCARD;
+	if (p->failed == NULL)
+		p->failed = error;
+}
+
+const char *
+imap_parser_failed(const struct imap_parser *p)
+{
+	return p->done ? p->failed : NULL;
+}
+
+/* Write a spooled literal's bytes; on failure drop the rest. */
+static void
+lit_spool_write(struct imap_parser *p, const uint8_t *data, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(p->lit_fd, data, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			p->lit_mode = LIT_DISCARD;
+			if (p->failed == NULL)
+				p->failed = "[UNAVAILABLE] Cannot store the "
+				    "message now, try again later";
+			return;
+		}
+		data += w;
+		n -= (size_t)w;
+	}
 }
 
 int
@@ -358,6 +455,8 @@ finish(struct imap_parser *p)
 		} else {
 			a->str = (const char *)p->text.data + t->off;
 			a->len = t->len;
+			a->spooled = t->spooled;
+			a->fd = t->spooled ? t->fd : -1;
 		}
 	}
 	free(stack);
@@ -399,6 +498,10 @@ imap_parser_feed(struct imap_parser *p, const uint8_t *data, size_t len,
 		imap_parser_reset(p);
 	}
 	p->toobig = 0;
+	if (p->lit_pending && imap_parser_literal_inline(p) < 0) {
+		/* No decision and too big for memory: never buffer it. */
+		imap_parser_literal_discard(p, "[TOOBIG] Message too large");
+	}
 	while (i < len) {
 		uint8_t c = data[i];
 
@@ -407,11 +510,18 @@ imap_parser_feed(struct imap_parser *p, const uint8_t *data, size_t len,
 
 			if (n > p->lit_left)
 				n = (size_t)p->lit_left;
-			text_add(p, data + i, n);
+			if (p->lit_mode == LIT_INLINE)
+				text_add(p, data + i, n);
+			else if (p->lit_mode == LIT_SPOOL)
+				lit_spool_write(p, data + i, n);
 			i += n;
 			p->lit_left -= n;
 			if (p->lit_left == 0) {
 				tok_end(p);
+				if (p->toks[p->ntoks - 1].spooled)
+					p->toks[p->ntoks - 1].len =
+					    (size_t)p->lit_size;
+				p->lit_mode = LIT_INLINE;
 				p->state = ST_TOKEN;
 			}
 			continue;
@@ -587,6 +697,17 @@ imap_parser_feed(struct imap_parser *p, const uint8_t *data, size_t len,
 			if (c != '\n') {
 				*consumed_r = i;
 				return fail(p, "Literal must end the line", 0);
+			}
+			if (p->append_hook && p->is_append && p->lit_size > 0) {
+				/* The caller judges APPEND's literal. */
+				if (tok_push(p, TOK_LITERAL) < 0)
+					goto too_many;
+				p->lit_left = p->lit_size;
+				p->lit_pending = 1;
+				p->lit_mode = LIT_INLINE;
+				p->state = ST_LIT_DATA;
+				*consumed_r = i;
+				return IMAP_PARSE_LITERAL;
 			}
 			{
 				size_t max = p->is_append ? p->lim.append_max :

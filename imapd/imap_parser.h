@@ -20,6 +20,10 @@
  *                        non-synchronising literal over the limit, whose
  *                        bytes the client sends regardless): reply BYE and
  *                        close.
+ *   IMAP_PARSE_LITERAL   only with imap_parser_set_append_hook(p, 1): a
+ *                        literal of an APPEND command, of any size up to
+ *                        10 digits, was announced (see "APPEND literals"
+ *                        below); decide before the next feed.
  *
  * Nothing recurses: lists are tracked with a depth counter capped at
  * limits.depth_max, and the argument tree is built iteratively at the end.
@@ -36,6 +40,27 @@
  * literal.  A synchronising literal over the limit is an ERROR ("BAD
  * [TOOBIG]"): the client waits for "+" and sends nothing.  A
  * non-synchronising one over the limit is FATAL.
+ *
+ * APPEND literals (imap_parser_set_append_hook): APPEND's message is the
+ * one literal that may be huge (APPENDLIMIT, tens of MB), so the parser
+ * does not judge it: it returns IMAP_PARSE_LITERAL with the announced size
+ * (imap_parser_literal_size) and kind (imap_parser_literal_sync), and the
+ * caller, who knows APPENDLIMIT and the account's quota, chooses before
+ * feeding again (and before sending "+" for a synchronising literal):
+ *   imap_parser_literal_inline   keep it in the command buffer (small
+ *                                ones; fails past literal_total_max);
+ *   imap_parser_literal_spool    write its bytes to a file descriptor as
+ *                                they arrive: the argument is then an
+ *                                IMAP_ARG_LITERAL with spooled = 1, fd and
+ *                                len (str is ""); the caller owns the fd;
+ *   imap_parser_literal_discard  (non-synchronising only) read the bytes
+ *                                and drop them; the command still parses
+ *                                to its end and then gives IMAP_PARSE_OK
+ *                                with imap_parser_failed() != NULL: reply
+ *                                NO with that text instead of running it.
+ * For a synchronising literal it refuses, the caller replies NO itself and
+ * calls imap_parser_reset (the client sends nothing more).  No decision
+ * means inline.
  *
  * Atoms are lenient: any bytes above space except ( ) { " and DEL; a '['
  * inside an atom opens a section that runs to the matching ']' and may hold
@@ -72,6 +97,7 @@ enum imap_parse_result {
 	IMAP_PARSE_CONTINUE,
 	IMAP_PARSE_ERROR,
 	IMAP_PARSE_FATAL,
+	IMAP_PARSE_LITERAL,
 };
 
 enum imap_arg_type {
@@ -87,6 +113,8 @@ struct imap_arg {
 	size_t len;
 	const struct imap_arg *list;	/* children of a list */
 	size_t nlist;
+	int spooled;		/* literal written to fd (APPEND hook) */
+	int fd;			/* valid only when spooled; caller-owned */
 };
 
 struct imap_parser_limits {
@@ -142,6 +170,28 @@ int imap_parser_error_toobig(const struct imap_parser *p);
 void imap_parser_reset(struct imap_parser *p);
 /* 1 while no command is partly read (nothing buffered). */
 int imap_parser_idle(const struct imap_parser *p);
+
+/* Report APPEND literals with IMAP_PARSE_LITERAL (see above). */
+void imap_parser_set_append_hook(struct imap_parser *p, int on);
+/* After IMAP_PARSE_LITERAL: the announced size, 1 if synchronising. */
+uint64_t imap_parser_literal_size(const struct imap_parser *p);
+int imap_parser_literal_sync(const struct imap_parser *p);
+/*
+ * After IMAP_PARSE_LITERAL, one of: keep in memory (-1 if the size passes
+ * append_max or what literal_total_max leaves: spool or discard instead),
+ * spool to fd (the parser writes with write(2); on a write error the rest
+ * is dropped and the command fails with "[UNAVAILABLE] ..."), or drop the
+ * bytes and fail the command with error (static text; non-synchronising
+ * literals only).
+ */
+int imap_parser_literal_inline(struct imap_parser *p);
+void imap_parser_literal_spool(struct imap_parser *p, int fd);
+void imap_parser_literal_discard(struct imap_parser *p, const char *error);
+/*
+ * After IMAP_PARSE_OK: NULL, or why the command must be answered NO
+ * without running (a discarded or unwritable literal).  Static text.
+ */
+const char *imap_parser_failed(const struct imap_parser *p);
 
 /* Helpers for command handlers. */
 /* 1 if a is an atom, string or literal (an IMAP astring / nstring). */

@@ -198,7 +198,7 @@ imap_capabilities(struct imap_session *s, struct buf *out)
 	    "LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE QRESYNC ESEARCH "
 	    "SEARCHRES UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE "
 	    "STATUS=SIZE SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
-	    "BINARY");
+	    "BINARY MULTIAPPEND");
 	(void)buf_printf(out, " APPENDLIMIT=%llu",
 	    (unsigned long long)s->w->append_max);
 	if (!conn_compressing(s->conn))
@@ -396,6 +396,26 @@ session_input(struct conn *c, void *arg)
 		switch (r) {
 		case IMAP_PARSE_MORE:
 			break;
+		case IMAP_PARSE_LITERAL:
+			if (s->state != IMAP_STATE_NOTAUTH &&
+			    literal_allowed(s)) {
+				imap_append_literal(s);
+				break;
+			}
+			/*
+			 * APPEND refused in this state: a small
+			 * non-synchronising literal is read (the command
+			 * then gets its BAD); anything else is refused.
+			 */
+			if (!imap_parser_literal_sync(s->parser)) {
+				if (imap_parser_literal_inline(s->parser) == 0)
+					break;
+				imap_printf(s, "* BYE [TOOBIG] Literal too "
+				    "large\r\n");
+				conn_close(c);
+				return;
+			}
+			/* FALLTHROUGH */
 		case IMAP_PARSE_CONTINUE:
 			if (literal_allowed(s)) {
 				imap_printf(s, "+ Ready for literal data\r\n");
@@ -408,8 +428,10 @@ session_input(struct conn *c, void *arg)
 			    s->state == IMAP_STATE_NOTAUTH ? "Log in first" :
 			    "Command not allowed now");
 			imap_parser_reset(s->parser);
+			imap_append_release(s);
 			break;
 		case IMAP_PARSE_ERROR:
+			imap_append_release(s);
 			(void)str_copy(s->tag, sizeof(s->tag),
 			    imap_parser_tag(s->parser));
 			imap_printf(s, "%s BAD %s\r\n", s->tag,
@@ -425,9 +447,17 @@ session_input(struct conn *c, void *arg)
 			size_t nargs;
 
 			args = imap_parser_args(s->parser, &nargs);
-			dispatch(s, args, nargs);
+			if (imap_parser_failed(s->parser) != NULL) {
+				/* A literal was refused and its bytes dropped. */
+				(void)str_copy(s->tag, sizeof(s->tag),
+				    imap_parser_tag(s->parser));
+				imap_printf(s, "%s NO %s\r\n", s->tag,
+				    imap_parser_failed(s->parser));
+			} else
+				dispatch(s, args, nargs);
 			/* The arguments are dead: release their storage now. */
 			imap_parser_reset(s->parser);
+			imap_append_release(s);
 			if (s->state == IMAP_STATE_LOGOUT)
 				return;
 			break;
@@ -478,6 +508,7 @@ session_close(struct conn *c, enum conn_close_reason why, void *arg)
 	if (s->resume_ev != NULL)
 		event_free(s->resume_ev);
 	imap_parser_free(s->parser);
+	imap_append_release(s);
 	free(s->user);
 	free(s->saved);
 	free(s);
@@ -510,6 +541,7 @@ on_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
 	s->loopback = s->remote[0] != '\0' && sasl_addr_is_loopback(s->remote);
 	imap_parser_limits_preauth(&lim);
 	s->parser = imap_parser_new(&lim);
+	imap_parser_set_append_hook(s->parser, 1);
 	s->state = IMAP_STATE_NOTAUTH;
 	s->next = w->sessions;
 	if (w->sessions != NULL)
@@ -642,6 +674,7 @@ worker_main(const struct daemon_listener *ls, size_t n, unsigned int index,
 	w.append_max = config_size(ctx->cfg, "limits", "message_size");
 	if (w.append_max > STORE_MESSAGE_MAX)
 		w.append_max = STORE_MESSAGE_MAX;
+	w.spool_dir = xstrdup(config_path_get(ctx->cfg, "store", "path"));
 	w.login_timeout_ms = (uint32_t)(config_duration(ctx->cfg, "imapd",
 	    "login_timeout") * 1000);
 	w.idle_timeout_ms = (uint32_t)(config_duration(ctx->cfg, "imapd",
@@ -718,6 +751,7 @@ worker_main(const struct daemon_listener *ls, size_t n, unsigned int index,
 	free(cls);
 	free(w.watch_ids);
 	free(w.watch_refs);
+	free(w.spool_dir);
 	return 0;
 }
 

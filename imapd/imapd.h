@@ -49,6 +49,11 @@ struct tpool;
 #define IMAPD_ID_PAIRS_MAX 30
 /* Longest mailbox name accepted on the wire, bytes (before decoding). */
 #define IMAPD_MAILBOX_WIRE_MAX 1024
+/* An APPEND literal up to this size stays in memory; larger ones are
+ * spooled to an unlinked file beside the store as they arrive. */
+#define IMAPD_APPEND_INLINE_MAX 65536
+/* Messages in one MULTIAPPEND command (RFC 3502). */
+#define IMAPD_MULTIAPPEND_MAX 1000
 /* Keywords in one STORE/APPEND flag list. */
 #define IMAPD_FLAGS_MAX 64
 
@@ -93,6 +98,7 @@ struct imap_worker {
 	size_t nwatch, watch_cap;
 	int plaintext_loopback;
 	uint64_t append_max;
+	char *spool_dir;		/* APPEND spool files ([store] path) */
 	uint32_t login_timeout_ms, idle_timeout_ms;
 	unsigned long next_id;
 };
@@ -143,6 +149,11 @@ struct imap_session {
 	/* SEARCHRES ($) */
 	uint32_t *saved;
 	size_t nsaved;
+	/* APPEND literals of the command being read (cmd_append.c) */
+	int *spool_fds;
+	size_t nspool, spool_cap;
+	uint64_t append_bytes;
+	uint32_t append_count;
 };
 
 struct imap_command {
@@ -354,7 +365,23 @@ enum imap_cmd_result cmd_copy(struct imap_session *, const struct
     imap_arg *, size_t, int);
 enum imap_cmd_result cmd_move(struct imap_session *, const struct
     imap_arg *, size_t, int);
+/* UIDs v[0..n) (ascending) as a compact set "1:3,7" appended to out. */
+void imap_append_uid_set(struct buf *out, const uint32_t *v, size_t n);
+
+/* ---- cmd_append.c ---- */
 enum imap_cmd_result cmd_append(struct imap_session *, const struct
     imap_arg *, size_t, int);
+/*
+ * The parser announced an APPEND literal (IMAP_PARSE_LITERAL) in a state
+ * where APPEND is allowed: check it against APPENDLIMIT and the account's
+ * quota (with the command's earlier literals) and keep it in memory, spool
+ * it to an unlinked file, or refuse it: "TAG NO [TOOBIG]/[OVERQUOTA]"
+ * before "+" for a synchronising literal (the parser is reset), or read
+ * and drop a non-synchronising one (the command then fails with NO).
+ * Sends "+" when a synchronising literal is accepted.
+ */
+void imap_append_literal(struct imap_session *s);
+/* Close the spool files of the command just finished or dropped. */
+void imap_append_release(struct imap_session *s);
 
 #endif

@@ -2,7 +2,8 @@
  * test_imap_parser.c - unit tests for imapd/imap_parser.c and
  * imapd/imap_util.c: commands fed whole, byte by byte and in random
  * splits; literal, line and nesting limits at N-1, N and N+1; sequence
- * sets; modified UTF-7.
+ * sets; modified UTF-7; the APPEND literal hook (inline, spooled to a
+ * file, dropped) whole and byte by byte.
  */
 #include "autoconf.h"
 
@@ -14,6 +15,9 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include <stdio.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "imap_parser.h"
@@ -572,6 +576,148 @@ test_utf8_and_quote(void **state)
 	buf_free(&b);
 }
 
+/* ---- the APPEND literal hook ---- */
+
+enum hook_decision { HOOK_INLINE, HOOK_SPOOL, HOOK_DISCARD, HOOK_NONE };
+
+static const struct hook_case {
+	const char *in;
+	enum hook_decision decide;
+	int nlit;		/* IMAP_PARSE_LITERAL results expected */
+	int ncont;		/* of which synchronising */
+	const char *failed;	/* imap_parser_failed() at OK, or NULL */
+	const char *spooled;	/* bytes expected in the spool file */
+	size_t last_len;	/* len of the last argument */
+} hook_cases[] = {
+	{ "a APPEND INBOX {5}\r\nhello\r\n", HOOK_INLINE, 1, 1, NULL,
+	  NULL, 5 },
+	{ "a APPEND INBOX {5+}\r\nhello\r\n", HOOK_SPOOL, 1, 0, NULL,
+	  "hello", 5 },
+	{ "a APPEND INBOX (\\Seen) {3}\r\nabc {2+}\r\nde\r\n", HOOK_SPOOL,
+	  2, 1, NULL, "abcde", 2 },
+	{ "a APPEND INBOX {5+}\r\nhello {2+}\r\nxy\r\n", HOOK_DISCARD, 2,
+	  0, "[TOOBIG] x", NULL, 0 },
+	/* No decision: inline when it fits append_max, else dropped. */
+	{ "a APPEND INBOX {4+}\r\nabcd\r\n", HOOK_NONE, 1, 0, NULL, NULL,
+	  4 },
+	{ "a APPEND INBOX {200+}\r\n"
+	  "0123456789012345678901234567890123456789012345678901234567890123456789"
+	  "0123456789012345678901234567890123456789012345678901234567890123456789"
+	  "012345678901234567890123456789012345678901234567890123456789\r\n",
+	  HOOK_NONE, 1, 0, "[TOOBIG] Message too large", NULL, 0 },
+	/* Zero-length and non-APPEND literals never reach the hook. */
+	{ "a APPEND INBOX {0+}\r\n\r\n", HOOK_INLINE, 0, 0, NULL, NULL, 0 },
+	{ "a LOGIN u {1+}\r\np\r\n", HOOK_INLINE, 0, 0, NULL, NULL, 1 },
+};
+
+static void
+run_hook_case(const struct hook_case *c, int bytewise)
+{
+	struct imap_parser_limits lim;
+	struct imap_parser *p;
+	size_t off = 0, len = strlen(c->in), n = 0;
+	int nlit = 0, ncont = 0, ok = 0;
+	FILE *f = tmpfile();
+	const struct imap_arg *a = NULL;
+
+	assert_non_null(f);
+	imap_parser_limits_auth(&lim, 100);
+	p = imap_parser_new(&lim);
+	imap_parser_set_append_hook(p, 1);
+	while (off < len && !ok) {
+		size_t used, chunk = bytewise ? 1 : len - off;
+		enum imap_parse_result r;
+
+		r = imap_parser_feed(p, (const uint8_t *)c->in + off, chunk,
+		    &used);
+		off += used;
+		switch (r) {
+		case IMAP_PARSE_LITERAL:
+			nlit++;
+			ncont += imap_parser_literal_sync(p);
+			if (c->decide == HOOK_INLINE)
+				assert_int_equal(imap_parser_literal_inline(p),
+				    0);
+			else if (c->decide == HOOK_SPOOL)
+				imap_parser_literal_spool(p, fileno(f));
+			else if (c->decide == HOOK_DISCARD)
+				imap_parser_literal_discard(p, "[TOOBIG] x");
+			break;
+		case IMAP_PARSE_OK:
+			ok = 1;
+			a = imap_parser_args(p, &n);
+			break;
+		case IMAP_PARSE_MORE:
+		case IMAP_PARSE_CONTINUE:
+			break;
+		default:
+			fail_msg("unexpected result %d for %s", (int)r, c->in);
+		}
+	}
+	assert_true(ok);
+	assert_int_equal(nlit, c->nlit);
+	assert_int_equal(ncont, c->ncont);
+	if (c->failed == NULL)
+		assert_null(imap_parser_failed(p));
+	else
+		assert_string_equal(imap_parser_failed(p), c->failed);
+	if (c->failed == NULL) {
+		assert_int_equal(a[n - 1].type, IMAP_ARG_LITERAL);
+		assert_int_equal(a[n - 1].len, c->last_len);
+		assert_int_equal(a[n - 1].spooled, c->spooled != NULL);
+		if (c->spooled != NULL)
+			assert_int_equal(a[n - 1].fd, fileno(f));
+	}
+	if (c->spooled != NULL) {
+		char got[64];
+		size_t k;
+
+		rewind(f);
+		k = fread(got, 1, sizeof(got) - 1, f);
+		got[k] = '\0';
+		assert_string_equal(got, c->spooled);
+	}
+	imap_parser_free(p);
+	fclose(f);
+}
+
+static void
+test_append_hook(void **state)
+{
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(hook_cases) / sizeof(hook_cases[0]); i++) {
+		run_hook_case(&hook_cases[i], 0);
+		run_hook_case(&hook_cases[i], 1);
+	}
+}
+
+/* Without the hook, APPEND literals keep the old limits (BAD [TOOBIG]). */
+static void
+test_append_hook_off(void **state)
+{
+	struct imap_parser_limits lim;
+	struct imap_parser *p;
+	const char *in = "a APPEND INBOX {101}\r\n";
+	size_t used;
+
+	(void)state;
+	imap_parser_limits_auth(&lim, 100);
+	p = imap_parser_new(&lim);
+	assert_int_equal(imap_parser_feed(p, (const uint8_t *)in, strlen(in),
+	    &used), IMAP_PARSE_ERROR);
+	assert_true(imap_parser_error_toobig(p));
+	imap_parser_set_append_hook(p, 1);
+	assert_int_equal(imap_parser_feed(p, (const uint8_t *)in, strlen(in),
+	    &used), IMAP_PARSE_LITERAL);
+	assert_int_equal(imap_parser_literal_size(p), 101);
+	assert_int_equal(imap_parser_literal_inline(p), -1);
+	imap_parser_reset(p);
+	assert_true(imap_parser_idle(p));
+	imap_parser_free(p);
+}
+
 int
 main(void)
 {
@@ -586,6 +732,8 @@ main(void)
 		cmocka_unit_test(test_seqset_max),
 		cmocka_unit_test(test_utf7),
 		cmocka_unit_test(test_utf8_and_quote),
+		cmocka_unit_test(test_append_hook),
+		cmocka_unit_test(test_append_hook_off),
 	};
 
 	return cmocka_run_group_tests_name("imap_parser", tests, NULL, NULL);
