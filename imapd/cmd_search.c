@@ -864,7 +864,8 @@ eval(struct msgctx *c, const struct snode *n, unsigned depth)
 		for (i = 0; i < STORE_KEYWORDS_MAX; i++) {
 			if (!(c->m.keywords & (1ULL << i)))
 				continue;
-			if (!c->s->mb.kw_loaded || c->s->mb.kw[i] == NULL) {
+			if (!c->s->mb.kw_loaded ||
+			    imap_keyword(&c->s->mb, i) == NULL) {
 				struct buf tmp;
 
 				/* imap_append_flags reloads the names. */
@@ -872,8 +873,9 @@ eval(struct msgctx *c, const struct snode *n, unsigned depth)
 				imap_append_flags(c->s, &tmp, 0, 1ULL << i, 0);
 				buf_free(&tmp);
 			}
-			if (c->s->mb.kw[i] != NULL &&
-			    str_casecmp(c->s->mb.kw[i], n->str) == 0)
+			if (imap_keyword(&c->s->mb, i) != NULL &&
+			    str_casecmp(imap_keyword(&c->s->mb, i),
+			    n->str) == 0)
 				has = 1;
 		}
 		return n->key == K_KEYWORD ? has : !has;

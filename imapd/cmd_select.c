@@ -195,10 +195,24 @@ keywords_load(struct imap_session *s)
 {
 	const char *err;
 
-	store_keywords_free(s->mb.kw);
-	memset(s->mb.kw, 0, sizeof(s->mb.kw));
-	if (store_mailbox_keywords(s->w->store, s->mb.id, s->mb.kw, &err) < 0)
-		memset(s->mb.kw, 0, sizeof(s->mb.kw));
+	char *kw[STORE_KEYWORDS_MAX];
+	size_t i;
+
+	memset(kw, 0, sizeof(kw));
+	if (store_mailbox_keywords(s->w->store, s->mb.id, kw, &err) < 0)
+		memset(kw, 0, sizeof(kw));
+	if (s->mb.kw != NULL) {
+		store_keywords_free(s->mb.kw);
+		free(s->mb.kw);
+		s->mb.kw = NULL;
+	}
+	for (i = 0; i < STORE_KEYWORDS_MAX; i++)
+		if (kw[i] != NULL) {
+			s->mb.kw = xreallocarray(NULL, STORE_KEYWORDS_MAX,
+			    sizeof(*s->mb.kw));
+			memcpy(s->mb.kw, kw, sizeof(kw));
+			break;
+		}
 	s->mb.kw_loaded = 1;
 }
 
@@ -224,10 +238,11 @@ imap_append_flags(struct imap_session *s, struct buf *out, uint32_t flags,
 	for (i = 0; i < STORE_KEYWORDS_MAX && keywords != 0; i++) {
 		if (!(keywords & (1ULL << i)))
 			continue;
-		if (!s->mb.kw_loaded || s->mb.kw[i] == NULL)
+		if (!s->mb.kw_loaded || imap_keyword(&s->mb, i) == NULL)
 			keywords_load(s);
-		if (s->mb.kw[i] != NULL) {
-			(void)buf_printf(out, "%s%s", sep, s->mb.kw[i]);
+		if (imap_keyword(&s->mb, i) != NULL) {
+			(void)buf_printf(out, "%s%s", sep,
+			    imap_keyword(&s->mb, i));
 			sep = " ";
 		}
 	}
@@ -346,7 +361,10 @@ imap_unselect(struct imap_session *s)
 	watch_ref(s->w, s->mb.id, -1);
 	free(s->mb.uids);
 	free(s->mb.name);
-	store_keywords_free(s->mb.kw);
+	if (s->mb.kw != NULL) {
+		store_keywords_free(s->mb.kw);
+		free(s->mb.kw);
+	}
 	memset(&s->mb, 0, sizeof(s->mb));
 	free(s->saved);
 	s->saved = NULL;
@@ -717,13 +735,13 @@ do_select(struct imap_session *s, const struct imap_arg *args, size_t n,
 	(void)buf_append_str(&out, "* FLAGS (\\Answered \\Flagged \\Deleted "
 	    "\\Seen \\Draft");
 	for (i = 0; i < STORE_KEYWORDS_MAX; i++)
-		if (s->mb.kw[i] != NULL)
-			(void)buf_printf(&out, " %s", s->mb.kw[i]);
+		if (imap_keyword(&s->mb, i) != NULL)
+			(void)buf_printf(&out, " %s", imap_keyword(&s->mb, i));
 	(void)buf_append_str(&out, ")\r\n* OK [PERMANENTFLAGS (\\Answered "
 	    "\\Flagged \\Deleted \\Seen \\Draft");
 	for (i = 0; i < STORE_KEYWORDS_MAX; i++)
-		if (s->mb.kw[i] != NULL)
-			(void)buf_printf(&out, " %s", s->mb.kw[i]);
+		if (imap_keyword(&s->mb, i) != NULL)
+			(void)buf_printf(&out, " %s", imap_keyword(&s->mb, i));
 	(void)buf_printf(&out, " \\*)] Flags permitted\r\n"
 	    "* %zu EXISTS\r\n", s->mb.n);
 	if (!(s->enabled & IMAPD_EN_REV2))

@@ -115,7 +115,10 @@ struct imap_view {
 	size_t n, cap;
 	uint32_t first_recent;	/* UIDs >= this are \Recent here */
 	int condstore;		/* SELECT (CONDSTORE) or a MODSEQ fetch */
-	char *kw[STORE_KEYWORDS_MAX];	/* keyword names, loaded lazily */
+	/* keyword names by slot (STORE_KEYWORDS_MAX of them), loaded lazily;
+	 * NULL while the mailbox has none: an idle session does not carry
+	 * 64 empty pointers (imap_keyword() reads it) */
+	char **kw;
 	int kw_loaded;
 };
 
@@ -295,6 +298,12 @@ void imap_notify(struct imap_worker *w, uint32_t mailbox_id);
 void imap_idle_line(struct imap_session *s, const char *line, size_t len);
 /* Sequence number of uid in the view, 0 if absent. */
 uint32_t imap_view_seq(const struct imap_view *v, uint32_t uid);
+/* The name of keyword slot i of the selected mailbox, or NULL. */
+static inline const char *
+imap_keyword(const struct imap_view *v, size_t i)
+{
+	return v->kw != NULL ? v->kw[i] : NULL;
+}
 /*
  * The store records of uids[0..n) (ascending UIDs of the selected
  * mailbox) in one read transaction: *msgs_r (the caller frees it) gets
