@@ -1144,10 +1144,10 @@ search_finish(struct imap_session *s, struct search_job *j)
 	imap_tagged(s, "OK", "%sSEARCH completed", j->uid ? "UID " : "");
 }
 
-static enum imap_cmd_result
-search_continue(struct imap_session *s)
+/* Run one slice of j; 1 if messages remain, else 0. */
+static int
+search_slice(struct imap_session *s, struct search_job *j)
 {
-	struct search_job *j = s->cont_state;
 	size_t end = j->next + IMAPD_SLICE_MESSAGES;
 	const char *err;
 
@@ -1166,12 +1166,88 @@ search_continue(struct imap_session *s)
 		}
 		j->next = end;
 	}
-	if (j->next < j->n) {
+	return j->next < j->n;
+}
+
+static enum imap_cmd_result
+search_continue(struct imap_session *s)
+{
+	struct search_job *j = s->cont_state;
+
+	if (search_slice(s, j)) {
 		imap_command_yield(s);
 		return IMAP_CMD_MORE;
 	}
 	search_finish(s, j);
 	return IMAP_CMD_DONE;
+}
+
+/* ---- the same search in slices for SORT and THREAD (imapd.h) ---- */
+
+struct imap_search_job {
+	struct search_job j;
+};
+
+static void
+search_job_init(struct imap_session *s, struct search_job *j,
+    struct snode *prog, int uid)
+{
+	j->prog = prog;
+	j->uid = uid;
+	j->sc.s = s;
+	j->sc.prog = prog;
+	j->n = s->mb.n;
+	j->uids = xcalloc(j->n == 0 ? 1 : j->n, sizeof(uint32_t));
+	if (j->n > 0)
+		memcpy(j->uids, s->mb.uids, j->n * sizeof(uint32_t));
+}
+
+int
+imap_search_begin(struct imap_session *s, const struct imap_arg *args,
+    size_t n, struct imap_search_job **job_r, const char **error_r)
+{
+	struct sparse p;
+	struct snode *prog;
+	struct imap_search_job *job;
+
+	memset(&p, 0, sizeof(p));
+	p.s = s;
+	prog = parse_list(&p, args, n, 0);
+	if (prog == NULL) {
+		*error_r = p.error != NULL ? p.error : "Invalid search program";
+		return -1;
+	}
+	job = xcalloc(1, sizeof(*job));
+	search_job_init(s, &job->j, prog, 0);
+	*job_r = job;
+	return 0;
+}
+
+int
+imap_search_step(struct imap_session *s, struct imap_search_job *job)
+{
+	return search_slice(s, &job->j);
+}
+
+void
+imap_search_take(struct imap_search_job *job, uint32_t **uids_r,
+    size_t *n_r)
+{
+	*uids_r = job->j.sc.uids;
+	*n_r = job->j.sc.n;
+	job->j.sc.uids = NULL;
+	job->j.sc.n = job->j.sc.cap = 0;
+}
+
+void
+imap_search_job_free(struct imap_search_job *job)
+{
+	if (job == NULL)
+		return;
+	snode_free(job->j.prog);
+	free(job->j.sc.uids);
+	free(job->j.uids);
+	free(job);
 }
 
 enum imap_cmd_result
@@ -1239,16 +1315,9 @@ cmd_search(struct imap_session *s, const struct imap_arg *args, size_t n,
 		return IMAP_CMD_DONE;
 	}
 	j = xcalloc(1, sizeof(*j));
-	j->prog = prog;
-	j->uid = uid;
+	search_job_init(s, j, prog, uid);
 	j->esearch = esearch;
 	j->ret = ret;
-	j->sc.s = s;
-	j->sc.prog = prog;
-	j->n = s->mb.n;
-	j->uids = xcalloc(j->n == 0 ? 1 : j->n, sizeof(uint32_t));
-	if (j->n > 0)
-		memcpy(j->uids, s->mb.uids, j->n * sizeof(uint32_t));
 	s->cont = search_continue;
 	s->cont_state = j;
 	s->cont_free = search_job_free;

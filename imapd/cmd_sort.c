@@ -1,13 +1,14 @@
 /*
  * cmd_sort.c - SORT and THREAD (RFC 5256): SORT by ARRIVAL, CC, DATE,
  * FROM, SIZE, SUBJECT, TO (each optionally REVERSE); THREAD=ORDEREDSUBJECT
- * and THREAD=REFERENCES (parent links from References/In-Reply-To; the
- * subject-merging steps of the full algorithm are not done).
+ * and THREAD=REFERENCES, whose algorithms live in imap_thread.c.
  *
  * govmail-imapd workers.  The search program is untrusted and goes through
- * imap_search_run(); message headers are untrusted: thread trees built
- * from them are walked with explicit stacks (a reference chain as long as
- * the mailbox must not recurse), cycles are broken.
+ * imap_search_begin(); message headers are untrusted and only copied here.
+ * Both commands run in slices: the search, then the metadata of
+ * IMAPD_SLICE_MESSAGES messages per turn of the loop (imap_command_yield
+ * between), so a large mailbox does not stall the worker's other clients;
+ * the sort and the threading themselves run once everything is loaded.
  */
 #include "autoconf.h"
 
@@ -17,6 +18,7 @@
 
 #include "buf.h"
 #include "imap_meta.h"
+#include "imap_thread.h"
 #include "imapd.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -33,16 +35,13 @@ enum sort_key {
 struct sort_msg {
 	uint32_t uid;
 	int64_t arrival;
-	int64_t date;
+	int64_t date;		/* sent date, else INTERNALDATE */
 	uint64_t size;
-	char *subject;		/* base subject, upper-cased ASCII */
+	char *subject;		/* SORT: base subject; THREAD: decoded */
 	/* the first mailbox's local part, lower-cased */
 	char *from, *to, *cc;
-	char *msgid;
-	char *parent_id;	/* References then In-Reply-To, raw */
-	size_t parent;		/* index, or SIZE_MAX */
-	size_t *kids;
-	size_t nkids;
+	/* THREAD: raw Message-ID, References, In-Reply-To (or NULL) */
+	char *msgid, *refs, *irt;
 };
 
 struct sort_spec {
@@ -116,139 +115,6 @@ first_local(const char *v)
 	return r;
 }
 
-/* Message-ids of the thread's messages, sorted for bsearch. */
-struct id_index {
-	const char *id;
-	size_t idx;
-};
-
-static int
-id_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct id_index *)a)->id,
-	    ((const struct id_index *)b)->id);
-}
-
-/*
- * The nearest ancestor present: walk the <ids> of refs from the right
- * and return the index of the first one some message carries.
- */
-static size_t
-find_parent(const struct id_index *ix, size_t nix, const char *refs,
-    size_t self)
-{
-	const char *end = refs + strlen(refs);
-
-	while (end > refs) {
-		const char *close = end - 1, *open;
-		struct id_index key, *hit;
-		char *id;
-
-		while (close > refs && *close != '>')
-			close--;
-		if (*close != '>')
-			break;
-		open = close;
-		while (open > refs && *open != '<')
-			open--;
-		if (*open != '<')
-			break;
-		id = xstrndup(open, (size_t)(close - open + 1));
-		key.id = id;
-		key.idx = 0;
-		hit = bsearch(&key, ix, nix, sizeof(*ix), id_cmp);
-		free(id);
-		if (hit != NULL && hit->idx != self)
-			return hit->idx;
-		end = open;
-	}
-	return SIZE_MAX;
-}
-
-/* RFC 5256 2.1 base subject (simplified), upper-cased ASCII. */
-static char *
-base_subject(const char *subj)
-{
-	char *s = xstrdup(subj != NULL ? subj : ""), *p, *w;
-	int changed;
-
-	/* Collapse white space. */
-	for (p = w = s; *p != '\0'; p++) {
-		char c = *p == '\t' || *p == '\r' || *p == '\n' ? ' ' : *p;
-
-		if (c == ' ' && (w == s || w[-1] == ' '))
-			continue;
-		*w++ = c;
-	}
-	*w = '\0';
-	do {
-		size_t len;
-
-		changed = 0;
-		len = strlen(s);
-		while (len > 0 && s[len - 1] == ' ')
-			s[--len] = '\0';
-		if (len >= 5 && strcasecmp(s + len - 5, "(fwd)") == 0) {
-			s[len - 5] = '\0';
-			changed = 1;
-			continue;
-		}
-		p = s;
-		while (*p == ' ')
-			p++;
-		if (*p == '[') {
-			char *close = strchr(p, ']');
-
-			if (close != NULL && close[1] != '\0') {
-				memmove(s, close + 1, strlen(close + 1) + 1);
-				changed = 1;
-				continue;
-			}
-		}
-		{
-			size_t k = 0;
-
-			if (strncasecmp(p, "re", 2) == 0)
-				k = 2;
-			else if (strncasecmp(p, "fwd", 3) == 0)
-				k = 3;
-			else if (strncasecmp(p, "fw", 2) == 0)
-				k = 2;
-			if (k > 0) {
-				char *q = p + k;
-
-				while (*q == ' ')
-					q++;
-				if (*q == '[') {
-					char *close = strchr(q, ']');
-
-					q = close != NULL ? close + 1 : q;
-				}
-				if (*q == ':') {
-					memmove(s, q + 1, strlen(q + 1) + 1);
-					changed = 1;
-					continue;
-				}
-			}
-		}
-		if (p != s) {
-			memmove(s, p, strlen(p) + 1);
-			changed = 1;
-		}
-		len = strlen(s);
-		if (len > 6 && strncasecmp(s, "[fwd:", 5) == 0 &&
-		    s[len - 1] == ']') {
-			s[len - 1] = '\0';
-			memmove(s, s + 5, len - 5);
-			changed = 1;
-		}
-	} while (changed);
-	for (p = s; *p != '\0'; p++)
-		if (*p >= 'a' && *p <= 'z')
-			*p = (char)(*p - 32);
-	return s;
-}
-
 static void
 msgs_free(struct sort_msg *m, size_t n)
 {
@@ -260,80 +126,119 @@ msgs_free(struct sort_msg *m, size_t n)
 		free(m[i].to);
 		free(m[i].cc);
 		free(m[i].msgid);
-		free(m[i].parent_id);
-		free(m[i].kids);
+		free(m[i].refs);
+		free(m[i].irt);
 	}
 	free(m);
 }
 
-/* Load what sorting and threading need for each UID. */
-static int
-msgs_load(struct imap_session *s, const uint32_t *uids, size_t n,
-    struct sort_msg **msgs_r, const char **error_r)
+/* A SORT or THREAD under way (s->cont_state). */
+struct sort_job {
+	int thread;			/* else SORT */
+	enum imap_thread_algo algo;
+	struct sort_spec spec;
+	int uid;			/* UID SORT / UID THREAD */
+	int need_addr;			/* SORT by FROM, TO or CC */
+	struct imap_search_job *search;	/* phase 1; NULL once done */
+	uint32_t *uids;			/* phase 2: the matches */
+	size_t nuids, next;
+	struct sort_msg *msgs;		/* loaded so far: [0, next) */
+};
+
+static void
+sort_job_free(void *arg)
 {
-	struct sort_msg *m = xcalloc(n == 0 ? 1 : n, sizeof(*m));
-	size_t i;
+	struct sort_job *j = arg;
 
-	for (i = 0; i < n; i++) {
-		struct store_msg sm;
-		struct store_msg_meta meta;
-		struct buf h;
-		char *v;
-		int rc;
+	imap_search_job_free(j->search);
+	msgs_free(j->msgs, j->next);
+	free(j->uids);
+	free(j);
+}
 
-		m[i].uid = uids[i];
-		m[i].parent = SIZE_MAX;
-		rc = store_msg_get(s->w->store, s->mb.id, uids[i], &sm,
-		    error_r);
-		if (rc < 0) {
-			/* Expunged meanwhile: sorts as empty. */
-			m[i].subject = xstrdup("");
-			m[i].from = xstrdup("");
-			m[i].to = xstrdup("");
-			m[i].cc = xstrdup("");
-			continue;
-		}
-		m[i].arrival = sm.internaldate;
-		m[i].size = sm.size;
-		m[i].date = sm.internaldate;
-		buf_init(&h, BUF_UNBOUNDED);
-		if (imap_meta_load(s->w->meta, s->w->store, sm.blob, &meta,
-		    error_r) == 0) {
+/* Fill m from the store record sm (or leave it empty if sm is NULL). */
+static void
+msg_fill(struct imap_session *s, const struct sort_job *j,
+    struct sort_msg *m, const struct store_msg *sm)
+{
+	struct store_msg_meta meta;
+	struct buf h;
+	const char *err;
+	int need_hdr = j->thread || j->need_addr;
+
+	buf_init(&h, BUF_UNBOUNDED);
+	if (sm != NULL) {
+		m->arrival = sm->internaldate;
+		m->size = sm->size;
+		m->date = sm->internaldate;
+		if (imap_meta_load(s->w->meta, s->w->store, sm->blob, &meta,
+		    &err) == 0) {
 			if (meta.date != 0)
-				m[i].date = meta.date;
-			m[i].subject = base_subject(meta.subject);
+				m->date = meta.date;
+			m->subject = j->thread ? xstrdup(meta.subject) :
+			    imap_base_subject(meta.subject, NULL);
 			if (meta.message_id[0] != '\0')
-				m[i].msgid = xstrdup(meta.message_id);
-			(void)store_blob_read_range(s->w->store, sm.blob, 0,
-			    meta.header_size < IMAPD_SORT_HEADER_MAX ?
-			    meta.header_size : IMAPD_SORT_HEADER_MAX, &h,
-			    error_r);
+				m->msgid = xstrdup(meta.message_id);
+			if (need_hdr)
+				(void)store_blob_read_range(s->w->store,
+				    sm->blob, 0, meta.header_size <
+				    IMAPD_SORT_HEADER_MAX ? meta.header_size :
+				    IMAPD_SORT_HEADER_MAX, &h, &err);
 			store_msg_meta_free(&meta);
-		} else
-			m[i].subject = xstrdup("");
-		v = hdr_get(&h, "From");
-		m[i].from = first_local(v);
+		}
+	}
+	if (m->subject == NULL)
+		m->subject = xstrdup("");
+	if (j->thread) {
+		m->refs = hdr_get(&h, "References");
+		m->irt = hdr_get(&h, "In-Reply-To");
+	} else if (j->need_addr) {
+		char *v = hdr_get(&h, "From");
+
+		m->from = first_local(v);
 		free(v);
 		v = hdr_get(&h, "To");
-		m[i].to = first_local(v);
+		m->to = first_local(v);
 		free(v);
 		v = hdr_get(&h, "Cc");
-		m[i].cc = first_local(v);
+		m->cc = first_local(v);
 		free(v);
-		{
-			char *refs = hdr_get(&h, "References");
-			char *irt = hdr_get(&h, "In-Reply-To");
-
-			/* Nearest ancestor last: In-Reply-To, then References. */
-			m[i].parent_id = xasprintf("%s %s",
-			    refs != NULL ? refs : "", irt != NULL ? irt : "");
-			free(refs);
-			free(irt);
-		}
-		buf_free(&h);
 	}
-	*msgs_r = m;
-	return 0;
+	if (m->from == NULL)
+		m->from = xstrdup("");
+	if (m->to == NULL)
+		m->to = xstrdup("");
+	if (m->cc == NULL)
+		m->cc = xstrdup("");
+	buf_free(&h);
+}
+
+/* Load the next slice of messages (one read transaction). */
+static void
+load_slice(struct imap_session *s, struct sort_job *j)
+{
+	size_t end = j->next + IMAPD_SLICE_MESSAGES, i, k = 0, nm = 0;
+	struct store_msg *sms = NULL;
+	const char *err;
+
+	if (end > j->nuids)
+		end = j->nuids;
+	if (imap_msgs_load(s, j->uids + j->next, end - j->next, &sms, &nm,
+	    &err) != 0)
+		nm = 0;
+	for (i = j->next; i < end; i++) {
+		struct sort_msg *m = &j->msgs[i];
+
+		memset(m, 0, sizeof(*m));
+		m->uid = j->uids[i];
+		/* Expunged meanwhile: sorts as empty. */
+		if (k < nm && sms[k].uid == m->uid)
+			msg_fill(s, j, m, &sms[k++]);
+		else
+			msg_fill(s, j, m, NULL);
+	}
+	free(sms);
+	j->next = end;
 }
 
 static int
@@ -397,28 +302,96 @@ charset_ok(struct imap_session *s, const struct imap_arg *a)
 	return 1;
 }
 
-static int
-search_for(struct imap_session *s, const struct imap_arg *args, size_t n,
-    uint32_t **uids_r, size_t *nuids_r)
-{
-	const char *err = NULL;
-	int rc = imap_search_run(s, args, n, uids_r, nuids_r, &err);
-
-	if (rc == -1) {
-		imap_tagged(s, "BAD", "%s", err);
-		return -1;
-	}
-	if (rc < 0) {
-		imap_tagged_store_error(s, rc, err);
-		return -1;
-	}
-	return 0;
-}
-
 static uint32_t
 out_id(struct imap_session *s, uint32_t uid, int uidcmd)
 {
 	return uidcmd ? uid : imap_view_seq(&s->mb, uid);
+}
+
+/* Everything is loaded: sort or thread, answer. */
+static void
+sort_finish(struct imap_session *s, struct sort_job *j)
+{
+	struct buf out;
+	size_t i;
+
+	buf_init(&out, BUF_UNBOUNDED);
+	if (!j->thread) {
+		sort_current = &j->spec;
+		qsort(j->msgs, j->nuids, sizeof(*j->msgs), sort_cmp);
+		sort_current = NULL;
+		(void)buf_append_str(&out, "* SORT");
+		for (i = 0; i < j->nuids; i++)
+			(void)buf_printf(&out, " %u", out_id(s, j->msgs[i].uid,
+			    j->uid));
+	} else {
+		struct imap_thread_msg *tm = xcalloc(j->nuids == 0 ? 1 :
+		    j->nuids, sizeof(*tm));
+
+		for (i = 0; i < j->nuids; i++) {
+			tm[i].id = out_id(s, j->msgs[i].uid, j->uid);
+			tm[i].date = j->msgs[i].date;
+			tm[i].message_id = j->msgs[i].msgid;
+			tm[i].references = j->msgs[i].refs;
+			tm[i].in_reply_to = j->msgs[i].irt;
+			tm[i].subject = j->msgs[i].subject;
+		}
+		(void)buf_append_str(&out, "* THREAD ");
+		imap_thread_run(j->algo, tm, j->nuids, &out);
+		free(tm);
+	}
+	(void)buf_append_str(&out, "\r\n");
+	imap_write(s, out.data, out.len);
+	buf_free(&out);
+	imap_tagged(s, "OK", "%s%s completed", j->uid ? "UID " : "",
+	    j->thread ? "THREAD" : "SORT");
+}
+
+static enum imap_cmd_result
+sort_continue(struct imap_session *s)
+{
+	struct sort_job *j = s->cont_state;
+
+	if (j->search != NULL) {
+		if (imap_search_step(s, j->search)) {
+			imap_command_yield(s);
+			return IMAP_CMD_MORE;
+		}
+		imap_search_take(j->search, &j->uids, &j->nuids);
+		imap_search_job_free(j->search);
+		j->search = NULL;
+		j->msgs = xcalloc(j->nuids == 0 ? 1 : j->nuids,
+		    sizeof(*j->msgs));
+		imap_command_yield(s);
+		return IMAP_CMD_MORE;
+	}
+	if (j->next < j->nuids) {
+		load_slice(s, j);
+		if (j->next < j->nuids) {
+			imap_command_yield(s);
+			return IMAP_CMD_MORE;
+		}
+	}
+	sort_finish(s, j);
+	return IMAP_CMD_DONE;
+}
+
+/* Start the job: the search program at args[0..n). */
+static enum imap_cmd_result
+sort_start(struct imap_session *s, struct sort_job *j,
+    const struct imap_arg *args, size_t n)
+{
+	const char *err = NULL;
+
+	if (imap_search_begin(s, args, n, &j->search, &err) < 0) {
+		imap_tagged(s, "BAD", "%s", err);
+		free(j);
+		return IMAP_CMD_DONE;
+	}
+	s->cont = sort_continue;
+	s->cont_state = j;
+	s->cont_free = sort_job_free;
+	return sort_continue(s);
 }
 
 enum imap_cmd_result
@@ -433,13 +406,10 @@ cmd_sort(struct imap_session *s, const struct imap_arg *args, size_t n,
 		{ "FROM", SK_FROM }, { "SIZE", SK_SIZE },
 		{ "SUBJECT", SK_SUBJECT }, { "TO", SK_TO },
 	};
+	struct sort_job *j;
 	struct sort_spec spec;
-	struct sort_msg *msgs = NULL;
-	uint32_t *uids = NULL;
-	size_t nuids = 0, i, k;
-	const char *err;
-	struct buf out;
-	int reverse = 0;
+	size_t i, k;
+	int reverse = 0, need_addr = 0;
 
 	if (n < 3 || args[0].type != IMAP_ARG_LIST || args[0].nlist == 0) {
 		imap_tagged(s, "BAD", "SORT needs criteria, a charset and "
@@ -462,6 +432,9 @@ cmd_sort(struct imap_session *s, const struct imap_arg *args, size_t n,
 			imap_tagged(s, "BAD", "Unknown sort criterion");
 			return IMAP_CMD_DONE;
 		}
+		if (keys[k].key == SK_FROM || keys[k].key == SK_TO ||
+		    keys[k].key == SK_CC)
+			need_addr = 1;
 		spec.key[spec.n] = keys[k].key;
 		spec.reverse[spec.n++] = reverse;
 		reverse = 0;
@@ -472,98 +445,19 @@ cmd_sort(struct imap_session *s, const struct imap_arg *args, size_t n,
 	}
 	if (!charset_ok(s, &args[1]))
 		return IMAP_CMD_DONE;
-	if (search_for(s, args + 2, n - 2, &uids, &nuids) < 0)
-		return IMAP_CMD_DONE;
-	(void)msgs_load(s, uids, nuids, &msgs, &err);
-	sort_current = &spec;
-	qsort(msgs, nuids, sizeof(*msgs), sort_cmp);
-	sort_current = NULL;
-	buf_init(&out, BUF_UNBOUNDED);
-	(void)buf_append_str(&out, "* SORT");
-	for (i = 0; i < nuids; i++)
-		(void)buf_printf(&out, " %u", out_id(s, msgs[i].uid, uid));
-	(void)buf_append_str(&out, "\r\n");
-	imap_write(s, out.data, out.len);
-	buf_free(&out);
-	msgs_free(msgs, nuids);
-	free(uids);
-	imap_tagged(s, "OK", "%sSORT completed", uid ? "UID " : "");
-	return IMAP_CMD_DONE;
-}
-
-/* ---- THREAD ---- */
-
-static struct sort_msg *thread_msgs;
-
-static int
-date_cmp_idx(const void *pa, const void *pb)
-{
-	const struct sort_msg *a = &thread_msgs[*(const size_t *)pa];
-	const struct sort_msg *b = &thread_msgs[*(const size_t *)pb];
-	int r = cmp_i64(a->date, b->date);
-
-	return r != 0 ? r : a->uid < b->uid ? -1 : a->uid > b->uid;
-}
-
-static void
-kid_add(struct sort_msg *m, size_t parent, size_t kid)
-{
-	m[parent].kids = xreallocarray(m[parent].kids, m[parent].nkids + 1,
-	    sizeof(size_t));
-	m[parent].kids[m[parent].nkids++] = kid;
-	m[kid].parent = parent;
-}
-
-/* Emit one thread tree rooted at r, iteratively. */
-static void
-emit_tree(struct imap_session *s, struct sort_msg *m, size_t r, int uidcmd,
-    struct buf *out, size_t total)
-{
-	/* Actions: node index, or SIZE_MAX - c for the text character c. */
-	size_t *stack = xcalloc(4 * total + 4, sizeof(size_t));
-	size_t sp = 0;
-
-#define PUSH_TEXT(c) (stack[sp++] = SIZE_MAX - (size_t)(c))
-	(void)buf_append_byte(out, '(');
-	stack[sp++] = r;
-	while (sp > 0) {
-		size_t a = stack[--sp];
-		struct sort_msg *x;
-		size_t k;
-
-		if (a >= SIZE_MAX - 256) {
-			(void)buf_append_byte(out, (uint8_t)(SIZE_MAX - a));
-			continue;
-		}
-		x = &m[a];
-		(void)buf_printf(out, "%u", out_id(s, x->uid, uidcmd));
-		if (x->nkids == 1) {
-			stack[sp++] = x->kids[0];
-			PUSH_TEXT(' ');
-		} else if (x->nkids > 1) {
-			for (k = x->nkids; k > 0; k--) {
-				PUSH_TEXT(')');
-				stack[sp++] = x->kids[k - 1];
-				PUSH_TEXT('(');
-			}
-			PUSH_TEXT(' ');
-		}
-	}
-#undef PUSH_TEXT
-	(void)buf_append_byte(out, ')');
-	free(stack);
+	j = xcalloc(1, sizeof(*j));
+	j->spec = spec;
+	j->uid = uid;
+	j->need_addr = need_addr;
+	return sort_start(s, j, args + 2, n - 2);
 }
 
 enum imap_cmd_result
 cmd_thread(struct imap_session *s, const struct imap_arg *args, size_t n,
     int uid)
 {
-	struct sort_msg *m = NULL;
-	uint32_t *uids = NULL;
-	size_t nuids = 0, i, j, *roots, nroots = 0;
-	int refs;
-	const char *err;
-	struct buf out;
+	struct sort_job *j;
+	enum imap_thread_algo algo;
 
 	if (n < 3 || args[0].type != IMAP_ARG_ATOM) {
 		imap_tagged(s, "BAD", "THREAD needs an algorithm, a charset "
@@ -571,91 +465,18 @@ cmd_thread(struct imap_session *s, const struct imap_arg *args, size_t n,
 		return IMAP_CMD_DONE;
 	}
 	if (imap_arg_atom_is(&args[0], "REFERENCES"))
-		refs = 1;
+		algo = IMAP_THREAD_REFERENCES;
 	else if (imap_arg_atom_is(&args[0], "ORDEREDSUBJECT"))
-		refs = 0;
+		algo = IMAP_THREAD_ORDEREDSUBJECT;
 	else {
 		imap_tagged(s, "BAD", "Unknown threading algorithm");
 		return IMAP_CMD_DONE;
 	}
 	if (!charset_ok(s, &args[1]))
 		return IMAP_CMD_DONE;
-	if (search_for(s, args + 2, n - 2, &uids, &nuids) < 0)
-		return IMAP_CMD_DONE;
-	(void)msgs_load(s, uids, nuids, &m, &err);
-	thread_msgs = m;
-	roots = xcalloc(nuids == 0 ? 1 : nuids, sizeof(size_t));
-	if (refs) {
-		struct id_index *ix = xcalloc(nuids == 0 ? 1 : nuids,
-		    sizeof(*ix));
-		size_t nix = 0;
-
-		for (i = 0; i < nuids; i++) {
-			if (m[i].msgid != NULL) {
-				ix[nix].id = m[i].msgid;
-				ix[nix++].idx = i;
-			}
-		}
-		qsort(ix, nix, sizeof(*ix), id_cmp);
-		for (i = 0; i < nuids; i++) {
-			size_t p, steps = 0;
-
-			if (m[i].parent_id == NULL)
-				continue;
-			p = find_parent(ix, nix, m[i].parent_id, i);
-			if (p == SIZE_MAX)
-				continue;
-			/* Refuse a link that would close a cycle. */
-			for (j = p; j != SIZE_MAX && steps <= nuids; steps++) {
-				if (j == i)
-					break;
-				j = m[j].parent;
-			}
-			if (j == i)
-				continue;
-			kid_add(m, p, i);
-		}
-		free(ix);
-		for (i = 0; i < nuids; i++)
-			if (m[i].parent == SIZE_MAX)
-				roots[nroots++] = i;
-	} else {
-		/* Group by base subject; the earliest message is the parent. */
-		size_t *order = xcalloc(nuids == 0 ? 1 : nuids, sizeof(size_t));
-
-		for (i = 0; i < nuids; i++)
-			order[i] = i;
-		qsort(order, nuids, sizeof(size_t), date_cmp_idx);
-		for (i = 0; i < nuids; i++) {
-			size_t x = order[i];
-
-			for (j = 0; j < nroots; j++)
-				if (strcmp(m[roots[j]].subject,
-				    m[x].subject) == 0)
-					break;
-			if (j < nroots)
-				kid_add(m, roots[j], x);
-			else
-				roots[nroots++] = x;
-		}
-		free(order);
-	}
-	for (i = 0; i < nuids; i++)
-		if (m[i].nkids > 1)
-			qsort(m[i].kids, m[i].nkids, sizeof(size_t),
-			    date_cmp_idx);
-	qsort(roots, nroots, sizeof(size_t), date_cmp_idx);
-	buf_init(&out, BUF_UNBOUNDED);
-	(void)buf_append_str(&out, "* THREAD ");
-	for (i = 0; i < nroots; i++)
-		emit_tree(s, m, roots[i], uid, &out, nuids);
-	(void)buf_append_str(&out, "\r\n");
-	imap_write(s, out.data, out.len);
-	buf_free(&out);
-	thread_msgs = NULL;
-	free(roots);
-	msgs_free(m, nuids);
-	free(uids);
-	imap_tagged(s, "OK", "%sTHREAD completed", uid ? "UID " : "");
-	return IMAP_CMD_DONE;
+	j = xcalloc(1, sizeof(*j));
+	j->thread = 1;
+	j->algo = algo;
+	j->uid = uid;
+	return sort_start(s, j, args + 2, n - 2);
 }

@@ -363,6 +363,20 @@ int imap_header_value(const uint8_t *h, size_t len, const char *field,
 int imap_search_run(struct imap_session *s, const struct imap_arg *args,
     size_t n, uint32_t **uids_r, size_t *n_r, const char **error_r);
 
+/*
+ * The same, in slices of IMAPD_SLICE_MESSAGES (for SORT and THREAD):
+ * begin parses the program (-1 with *error_r: reply BAD) over a snapshot
+ * of the view; step runs one slice and returns 1 while messages remain;
+ * take hands over the matching UIDs (ascending; the caller frees them).
+ */
+struct imap_search_job;
+int imap_search_begin(struct imap_session *s, const struct imap_arg *args,
+    size_t n, struct imap_search_job **job_r, const char **error_r);
+int imap_search_step(struct imap_session *s, struct imap_search_job *job);
+void imap_search_take(struct imap_search_job *job, uint32_t **uids_r,
+    size_t *n_r);
+void imap_search_job_free(struct imap_search_job *job);
+
 /* ---- cmd_sort.c ---- */
 enum imap_cmd_result cmd_sort(struct imap_session *, const struct
     imap_arg *, size_t, int);
