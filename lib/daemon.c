@@ -635,13 +635,13 @@ daemon_run(const struct daemon_spec *spec, const char **error_r)
 		    ls[i].addr);
 	log_info("daemon: event=start pid=%ld workers=%u", (long)sv.parent,
 	    sv.nslots);
-	/* Before the first fork: every worker counts failed logins in it. */
+	/* Before the first fork: the workers count rate limits together. */
 	{
 		const char *rl_err = NULL;
 
-		if (ratelimit_auth_init(&rl_err) < 0)
+		if (ratelimit_shared_init(&rl_err) < 0)
 			log_warnx("daemon: event=ratelimit-private error=\"%s\""
-			    " (failed logins counted per worker)", rl_err);
+			    " (rate limits counted per worker)", rl_err);
 	}
 	for (i = 0; i < sv.nslots; i++)
 		if (worker_start(&sv, i) < 0)

@@ -43,7 +43,7 @@ struct ratelimit {
 	int shared;
 };
 
-static struct ratelimit *auth_table;
+static struct ratelimit *shared_tables[RATELIMIT_TABLES];
 
 struct ratelimit *
 ratelimit_new(int shared, const char **error_r)
@@ -98,8 +98,6 @@ ratelimit_free(struct ratelimit *rl)
 			pthread_mutex_destroy(&rl->m->locks[i]);
 		free(rl->m);
 	}
-	if (rl == auth_table)
-		auth_table = NULL;
 	free(rl);
 }
 
@@ -152,32 +150,14 @@ window_over(int64_t start, int64_t window, int64_t now)
 	return now - start >= window || now < start;
 }
 
-unsigned int
-ratelimit_count(struct ratelimit *rl, const uint8_t key[RATELIMIT_KEY_LEN],
-    int64_t window, int64_t now)
+/* Find key's entry in bucket b, or make one (evicting); locked. */
+static struct ratelimit_entry *
+entry_get(struct ratelimit *rl, size_t b,
+    const uint8_t key[RATELIMIT_KEY_LEN], int64_t window, int64_t now)
 {
-	size_t b = bucket_of(rl, key);
-	struct ratelimit_entry *e;
-	unsigned int n = 0;
+	struct ratelimit_entry *e = entry_find(rl, b, key), *w;
+	size_t i;
 
-	bucket_lock(rl, b);
-	e = entry_find(rl, b, key);
-	if (e != NULL && !window_over(e->window_start, window, now))
-		n = e->count;
-	bucket_unlock(rl, b);
-	return n;
-}
-
-unsigned int
-ratelimit_add(struct ratelimit *rl, const uint8_t key[RATELIMIT_KEY_LEN],
-    int64_t window, int64_t now)
-{
-	size_t b = bucket_of(rl, key), i;
-	struct ratelimit_entry *e, *w;
-	unsigned int n;
-
-	bucket_lock(rl, b);
-	e = entry_find(rl, b, key);
 	if (e == NULL) {
 		/* A free or expired way, else the oldest one. */
 		w = &rl->m->entries[b * RATELIMIT_WAYS];
@@ -199,6 +179,35 @@ ratelimit_add(struct ratelimit *rl, const uint8_t key[RATELIMIT_KEY_LEN],
 		e->window_start = now;
 		e->count = 0;
 	}
+	return e;
+}
+
+unsigned int
+ratelimit_count(struct ratelimit *rl, const uint8_t key[RATELIMIT_KEY_LEN],
+    int64_t window, int64_t now)
+{
+	size_t b = bucket_of(rl, key);
+	struct ratelimit_entry *e;
+	unsigned int n = 0;
+
+	bucket_lock(rl, b);
+	e = entry_find(rl, b, key);
+	if (e != NULL && !window_over(e->window_start, window, now))
+		n = e->count;
+	bucket_unlock(rl, b);
+	return n;
+}
+
+unsigned int
+ratelimit_add(struct ratelimit *rl, const uint8_t key[RATELIMIT_KEY_LEN],
+    int64_t window, int64_t now)
+{
+	size_t b = bucket_of(rl, key);
+	struct ratelimit_entry *e;
+	unsigned int n;
+
+	bucket_lock(rl, b);
+	e = entry_get(rl, b, key, window, now);
 	if (e->count < UINT32_MAX)
 		e->count++;
 	n = e->count;
@@ -207,16 +216,54 @@ ratelimit_add(struct ratelimit *rl, const uint8_t key[RATELIMIT_KEY_LEN],
 }
 
 int
-ratelimit_auth_init(const char **error_r)
+ratelimit_try(struct ratelimit *rl, const uint8_t key[RATELIMIT_KEY_LEN],
+    int64_t window, int64_t now, unsigned int max)
 {
-	if (auth_table != NULL)
+	size_t b = bucket_of(rl, key);
+	struct ratelimit_entry *e;
+	int ok;
+
+	bucket_lock(rl, b);
+	e = entry_get(rl, b, key, window, now);
+	ok = e->count < max;
+	if (ok)
+		e->count++;
+	bucket_unlock(rl, b);
+	return ok;
+}
+
+int
+ratelimit_shared_init(const char **error_r)
+{
+	size_t i;
+
+	if (shared_tables[0] != NULL)
 		return 0;
-	auth_table = ratelimit_new(1, error_r);
-	return auth_table != NULL ? 0 : -1;
+	for (i = 0; i < RATELIMIT_TABLES; i++) {
+		shared_tables[i] = ratelimit_new(1, error_r);
+		if (shared_tables[i] == NULL) {
+			ratelimit_shared_free();
+			return -1;
+		}
+	}
+	return 0;
 }
 
 struct ratelimit *
-ratelimit_auth(void)
+ratelimit_shared(enum ratelimit_table which)
 {
-	return auth_table;
+	if ((int)which < 0 || which >= RATELIMIT_TABLES)
+		return NULL;
+	return shared_tables[which];
+}
+
+void
+ratelimit_shared_free(void)
+{
+	size_t i;
+
+	for (i = 0; i < RATELIMIT_TABLES; i++) {
+		ratelimit_free(shared_tables[i]);
+		shared_tables[i] = NULL;
+	}
 }

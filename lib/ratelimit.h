@@ -2,11 +2,11 @@
  * ratelimit.h - a bounded table of fixed-window failure counters keyed by
  * 16 bytes (an address), that several processes may share.
  *
- * The daemons' root parent creates one shared table before it forks its
- * workers (ratelimit_auth_init, called by daemon_run), so that a limit
+ * The daemons' root parent creates the shared tables before it forks its
+ * workers (ratelimit_shared_init, called by daemon_run), so that a limit
  * such as "at most N failed logins per client address" holds for the
  * whole daemon, not N per worker: a worker restarted by the parent
- * inherits the same table.  The memory is an anonymous MAP_SHARED mapping
+ * inherits the same tables.  The memory is an anonymous MAP_SHARED mapping
  * (nothing on disk; counters start afresh when the daemon restarts, which
  * is all a rate limit needs), guarded by one process-shared, robust mutex
  * per bucket (a worker killed while holding one does not wedge the
@@ -59,12 +59,30 @@ unsigned int ratelimit_add(struct ratelimit *rl,
     const uint8_t key[RATELIMIT_KEY_LEN], int64_t window, int64_t now);
 
 /*
- * The process-wide shared table for failed authentications: created once
- * (later calls do nothing) by the root parent before it forks, by
- * daemon_run().  Returns 0 or -1 with *error_r.
+ * Count one event for key at now only if fewer than max were counted in
+ * the current window, as one step (no other process can slip in between
+ * the check and the count).  Returns 1 if counted (within the limit), 0
+ * if not.
  */
-int ratelimit_auth_init(const char **error_r);
-/* That table, or NULL when ratelimit_auth_init() was not called. */
-struct ratelimit *ratelimit_auth(void);
+int ratelimit_try(struct ratelimit *rl, const uint8_t key[RATELIMIT_KEY_LEN],
+    int64_t window, int64_t now, unsigned int max);
+
+/* The process-wide shared tables. */
+enum ratelimit_table {
+	RATELIMIT_TABLE_AUTH = 0,	/* failed logins (lib/sasl.c) */
+	RATELIMIT_TABLE_MESSAGES,	/* smtpd's messages per account/IP */
+	RATELIMIT_TABLES
+};
+
+/*
+ * Create every shared table once (later calls do nothing); the root
+ * parent does it before it forks, in daemon_run().  Returns 0 or -1 with
+ * *error_r (then there are none).
+ */
+int ratelimit_shared_init(const char **error_r);
+/* A shared table, or NULL when ratelimit_shared_init() was not called. */
+struct ratelimit *ratelimit_shared(enum ratelimit_table which);
+/* Unmap them in this process (tests; workers simply exit). */
+void ratelimit_shared_free(void);
 
 #endif

@@ -893,7 +893,7 @@ sasl_ratelimit_new(unsigned int max_failures, unsigned int window_seconds)
 
 	rl->max_failures = max_failures;
 	rl->window = window_seconds;
-	rl->table = ratelimit_auth();
+	rl->table = ratelimit_shared(RATELIMIT_TABLE_AUTH);
 	if (rl->table == NULL) {
 		rl->table = ratelimit_new(0, &err);
 		if (rl->table == NULL)

@@ -4,8 +4,14 @@
  *
  * govmail-smtpd workers, loop thread only.  Keys come from the session
  * (an authenticated address, a numeric IP): bounded by SMTP_PATH_MAX.
- * Buckets are chosen by a keyed hash (libsodium's shorthash with a random
- * key per process) so that a client cannot aim collisions at one slot.
+ * The counters live in lib/ratelimit.h's shared table for messages, which
+ * the root parent made before forking, so that every worker counts into
+ * the same one and the limit holds for the whole daemon; without it
+ * (tests) each smtp_rate has a private table.  All smtp_rate instances
+ * share that table, so their keys must not overlap: account keys are
+ * addresses (with "@"), address keys are IPs (without).  A key is
+ * reduced to 16 bytes with BLAKE2b; the table picks buckets with a keyed
+ * hash, so a client cannot aim collisions at one.
  */
 #include "autoconf.h"
 
@@ -15,31 +21,33 @@
 
 #include <sodium.h>
 
+#include "log.h"
+#include "ratelimit.h"
 #include "smtpd.h"
 #include "xmalloc.h"
-
-struct smtp_rate_slot {
-	char key[SMTP_PATH_MAX + 1];
-	int64_t start;
-	unsigned count;
-};
 
 struct smtp_rate {
 	unsigned limit;
 	unsigned window;
-	uint8_t hkey[crypto_shorthash_KEYBYTES];
-	struct smtp_rate_slot *slots;
+	struct ratelimit *table;
+	int own;			/* a private table, ours to free */
 };
 
 struct smtp_rate *
 smtp_rate_new(unsigned limit, unsigned window)
 {
 	struct smtp_rate *r = xcalloc(1, sizeof(*r));
+	const char *err = NULL;
 
 	r->limit = limit;
 	r->window = window == 0 ? 1 : window;
-	randombytes_buf(r->hkey, sizeof(r->hkey));
-	r->slots = xcalloc(SMTP_RATE_SLOTS, sizeof(*r->slots));
+	r->table = ratelimit_shared(RATELIMIT_TABLE_MESSAGES);
+	if (r->table == NULL) {
+		r->table = ratelimit_new(0, &err);
+		if (r->table == NULL)
+			log_fatalx("smtpd: %s", err);
+		r->own = 1;
+	}
 	return r;
 }
 
@@ -48,34 +56,21 @@ smtp_rate_free(struct smtp_rate *r)
 {
 	if (r == NULL)
 		return;
-	free(r->slots);
+	if (r->own)
+		ratelimit_free(r->table);
 	free(r);
 }
 
 int
 smtp_rate_hit(struct smtp_rate *r, const char *key, int64_t now)
 {
-	uint8_t h[crypto_shorthash_BYTES];
-	struct smtp_rate_slot *s;
-	uint64_t idx;
+	uint8_t k[RATELIMIT_KEY_LEN];
 	size_t klen = strlen(key);
 
 	if (r->limit == 0)
 		return 1;
 	if (klen > SMTP_PATH_MAX)
 		klen = SMTP_PATH_MAX;
-	crypto_shorthash(h, (const uint8_t *)key, klen, r->hkey);
-	memcpy(&idx, h, sizeof(idx));
-	s = &r->slots[idx % SMTP_RATE_SLOTS];
-	if (strncmp(s->key, key, klen) != 0 || s->key[klen] != '\0' ||
-	    now - s->start >= (int64_t)r->window || now < s->start) {
-		memcpy(s->key, key, klen);
-		s->key[klen] = '\0';
-		s->start = now;
-		s->count = 0;
-	}
-	if (s->count >= r->limit)
-		return 0;
-	s->count++;
-	return 1;
+	crypto_generichash(k, sizeof(k), (const uint8_t *)key, klen, NULL, 0);
+	return ratelimit_try(r->table, k, r->window, now, r->limit);
 }

@@ -124,13 +124,15 @@ struct smtp_agent *smtp_agent_new(struct smtpd *sd, struct smtp_queue *q);
 
 /* ---- smtp_rate.c ---- */
 
-/* Slots of a rate table; a full table forgets the oldest colliding key. */
-#define SMTP_RATE_SLOTS 4096
+/* Keys a rate table tracks; a full bucket forgets its oldest key. */
+#define SMTP_RATE_SLOTS 4096	/* = RATELIMIT_SLOTS */
 
 /*
  * A fixed-window counter per key: at most limit events per window
- * seconds.  limit 0 disables (everything allowed).  Per process, loop
- * thread only.
+ * seconds.  limit 0 disables (everything allowed).  Loop thread only.
+ * In the daemon all workers count into one table the parent shares with
+ * them (lib/ratelimit.h), so the limit holds for the whole daemon; the
+ * keys of all instances share it and must not overlap (addresses, IPs).
  */
 struct smtp_rate *smtp_rate_new(unsigned limit, unsigned window);
 void smtp_rate_free(struct smtp_rate *r);

@@ -6,7 +6,9 @@ worker holds a connection is read from /proc), and after [limits]
 auth_failures failures in total even the right password is refused,
 whichever worker answers.  With a per-worker counter, the attempts after
 the limit would have been answered 535 / AUTHENTICATIONFAILED by the
-workers that had not yet seen that many."""
+workers that had not yet seen that many.  smtpd's messages-per-address
+limit ([smtpd] rate_ip_messages) is shared the same way: MAIL from one
+address over several workers gets 450 after the limit in total."""
 import base64
 import os
 import socket
@@ -91,6 +93,7 @@ def spread(conns):
 
 def smtpd_case(t):
     d = Smtpd(t, workers=WORKERS,
+              extra_smtpd=f"rate_ip_messages = {LIMIT}\n",
               extra_limits=f"auth_failures = {LIMIT}\n")
     d.ctl("domain", "add", D)
     d.user(A, "alice-pw")
@@ -134,6 +137,25 @@ def smtpd_case(t):
              codes)
         t.eq(d.logtext().count("event=auth-failed"), LIMIT,
              "the log shows exactly the allowed number of failed checks")
+        for _, r in order:
+            r.close()
+        # Messages per client address, on port 25, over the workers.
+        conns = []
+        while len(conns) < CONNS or (len({p for p, _ in conns}) < 2 and
+                                     len(conns) < CONNS_MAX):
+            r = Raw(d.smtp)
+            conns.append((owner(pids, d.smtp, r.s.getsockname()[1]), r))
+        order = spread(conns)
+        codes = []
+        for _, r in order[:LIMIT + 3]:
+            r.cmd("EHLO c")
+            codes.append(r.cmd("MAIL FROM:<x@elsewhere.example>")[0])
+        first = [p for p, _ in order[:LIMIT + 1]]
+        t.ok(len(set(first)) >= 2, "the first MAILs went to more than one "
+             "worker", first)
+        t.eq(codes, [250] * LIMIT + [450] * 3,
+             f"rate_ip_messages {LIMIT}: MAIL N-1, N get 250, N+1 and on "
+             "get 450 whichever worker answers")
         for _, r in order:
             r.close()
     finally:

@@ -186,23 +186,72 @@ test_shared_dead_holder(void **state)
 }
 
 static void
-test_auth_table(void **state)
+test_shared_tables(void **state)
 {
 	const char *err = NULL;
+	struct ratelimit *first;
+	uint8_t k[RATELIMIT_KEY_LEN];
 
 	(void)state;
-	assert_null(ratelimit_auth());
-	assert_int_equal(ratelimit_auth_init(&err), 0);
-	assert_non_null(ratelimit_auth());
-	{
-		struct ratelimit *first = ratelimit_auth();
+	assert_null(ratelimit_shared(RATELIMIT_TABLE_AUTH));
+	assert_int_equal(ratelimit_shared_init(&err), 0);
+	first = ratelimit_shared(RATELIMIT_TABLE_AUTH);
+	assert_non_null(first);
+	assert_non_null(ratelimit_shared(RATELIMIT_TABLE_MESSAGES));
+	assert_ptr_not_equal(first, ratelimit_shared(RATELIMIT_TABLE_MESSAGES));
+	assert_null(ratelimit_shared(RATELIMIT_TABLES));
+	/* A second call keeps the tables (workers restarted later). */
+	assert_int_equal(ratelimit_shared_init(&err), 0);
+	assert_ptr_equal(ratelimit_shared(RATELIMIT_TABLE_AUTH), first);
+	/* The tables are apart. */
+	key_of(3, k);
+	(void)ratelimit_add(first, k, 60, 1);
+	assert_int_equal(ratelimit_count(ratelimit_shared(
+	    RATELIMIT_TABLE_MESSAGES), k, 60, 1), 0);
+	ratelimit_shared_free();
+	assert_null(ratelimit_shared(RATELIMIT_TABLE_AUTH));
+}
 
-		/* A second call keeps the table (workers restarted later). */
-		assert_int_equal(ratelimit_auth_init(&err), 0);
-		assert_ptr_equal(ratelimit_auth(), first);
+/* ratelimit_try: at most max per window, as one step across processes. */
+static void
+test_try(void **state)
+{
+	const char *err = NULL;
+	struct ratelimit *rl = ratelimit_new(1, &err);
+	uint8_t k[RATELIMIT_KEY_LEN];
+	pid_t pids[TEST_CHILDREN];
+	int i, status, ok = 0;
+
+	(void)state;
+	key_of(11, k);
+	/* N-1, N, N+1 with max 3. */
+	assert_int_equal(ratelimit_try(rl, k, 60, 100, 3), 1);
+	assert_int_equal(ratelimit_try(rl, k, 60, 100, 3), 1);
+	assert_int_equal(ratelimit_try(rl, k, 60, 110, 3), 1);
+	assert_int_equal(ratelimit_try(rl, k, 60, 120, 3), 0);
+	assert_int_equal(ratelimit_count(rl, k, 60, 120), 3);
+	assert_int_equal(ratelimit_try(rl, k, 60, 160, 3), 1);	/* new window */
+	/* Children racing for 100 slots: exactly 100 get one. */
+	key_of(12, k);
+	for (i = 0; i < TEST_CHILDREN; i++) {
+		pids[i] = fork();
+		assert_true(pids[i] >= 0);
+		if (pids[i] == 0) {
+			int j, got = 0;
+
+			for (j = 0; j < 100; j++)
+				got += ratelimit_try(rl, k, 1000, 5, 100);
+			_exit(got);
+		}
 	}
-	ratelimit_free(ratelimit_auth());
-	assert_null(ratelimit_auth());
+	for (i = 0; i < TEST_CHILDREN; i++) {
+		assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+		assert_true(WIFEXITED(status));
+		ok += WEXITSTATUS(status);
+	}
+	assert_int_equal(ok, 100);
+	assert_int_equal(ratelimit_count(rl, k, 1000, 5), 100);
+	ratelimit_free(rl);
 }
 
 int
@@ -213,7 +262,8 @@ main(void)
 		cmocka_unit_test(test_bound),
 		cmocka_unit_test(test_shared_fork),
 		cmocka_unit_test(test_shared_dead_holder),
-		cmocka_unit_test(test_auth_table),
+		cmocka_unit_test(test_shared_tables),
+		cmocka_unit_test(test_try),
 	};
 
 	return cmocka_run_group_tests_name("ratelimit", tests, NULL, NULL);
