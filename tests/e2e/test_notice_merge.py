@@ -267,4 +267,17 @@ t.ok(p.returncode == 1 and "--journal-sync" in p.stderr,
      "--journal-sync with another value: refused", p.stderr)
 t.ok(not os.path.exists(path("j5")), "... before anything is written")
 srv4.stop()
+
+# ---- the default number of connections: two per core, 2 .. 16 -------------
+srv5 = nh.FakeSMTP(path("tls.crt"), path("tls.key"), official, "merge-pw")
+argv = merge(srv5, "j6", "r6.csv")
+i = argv.index("--connections")
+del argv[i:i + 2]
+p = t.run(argv, timeout=300)
+t.eq(p.returncode, 0, "without --connections: exit 0")
+want = min(max(2 * os.sysconf("SC_NPROCESSORS_ONLN"), 2), 16)
+t.eq(srv5.auth_attempts, want,
+     f"... over {want} connections (two per core, 2 .. 16)")
+t.eq(len(set(srv5.message_ids())), ROWS, "... every row sent once")
+srv5.stop()
 t.done()
