@@ -31,6 +31,9 @@ rm -rf "$scratch/d1" "$scratch/d4"
 echo "## one 10 KB message to 100,000 mailboxes (1,000 recipients per transaction)"
 "$sb" fanout "$scratch/f" 100000 1000 10240
 rm -rf "$scratch/f"
+echo "## the same as a signed notice: the report records its recipients in the same transactions"
+"$sb" notice "$scratch/n" 100000 1000 10240
+rm -rf "$scratch/n"
 
 echo "## open and recovery after SIGKILL with 1,000,000 messages stored"
 "$sb" fill "$scratch/r" 1000000 100

@@ -11,6 +11,10 @@
  *       creates RECIPIENTS accounts, then delivers ONE message to all of
  *       them, BATCH recipients per transaction; prints the wall time and
  *       the growth of the database files per recipient beyond one copy.
+ *   store_bench notice DIR RECIPIENTS BATCH SIZE
+ *       the same as a signed notice to a notice list: each transaction
+ *       also records its recipients in the notice report (smtpd's
+ *       store_deliver_ex with notice_id), so the growth includes it.
  *   store_bench fill DIR MESSAGES RCPTS_PER_MSG
  *       stores MESSAGES index records (MESSAGES / RCPTS_PER_MSG distinct
  *       1 KiB messages) for the recovery benchmark.
@@ -183,20 +187,28 @@ bench_message(struct buf *b, size_t size, unsigned tag, uint64_t seq)
 }
 
 static void
-deliver_one(struct store *st, struct buf *msg, const char *const *rcpts,
-    size_t n)
+deliver_one_ex(struct store *st, struct buf *msg, const char *const *rcpts,
+    size_t n, const struct store_deliver_opts *o)
 {
 	struct store_rcpt_result *res = xcalloc(n, sizeof(*res));
 	const char *err = NULL;
 	size_t i;
 
-	if (store_deliver(st, msg->data, msg->len, rcpts, n, 0, res, &err) != 0)
+	if (store_deliver_ex(st, msg->data, msg->len, rcpts, n, 0, res, o,
+	    NULL, &err) != 0)
 		log_fatalx("deliver: %s", err ? err : "?");
 	for (i = 0; i < n; i++)
 		if (res[i].status != STORE_OK)
 			log_fatalx("deliver to %s: %s", rcpts[i],
 			    store_strerror(res[i].status));
 	free(res);
+}
+
+static void
+deliver_one(struct store *st, struct buf *msg, const char *const *rcpts,
+    size_t n)
+{
+	deliver_one_ex(st, msg, rcpts, n, NULL);
 }
 
 static int
@@ -274,8 +286,10 @@ db_bytes(const char *dir)
 }
 
 static int
-cmd_fanout(const char *dir, uint64_t n, uint64_t batch, uint64_t size)
+cmd_fanout(const char *dir, uint64_t n, uint64_t batch, uint64_t size,
+    int notice)
 {
+	struct store_deliver_opts o;
 	struct store *st = bench_open(dir, 1);
 	char **rcpts = xcalloc(n, sizeof(*rcpts));
 	uint64_t before, after, i;
@@ -293,17 +307,24 @@ cmd_fanout(const char *dir, uint64_t n, uint64_t batch, uint64_t size)
 		rcpts[i] = bench_user(i);
 	buf_init(&msg, BUF_UNBOUNDED);
 	bench_message(&msg, (size_t)size, 999, 1);
+	memset(&o, 0, sizeof(o));
+	o.notice_id = "<999.1@bench>";
+	o.notice_list = "all-citizens@bench.example";
+	o.notice_sender = "water@bench.example";
+	o.notice_defer = 1;
 	t0 = now();
 	for (i = 0; i < n; i += batch) {
 		size_t k = (size_t)(n - i < batch ? n - i : batch);
 
-		deliver_one(st, &msg, (const char *const *)rcpts + i, k);
+		deliver_one_ex(st, &msg, (const char *const *)rcpts + i, k,
+		    notice ? &o : NULL);
 	}
 	t1 = now();
 	store_close(st);
 	after = db_bytes(dir);
-	printf("fanout recipients=%llu batch=%llu size=%zu seconds=%.2f "
-	    "db_growth=%llu per_recipient=%.1f\n", (unsigned long long)n,
+	printf("%s recipients=%llu batch=%llu size=%zu seconds=%.2f "
+	    "db_growth=%llu per_recipient=%.1f\n", notice ? "notice" :
+	    "fanout", (unsigned long long)n,
 	    (unsigned long long)batch, msg.len, t1 - t0,
 	    (unsigned long long)(after - before),
 	    ((double)after - (double)before - (double)msg.len) / (double)n);
@@ -387,7 +408,10 @@ main(int argc, char **argv)
 		    num(argv[4], 10000000), num(argv[5], 100000000));
 	if (argc == 6 && strcmp(argv[1], "fanout") == 0)
 		return cmd_fanout(argv[2], num(argv[3], 10000000),
-		    num(argv[4], 10000000), num(argv[5], 100000000));
+		    num(argv[4], 10000000), num(argv[5], 100000000), 0);
+	if (argc == 6 && strcmp(argv[1], "notice") == 0)
+		return cmd_fanout(argv[2], num(argv[3], 10000000),
+		    num(argv[4], 10000000), num(argv[5], 100000000), 1);
 	if (argc == 5 && strcmp(argv[1], "fill") == 0)
 		return cmd_fill(argv[2], num(argv[3], 100000000),
 		    num(argv[4], 100000));
@@ -395,6 +419,7 @@ main(int argc, char **argv)
 		cmd_crash(argv[2]);
 	if (argc == 3 && strcmp(argv[1], "open") == 0)
 		return cmd_open(argv[2]);
-	fprintf(stderr, "usage: store_bench deliver|fanout|fill|crash|open DIR ...\n");
+	fprintf(stderr, "usage: store_bench "
+	    "deliver|fanout|notice|fill|crash|open DIR ...\n");
 	return 64;
 }

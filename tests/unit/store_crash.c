@@ -8,7 +8,10 @@
  * least STORE_CRASH_KILLS_MIN times), restarting it each time, then stops
  * them all, reopens the store and checks: every acknowledged delivery is
  * present exactly once (and nothing at all twice), store_check() finds no
- * damage, and the surviving workers kept working after the kills.
+ * damage, and the surviving workers kept working after the kills.  Each
+ * delivery also records a queue entry, a notice report and a submission
+ * de-duplication record (store_deliver_ex): after the kills every message
+ * has all three and every one of them has its message - one transaction.
  *
  * Bounded: at most STORE_CRASH_RUN_MAX_MS of killing, well under a minute.
  */
@@ -110,6 +113,64 @@ worker_open(struct config *cfg)
 	_exit(2);
 }
 
+struct crash_q {
+	char id[64];
+};
+
+/* The queue entry of a delivery, written in its transaction. */
+static int
+crash_queue_cb(struct store_txn_queue *tq,
+    const struct store_rcpt_result *res, size_t nres, void *ctx)
+{
+	struct crash_q *q = ctx;
+	struct store_queue_item it;
+
+	(void)res;
+	(void)nres;
+	memset(&it, 0, sizeof(it));
+	it.id = q->id;
+	it.next_try = INT64_MAX;
+	it.data = (const uint8_t *)q->id;
+	it.len = strlen(q->id);
+	return store_txn_queue_put(tq, &it);
+}
+
+struct idset {
+	char **ids;
+	size_t n;
+};
+
+static void
+idset_add(struct idset *set, const char *id)
+{
+	if (set->n % 256 == 0)
+		set->ids = realloc(set->ids, (set->n + 256) * sizeof(char *));
+	set->ids[set->n++] = strdup(id);
+}
+
+static int
+queue_collect_cb(const struct store_queue_item *it, void *ctx)
+{
+	/* "q-" + message id */
+	idset_add(ctx, it->id + 2);
+	return 0;
+}
+
+static int
+notice_collect_cb(const struct store_notice_info *info, void *ctx)
+{
+	char id[80];
+	size_t len = strlen(info->message_id);
+
+	/* "<" + message id + "@crash.example>" */
+	if (len < 17 || len - 16 >= sizeof(id))
+		return 0;
+	memcpy(id, info->message_id + 1, len - 16);
+	id[len - 16] = '\0';
+	idset_add(ctx, id);
+	return 0;
+}
+
 static void __attribute__((noreturn))
 worker(struct config *cfg, int fd, uint16_t slot, uint16_t gen)
 {
@@ -123,6 +184,9 @@ worker(struct config *cfg, int fd, uint16_t slot, uint16_t gen)
 	struct store_mailbox_info mi;
 	uint32_t seq = 0;
 	int len, i, nr, fails = 0;
+	struct store_deliver_opts o;
+	struct crash_q qid;
+	char mid[80];
 
 	/* A worker never outlives the test, whatever happens to it. */
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -151,8 +215,23 @@ worker(struct config *cfg, int fd, uint16_t slot, uint16_t gen)
 		    "Subject: w%u-%u-%u\r\nFrom: crash@crash.example\r\n\r\n"
 		    "message %u of worker %u generation %u\r\n", slot, gen,
 		    seq, seq, slot, gen);
-		if (store_deliver(s, (const uint8_t *)msg, (size_t)len, rcpts,
-		    (size_t)nr, 0, res, NULL) == 0 && res[0].status == 0) {
+		snprintf(mid, sizeof(mid), "<w%u-%u-%u@crash.example>", slot,
+		    gen, seq);
+		snprintf(qid.id, sizeof(qid.id), "q-w%u-%u-%u", slot, gen,
+		    seq);
+		memset(&o, 0, sizeof(o));
+		o.notice_id = mid;
+		o.notice_list = "list@crash.example";
+		o.notice_sender = "crash@crash.example";
+		o.queue_cb = crash_queue_cb;
+		o.queue_ctx = &qid;
+		o.dedup_account = "crash@crash.example";
+		o.dedup_id = mid;
+		o.dedup_until = (int64_t)time(NULL) + 3600;
+		o.dedup_ref = qid.id;
+		if (store_deliver_ex(s, (const uint8_t *)msg, (size_t)len,
+		    rcpts, (size_t)nr, 0, res, &o, NULL, NULL) == 0 &&
+		    res[0].status == 0) {
 			/* Only now is the delivery acknowledged. */
 			a.slot = slot;
 			a.gen = gen;
@@ -272,7 +351,7 @@ main(void)
 	/* The whole test is bounded; its workers die with it. */
 	alarm(STORE_CRASH_ALARM_SEC);
 	store_watchdog_set(STORE_CRASH_STUCK_SEC);
-	printf("1..5\n");
+	printf("1..6\n");
 	fflush(stdout);
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 	f = fx_new();
@@ -457,6 +536,50 @@ main(void)
 	tap(dups == 0, "no delivery is present twice in a mailbox");
 	tap(store_check(f->st, 0, check_report, NULL, NULL) == 0,
 	    "store_check finds no damage");
+
+	/*
+	 * One transaction: the distinct message ids, the queue entries and
+	 * the notices are the same set, and there is a dedup record each.
+	 */
+	{
+		struct idset q, nt;
+		struct store_stats st;
+		size_t u = 0, bad = 0;
+
+		memset(&q, 0, sizeof(q));
+		memset(&nt, 0, sizeof(nt));
+		for (i = 0; i < seen.n; i++)
+			if (i == 0 || strcmp(seen.ids[i], seen.ids[i - 1]) != 0)
+				seen.ids[u++] = seen.ids[i];
+			else
+				free(seen.ids[i]);
+		seen.n = u;
+		if (store_queue_list(f->st, INT64_MAX, queue_collect_cb, &q,
+		    NULL) != 0 || store_notice_list(f->st, notice_collect_cb,
+		    &nt, NULL) != 0 || store_stats(f->st, &st, NULL) != 0)
+			bad++;
+		qsort(q.ids, q.n, sizeof(char *), cmp_str);
+		qsort(nt.ids, nt.n, sizeof(char *), cmp_str);
+		if (q.n != seen.n || nt.n != seen.n || st.dedup != seen.n)
+			bad++;
+		for (i = 0; bad == 0 && i < seen.n; i++)
+			if (strcmp(q.ids[i], seen.ids[i]) != 0 ||
+			    strcmp(nt.ids[i], seen.ids[i]) != 0) {
+				printf("# %s: queue %s, notice %s\n",
+				    seen.ids[i], q.ids[i], nt.ids[i]);
+				bad++;
+			}
+		tap(bad == 0, "each message has its queue entry, notice record "
+		    "and dedup record, and each of those its message (%zu, "
+		    "%zu, %zu, %llu)", seen.n, q.n, nt.n,
+		    (unsigned long long)st.dedup);
+		for (i = 0; i < q.n; i++)
+			free(q.ids[i]);
+		for (i = 0; i < nt.n; i++)
+			free(nt.ids[i]);
+		free(q.ids);
+		free(nt.ids);
+	}
 
 	for (i = 0; i < seen.n; i++)
 		free(seen.ids[i]);

@@ -5,6 +5,9 @@
  * the fault.  After every attempt store_check() finds no damage, and the
  * visible state is exactly the state before (ENOSPC: STORE_ETEMP, no
  * trace) or the state after (a deadlock is retried and succeeds).
+ * The state includes what a delivery records besides its index records:
+ * the queue entries, the notice report and the de-duplication records
+ * (store_deliver_ex, store_notice_record, store_maintain's expiry).
  */
 #include "autoconf.h"
 
@@ -16,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include <db.h>
@@ -95,6 +99,38 @@ sig_acct_mbox_cb(const struct store_account *a, void *ctx)
 	return 0;
 }
 
+static int
+sig_queue_cb(const struct store_queue_item *it, void *ctx)
+{
+	struct sig *s = ctx;
+
+	buf_printf(s->b, " q:%s:%lld:%zu", it->id, (long long)it->next_try,
+	    it->len);
+	return 0;
+}
+
+static int
+sig_rcpt_cb(const struct store_notice_rcpt *r, void *ctx)
+{
+	struct sig *s = ctx;
+
+	buf_printf(s->b, " r:%s:%d:%d:%u:%u", r->address, r->status,
+	    r->deferred, r->mailbox_id, r->uid);
+	return 0;
+}
+
+static int
+sig_notice_cb(const struct store_notice_info *info, void *ctx)
+{
+	struct sig *s = ctx;
+
+	buf_printf(s->b, "\nnotice %s %s %s", info->message_id, info->list,
+	    info->sender);
+	assert_int_equal(store_notice_rcpts(s->f->st, info->message_id,
+	    sig_rcpt_cb, s, NULL), 0);
+	return 0;
+}
+
 static char *
 signature(struct fx *f)
 {
@@ -106,11 +142,16 @@ signature(struct fx *f)
 	s.f = f;
 	s.b = &b;
 	assert_int_equal(store_stats(f->st, &st, NULL), 0);
-	buf_printf(&b, "%llu %llu %llu %llu %llu %llu %llu",
+	buf_printf(&b, "%llu %llu %llu %llu %llu %llu %llu %llu %llu %llu",
 	    (unsigned long long)st.accounts, (unsigned long long)st.mailboxes,
 	    (unsigned long long)st.messages, (unsigned long long)st.blobs,
 	    (unsigned long long)st.blob_bytes, (unsigned long long)st.chunks,
-	    (unsigned long long)st.aliases);
+	    (unsigned long long)st.aliases, (unsigned long long)st.queued,
+	    (unsigned long long)st.notices, (unsigned long long)st.dedup);
+	assert_int_equal(store_queue_list(f->st, INT64_MAX, sig_queue_cb, &s,
+	    NULL), 0);
+	assert_int_equal(store_notice_list(f->st, sig_notice_cb, &s, NULL),
+	    0);
 	assert_int_equal(store_account_list(f->st, NULL, sig_acct_mbox_cb, &s,
 	    NULL), 0);
 	return buf_steal(&b);
@@ -440,7 +481,229 @@ after_mailbox_rename(struct fx *f, struct opstate *os)
 	    STORE_ENOTFOUND);
 }
 
+/* ---- what a delivery records besides its index records ---- */
+
+struct extras_ctx {
+	char id[32];
+};
+
+static int
+extras_queue_cb(struct store_txn_queue *tq,
+    const struct store_rcpt_result *res, size_t nres, void *arg)
+{
+	struct extras_ctx *x = arg;
+	struct store_queue_item it;
+
+	(void)res;
+	(void)nres;
+	memset(&it, 0, sizeof(it));
+	it.id = x->id;
+	it.next_try = 1;
+	it.summary = "domain=remote.example rcpts=1";
+	it.data = (const uint8_t *)"opaque";
+	it.len = 6;
+	return store_txn_queue_put(tq, &it);
+}
+
+/* A delivery with a notice record, a queue entry and a dedup record. */
+static int
+run_deliver_ex(struct fx *f, struct opstate *os)
+{
+	const char *rcpts[] = { B, A };
+	struct store_rcpt_result res[2];
+	struct store_deliver_opts o;
+	struct extras_ctx x;
+	char msg[128], mid[64], ref[32];
+	int len;
+
+	len = snprintf(msg, sizeof(msg), "Subject: ex %d\r\n\r\nx\r\n",
+	    os->iter);
+	snprintf(mid, sizeof(mid), "<ex%d@city.example>", os->iter);
+	snprintf(ref, sizeof(ref), "ref%d", os->iter);
+	snprintf(x.id, sizeof(x.id), "q%d", os->iter);
+	memset(&o, 0, sizeof(o));
+	o.notice_id = mid;
+	o.notice_list = "all@city.example";
+	o.notice_sender = A;
+	o.notice_defer = 1;
+	o.queue_cb = extras_queue_cb;
+	o.queue_ctx = &x;
+	o.dedup_account = A;
+	o.dedup_id = mid;
+	o.dedup_until = (int64_t)time(NULL) + 3600;
+	o.dedup_ref = ref;
+	return store_deliver_ex(f->st, (const uint8_t *)msg, (size_t)len,
+	    rcpts, 2, 0, res, &o, NULL, NULL);
+}
+
+static int
+find_queue_cb(const struct store_queue_item *it, void *ctx)
+{
+	return strcmp(it->id, ctx) == 0 ? 1 : 0;
+}
+
+static int
+count_rcpt_cb(const struct store_notice_rcpt *r, void *ctx)
+{
+	(void)r;
+	(*(uint32_t *)ctx)++;
+	return 0;
+}
+
+static void
+after_deliver_ex(struct fx *f, struct opstate *os)
+{
+	const char *rcpts[] = { A };
+	struct store_rcpt_result res;
+	struct store_deliver_opts o;
+	char id[32], mid[64], ref[STORE_DEDUP_REF_MAX + 1], want[32];
+	uint32_t n = 0;
+
+	after_inbox_plus_one(f, os);
+	snprintf(id, sizeof(id), "q%d", os->iter);
+	assert_int_equal(store_queue_list(f->st, INT64_MAX, find_queue_cb, id,
+	    NULL), 1);
+	snprintf(mid, sizeof(mid), "<ex%d@city.example>", os->iter);
+	assert_int_equal(store_notice_rcpts(f->st, mid, count_rcpt_cb, &n,
+	    NULL), 0);
+	assert_int_equal(n, 2);
+	/* Submitted again: refused as a duplicate, naming the first. */
+	memset(&o, 0, sizeof(o));
+	o.dedup_account = A;
+	o.dedup_id = mid;
+	o.dedup_until = (int64_t)time(NULL) + 3600;
+	assert_int_equal(store_deliver_ex(f->st, (const uint8_t *)"x\r\n", 3,
+	    rcpts, 1, 0, &res, &o, ref, NULL), STORE_EEXISTS);
+	snprintf(want, sizeof(want), "ref%d", os->iter);
+	assert_string_equal(ref, want);
+}
+
+/*
+ * An authenticated remote-only submission: the queue entry and the dedup
+ * record, one transaction.
+ */
+static int
+run_queue_only(struct fx *f, struct opstate *os)
+{
+	struct store_deliver_opts o;
+	struct extras_ctx x;
+	char mid[64];
+
+	snprintf(x.id, sizeof(x.id), "r%d", os->iter);
+	snprintf(mid, sizeof(mid), "<r%d@city.example>", os->iter);
+	memset(&o, 0, sizeof(o));
+	o.queue_cb = extras_queue_cb;
+	o.queue_ctx = &x;
+	o.dedup_account = A;
+	o.dedup_id = mid;
+	o.dedup_until = (int64_t)time(NULL) + 3600;
+	o.dedup_ref = "remote";
+	return store_deliver_ex(f->st, (const uint8_t *)"x\r\n", 3, NULL, 0,
+	    0, NULL, &o, NULL, NULL);
+}
+
+static void
+after_queue_only(struct fx *f, struct opstate *os)
+{
+	char id[32];
+
+	snprintf(id, sizeof(id), "r%d", os->iter);
+	assert_int_equal(store_queue_list(f->st, INT64_MAX, find_queue_cb, id,
+	    NULL), 1);
+}
+
+/* A deferred copy finally failed (the agent past queue_lifetime). */
+static void
+prep_notice_record(struct fx *f, struct opstate *os)
+{
+	struct store_rcpt_result res = { A, STORE_OK, os->inbox, 1 };
+
+	if (os->uid == 0) {
+		assert_int_equal(store_notice_record(f->st, "<rec@x>",
+		    "all@city.example", A, 1, &res, 1, NULL), 0);
+		os->uid = 1;
+	}
+	os->count = 0;
+	assert_int_equal(store_notice_rcpts(f->st, "<rec@x>", count_rcpt_cb,
+	    &os->count, NULL), 0);
+}
+
+static int
+run_notice_record(struct fx *f, struct opstate *os)
+{
+	struct store_rcpt_result res[2];
+
+	snprintf(os->name, sizeof(os->name), "f%d@city.example", os->iter);
+	res[0].address = os->name;
+	res[0].status = STORE_EQUOTA;
+	res[0].mailbox_id = res[0].uid = 0;
+	res[1].address = B;
+	res[1].status = STORE_OK;
+	res[1].mailbox_id = os->inbox;
+	res[1].uid = 2;
+	return store_notice_record(f->st, "<rec@x>", NULL, NULL, 2, res, 2,
+	    NULL);
+}
+
+static void
+after_notice_record(struct fx *f, struct opstate *os)
+{
+	uint32_t n = 0;
+
+	assert_int_equal(store_notice_rcpts(f->st, "<rec@x>", count_rcpt_cb,
+	    &n, NULL), 0);
+	assert_int_equal(n, os->count + 2);
+}
+
+/* Expired de-duplication records go at maintenance. */
+static void
+prep_dedup_expire(struct fx *f, struct opstate *os)
+{
+	const char *rcpts[] = { A };
+	struct store_rcpt_result res;
+	struct store_deliver_opts o;
+	struct store_stats st;
+	char mid[64];
+
+	/* One expired record at a time, or the work grows with N. */
+	assert_int_equal(store_stats(f->st, &st, NULL), 0);
+	if (st.dedup > 0)
+		return;
+	snprintf(mid, sizeof(mid), "<old%d@city.example>", os->iter);
+	memset(&o, 0, sizeof(o));
+	o.dedup_account = A;
+	o.dedup_id = mid;
+	o.dedup_until = 1;	/* long past */
+	o.dedup_ref = "old";
+	assert_int_equal(store_deliver_ex(f->st, (const uint8_t *)"x\r\n", 3,
+	    rcpts, 1, 0, &res, &o, NULL, NULL), 0);
+}
+
+static int
+run_dedup_expire(struct fx *f, struct opstate *os)
+{
+	(void)os;
+	return store_maintain(f->st, NULL);
+}
+
+static void
+after_dedup_expire(struct fx *f, struct opstate *os)
+{
+	struct store_stats st;
+
+	(void)os;
+	assert_int_equal(store_stats(f->st, &st, NULL), 0);
+	assert_int_equal(st.dedup, 0);
+}
+
 static const struct op ops[] = {
+	{ "deliver with notice, queue and dedup", prep_count_inbox,
+	  run_deliver_ex, after_deliver_ex },
+	{ "queue only", prep_count_inbox, run_queue_only, after_queue_only },
+	{ "notice record", prep_notice_record, run_notice_record,
+	  after_notice_record },
+	{ "dedup expire", prep_dedup_expire, run_dedup_expire,
+	  after_dedup_expire },
 	{ "deliver", prep_count_inbox, run_deliver, after_inbox_plus_one },
 	{ "append", prep_count_archive, run_append, after_archive_plus_one },
 	{ "flags", prep_flags, run_flags, after_flags },
