@@ -13,7 +13,10 @@
  *
  * Tables (mailbox_priv.h):
  *   SDB_NOTICES:     message-id -> u8 version, u32 number, u64 when,
- *                    u32 batches, str list, str sender
+ *                    u32 batches, u8 has-failed, str list, str sender
+ *                    (has-failed: a failed or deferred record was ever
+ *                    written, so a delivery must look for one to clear;
+ *                    a clean fan-out in batches does no such look-ups)
  *   SDB_NOTICE_OK:   u32 number, u32 batch -> up to STORE_NOTICE_PACK_MAX
  *                    (mailbox id, UID) pairs as LEB128 varints: a
  *                    delivered recipient costs about five bytes (its
@@ -58,6 +61,7 @@ struct notice_rec {
 	uint32_t num;
 	int64_t when;
 	uint32_t nbatch;
+	uint8_t has_fail;
 	char *list, *sender;
 };
 
@@ -77,6 +81,7 @@ notice_rec_encode(const struct notice_rec *n, struct buf *out)
 	rec_u32(out, n->num);
 	rec_u64(out, (uint64_t)n->when);
 	rec_u32(out, n->nbatch);
+	rec_u8(out, n->has_fail);
 	rec_str(out, n->list);
 	rec_str(out, n->sender);
 }
@@ -93,6 +98,7 @@ notice_rec_decode(const uint8_t *p, size_t len, struct notice_rec *n)
 	n->num = rec_get_u32(&r);
 	n->when = (int64_t)rec_get_u64(&r);
 	n->nbatch = rec_get_u32(&r);
+	n->has_fail = rec_get_u8(&r);
 	n->list = rec_get_str(&r);
 	n->sender = rec_get_str(&r);
 	if (r.bad) {
@@ -211,7 +217,7 @@ st_notice_record(struct store *s, DB_TXN *txn, const char *id,
 				inpack = 0;
 			}
 			/* Delivered on a retry: no longer failed/deferred. */
-			if (r == 0 && existed) {
+			if (r == 0 && existed && nr.has_fail) {
 				fail_key(&key, nr.num, x->address);
 				r = st_del(s, SDB_NOTICE_FAIL, txn, key.data,
 				    key.len);
@@ -221,6 +227,7 @@ st_notice_record(struct store *s, DB_TXN *txn, const char *id,
 			continue;
 		}
 		fail_key(&key, nr.num, x->address);
+		nr.has_fail = 1;
 		st[0] = defer && x->status == STORE_EQUOTA;
 		be32_put(st + 1, (uint32_t)x->status);
 		r = st_put(s, SDB_NOTICE_FAIL, txn, key.data, key.len, st, 5,
