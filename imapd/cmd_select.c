@@ -330,7 +330,8 @@ watch_ref(struct imap_worker *w, uint32_t id, int delta)
 			return;
 		}
 		if (--w->watch_refs[i] == 0) {
-			store_watch_remove(w->watch, id);
+			if (w->watch != NULL)
+				store_watch_remove(w->watch, id);
 			w->watch_ids[i] = w->watch_ids[w->nwatch - 1];
 			w->watch_refs[i] = w->watch_refs[w->nwatch - 1];
 			w->nwatch--;
@@ -346,7 +347,7 @@ watch_ref(struct imap_worker *w, uint32_t id, int delta)
 		w->watch_refs = xreallocarray(w->watch_refs, w->watch_cap,
 		    sizeof(unsigned));
 	}
-	if (store_watch_add(w->watch, id) < 0)
+	if (w->watch != NULL && store_watch_add(w->watch, id) < 0)
 		log_warnx("event=watch-add-failed mailbox=%u", id);
 	w->watch_ids[w->nwatch] = id;
 	w->watch_refs[w->nwatch] = 1;

@@ -39,6 +39,16 @@
 #define IMAPD_STOP_GRACE_SECONDS 2
 /* How often a worker runs store_maintain(), seconds. */
 #define IMAPD_MAINTAIN_SECONDS 5
+/* Without inotify: how often IDLE sessions' mailboxes are polled, seconds. */
+#define IMAPD_POLL_SECONDS 1
+/*
+ * Test hook: with this variable set, a worker behaves as if it could not
+ * get an inotify instance (inotify_init1 failing with EMFILE, the per-user
+ * limit), so the end-to-end test can check the polling fallback without
+ * exhausting a limit that every process of the user shares.  It can only
+ * degrade the service to polling, never widen anything.
+ */
+#define IMAPD_TEST_NO_INOTIFY_ENV "GOVMAIL_IMAPD_TEST_NO_INOTIFY"
 
 struct imap_listener_ctx {
 	struct imap_worker *w;
@@ -591,6 +601,34 @@ on_watch(evutil_socket_t fd, short what, void *arg)
 	(void)store_watch_read(w->watch, notify_cb, w);
 }
 
+/*
+ * No inotify instance: every IMAPD_POLL_SECONDS, compare each IDLE
+ * session's mailbox HIGHESTMODSEQ and UIDNEXT with what it last reported.
+ */
+static void
+on_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct imap_worker *w = arg;
+	struct imap_session *s, *next;
+
+	(void)fd;
+	(void)what;
+	for (s = w->sessions; s != NULL; s = next) {
+		struct store_mailbox_info info;
+		const char *err;
+
+		next = s->next;
+		if (!s->idling || !s->selected || conn_closing(s->conn))
+			continue;
+		if (store_mailbox_get_id(w->store, s->mb.id, &info, NULL,
+		    &err) != 0)
+			continue;
+		if (info.highestmodseq != s->mb.modseq ||
+		    info.uidnext != s->mb.uidnext)
+			imap_sync(s, 1);
+	}
+}
+
 static void
 on_maintain(evutil_socket_t fd, short what, void *arg)
 {
@@ -699,16 +737,34 @@ worker_main(const struct daemon_listener *ls, size_t n, unsigned int index,
 		log_warnx("event=tpool-failed error=%s", err);
 		return DAEMON_EXIT_FATAL;
 	}
-	if (store_watch_new(w.store, &w.watch, &err) < 0) {
-		log_warnx("event=watch-failed error=%s", err);
-		return DAEMON_EXIT_FATAL;
+	if (getenv(IMAPD_TEST_NO_INOTIFY_ENV) != NULL) {
+		rc = STORE_ETEMP;
+		err = "no inotify instance (test hook " IMAPD_TEST_NO_INOTIFY_ENV
+		    ")";
+	} else
+		rc = store_watch_new(w.store, &w.watch, &err);
+	if (rc < 0) {
+		/*
+		 * Typically EMFILE: fs.inotify.max_user_instances (128 by
+		 * default) is shared by every process of this user.  Serve
+		 * anyway; IDLE sessions learn of changes by polling.
+		 */
+		struct timeval ptv = { IMAPD_POLL_SECONDS, 0 };
+
+		log_warnx("event=watch-unavailable error=%s fallback=poll "
+		    "interval=%ds", err, IMAPD_POLL_SECONDS);
+		w.watch = NULL;
+		w.poll_ev = event_new(w.base, -1, EV_PERSIST, on_poll, &w);
+		event_add(w.poll_ev, &ptv);
 	}
 	w.rl = sasl_ratelimit_new((unsigned)config_uint(ctx->cfg, "limits",
 	    "auth_failures"), (unsigned)config_duration(ctx->cfg, "limits",
 	    "auth_failure_window"));
-	w.watch_ev = event_new(w.base, store_watch_fd(w.watch),
-	    EV_READ | EV_PERSIST, on_watch, &w);
-	event_add(w.watch_ev, NULL);
+	if (w.watch != NULL) {
+		w.watch_ev = event_new(w.base, store_watch_fd(w.watch),
+		    EV_READ | EV_PERSIST, on_watch, &w);
+		event_add(w.watch_ev, NULL);
+	}
 	w.maint_ev = event_new(w.base, -1, EV_PERSIST, on_maintain, &w);
 	event_add(w.maint_ev, &tv);
 	w.sig_ev = evsignal_new(w.base, SIGTERM, on_signal, &w);
@@ -737,7 +793,10 @@ worker_main(const struct daemon_listener *ls, size_t n, unsigned int index,
 		conn_free(s->conn);
 	}
 	tpool_free(w.pool);
-	event_free(w.watch_ev);
+	if (w.watch_ev != NULL)
+		event_free(w.watch_ev);
+	if (w.poll_ev != NULL)
+		event_free(w.poll_ev);
 	event_free(w.maint_ev);
 	event_free(w.sig_ev);
 	if (w.stop_ev != NULL)

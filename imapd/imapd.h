@@ -82,8 +82,9 @@ struct imap_worker {
 	struct store *store;
 	struct meta_cache *meta;	/* imap_meta.h */
 	struct tpool *pool;
-	struct store_watch *watch;
+	struct store_watch *watch;	/* NULL: no inotify, poll_ev polls */
 	struct event *watch_ev;
+	struct event *poll_ev;
 	struct event *maint_ev;
 	struct event *sig_ev;
 	struct event *stop_ev;		/* shutdown grace timer */

@@ -106,10 +106,11 @@ class Imapd:
         return self.ctl("ls", addr, box).stdout.splitlines()
 
     # -- the daemon ------------------------------------------------------
-    def start(self):
+    def start(self, env=None):
         logf = open(self.log, "ab")
         self.proc = self.t.spawn(_as_user() + [IMAPD, "-c", self.conf, "-f"],
-                                 stdout=logf, stderr=logf, cwd=self.dir)
+                                 stdout=logf, stderr=logf, cwd=self.dir,
+                                 env=env)
         logf.close()
         if not (wait_port(self.imap) and wait_port(self.imaps)):
             raise RuntimeError("govmail-imapd did not start: " +
