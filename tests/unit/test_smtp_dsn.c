@@ -7,7 +7,8 @@
  * the report's fields (Original-Envelope-Id, Original-Recipient decoded,
  * Final-Recipient in RFC 6533 form for UTF-8, Action, Status from the
  * reply), RET=HDRS against the whole message; and the agent's progress:
- * "relayed" once, "delayed" only after delay_warning and only once.
+ * "relayed" once, "delayed" only after delay_warning and only once; local
+ * recipients' failures follow the NOTIFY their RCPT gave (NEVER: none).
  */
 #include "autoconf.h"
 
@@ -417,6 +418,47 @@ test_progress(void **state)
 	assert_false(flags[3] & SMTP_QRCPT_F_DELAYED);
 }
 
+/* Local recipients (an entry made on the fly) take NOTIFY from the env. */
+static void
+test_send_env(void **state)
+{
+	struct smtp_qentry e;
+	struct smtp_dsn_env *env = NULL;
+	struct smtp_rcpt_params rp;
+	struct smtp_mail_params mp;
+	char *rc[] = { "full@l.example" };
+	uint8_t st[] = { SMTP_QRCPT_FAILED };
+	char *dg[] = { "552 5.2.2 Mailbox full" };
+
+	(void)state;
+	memset(&e, 0, sizeof(e));
+	(void)str_copy(e.id, sizeof(e.id), "local");
+	e.sender = "a@x.example";
+	e.rcpts = rc;
+	e.status = st;
+	e.diag = dg;
+	e.nrcpts = 1;
+	e.msg = (uint8_t *)(uintptr_t)msg;
+	e.len = sizeof(msg) - 1;
+	/*
+	 * No store and no queue: a report that is made cannot be stored
+	 * (-1); one that nobody asked for is not made (0).
+	 */
+	assert_int_equal(smtp_dsn_send_env(NULL, NULL, "mx.example", &e,
+	    SMTP_DSN_FAILED, NULL), -1);
+	memset(&rp, 0, sizeof(rp));
+	memset(&mp, 0, sizeof(mp));
+	rp.notify = SMTP_NOTIFY_NEVER;
+	smtp_dsn_env_note(&env, "alias@l.example", &rp, 0, rc, 1);
+	env = smtp_dsn_env_take(&env, &mp);
+	assert_int_equal(smtp_dsn_send_env(NULL, NULL, "mx.example", &e,
+	    SMTP_DSN_FAILED, env), 0);
+	env->rcpts[0].notify = SMTP_NOTIFY_FAILURE;
+	assert_int_equal(smtp_dsn_send_env(NULL, NULL, "mx.example", &e,
+	    SMTP_DSN_FAILED, env), -1);
+	smtp_dsn_env_free(env);
+}
+
 static int
 setup(void **state)
 {
@@ -444,6 +486,7 @@ main(void)
 		cmocka_unit_test(test_kinds),
 		cmocka_unit_test(test_fields),
 		cmocka_unit_test(test_progress),
+		cmocka_unit_test(test_send_env),
 	};
 
 	return cmocka_run_group_tests_name("smtp_dsn", tests, setup,
