@@ -38,7 +38,7 @@ imap_mailbox_name(struct imap_session *s, const struct imap_arg *a,
 		return -1;
 	}
 	buf_init(&b, STORE_MAILBOX_NAME_MAX);
-	if (s->enabled & IMAPD_EN_UTF8) {
+	if (imap_names_utf8(s)) {
 		if (!imap_utf8_valid((const uint8_t *)a->str, a->len) ||
 		    buf_append(&b, a->str, a->len) < 0) {
 			buf_free(&b);
@@ -69,7 +69,7 @@ imap_append_mailbox(struct imap_session *s, struct buf *out, const char *name)
 	struct buf enc;
 	const char *err;
 
-	if (s->enabled & IMAPD_EN_UTF8) {
+	if (imap_names_utf8(s)) {
 		imap_append_string(out, name, 1);
 		return;
 	}
@@ -417,7 +417,7 @@ do_list(struct imap_session *s, const struct imap_arg *args, size_t n,
 
 		buf_init(&b, sizeof(refname) - 1);
 		if (ref->len > IMAPD_MAILBOX_WIRE_MAX ||
-		    ((s->enabled & IMAPD_EN_UTF8) ?
+		    (imap_names_utf8(s) ?
 		    buf_append(&b, ref->str, ref->len) :
 		    imap_utf7_to_utf8(ref->str, &b, &err)) < 0) {
 			buf_free(&b);
@@ -433,7 +433,7 @@ do_list(struct imap_session *s, const struct imap_arg *args, size_t n,
 
 		buf_init(&b, IMAPD_MAILBOX_WIRE_MAX * 2);
 		if (pats[k].len > IMAPD_MAILBOX_WIRE_MAX ||
-		    ((s->enabled & IMAPD_EN_UTF8) ?
+		    (imap_names_utf8(s) ?
 		    buf_append(&b, pats[k].str, pats[k].len) :
 		    imap_utf7_to_utf8(pats[k].str, &b, &err)) < 0) {
 			buf_free(&b);

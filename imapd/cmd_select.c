@@ -747,9 +747,15 @@ do_select(struct imap_session *s, const struct imap_arg *args, size_t n,
 	    "* %zu EXISTS\r\n", s->mb.n);
 	if (!(s->enabled & IMAPD_EN_REV2))
 		(void)buf_printf(&out, "* %zu RECENT\r\n", recent);
-	if (sc.first_unseen != 0)
+	/* RFC 9051 dropped UNSEEN from SELECT and requires a LIST reply. */
+	if (sc.first_unseen != 0 && !(s->enabled & IMAPD_EN_REV2))
 		(void)buf_printf(&out, "* OK [UNSEEN %u] First unseen\r\n",
 		    sc.first_unseen);
+	if (s->enabled & IMAPD_EN_REV2) {
+		(void)buf_append_str(&out, "* LIST () \"/\" ");
+		imap_append_mailbox(s, &out, name);
+		(void)buf_append_str(&out, "\r\n");
+	}
 	(void)buf_printf(&out, "* OK [UIDVALIDITY %u] UIDs valid\r\n"
 	    "* OK [UIDNEXT %u] Predicted next UID\r\n"
 	    "* OK [HIGHESTMODSEQ %llu] Highest\r\n", s->mb.uidvalidity,

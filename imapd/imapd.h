@@ -259,6 +259,16 @@ enum imap_cmd_result cmd_getquotaroot(struct imap_session *, const struct
  */
 int imap_mailbox_name(struct imap_session *s, const struct imap_arg *a,
     char *out, const char **error_r);
+/*
+ * 1 if mailbox names travel in UTF-8 on this session: after ENABLE
+ * UTF8=ACCEPT (RFC 6855) or ENABLE IMAP4rev2 (RFC 9051 5.1: IMAP4rev2
+ * names are Net-Unicode, modified UTF-7 is IMAP4rev1's), else 0.
+ */
+static inline int
+imap_names_utf8(const struct imap_session *s)
+{
+	return (s->enabled & (IMAPD_EN_UTF8 | IMAPD_EN_REV2)) != 0;
+}
 /* Append a UTF-8 mailbox name encoded for this session, quoted. */
 void imap_append_mailbox(struct imap_session *s, struct buf *out,
     const char *name);
