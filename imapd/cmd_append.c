@@ -5,10 +5,12 @@
  *
  * govmail-imapd workers.  The client's literal sizes are untrusted: each
  * is checked against APPENDLIMIT and the account's quota BEFORE "+" is
- * sent.  A literal over IMAPD_APPEND_INLINE_MAX never sits in memory: the
+ * sent.  A literal over IMAPD_APPEND_INLINE_MAX (or past
+ * IMAPD_APPEND_INLINE_TOTAL_MAX for the command) never sits in memory: the
  * parser writes its bytes, as they arrive, to an unlinked file (O_TMPFILE,
- * else mkstemp + unlink) in the store's folder, and the command hands the
- * store an mmap of that file.  So a 50 MB APPEND costs the worker neither
+ * else mkstemp + unlink) in the store's folder, one per command whatever
+ * the number of messages, and the command hands the store an mmap of each
+ * message's range of that file.  So a 50 MB APPEND costs the worker neither
  * 50 MB of heap nor its other clients' turn while the bytes trickle in.
  *
  * MULTIAPPEND is all or nothing by compensation: the messages are appended
@@ -62,14 +64,12 @@ spool_open(struct imap_worker *w)
 void
 imap_append_release(struct imap_session *s)
 {
-	size_t i;
-
-	for (i = 0; i < s->nspool; i++)
-		(void)close(s->spool_fds[i]);
-	free(s->spool_fds);
-	s->spool_fds = NULL;
-	s->nspool = s->spool_cap = 0;
+	if (s->spool_fd >= 0)
+		(void)close(s->spool_fd);
+	s->spool_fd = -1;
+	s->spool_len = 0;
 	s->append_bytes = 0;
+	s->append_inline = 0;
 	s->append_count = 0;
 }
 
@@ -104,29 +104,26 @@ imap_append_literal(struct imap_session *s)
 	uint64_t size = imap_parser_literal_size(p);
 	int sync = imap_parser_literal_sync(p);
 	const char *why;
-	int fd;
 
 	why = literal_refusal(s, size);
 	if (why == NULL && size <= IMAPD_APPEND_INLINE_MAX &&
-	    imap_parser_literal_inline(p) == 0)
+	    s->append_inline + size <= IMAPD_APPEND_INLINE_TOTAL_MAX &&
+	    imap_parser_literal_inline(p) == 0) {
+		s->append_inline += size;
 		goto accepted;
-	if (why == NULL) {
-		fd = spool_open(s->w);
-		if (fd < 0) {
+	}
+	if (why == NULL && s->spool_fd < 0) {
+		s->spool_fd = spool_open(s->w);
+		if (s->spool_fd < 0) {
 			log_warn("s=%s event=append-spool-failed", s->sid);
 			why = "[UNAVAILABLE] Cannot store the message now, "
 			    "try again later";
-		} else {
-			if (s->nspool == s->spool_cap) {
-				s->spool_cap = s->spool_cap == 0 ? 4 :
-				    xmul(s->spool_cap, 2);
-				s->spool_fds = xreallocarray(s->spool_fds,
-				    s->spool_cap, sizeof(int));
-			}
-			s->spool_fds[s->nspool++] = fd;
-			imap_parser_literal_spool(p, fd);
-			goto accepted;
 		}
+	}
+	if (why == NULL) {
+		imap_parser_literal_spool(p, s->spool_fd, s->spool_len);
+		s->spool_len += size;
+		goto accepted;
 	}
 	log_info("s=%s event=append-refused size=%llu sync=%d", s->sid,
 	    (unsigned long long)size, sync);
@@ -197,21 +194,25 @@ append_one(struct imap_session *s, const char *name,
 	void *map = NULL;
 	int rc;
 
+	size_t skew = 0;
+
 	if (m->lit->spooled) {
-		map = mmap(NULL, m->lit->len, PROT_READ, MAP_PRIVATE,
-		    m->lit->fd, 0);
+		/* mmap offsets are page-aligned; the literal may not be. */
+		skew = (size_t)(m->lit->off % (uint64_t)sysconf(_SC_PAGESIZE));
+		map = mmap(NULL, m->lit->len + skew, PROT_READ, MAP_PRIVATE,
+		    m->lit->fd, (off_t)(m->lit->off - skew));
 		if (map == MAP_FAILED) {
 			log_warn("s=%s event=append-mmap-failed", s->sid);
 			*error_r = "cannot map the spooled message";
 			return STORE_ETEMP;
 		}
-		(void)madvise(map, m->lit->len, MADV_SEQUENTIAL);
-		data = map;
+		(void)madvise(map, m->lit->len + skew, MADV_SEQUENTIAL);
+		data = (const uint8_t *)map + skew;
 	}
 	rc = store_append(s->w->store, s->user, name, data, m->lit->len,
 	    m->flags, m->kw, m->nkw, m->date, validity_r, uid_r, error_r);
 	if (map != NULL)
-		(void)munmap(map, m->lit->len);
+		(void)munmap(map, m->lit->len + skew);
 	return rc;
 }
 

@@ -52,7 +52,8 @@ enum lit_mode {
 
 struct tok {
 	enum tok_type type;
-	int spooled, fd;	/* TOK_LITERAL written to fd */
+	int spooled, fd;	/* TOK_LITERAL written to fd at spool_off */
+	uint64_t spool_off;
 	size_t off, len;	/* into text */
 	size_t nchild;		/* TOK_OPEN: direct children */
 	size_t block;		/* TOK_OPEN: children at args[block] */
@@ -243,13 +244,14 @@ imap_parser_literal_inline(struct imap_parser *p)
 }
 
 void
-imap_parser_literal_spool(struct imap_parser *p, int fd)
+imap_parser_literal_spool(struct imap_parser *p, int fd, uint64_t off)
 {
 	p->lit_pending = 0;
 	p->lit_mode = LIT_SPOOL;
 	p->lit_fd = fd;
 	p->toks[p->ntoks - 1].spooled = 1;
 	p->toks[p->ntoks - 1].fd = fd;
+	p->toks[p->ntoks - 1].spool_off = off;
 }
 
 void
@@ -457,6 +459,7 @@ finish(struct imap_parser *p)
 			a->len = t->len;
 			a->spooled = t->spooled;
 			a->fd = t->spooled ? t->fd : -1;
+			a->off = t->spool_off;
 		}
 	}
 	free(stack);

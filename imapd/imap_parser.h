@@ -50,9 +50,11 @@
  *   imap_parser_literal_inline   keep it in the command buffer (small
  *                                ones; fails past literal_total_max);
  *   imap_parser_literal_spool    write its bytes to a file descriptor as
- *                                they arrive: the argument is then an
- *                                IMAP_ARG_LITERAL with spooled = 1, fd and
- *                                len (str is ""); the caller owns the fd;
+ *                                they arrive (at the fd's file position,
+ *                                which the caller says is off): the
+ *                                argument is then an IMAP_ARG_LITERAL with
+ *                                spooled = 1, fd, off and len (str is "");
+ *                                the caller owns the fd;
  *   imap_parser_literal_discard  (non-synchronising only) read the bytes
  *                                and drop them; the command still parses
  *                                to its end and then gives IMAP_PARSE_OK
@@ -115,6 +117,7 @@ struct imap_arg {
 	size_t nlist;
 	int spooled;		/* literal written to fd (APPEND hook) */
 	int fd;			/* valid only when spooled; caller-owned */
+	uint64_t off;		/* where in fd the literal starts */
 };
 
 struct imap_parser_limits {
@@ -185,7 +188,7 @@ int imap_parser_literal_sync(const struct imap_parser *p);
  * literals only).
  */
 int imap_parser_literal_inline(struct imap_parser *p);
-void imap_parser_literal_spool(struct imap_parser *p, int fd);
+void imap_parser_literal_spool(struct imap_parser *p, int fd, uint64_t off);
 void imap_parser_literal_discard(struct imap_parser *p, const char *error);
 /*
  * After IMAP_PARSE_OK: NULL, or why the command must be answered NO

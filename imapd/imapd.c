@@ -552,6 +552,7 @@ on_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
 	imap_parser_limits_preauth(&lim);
 	s->parser = imap_parser_new(&lim);
 	imap_parser_set_append_hook(s->parser, 1);
+	s->spool_fd = -1;
 	s->state = IMAP_STATE_NOTAUTH;
 	s->next = w->sessions;
 	if (w->sessions != NULL)

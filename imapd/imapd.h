@@ -49,9 +49,13 @@ struct tpool;
 #define IMAPD_ID_PAIRS_MAX 30
 /* Longest mailbox name accepted on the wire, bytes (before decoding). */
 #define IMAPD_MAILBOX_WIRE_MAX 1024
-/* An APPEND literal up to this size stays in memory; larger ones are
- * spooled to an unlinked file beside the store as they arrive. */
+/*
+ * An APPEND literal up to this size stays in memory, as long as the
+ * command's in-memory literals stay under IMAPD_APPEND_INLINE_TOTAL_MAX;
+ * others are spooled, as they arrive, to one unlinked file per command.
+ */
 #define IMAPD_APPEND_INLINE_MAX 65536
+#define IMAPD_APPEND_INLINE_TOTAL_MAX (4 * IMAPD_APPEND_INLINE_MAX)
 /* Messages in one MULTIAPPEND command (RFC 3502). */
 #define IMAPD_MULTIAPPEND_MAX 1000
 /* Keywords in one STORE/APPEND flag list. */
@@ -154,9 +158,10 @@ struct imap_session {
 	uint32_t *saved;
 	size_t nsaved;
 	/* APPEND literals of the command being read (cmd_append.c) */
-	int *spool_fds;
-	size_t nspool, spool_cap;
-	uint64_t append_bytes;
+	int spool_fd;			/* one file for them all, or -1 */
+	uint64_t spool_len;		/* bytes spooled so far */
+	uint64_t append_bytes;		/* all literals, for quota */
+	uint64_t append_inline;		/* those kept in memory */
 	uint32_t append_count;
 };
 

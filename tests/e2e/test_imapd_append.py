@@ -201,6 +201,27 @@ t.ok(tag.startswith("m4 NO"), "MULTIAPPEND with a failing message: NO", tag)
 lines, _ = r.cmd("m5", "STATUS Multi (MESSAGES UIDNEXT)")
 t.ok(any("MESSAGES 3" in ln for ln in lines),
      "none of the failed MULTIAPPEND's messages stayed", lines)
+# Ten messages of 60,000 to 130,000 bytes: the first stay in memory, the
+# rest share one spool file at offsets that are not page-aligned.
+msgs = [(b"Subject: part %d\r\n\r\n" % k) +
+        bytes([65 + k]) * (60000 + 7777 * k) + b"\r\n" for k in range(10)]
+cmd = b"m7 APPEND Multi"
+for k, mb in enumerate(msgs):
+    cmd += b" {%d+}\r\n" % len(mb) + mb
+r.send(cmd + b"\r\n")
+_, tag = r.until("m7")
+mm = re.match(r"m7 OK \[APPENDUID (\d+) (\d+):(\d+)\]", tag)
+t.ok(mm is not None, "MULTIAPPEND of ten large messages", tag)
+if mm:
+    lo = int(mm.group(2))
+    good = 0
+    for k, mb in enumerate(msgs):
+        r.send(f"g{k} UID FETCH {lo + k} (BODY.PEEK[])\r\n")
+        head = r.line()
+        got = r.read(len(mb)) if head.endswith("{%d}" % len(mb)) else b""
+        r.until(f"g{k}")
+        good += got == mb
+    t.eq(good, 10, "each of the ten messages is stored byte for byte")
 r.send(b"m6 APPEND Multi {0+}\r\n\r\n")
 _, tag = r.until("m6")
 t.ok(tag.startswith("m6 NO") or tag.startswith("m6 BAD"),

@@ -639,7 +639,8 @@ run_hook_case(const struct hook_case *c, int bytewise)
 				assert_int_equal(imap_parser_literal_inline(p),
 				    0);
 			else if (c->decide == HOOK_SPOOL)
-				imap_parser_literal_spool(p, fileno(f));
+				imap_parser_literal_spool(p, fileno(f),
+				    (uint64_t)lseek(fileno(f), 0, SEEK_CUR));
 			else if (c->decide == HOOK_DISCARD)
 				imap_parser_literal_discard(p, "[TOOBIG] x");
 			break;
@@ -665,8 +666,12 @@ run_hook_case(const struct hook_case *c, int bytewise)
 		assert_int_equal(a[n - 1].type, IMAP_ARG_LITERAL);
 		assert_int_equal(a[n - 1].len, c->last_len);
 		assert_int_equal(a[n - 1].spooled, c->spooled != NULL);
-		if (c->spooled != NULL)
+		if (c->spooled != NULL) {
 			assert_int_equal(a[n - 1].fd, fileno(f));
+			/* Literals of one command share the file. */
+			assert_int_equal(a[n - 1].off,
+			    strlen(c->spooled) - c->last_len);
+		}
 	}
 	if (c->spooled != NULL) {
 		char got[64];
