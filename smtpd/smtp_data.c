@@ -102,6 +102,24 @@ cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Sort v and drop repeated addresses (freed); returns the new count. */
+static size_t
+addrs_unique(char **v, size_t n)
+{
+	size_t i, k = 0;
+
+	if (n < 2)	/* qsort(NULL, 0, ...) is undefined */
+		return n;
+	qsort(v, n, sizeof(*v), cmp_str);
+	for (i = 0; i < n; i++) {
+		if (k > 0 && strcmp(v[k - 1], v[i]) == 0)
+			free(v[i]);
+		else
+			v[k++] = v[i];
+	}
+	return k;
+}
+
 /*
  * Some local recipients failed at delivery (quota reached since RCPT)
  * while the message is accepted for others: the client gets 250, so the
@@ -428,8 +446,9 @@ message_complete(struct smtp_session *s)
 	job->msg = s->msg.data;		/* the job owns the bytes now */
 	s->msg.data = NULL;
 	buf_free(&s->msg);
-	if (s->nlocal > 1)	/* qsort(NULL, 0, ...) is undefined */
-		qsort(s->local, s->nlocal, sizeof(*s->local), cmp_str);
+	/* Each address once, however many RCPTs and lists named it. */
+	s->nlocal = addrs_unique(s->local, s->nlocal);
+	s->nremote = addrs_unique(s->remote, s->nremote);
 	job->rcpts = s->local;
 	job->nrcpts = s->nlocal;
 	s->local = NULL;

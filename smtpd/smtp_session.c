@@ -142,14 +142,14 @@ smtp_transaction_reset(struct smtp_session *s)
 	s->dsn = NULL;
 }
 
+/*
+ * Duplicates are removed once, when the message is handed to delivery
+ * (smtp_data.c sorts the lists): a list of 100,000 members is not compared
+ * with itself here, in the event loop, one address at a time.
+ */
 static void
 addr_add(char ***list, size_t *n, size_t *alloc, const char *addr)
 {
-	size_t i;
-
-	for (i = 0; i < *n; i++)
-		if (strcmp((*list)[i], addr) == 0)
-			return;
 	if (*n == *alloc) {
 		*alloc = *alloc ? *alloc * 2 : 8;
 		*list = xreallocarray(*list, *alloc, sizeof(**list));

@@ -61,6 +61,13 @@ def inbound(t):
     t.eq(after["blobs"] - before["blobs"], 1,
          "one stored copy for two recipients")
     t.eq(after["messages"] - before["messages"], 2, "two index records")
+    # The same mailbox named by several RCPTs gets one copy.
+    na, nb = len(d.ls(A)), len(d.ls(B))
+    r = s.sendmail("someone@remote.example", [A, B, A, B, A],
+                   msg("someone@remote.example", "inbound dup"))
+    t.eq(r, {}, "five RCPTs naming two mailboxes accepted")
+    t.eq((len(d.ls(A)) - na, len(d.ls(B)) - nb), (1, 1),
+         "each mailbox named twice or more got one copy")
     s.starttls(context=ctx)
     code, text = s.ehlo("client.example")
     t.ok(b"STARTTLS" not in text, "no STARTTLS after TLS", text)
@@ -70,9 +77,10 @@ def inbound(t):
                    rcpt_options=["NOTIFY=FAILURE", "ORCPT=rfc822;x@y"])
     t.eq(r, {}, "inbound over STARTTLS with DSN and SIZE parameters")
     s.quit()
-    t.eq(subjects(A)[-2:], ["inbound one", "inbound tls"],
-         "both messages in alice's INBOX")
-    t.eq(subjects(B)[-1:], ["inbound one"], "bob got the first")
+    t.eq(subjects(A)[-3:], ["inbound one", "inbound dup", "inbound tls"],
+         "the messages in alice's INBOX")
+    t.eq(subjects(B)[-2:], ["inbound one", "inbound dup"],
+         "bob got the first two")
     n = len(d.ls(A))
     raw = d.cat(A, n)
     t.ok(raw.startswith(b"Return-Path: <someone@remote.example>\r\n"),
