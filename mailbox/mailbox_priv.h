@@ -136,9 +136,12 @@ struct store {
 	/* resident ID hash key, loaded on first use */
 	int have_id_key;
 	uint8_t id_key[32];
-	/* mailboxes changed by the running transaction, signalled on commit */
+	/* notify buckets (mailbox id % STORE_NOTIFY_BUCKETS) changed by the
+	 * running transaction, signalled on commit; the bitmap keeps each
+	 * listed once however many mailboxes a fan-out touches */
 	uint32_t *notify;
 	size_t nnotify, notify_cap;
+	uint8_t notify_bits[STORE_NOTIFY_BUCKETS / 8];
 	/* the running transaction writes (reads use DB_RMW where apt) */
 	int txn_write;
 	/* HIGHESTMODSEQ of the mailboxes the running write transaction

@@ -871,20 +871,31 @@ st_cursor_close(struct st_cursor *c)
 
 /* ---- change signalling ---- */
 
-void
-st_notify(struct store *s, uint32_t mailbox_id)
+/* Forget the buckets noted by a transaction (retried or done). */
+static void
+st_notify_reset(struct store *s)
 {
 	size_t i;
 
 	for (i = 0; i < s->nnotify; i++)
-		if (s->notify[i] == mailbox_id)
-			return;
+		s->notify_bits[s->notify[i] / 8] = 0;
+	s->nnotify = 0;
+}
+
+void
+st_notify(struct store *s, uint32_t mailbox_id)
+{
+	uint32_t b = mailbox_id % STORE_NOTIFY_BUCKETS;
+
+	if (s->notify_bits[b / 8] & (1U << (b % 8)))
+		return;
+	s->notify_bits[b / 8] |= (uint8_t)(1U << (b % 8));
 	if (s->nnotify == s->notify_cap) {
 		s->notify_cap = s->notify_cap == 0 ? 8 : s->notify_cap * 2;
 		s->notify = xreallocarray(s->notify, s->notify_cap,
 		    sizeof(*s->notify));
 	}
-	s->notify[s->nnotify++] = mailbox_id;
+	s->notify[s->nnotify++] = b;
 }
 
 void
@@ -1464,7 +1475,7 @@ st_txn_run(struct store *s, int mode, st_txn_fn fn, void *ctx,
 		goto out;
 	}
 	for (attempt = 0;; attempt++) {
-		s->nnotify = 0;
+		st_notify_reset(s);
 		s->nmodseq_run = 0;
 		s->err = NULL;
 		if (s->sh->broken)
@@ -1538,7 +1549,7 @@ st_txn_run(struct store *s, int mode, st_txn_fn fn, void *ctx,
 	}
 out:
 	st_busy(s, 0);
-	s->nnotify = 0;
+	st_notify_reset(s);
 	if (error_r != NULL)
 		*error_r = r < 0 ? (s->err != NULL ? s->err :
 		    store_strerror(r)) : NULL;
