@@ -587,7 +587,10 @@ int store_stats(struct store *store, struct store_stats *stats_r,
 /*
  * Verify the whole store: every index record's blob exists, every blob's
  * reference count equals the records pointing at it, every chunk belongs
- * to a blob, mailbox counters match their records, accounts' usage matches.
+ * to a blob, mailbox counters match their records, accounts' usage matches,
+ * queue entries are well formed, the notice report's recipient records
+ * belong to a notice, and every de-duplication record has its expiry
+ * entry (and the reverse).
  * Each problem is passed to report (may be NULL).  Returns STORE_OK, or
  * STORE_EDAMAGED if anything was wrong.  With repair != 0, fixes counters
  * and reference counts and removes orphans.

@@ -390,6 +390,10 @@ int st_dedup_check(struct store *s, DB_TXN *txn,
 int st_deliver_extras(struct store *s, DB_TXN *txn,
     const struct store_deliver_opts *o, const struct store_rcpt_result *res,
     size_t n);
+/* 1 if a SDB_QUEUE value is well formed (store_check). */
+int st_queue_rec_ok(const uint8_t *v, size_t len);
+/* The number of a SDB_NOTICES value (store_check); -1 if damaged. */
+int st_notice_num(const uint8_t *v, size_t len, uint32_t *num_r);
 /* Expire de-duplication records (store_maintain). */
 int st_dedup_expire(struct store *s, const char **error_r);
 /* Record notice results inside txn (store_notice.c). */

@@ -450,6 +450,164 @@ chk_usage(struct store *s, DB_TXN *txn, struct chk_ctx *c)
 	return r == STORE_ENOTFOUND ? 0 : r;
 }
 
+/* Pass 7: the outbound queue's entries are well formed. */
+static int
+chk_queue(struct store *s, DB_TXN *txn, struct chk_ctx *c)
+{
+	struct st_cursor cur;
+	char id[STORE_QUEUE_ID_MAX + 1];
+	int r;
+
+	if ((r = st_cursor_open(s, SDB_QUEUE, txn, &cur)) != 0)
+		return r;
+	while ((r = st_cursor_get(&cur, NULL, 0, DB_NEXT)) == 0) {
+		if (cur.k.size > 0 && cur.k.size <= STORE_QUEUE_ID_MAX &&
+		    st_queue_rec_ok(cur.v.data, cur.v.size))
+			continue;
+		(void)snprintf(id, sizeof(id), "%.*s", (int)(cur.k.size >
+		    STORE_QUEUE_ID_MAX ? STORE_QUEUE_ID_MAX : cur.k.size),
+		    (const char *)cur.k.data);
+		chk_problem(c, "queue entry %s: malformed", id);
+		if (c->repair && (r = st_cursor_del(&cur)) != 0)
+			break;
+	}
+	st_cursor_close(&cur);
+	return r == STORE_ENOTFOUND ? 0 : r;
+}
+
+static int
+chk_u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Pass 8: the notice report's recipient records belong to a notice. */
+static int
+chk_notices(struct store *s, DB_TXN *txn, struct chk_ctx *c)
+{
+	static const int tables[] = { SDB_NOTICE_OK, SDB_NOTICE_FAIL };
+	struct st_cursor cur;
+	uint32_t *nums = NULL, num;
+	size_t n = 0, cap = 0, t;
+	int r;
+
+	if ((r = st_cursor_open(s, SDB_NOTICES, txn, &cur)) != 0)
+		return r;
+	while ((r = st_cursor_get(&cur, NULL, 0, DB_NEXT)) == 0) {
+		if (st_notice_num(cur.v.data, cur.v.size, &num) != 0) {
+			chk_problem(c, "notice %.*s: damaged record",
+			    (int)(cur.k.size > 80 ? 80 : cur.k.size),
+			    (const char *)cur.k.data);
+			continue;
+		}
+		if (n == cap) {
+			cap = cap == 0 ? 64 : cap * 2;
+			nums = xreallocarray(nums, cap, sizeof(*nums));
+		}
+		nums[n++] = num;
+	}
+	st_cursor_close(&cur);
+	if (r != STORE_ENOTFOUND) {
+		free(nums);
+		return r;
+	}
+	if (n > 1)
+		qsort(nums, n, sizeof(*nums), chk_u32_cmp);
+	r = 0;
+	for (t = 0; t < 2 && r == 0; t++) {
+		if ((r = st_cursor_open(s, tables[t], txn, &cur)) != 0)
+			break;
+		while ((r = st_cursor_get(&cur, NULL, 0, DB_NEXT)) == 0) {
+			if (cur.k.size >= 4) {
+				num = be32_get(cur.k.data);
+				if (bsearch(&num, nums, n, sizeof(*nums),
+				    chk_u32_cmp) != NULL)
+					continue;
+			}
+			chk_problem(c, "notice report: a %s record of no "
+			    "notice", t == 0 ? "delivered" : "failed");
+			if (c->repair && (r = st_cursor_del(&cur)) != 0)
+				break;
+		}
+		st_cursor_close(&cur);
+		if (r == STORE_ENOTFOUND)
+			r = 0;
+	}
+	free(nums);
+	return r;
+}
+
+/*
+ * Pass 9: every de-duplication record has its expiry entry and every
+ * expiry entry its record (store_maintain finds them by expiry).
+ */
+static int
+chk_dedup(struct store *s, DB_TXN *txn, struct chk_ctx *c)
+{
+	struct st_cursor cur;
+	struct st_val v;
+	struct buf k;
+	int r;
+
+	buf_init(&k, BUF_UNBOUNDED);
+	if ((r = st_cursor_open(s, SDB_DEDUP, txn, &cur)) != 0) {
+		buf_free(&k);
+		return r;
+	}
+	while ((r = st_cursor_get(&cur, NULL, 0, DB_NEXT)) == 0) {
+		if (cur.v.size < 8) {
+			chk_problem(c, "submission record: damaged");
+			if (c->repair && (r = st_cursor_del(&cur)) != 0)
+				break;
+			continue;
+		}
+		buf_reset(&k);
+		buf_append(&k, cur.v.data, 8);
+		buf_append(&k, cur.k.data, cur.k.size);
+		r = st_exists(s, SDB_DEDUP_EXP, txn, k.data, k.len);
+		if (r == 0)
+			continue;
+		if (r != STORE_ENOTFOUND)
+			break;
+		r = 0;
+		chk_problem(c, "submission record without its expiry entry");
+		if (c->repair && (r = st_put(s, SDB_DEDUP_EXP, txn, k.data,
+		    k.len, "", 0, 0)) != 0)
+			break;
+	}
+	st_cursor_close(&cur);
+	buf_free(&k);
+	if (r != STORE_ENOTFOUND && r != 0)
+		return r;
+	if ((r = st_cursor_open(s, SDB_DEDUP_EXP, txn, &cur)) != 0)
+		return r;
+	while ((r = st_cursor_get(&cur, NULL, 0, DB_NEXT)) == 0) {
+		int orphan = cur.k.size <= 8;
+
+		if (!orphan) {
+			r = st_get(s, SDB_DEDUP, txn,
+			    (const uint8_t *)cur.k.data + 8, cur.k.size - 8,
+			    &v);
+			if (r != 0 && r != STORE_ENOTFOUND)
+				break;
+			orphan = r != 0 || v.len < 8 ||
+			    memcmp(v.data, cur.k.data, 8) != 0;
+			if (r == 0)
+				free(v.data);
+			r = 0;
+		}
+		if (!orphan)
+			continue;
+		chk_problem(c, "submission expiry entry of no record");
+		if (c->repair && (r = st_cursor_del(&cur)) != 0)
+			break;
+	}
+	st_cursor_close(&cur);
+	return r == STORE_ENOTFOUND ? 0 : r;
+}
+
 static int
 st_check_fn(struct store *s, DB_TXN *txn, void *arg)
 {
@@ -464,7 +622,10 @@ st_check_fn(struct store *s, DB_TXN *txn, void *arg)
 	    (r = chk_blobs(s, txn, c)) != 0 ||
 	    (r = chk_orphans(s, txn, c, SDB_CHUNKS, 1)) != 0 ||
 	    (r = chk_orphans(s, txn, c, SDB_META, 0)) != 0 ||
-	    (r = chk_usage(s, txn, c)) != 0)
+	    (r = chk_usage(s, txn, c)) != 0 ||
+	    (r = chk_queue(s, txn, c)) != 0 ||
+	    (r = chk_notices(s, txn, c)) != 0 ||
+	    (r = chk_dedup(s, txn, c)) != 0)
 		return r;
 	for (p = 0; p < STORE_PARTS; p++)
 		if ((r = chk_orphans(s, txn, c, SDB_PART(SDB_CHUNKS, p),

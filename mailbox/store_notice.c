@@ -108,6 +108,18 @@ notice_rec_decode(const uint8_t *p, size_t len, struct notice_rec *n)
 	return 0;
 }
 
+int
+st_notice_num(const uint8_t *v, size_t len, uint32_t *num_r)
+{
+	struct notice_rec nr;
+
+	if (notice_rec_decode(v, len, &nr) != 0)
+		return -1;
+	*num_r = nr.num;
+	notice_rec_clear(&nr);
+	return 0;
+}
+
 static void
 varint_put(struct buf *b, uint32_t v)
 {

@@ -53,6 +53,17 @@ st_token_ok(const char *text, size_t max)
  */
 #define QUEUE_HEAD 10
 
+int
+st_queue_rec_ok(const uint8_t *v, size_t len)
+{
+	size_t sl;
+
+	if (len < QUEUE_HEAD)
+		return 0;
+	sl = (size_t)v[8] << 8 | v[9];
+	return sl <= STORE_QUEUE_SUMMARY_MAX && sl <= len - QUEUE_HEAD;
+}
+
 static int
 st_queue_put(struct store *s, DB_TXN *txn, const struct store_queue_item *it)
 {
@@ -162,12 +173,9 @@ st_queue_list_fn(struct store *s, DB_TXN *txn, void *arg)
 	while (stop == 0 && (r = st_cursor_get(&cur, NULL, 0, DB_NEXT)) == 0) {
 		v = cur.v.data;
 		if (cur.k.size == 0 || cur.k.size > STORE_QUEUE_ID_MAX ||
-		    cur.v.size < QUEUE_HEAD)
-			continue;	/* damaged: left for the operator */
+		    !st_queue_rec_ok(v, cur.v.size))
+			continue;	/* damaged: store_check reports it */
 		sl = (size_t)v[8] << 8 | v[9];
-		if (sl > STORE_QUEUE_SUMMARY_MAX ||
-		    sl > cur.v.size - QUEUE_HEAD)
-			continue;
 		memcpy(id, cur.k.data, cur.k.size);
 		id[cur.k.size] = '\0';
 		memcpy(summary, v + QUEUE_HEAD, sl);

@@ -5,7 +5,9 @@
  * have), a second delivery of the same Message-ID, unknown ids, the
  * Message-ID length limit and the packing limit at N-1, N and N+1, and a
  * deferred recipient (store_deliver_ex over quota) that is delivered on a
- * retry.
+ * retry; store_check over the queue, the report and the dedup records
+ * (clean when written by the API; damage injected below it is found and
+ * repaired).
  */
 #include "autoconf.h"
 
@@ -21,7 +23,7 @@
 #include <cmocka.h>
 
 #include "config.h"
-#include "mailbox.h"
+#include "mailbox_priv.h"
 #include "xmalloc.h"
 
 /* More than one packed record of delivered recipients. */
@@ -359,6 +361,117 @@ test_deferred(void **state)
 	}
 }
 
+static int
+damage_fn(struct store *s, DB_TXN *txn, void *ctx)
+{
+	uint8_t k[8], v[4] = { 1, 2, 3, 4 };
+	uint8_t exp[8 + 8];
+	int r;
+
+	(void)ctx;
+	/* A queue entry too short to hold its header. */
+	if ((r = st_put(s, SDB_QUEUE, txn, "bad", 3, v, 4, 0)) != 0)
+		return r;
+	/* Delivered recipients of notice number 4000, which is not there. */
+	be32_put(k, 4000);
+	be32_put(k + 4, 0);
+	if ((r = st_put(s, SDB_NOTICE_OK, txn, k, 8, v, 2, 0)) != 0)
+		return r;
+	/* An expiry entry of no record. */
+	be64_put(exp, 99);
+	memcpy(exp + 8, "nobody\0\0", 8);
+	if ((r = st_put(s, SDB_DEDUP_EXP, txn, exp, sizeof(exp), "", 0,
+	    0)) != 0)
+		return r;
+	/* A record without its expiry entry. */
+	be64_put(exp, 4000000000ULL);
+	return st_put(s, SDB_DEDUP, txn, "x@y\0<z>", 8, exp, 8, 0);
+}
+
+static size_t problems;
+
+static void
+count_problem(const char *problem, void *ctx)
+{
+	(void)problem;
+	(void)ctx;
+	problems++;
+}
+
+static int
+one_queue_item(struct store_txn_queue *tq,
+    const struct store_rcpt_result *res, size_t nres, void *ctx)
+{
+	struct store_queue_item it = { "q1", 0, "domain=x.example", NULL, 0 };
+
+	(void)res;
+	(void)nres;
+	(void)ctx;
+	it.data = (const uint8_t *)"data";
+	it.len = 4;
+	return store_txn_queue_put(tq, &it);
+}
+
+static void
+test_check(void **state)
+{
+	struct fix *f = *state;
+	struct store_account_spec spec;
+	struct store_deliver_opts o;
+	struct store_rcpt_result res[1];
+	const char *rcpts[1] = { "c1@city.example" };
+	const char *msg = "Message-ID: <k@city.example>\r\n\r\nx\r\n";
+	const char *err = NULL;
+
+	assert_int_equal(store_domain_add(f->st, "city.example", &err), 0);
+	memset(&spec, 0, sizeof(spec));
+	spec.class = STORE_CLASS_CITIZEN;
+	spec.password = "pw";
+	spec.address = rcpts[0];
+	assert_int_equal(store_account_add(f->st, &spec, &err), 0);
+	memset(&o, 0, sizeof(o));
+	o.notice_id = "<k@city.example>";
+	o.notice_list = "all@city.example";
+	o.notice_sender = "water@city.example";
+	o.queue_cb = one_queue_item;
+	o.dedup_account = "water@city.example";
+	o.dedup_id = o.notice_id;
+	o.dedup_until = 4000000000LL;
+	o.dedup_ref = "r1";
+	assert_int_equal(store_deliver_ex(f->st, (const uint8_t *)msg,
+	    strlen(msg), rcpts, 1, 0, res, &o, NULL, &err), 0);
+	problems = 0;
+	assert_int_equal(store_check(f->st, 0, count_problem, NULL, &err),
+	    STORE_OK);
+	assert_int_equal(problems, 0);
+
+	assert_int_equal(st_txn_run(f->st, ST_TXN_WRITE, damage_fn, NULL,
+	    &err), 0);
+	assert_int_equal(store_check(f->st, 0, count_problem, NULL, &err),
+	    STORE_EDAMAGED);
+	assert_int_equal(problems, 4);
+	problems = 0;
+	assert_int_equal(store_check(f->st, 1, count_problem, NULL, &err),
+	    STORE_EDAMAGED);
+	assert_int_equal(problems, 4);
+	problems = 0;
+	assert_int_equal(store_check(f->st, 0, count_problem, NULL, &err),
+	    STORE_OK);
+	assert_int_equal(problems, 0);
+	/* What the API wrote survived the repair. */
+	{
+		struct store_notice_info info;
+		struct store_stats st;
+
+		assert_int_equal(store_notice_get(f->st, o.notice_id, &info,
+		    &err), 0);
+		store_notice_info_free(&info);
+		assert_int_equal(store_stats(f->st, &st, &err), 0);
+		assert_int_equal(st.queued, 1);
+		assert_int_equal(st.dedup, 2);	/* with the repaired one */
+	}
+}
+
 int
 main(void)
 {
@@ -370,6 +483,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_pack_limit, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_deferred, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_check, setup,
 		    teardown),
 	};
 
