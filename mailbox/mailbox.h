@@ -695,9 +695,11 @@ int store_txn_queue_del(struct store_txn_queue *tq, const char *id);
  *   with this Message-ID.  If the pair was recorded before and its
  *   dedup_until has not passed, nothing at all is stored: the call
  *   returns STORE_EEXISTS and copies the earlier dedup_ref into
- *   dup_ref_r.  Otherwise the pair is recorded with dedup_until (seconds
- *   since the epoch) and dedup_ref (at most STORE_DEDUP_REF_MAX bytes,
- *   e.g. smtpd's "delivered as" id); store_maintain() expires it.
+ *   dup_ref_r.  Otherwise, if the message was accepted somewhere (a copy
+ *   stored or a queue entry added), the pair is recorded with dedup_until
+ *   (seconds since the epoch) and dedup_ref (at most STORE_DEDUP_REF_MAX
+ *   bytes, e.g. smtpd's "delivered as" id); store_maintain() expires it.
+ *   A submission nobody accepted (every mailbox full) is not recorded.
  */
 struct store_deliver_opts {
 	const char *notice_id;

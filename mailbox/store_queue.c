@@ -25,6 +25,7 @@
 struct store_txn_queue {
 	struct store *s;
 	DB_TXN *txn;
+	size_t nput;		/* entries added: the message was accepted */
 };
 
 /* 1 if text is 1..max bytes of printable ASCII without space. */
@@ -106,7 +107,11 @@ int
 store_txn_queue_put(struct store_txn_queue *tq,
     const struct store_queue_item *item)
 {
-	return st_queue_put(tq->s, tq->txn, item);
+	int r = st_queue_put(tq->s, tq->txn, item);
+
+	if (r == 0)
+		tq->nput++;
+	return r;
 }
 
 int
@@ -464,11 +469,15 @@ st_deliver_extras(struct store *s, DB_TXN *txn,
     const struct store_deliver_opts *o, const struct store_rcpt_result *res,
     size_t n)
 {
-	struct store_txn_queue tq = { s, txn };
+	struct store_txn_queue tq = { s, txn, 0 };
+	size_t i, nok = 0;
 	int r;
 
 	if (o == NULL)
 		return 0;
+	for (i = 0; i < n; i++)
+		if (res[i].status == STORE_OK)
+			nok++;
 	if (o->notice_id != NULL && (r = st_notice_record(s, txn,
 	    o->notice_id, o->notice_list, o->notice_sender,
 	    (int64_t)time(NULL), res, n, o->notice_defer)) != 0)
@@ -476,5 +485,12 @@ st_deliver_extras(struct store *s, DB_TXN *txn,
 	if (o->queue_cb != NULL &&
 	    (r = o->queue_cb(&tq, res, n, o->queue_ctx)) != 0)
 		return r < 0 ? r : 0;
+	/*
+	 * Remembered only when the message was accepted somewhere (a copy
+	 * stored or an entry queued): a submission refused as a whole (all
+	 * mailboxes full: 452) must be stored when the client tries again.
+	 */
+	if (nok == 0 && tq.nput == 0)
+		return 0;
 	return st_dedup_put(s, txn, o);
 }

@@ -5,7 +5,8 @@ delivery records, against the real govmail-smtpd and govmailctl:
 - exactly-once submission: an authenticated user who submits the same
   Message-ID again gets "250 2.0.0 Already delivered as <id>" and no second
   copy; another Message-ID, a message without one, another account, and
-  unauthenticated mail on port 25 are not de-duplicated; with
+  unauthenticated mail on port 25 are not de-duplicated; a submission
+  answered 452 (every mailbox full) is stored when retried; with
   [smtpd] dedup_window = 0 nothing is;
 - the outbound queue lives in the store: a message for a local and a
   remote recipient leaves one local copy and one queue entry, shown by
@@ -110,11 +111,24 @@ t.ok(code == 250 and code2 == 250 and "Already" not in text and
 st = d.stats()
 t.eq(st.get("dedup-records"), 3, "stats: three remembered submissions")
 
+# A submission nobody accepted is not remembered: the retry is stored.
+d.ctl("user", "quota", carol, "--quota-bytes", "10M", "--quota-messages",
+      "1")
+d.ctl("deliver", carol, input="Subject: fill\r\n\r\nx\r\n")
+code, text = submit(alice, [carol], msg("<full-1@city.example>"))
+t.eq(code, 452, "every mailbox full: 452")
+d.ctl("user", "quota", carol, "--quota-bytes", "10M", "--quota-messages",
+      "100")
+code, text = submit(alice, [carol], msg("<full-1@city.example>"))
+t.ok(code == 250 and "Already" not in text and count(carol) == 2,
+     "the retry after 452 is delivered, not answered as a duplicate",
+     (code, text))
+
 # ---- the queue is in the store ----------------------------------------------
 remote = "someone@remote.example"
 code, _ = submit(alice, [carol, remote], msg("<both-1@city.example>"))
 t.eq(code, 250, "a local and a remote recipient: 250")
-t.eq(count(carol), 1, "the local copy is there")
+t.eq(count(carol), 3, "the local copy is there")
 lines = d.ctl("queue", "list").stdout.splitlines()
 entries = [ln for ln in lines if "\t" in ln]
 t.ok(len(entries) == 1, "queue list: one entry", lines)
@@ -135,7 +149,7 @@ t.ok("attempts=1" in after and "\tnow\t" not in after,
 p = d.ctl("queue", "flush")
 t.eq(p.stdout.strip(), "1 entry due now", "queue flush: one entry")
 code, text = submit(alice, [carol, remote], msg("<both-1@city.example>"))
-t.ok(code == 250 and "Already delivered" in text and count(carol) == 1 and
+t.ok(code == 250 and "Already delivered" in text and count(carol) == 3 and
      d.stats().get("queued") == 1,
      "a resubmission queues nothing and delivers nothing", text)
 
@@ -158,7 +172,7 @@ t.eq(p.returncode, 0, "restore into a new path")
 lines = d.ctl("queue", "list").stdout.splitlines()
 t.eq(lines[-1] if lines else "", "1 entry",
      "the restored store has the queue entry")
-t.eq(d.stats().get("dedup-records"), 4,
+t.eq(d.stats().get("dedup-records"), 5,
      "the restored store has the de-duplication records")
 p = d.ctl("check", check=False)
 t.eq((p.returncode, p.stdout.strip()), (0, "store: ok"),
