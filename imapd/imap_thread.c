@@ -34,6 +34,7 @@ struct tctx {
 	char **subj;		/* base subject per message */
 	int *reply;
 	size_t root;		/* the virtual parent of the root set */
+	size_t walk_left;	/* loop-check steps left (would_loop) */
 };
 
 /* ---- a string table: (bytes, len) -> node, open addressing ---- */
@@ -200,16 +201,26 @@ link_node(struct tctx *c, size_t p, size_t x)
 	c->nodes[p].child = x;
 }
 
-/* 1 if making x a child of p would close a loop (x is p or above it). */
+/*
+ * 1 if making x a child of p would close a loop (x is p or above it).  A
+ * childless x is above nothing, so the walk up from p is only needed for
+ * a container that already has children; it costs at most the depth, and
+ * all walks of one run share IMAP_THREAD_WALK_MAX steps: past that, links
+ * that would need a walk are refused (only crafted headers get there).
+ */
 static int
-would_loop(const struct tctx *c, size_t p, size_t x)
+would_loop(struct tctx *c, size_t p, size_t x)
 {
-	size_t steps = 0;
-
-	for (; p != NONE && steps <= c->nnodes; steps++) {
+	if (p == x)
+		return 1;
+	if (c->nodes[x].child == NONE)
+		return 0;
+	for (; p != NONE; p = c->nodes[p].parent) {
+		if (c->walk_left == 0)
+			return 1;
+		c->walk_left--;
 		if (p == x)
 			return 1;
-		p = c->nodes[p].parent;
 	}
 	return 0;
 }
@@ -602,6 +613,7 @@ imap_thread_run(enum imap_thread_algo algo,
 	memset(&c, 0, sizeof(c));
 	c.msgs = msgs;
 	c.nmsgs = n;
+	c.walk_left = IMAP_THREAD_WALK_MAX;
 	c.subj = xreallocarray(NULL, n + 1, sizeof(char *));
 	c.reply = xreallocarray(NULL, n + 1, sizeof(int));
 	for (i = 0; i < n; i++)

@@ -25,6 +25,13 @@
  * the worker more than this per message.
  */
 #define IMAP_THREAD_REFS_MAX 64
+/*
+ * Steps spent walking up parent links to refuse loops, per run.  Real
+ * threads cost about one step per message; a mailbox of crafted headers
+ * could make it quadratic, so past this budget such links are refused
+ * (the messages then start threads of their own).
+ */
+#define IMAP_THREAD_WALK_MAX 20000000
 /* Longest message id taken, bytes including < and > (RFC 5322 allows
  * 998-byte lines; longer tokens are ignored). */
 #define IMAP_THREAD_ID_MAX 998

@@ -267,9 +267,17 @@ on_resume(evutil_socket_t fd, short what, void *arg)
 void
 imap_command_yield(struct imap_session *s)
 {
+	/*
+	 * A zero timer, not event_active(): libevent runs an event activated
+	 * from a callback in the same pass, before it polls I/O again, so a
+	 * chain of slices would starve every other connection.  A timer is
+	 * due only after the next poll: other clients' input comes first.
+	 */
+	static const struct timeval now = { 0, 0 };
+
 	if (s->resume_ev == NULL)
-		s->resume_ev = event_new(s->w->base, -1, 0, on_resume, s);
-	event_active(s->resume_ev, EV_TIMEOUT, 0);
+		s->resume_ev = evtimer_new(s->w->base, on_resume, s);
+	evtimer_add(s->resume_ev, &now);
 }
 
 static const struct imap_command *

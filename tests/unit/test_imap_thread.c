@@ -3,7 +3,8 @@
  * subjects, THREAD=ORDEREDSUBJECT and THREAD=REFERENCES (the id table,
  * placeholders for missing parents, loops refused, pruning, subject
  * merging, date order), table-driven with hand-made mailboxes; a reference
- * chain as long as a big mailbox (no recursion) and the reference cap.
+ * chain as long as a big mailbox (no recursion), the reference cap and the
+ * loop-check budget at N and N+1.
  */
 #include "autoconf.h"
 
@@ -435,6 +436,74 @@ test_thread_hostile(void **state)
 		free(ids[i]);
 }
 
+/*
+ * IMAP_THREAD_WALK_MAX: a chain DEEP messages deep, then placeholders with
+ * children linked under its end, each link a walk of exactly DEEP steps.
+ * With budget / DEEP such links all succeed (one thread); one more is
+ * refused (a second thread) -- and the output stays valid.
+ */
+#define DEEP 5000
+
+static size_t
+top_threads(const struct buf *out)
+{
+	size_t i, depth = 0, n = 0;
+
+	for (i = 0; i < out->len; i++) {
+		if (out->data[i] == '(') {
+			if (depth++ == 0)
+				n++;
+		} else if (out->data[i] == ')')
+			depth--;
+	}
+	return n;
+}
+
+static void
+test_thread_walk_budget(void **state)
+{
+	size_t walks = IMAP_THREAD_WALK_MAX / DEEP, extra;
+
+	(void)state;
+	for (extra = 0; extra <= 1; extra++) {
+		size_t nz = walks + extra, n = DEEP + 2 * nz, i, k = 0;
+		struct imap_thread_msg *m = xcalloc(n, sizeof(*m));
+		char **str = xcalloc(3 * n, sizeof(char *));
+		size_t ns = 0;
+		struct buf out;
+
+		for (i = 0; i < DEEP; i++, k++) {
+			m[k].id = (uint32_t)k + 1;
+			m[k].date = (int64_t)k;
+			m[k].message_id = str[ns++] = xasprintf("<m%zu@x>", i);
+			if (i > 0)
+				m[k].in_reply_to = m[k - 1].message_id;
+		}
+		for (i = 0; i < nz; i++, k++) {
+			m[k].id = (uint32_t)k + 1;
+			m[k].date = (int64_t)k;
+			m[k].message_id = str[ns++] = xasprintf("<k%zu@x>", i);
+			m[k].in_reply_to = str[ns++] = xasprintf("<w%zu@x>",
+			    i);
+		}
+		for (i = 0; i < nz; i++, k++) {
+			m[k].id = (uint32_t)k + 1;
+			m[k].date = (int64_t)k;
+			m[k].message_id = str[ns++] = xasprintf("<z%zu@x>", i);
+			m[k].references = str[ns++] = xasprintf(
+			    "<m%d@x> <w%zu@x>", DEEP - 1, i);
+		}
+		buf_init(&out, BUF_UNBOUNDED);
+		imap_thread_run(IMAP_THREAD_REFERENCES, m, n, &out);
+		assert_int_equal(top_threads(&out), 1 + extra);
+		buf_free(&out);
+		for (i = 0; i < ns; i++)
+			free(str[i]);
+		free(str);
+		free(m);
+	}
+}
+
 int
 main(void)
 {
@@ -445,6 +514,7 @@ main(void)
 		cmocka_unit_test(test_thread_long_chain),
 		cmocka_unit_test(test_thread_refs_cap),
 		cmocka_unit_test(test_thread_hostile),
+		cmocka_unit_test(test_thread_walk_budget),
 	};
 
 	return cmocka_run_group_tests_name("imap_thread", tests, NULL, NULL);
