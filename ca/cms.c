@@ -11,6 +11,7 @@
  */
 #include "autoconf.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -790,6 +791,182 @@ ssl_reason(void)
 	return r != NULL ? r : "";
 }
 
+/* ------------------------------------------------- verified chain cache */
+
+struct chain_ent {
+	uint8_t key[32];		/* SHA-256 of the signer's DER */
+	uint64_t crl_id;		/* crls_id() of the CRLs checked */
+	const void *crls;		/* ... and the stack itself */
+	const void *store;		/* the trusted store verified with */
+	time_t until;
+	STACK_OF(X509) *chain;		/* NULL: free slot */
+};
+
+struct govca_chain_cache {
+	pthread_mutex_t lock;
+	struct chain_ent e[GOVCA_CHAIN_CACHE_SIZE];
+	size_t next;			/* round-robin replacement */
+	unsigned long hits, misses;
+};
+
+struct govca_chain_cache *
+govca_chain_cache_new(void)
+{
+	struct govca_chain_cache *c = xcalloc(1, sizeof(*c));
+
+	(void)pthread_mutex_init(&c->lock, NULL);
+	return c;
+}
+
+static void
+chain_cache_clear_locked(struct govca_chain_cache *c)
+{
+	size_t i;
+
+	for (i = 0; i < GOVCA_CHAIN_CACHE_SIZE; i++) {
+		sk_X509_pop_free(c->e[i].chain, X509_free);
+		memset(&c->e[i], 0, sizeof(c->e[i]));
+	}
+}
+
+void
+govca_chain_cache_clear(struct govca_chain_cache *c)
+{
+	if (c == NULL)
+		return;
+	(void)pthread_mutex_lock(&c->lock);
+	chain_cache_clear_locked(c);
+	(void)pthread_mutex_unlock(&c->lock);
+}
+
+void
+govca_chain_cache_free(struct govca_chain_cache *c)
+{
+	if (c == NULL)
+		return;
+	chain_cache_clear_locked(c);
+	(void)pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+void
+govca_chain_cache_stats(struct govca_chain_cache *c, unsigned long *hits_r,
+    unsigned long *misses_r)
+{
+	(void)pthread_mutex_lock(&c->lock);
+	*hits_r = c->hits;
+	*misses_r = c->misses;
+	(void)pthread_mutex_unlock(&c->lock);
+}
+
+/* What identifies a CRL set cheaply: entries and lastUpdate of each. */
+static uint64_t
+crls_id(STACK_OF(X509_CRL) *crls)
+{
+	uint64_t h = 1469598103934665603ULL;
+	int i, n = crls != NULL ? sk_X509_CRL_num(crls) : 0;
+
+	for (i = 0; i < n; i++) {
+		X509_CRL *crl = sk_X509_CRL_value(crls, i);
+		const ASN1_TIME *t = X509_CRL_get0_lastUpdate(crl);
+		STACK_OF(X509_REVOKED) *rev = X509_CRL_get_REVOKED(crl);
+		int64_t v[2] = { 0, rev != NULL ? sk_X509_REVOKED_num(rev) : 0 };
+		struct tm tm;
+		size_t k;
+
+		if (t != NULL && ASN1_TIME_to_tm(t, &tm) == 1)
+			v[0] = (int64_t)timegm(&tm);
+		for (k = 0; k < sizeof(v); k++) {
+			h ^= ((const uint8_t *)v)[k];
+			h *= 1099511628211ULL;
+		}
+	}
+	return h ^ (uint64_t)n;
+}
+
+/* The earliest notAfter of a chain (0 if one cannot be read). */
+static time_t
+chain_not_after(STACK_OF(X509) *chain)
+{
+	time_t min = 0;
+	int i;
+
+	for (i = 0; i < sk_X509_num(chain); i++) {
+		const ASN1_TIME *t = X509_get0_notAfter(sk_X509_value(chain,
+		    i));
+		struct tm tm;
+		time_t v;
+
+		if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+			return 0;
+		v = timegm(&tm);
+		if (min == 0 || v < min)
+			min = v;
+	}
+	return min;
+}
+
+/* A copy of the cached chain of signer, or NULL. */
+static STACK_OF(X509) *
+chain_cache_get(struct govca_chain_cache *c, const uint8_t key[32],
+    const void *store, STACK_OF(X509_CRL) *crls, uint64_t crl_id, time_t now)
+{
+	STACK_OF(X509) *chain = NULL;
+	size_t i;
+
+	(void)pthread_mutex_lock(&c->lock);
+	for (i = 0; i < GOVCA_CHAIN_CACHE_SIZE; i++) {
+		struct chain_ent *e = &c->e[i];
+
+		if (e->chain == NULL || memcmp(e->key, key, 32) != 0)
+			continue;
+		if (e->crls == (const void *)crls && e->crl_id == crl_id &&
+		    e->store == store && now < e->until)
+			chain = X509_chain_up_ref(e->chain);
+		break;
+	}
+	if (chain != NULL)
+		c->hits++;
+	else
+		c->misses++;
+	(void)pthread_mutex_unlock(&c->lock);
+	return chain;
+}
+
+static void
+chain_cache_put(struct govca_chain_cache *c, const uint8_t key[32],
+    const void *store, STACK_OF(X509_CRL) *crls, uint64_t crl_id, time_t now,
+    STACK_OF(X509) *chain)
+{
+	time_t until = now + GOVCA_CHAIN_CACHE_TTL, na = chain_not_after(chain);
+	STACK_OF(X509) *copy;
+	struct chain_ent *e = NULL;
+	size_t i;
+
+	if (na == 0 || na <= now)
+		return;
+	if (na < until)
+		until = na;
+	if ((copy = X509_chain_up_ref(chain)) == NULL)
+		return;
+	(void)pthread_mutex_lock(&c->lock);
+	for (i = 0; i < GOVCA_CHAIN_CACHE_SIZE && e == NULL; i++)
+		if (c->e[i].chain != NULL && memcmp(c->e[i].key, key, 32) == 0)
+			e = &c->e[i];
+	if (e == NULL) {
+		e = &c->e[c->next];
+		c->next = (c->next + 1) % GOVCA_CHAIN_CACHE_SIZE;
+	}
+	sk_X509_pop_free(e->chain, X509_free);
+	memcpy(e->key, key, 32);
+	e->crls = crls;
+	e->store = store;
+	e->crl_id = crl_id;
+	e->until = until;
+	e->chain = copy;
+	(void)pthread_mutex_unlock(&c->lock);
+}
+
 static int
 verify_chain(X509 *signer, STACK_OF(X509) *untrusted,
     const struct govca_cms_verify_opts *opts, time_t at,
@@ -841,7 +1018,10 @@ verify_der(const uint8_t *der, size_t der_len, const struct smime_span *content,
 	const char *why = NULL;
 	char *odata;
 	long olen;
-	int err, r;
+	int err, r, use_cache = opts->cache != NULL && opts->at == 0;
+	uint8_t ckey[32];
+	uint64_t crl_id = 0;
+	time_t now = 0;
 
 	cms = d2i_CMS_ContentInfo(NULL, &p, (long)der_len);
 	if (cms == NULL) {
@@ -921,7 +1101,24 @@ verify_der(const uint8_t *der, size_t der_len, const struct smime_span *content,
 		set_result(res, GOVCA_CMS_FAIL, "no trusted roots given", NULL);
 		goto out;
 	}
-	if (!verify_chain(signer, certs, opts, opts->at, &chain, &err)) {
+	if (use_cache) {
+		unsigned int klen = 0;
+
+		now = time(NULL);
+		crl_id = crls_id(opts->crls);
+		use_cache = X509_digest(signer, EVP_sha256(), ckey, &klen) ==
+		    1 && klen == sizeof(ckey);
+		if (use_cache)
+			chain = chain_cache_get(opts->cache, ckey,
+			    opts->store, opts->crls, crl_id, now);
+	}
+	if (chain != NULL) {
+		/* verified before, against these CRLs, still valid */
+	} else if (verify_chain(signer, certs, opts, opts->at, &chain, &err)) {
+		if (use_cache)
+			chain_cache_put(opts->cache, ckey, opts->store,
+			    opts->crls, crl_id, now, chain);
+	} else {
 		/* SECURITY: signingTime is the signer's claim; accepting it
 		 * for an expired certificate is the caller's choice. */
 		if (err == X509_V_ERR_CERT_HAS_EXPIRED &&

@@ -170,6 +170,31 @@ typedef int govca_cms_revoked_fn(X509 *cert, void *ctx,
 /* Skip the From: check (from_matches stays 0). */
 #define GOVCA_CMS_VERIFY_NO_FROM	0x02
 
+/*
+ * Verified signer chains, so that a run of messages from one signer (a
+ * department's bills) does not verify the same chain (the issuing CA's
+ * signature by the root, the signer's by the issuing CA, the CRL's) for
+ * every message.  An entry holds the chain built for a signer certificate
+ * (keyed by the SHA-256 of its DER) and the CRL set it was checked
+ * against; it is used only while that CRL set is the one given (the same
+ * stack, the same number of entries and lastUpdate in each CRL), for at
+ * most GOVCA_CHAIN_CACHE_TTL seconds, and never past the earliest notAfter
+ * in the chain.  The message's own signature, its ESS signingCertificate,
+ * From: and the revoked callback are still checked for every message.
+ * Thread-safe (a mutex inside).  Clear it whenever the trusted store
+ * changes.  At most GOVCA_CHAIN_CACHE_SIZE entries (the oldest go).
+ */
+#define GOVCA_CHAIN_CACHE_TTL	300
+#define GOVCA_CHAIN_CACHE_SIZE	64
+
+struct govca_chain_cache;
+struct govca_chain_cache *govca_chain_cache_new(void);
+void govca_chain_cache_free(struct govca_chain_cache *cache);
+void govca_chain_cache_clear(struct govca_chain_cache *cache);
+/* Hits and misses so far (for logs and tests). */
+void govca_chain_cache_stats(struct govca_chain_cache *cache,
+    unsigned long *hits_r, unsigned long *misses_r);
+
 struct govca_cms_verify_opts {
 	/* Trusted roots (required).  Borrowed: only read while verifying. */
 	X509_STORE *store;
@@ -182,6 +207,8 @@ struct govca_cms_verify_opts {
 	/* Verification time; 0 means now. */
 	time_t at;
 	unsigned int flags;	/* GOVCA_CMS_VERIFY_* */
+	/* Verified chains to reuse (NULL: none); used only when at == 0. */
+	struct govca_chain_cache *cache;
 };
 
 struct govca_cms_result {

@@ -54,6 +54,10 @@ static __thread X509_STORE *nt_store;
 static __thread struct stat nt_ca_st;
 static __thread X509_STORE *nt_empty;
 static __thread STACK_OF(X509_CRL) *nt_crls;
+/* Signer chains verified by this thread, dropped when the CA file or the
+ * CRL file is read again (govca_chain_cache: bills from one department
+ * verify the department's chain once, not per message). */
+static __thread struct govca_chain_cache *nt_chains;
 static __thread struct stat nt_crl_st;
 
 
@@ -93,6 +97,7 @@ notice_trust(const struct config *cfg)
 	X509_STORE_free(nt_store);
 	nt_store = st;
 	nt_ca_st = sb;
+	govca_chain_cache_clear(nt_chains);
 	return st;
 }
 
@@ -102,6 +107,7 @@ crls_free(void)
 	if (nt_crls != NULL)
 		sk_X509_CRL_pop_free(nt_crls, X509_CRL_free);
 	nt_crls = NULL;
+	govca_chain_cache_clear(nt_chains);
 	memset(&nt_crl_st, 0, sizeof(nt_crl_st));
 }
 
@@ -537,7 +543,10 @@ smtp_notice_check(struct smtp_job *job)
 			return -1;
 		}
 	}
+	if (nt_chains == NULL)
+		nt_chains = govca_chain_cache_new();
 	memset(&opts, 0, sizeof(opts));
+	opts.cache = nt_chains;
 	opts.store = trust != NULL ? trust : nt_empty;
 	opts.crls = trust != NULL ? notice_crls(cfg, &crl_bad) : NULL;
 	govca_cms_result_init(&res);

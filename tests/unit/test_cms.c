@@ -654,6 +654,91 @@ test_revoked(void **state)
 	buf_free(&good);
 }
 
+/* The verified-chain cache: reused for a signer's next message, never
+ * for another CRL set, and never instead of the message's own checks. */
+static void
+test_chain_cache(void **state)
+{
+	struct govca_cms_verify_opts o;
+	struct govca_cms_result res;
+	struct govca_chain_cache *cache = govca_chain_cache_new();
+	STACK_OF(X509_CRL) *crls = sk_X509_CRL_new_null();
+	struct buf msg, good;
+	unsigned long hits, misses;
+	uint8_t *p;
+
+	(void)state;
+	make_signed(pki.id_revoked, "gone@gov.example", SMIME_CTE_BASE64,
+	    &msg);
+	make_signed(pki.id_dept, "dept@gov.example", SMIME_CTE_BASE64, &good);
+	memset(&o, 0, sizeof(o));
+	o.store = pki.store;
+	o.cache = cache;
+	assert_int_equal(verify_msg(good.data, good.len, &o, &res), 0);
+	assert_int_equal(res.status, GOVCA_CMS_PASS);
+	govca_cms_result_free(&res);
+	assert_int_equal(verify_msg(good.data, good.len, &o, &res), 0);
+	assert_int_equal(res.status, GOVCA_CMS_PASS);
+	assert_int_equal(res.from_matches, 1);
+	govca_cms_result_free(&res);
+	govca_chain_cache_stats(cache, &hits, &misses);
+	assert_int_equal(hits, 1);
+	assert_int_equal(misses, 1);
+
+	/* A cached signer's altered message still fails. */
+	p = find(&good, "Content-Transfer-Encoding: base64\r\n\r\n") + 37;
+	*p ^= 0x01;
+	assert_int_equal(verify_msg(good.data, good.len, &o, &res), 0);
+	assert_int_equal(res.status, GOVCA_CMS_FAIL);
+	assert_non_null(strstr(res.reason, "bad signature"));
+	govca_cms_result_free(&res);
+	*p ^= 0x01;
+
+	/* Cached against a CRL that does not list it... */
+	sk_X509_CRL_push(crls, pki.crl_empty);
+	o.crls = crls;
+	assert_int_equal(verify_msg(msg.data, msg.len, &o, &res), 0);
+	assert_int_equal(res.status, GOVCA_CMS_PASS);
+	govca_cms_result_free(&res);
+	assert_int_equal(verify_msg(msg.data, msg.len, &o, &res), 0);
+	assert_int_equal(res.status, GOVCA_CMS_PASS);
+	govca_cms_result_free(&res);
+	/* ... the same stack, now holding the CRL that lists it: not used. */
+	sk_X509_CRL_pop(crls);
+	sk_X509_CRL_push(crls, pki.crl);
+	assert_int_equal(verify_msg(msg.data, msg.len, &o, &res), 0);
+	assert_int_equal(res.status, GOVCA_CMS_FAIL);
+	assert_string_equal(res.reason, "certificate revoked");
+	govca_cms_result_free(&res);
+	/* An explicit verification time bypasses the cache. */
+	govca_chain_cache_stats(cache, &hits, &misses);
+	o.crls = NULL;
+	o.at = time(NULL);
+	assert_int_equal(verify_msg(good.data, good.len, &o, &res), 0);
+	assert_int_equal(res.status, GOVCA_CMS_PASS);
+	govca_cms_result_free(&res);
+	{
+		unsigned long h2, m2;
+
+		govca_chain_cache_stats(cache, &h2, &m2);
+		assert_int_equal(h2, hits);
+		assert_int_equal(m2, misses);
+	}
+	/* Cleared: verified afresh. */
+	o.at = 0;
+	govca_chain_cache_clear(cache);
+	assert_int_equal(verify_msg(good.data, good.len, &o, &res), 0);
+	assert_int_equal(res.status, GOVCA_CMS_PASS);
+	govca_cms_result_free(&res);
+	govca_chain_cache_stats(cache, &hits, &misses);
+	assert_int_equal(hits, 2);
+	assert_int_equal(misses, 4);
+	sk_X509_CRL_free(crls);
+	govca_chain_cache_free(cache);
+	buf_free(&msg);
+	buf_free(&good);
+}
+
 static void
 test_expired_signing_time(void **state)
 {
@@ -1557,6 +1642,7 @@ main(void)
 		cmocka_unit_test(test_from_twice),
 		cmocka_unit_test(test_untrusted_and_purpose),
 		cmocka_unit_test(test_revoked),
+		cmocka_unit_test(test_chain_cache),
 		cmocka_unit_test(test_expired_signing_time),
 		cmocka_unit_test(test_unsigned),
 		cmocka_unit_test(test_opaque),
