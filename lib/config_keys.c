@@ -74,6 +74,8 @@ const struct config_key config_keys[] = {
 	  "messages per minute one authenticated account may submit, all workers together; 0: no limit" },
 	{ "smtpd", "rate_ip_messages", CONFIG_UINT, "300",
 	  "messages per minute accepted from one client address, all workers together; 0: no limit" },
+	{ "smtpd", "rate_exempt_classes", CONFIG_STR, "official department",
+	  "account classes (space-separated) whose authenticated submissions no message rate limit applies to; empty: none" },
 	{ "smtpd", "plaintext_auth_loopback", CONFIG_BOOL, "no",
 	  "allow AUTH PLAIN/LOGIN without TLS from loopback addresses (development only)" },
 	{ "smtpd", "relayhost", CONFIG_STR, "",

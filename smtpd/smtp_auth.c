@@ -44,6 +44,17 @@ job_auth_work(void *arg)
 	buf_free(&job->resp);
 	if (job->ares == SASL_SESSION_CONTINUE)
 		job->challenge = sasl_base64_encode(out, outlen);
+	if (job->ares == SASL_SESSION_OK) {
+		/* The class decides the rate limits (rate_exempt_classes). */
+		struct store *st = smtp_job_store(job->cfg);
+		struct store_account *acct = NULL;
+
+		if (st != NULL && store_account_get(st,
+		    sasl_session_user(job->sasl), &acct, NULL) == 0) {
+			job->aclass = (int)acct->class;
+			store_account_free(acct);
+		}
+	}
 }
 
 void
@@ -71,6 +82,7 @@ job_auth_done(void *arg)
 		break;
 	case SASL_SESSION_OK:
 		s->user = xstrdup(sasl_session_user(s->sasl));
+		s->user_class = job->aclass;
 		log_info("smtpd: s=%s event=auth-ok ip=%s mech=%s", s->id,
 		    s->ip, sasl_session_mech(s->sasl));
 		smtp_auth_end(s);

@@ -142,6 +142,14 @@ smtp_transaction_reset(struct smtp_session *s)
 	s->dsn = NULL;
 }
 
+/* An authenticated account of a class in rate_exempt_classes. */
+static int
+rate_exempt(const struct smtp_session *s)
+{
+	return s->user != NULL && s->user_class > 0 && s->user_class < 32 &&
+	    (s->sd->rate_exempt & (1U << s->user_class)) != 0;
+}
+
 /*
  * Duplicates are removed once, when the message is handed to delivery
  * (smtp_data.c sorts the lists): a list of 100,000 members is not compared
@@ -408,7 +416,8 @@ cmd_mail(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 			    "by the authenticated user");
 			return;
 		}
-		if (!smtp_rate_hit(s->sd->acct_rate, s->user, smtp_now())) {
+		if (!rate_exempt(s) &&
+		    !smtp_rate_hit(s->sd->acct_rate, s->user, smtp_now())) {
 			log_info("smtpd: s=%s event=rate-limited what=account",
 			    s->id);
 			smtp_reply(s,
@@ -417,7 +426,8 @@ cmd_mail(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 			return;
 		}
 	}
-	if (!smtp_rate_hit(s->sd->ip_rate, s->ip, smtp_now())) {
+	if (!rate_exempt(s) &&
+	    !smtp_rate_hit(s->sd->ip_rate, s->ip, smtp_now())) {
 		log_info("smtpd: s=%s event=rate-limited what=ip ip=%s", s->id,
 		    s->ip);
 		smtp_reply(s, "450 4.7.1 Message rate limit exceeded for this "

@@ -54,6 +54,7 @@ struct smtp_session {
 	int helo;			/* 1 HELO, 2 EHLO */
 	char helo_name[SMTP_HELO_MAX + 1];
 	char *user;			/* authenticated address, or NULL */
+	int user_class;			/* its enum store_class, 0 unknown */
 	unsigned errors;
 	int busy;			/* a job is running */
 	struct smtp_job *job;		/* the running job, or NULL */
@@ -108,6 +109,7 @@ struct smtp_job {
 	enum sasl_session_result ares;
 	char *challenge;		/* base64, on CONTINUE */
 	const char *aerr;
+	int aclass;			/* on OK: the account's store_class */
 	/* deliver */
 	uint8_t *msg;
 	size_t len;

@@ -125,6 +125,35 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(sd->base);
 }
 
+/* "official department" -> a mask of 1 << enum store_class. */
+static int
+rate_exempt_parse(const char *v, unsigned *mask_r)
+{
+	char word[SMTPD_CLASS_NAME_MAX + 1];
+	enum store_class cls;
+	size_t n;
+
+	*mask_r = 0;
+	while (*v != '\0') {
+		while (*v == ' ' || *v == '\t' || *v == ',')
+			v++;
+		for (n = 0; v[n] != '\0' && v[n] != ' ' && v[n] != '\t' &&
+		    v[n] != ','; n++)
+			;
+		if (n == 0)
+			break;
+		if (n > SMTPD_CLASS_NAME_MAX)
+			return -1;
+		memcpy(word, v, n);
+		word[n] = '\0';
+		if (store_class_parse(word, &cls) != 0)
+			return -1;
+		*mask_r |= 1U << cls;
+		v += n;
+	}
+	return 0;
+}
+
 static int
 worker_main(const struct daemon_listener *listeners, size_t n,
     unsigned int index, void *ctx)
@@ -182,6 +211,11 @@ worker_main(const struct daemon_listener *listeners, size_t n,
 	    "rate_messages"), SMTPD_RATE_WINDOW);
 	sd.ip_rate = smtp_rate_new((unsigned)config_uint(m->cfg, "smtpd",
 	    "rate_ip_messages"), SMTPD_RATE_WINDOW);
+	if (rate_exempt_parse(config_str(m->cfg, "smtpd",
+	    "rate_exempt_classes"), &sd.rate_exempt) < 0) {
+		log_warnx("smtpd: [smtpd] rate_exempt_classes: unknown class");
+		return DAEMON_EXIT_FATAL;
+	}
 
 	if (store_open(m->cfg, 0, &sd.store, &err) < 0) {
 		log_warnx("smtpd: store: %s", err != NULL ? err : "?");

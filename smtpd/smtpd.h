@@ -63,6 +63,9 @@ enum smtp_kind {
 };
 
 /* One worker's state: made by smtpd.c's worker_main, used by sessions. */
+/* Longest account class name in rate_exempt_classes ("legal-person"). */
+#define SMTPD_CLASS_NAME_MAX 32
+
 struct smtpd {
 	const struct config *cfg;
 	struct event_base *base;
@@ -72,6 +75,7 @@ struct smtpd {
 	struct sasl_ratelimit *auth_rl;
 	struct smtp_rate *acct_rate;
 	struct smtp_rate *ip_rate;
+	unsigned rate_exempt;		/* 1 << enum store_class, no limits */
 	struct smtp_queue *queue;	/* outbound queue, or NULL */
 	struct smtp_agent *agent;	/* worker 0 only */
 	char hostname[SMTPD_HOSTNAME_MAX + 1];
