@@ -275,6 +275,11 @@ st, _ = get(base + "/ca/issuing.crt")
 t.eq(st, 200, "GET /ca/issuing.crt")
 st, body = get(base + f"/certs/acme@{DOMAIN}.pem")
 t.ok(st == 200 and b"BEGIN CERTIFICATE" in body, "GET /certs/<addr>.pem")
+st2, der = get(base + f"/certs/acme@{DOMAIN}")
+pd = subprocess.run(["openssl", "x509", "-outform", "DER"], input=body,
+                    capture_output=True)
+t.ok(st2 == 200 and pd.returncode == 0 and pd.stdout == der,
+     "the PEM and the DER of /certs/ are the same certificate")
 st, _ = get(base + f"/certs/nobody@{DOMAIN}")
 t.eq(st, 404, "/certs/ of an unknown address: 404")
 st, _ = get(base + "/etc/passwd")
