@@ -10,7 +10,8 @@
  * parser writes its bytes, as they arrive, to an unlinked file (O_TMPFILE,
  * else mkstemp + unlink) in the store's folder, one per command whatever
  * the number of messages, and the command hands the store an mmap of each
- * message's range of that file.  So a 50 MB APPEND costs the worker neither
+ * message's range of that file (a memfd instead when the store encrypts
+ * at rest).  So a 50 MB APPEND costs the worker neither
  * 50 MB of heap nor its other clients' turn while the bytes trickle in.
  *
  * MULTIAPPEND is all or nothing by compensation: the messages are appended
@@ -29,6 +30,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+
 #include "buf.h"
 #include "imapd.h"
 #include "log.h"
@@ -36,13 +38,21 @@
 
 /* ---- literal decisions ---- */
 
-/* An unlinked read-write file in the spool folder, or -1 (errno set). */
+/*
+ * An unlinked read-write file in the spool folder, or -1 (errno set).
+ * SECURITY: with encryption at rest ([store] key_file) a message must not
+ * reach the disk in clear, not even in an unlinked file whose blocks
+ * linger: the spool is then a memfd (memory the kernel can swap, not this
+ * process's heap), and never a file.
+ */
 static int
 spool_open(struct imap_worker *w)
 {
 	char path[4096];
 	int fd;
 
+	if (w->spool_memory)
+		return memfd_create("govmail-append", MFD_CLOEXEC);
 #ifdef O_TMPFILE
 	fd = open(w->spool_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (fd >= 0)

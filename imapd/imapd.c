@@ -722,6 +722,8 @@ worker_main(const struct daemon_listener *ls, size_t n, unsigned int index,
 	if (w.append_max > STORE_MESSAGE_MAX)
 		w.append_max = STORE_MESSAGE_MAX;
 	w.spool_dir = xstrdup(config_path_get(ctx->cfg, "store", "path"));
+	w.spool_memory = config_path_get(ctx->cfg, "store", "key_file")[0] !=
+	    '\0';
 	w.login_timeout_ms = (uint32_t)(config_duration(ctx->cfg, "imapd",
 	    "login_timeout") * 1000);
 	w.idle_timeout_ms = (uint32_t)(config_duration(ctx->cfg, "imapd",

@@ -104,6 +104,7 @@ struct imap_worker {
 	int plaintext_loopback;
 	uint64_t append_max;
 	char *spool_dir;		/* APPEND spool files ([store] path) */
+	int spool_memory;		/* encrypted store: spool to memfd */
 	uint32_t login_timeout_ms, idle_timeout_ms;
 	unsigned long next_id;
 };

@@ -2,9 +2,13 @@
 """govmail-imapd APPEND: a 20 MB message over TLS streams into the store
 (the worker's memory does not grow by the message while other sessions
 keep being served), quota and APPENDLIMIT are checked before "+" (and a
-refused LITERAL+ is read and dropped, then NO), and MULTIAPPEND (RFC 3502)
-is all or nothing with an APPENDUID set."""
+refused LITERAL+ is read and dropped, then NO), MULTIAPPEND (RFC 3502)
+is all or nothing with an APPENDUID set, and with encryption at rest the
+spool is a memfd, never a file on disk."""
+import os
 import re
+import subprocess
+import time
 
 from tap import Suite
 from imapdenv import Imapd, Raw
@@ -21,8 +25,6 @@ d.start()
 
 
 def worker_pid():
-    import subprocess
-    import time
     for _ in range(50):
         out = subprocess.run(["ps", "-o", "pid=", "--ppid",
                               str(d.proc.pid)], capture_output=True,
@@ -39,6 +41,16 @@ def status_kib(pid, key):
             if ln.startswith(key + ":"):
                 return int(ln.split()[1])
     return 0
+
+
+def fd_links(pid):
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            pass
+    return out
 
 
 def login(user, pw, tls=True):
@@ -75,6 +87,7 @@ t.eq(a.line(), "+ Ready for literal data", "a 20 MB literal gets +")
 noops = 0
 sent = 0
 mid_rss = mid_anon = None
+spool_links = []
 while sent < BIG:
     piece = chunk if sent == 0 else chunk.replace(b"Subject: big", b"xxxxxxxxxxxx")
     a.send(piece)
@@ -85,10 +98,16 @@ while sent < BIG:
         if tag.startswith(f"n{noops} OK"):
             noops += 1
     if sent == 16 << 20:
+        spool_links = fd_links(wpid)
         mid_rss = status_kib(wpid, "VmRSS")
         mid_anon = status_kib(wpid, "RssAnon") + \
             status_kib(wpid, "RssShmem")
 t.eq(noops, 5, "another session's NOOPs answered while the literal streams")
+store_dir = os.path.realpath(os.path.join(d.dir, "store"))
+t.ok(any(x.startswith(store_dir + "/") and x.endswith("(deleted)")
+         for x in spool_links),
+     "the literal streams into an unlinked file in the store's folder",
+     spool_links)
 t.ok(mid_rss is not None and (mid_rss - rss0) * 1024 < BIG // 2,
      "worker RSS did not grow by the message while it streamed in",
      f"before {rss0} KiB, at 16 MB {mid_rss} KiB")
@@ -230,4 +249,51 @@ r.close()
 
 d.stop()
 t.ok("event=append-refused" in d.logtext(), "refusals are logged")
+
+# -- 4. encryption at rest: the spool is memory, never a file ------------
+e = Imapd(t, name="enc", message_size="2M")
+key = os.path.join(e.dir, "store.key")
+with open(key, "wb") as f:
+    f.write(os.urandom(32))
+os.chmod(key, 0o600)
+if os.geteuid() == 0:
+    subprocess.run(["chown", "nobody:nogroup", key], check=True)
+with open(e.conf) as f:
+    conf = f.read()
+with open(e.conf, "w") as f:
+    f.write(conf.replace("[store]\n", "[store]\nkey_file = store.key\n", 1))
+e.ctl("domain", "add", "city.example")
+e.user(A, "alice-pw")
+e.start()
+d = e
+epid = worker_pid()
+r = Raw(e.imaps, tls=True, timeout=60)
+_, tag = r.cmd("l", f'LOGIN "{A}" "alice-pw"')
+secret = b"Subject: sealed\r\n\r\n" + b"S3CR3T-" * 30000 + b"\r\n"
+r.send(f"e1 APPEND INBOX {{{len(secret)}}}\r\n")
+t.eq(r.line(), "+ Ready for literal data", "encrypted store: + for 210 KB")
+r.send(secret[:100000])
+links = []
+for _ in range(50):
+    links = fd_links(epid)
+    if any(x.startswith("/memfd:govmail-append") for x in links):
+        break
+    time.sleep(0.1)
+t.ok(any(x.startswith("/memfd:govmail-append") for x in links),
+     "encrypted store: the literal streams into a memfd", links)
+estore = os.path.realpath(os.path.join(e.dir, "store"))
+t.ok(not any(x.startswith(estore + "/") and x.endswith("(deleted)")
+             for x in links), "encrypted store: no spool file on disk")
+r.send(secret[100000:] + b"\r\n")
+_, tag = r.until("e1")
+t.ok(tag.startswith("e1 OK [APPENDUID"), "encrypted store: APPEND stored",
+     tag)
+r.cmd("s", "SELECT INBOX")
+r.send("g FETCH 1 (BODY.PEEK[])\r\n")
+head = r.line()
+got = r.read(len(secret)) if head.endswith("{%d}" % len(secret)) else b""
+r.until("g")
+t.ok(got == secret, "encrypted store: the message reads back whole")
+r.close()
+e.stop()
 t.done()
