@@ -26,6 +26,7 @@ enum pstate {
 	ST_ATOM_BRACKET,	/* inside [ ... ] of an atom */
 	ST_QUOTED,
 	ST_QUOTED_ESC,
+	ST_TILDE,		/* '~' opening a token: literal8 or an atom */
 	ST_LIT_SIZE,		/* after '{' */
 	ST_LIT_CLOSE,		/* after '+': expect '}' */
 	ST_LIT_CR,		/* after '}': expect CR or LF */
@@ -598,6 +599,11 @@ imap_parser_feed(struct imap_parser *p, const uint8_t *data, size_t len,
 				p->state = ST_LIT_SIZE;
 				break;
 			}
+			if (c == '~') {
+				/* "~{n}" is a literal8 (RFC 3516), else an atom. */
+				p->state = ST_TILDE;
+				break;
+			}
 			if (!atom_char_ok(c)) {
 				*consumed_r = i;
 				return fail(p, "Invalid character", 0);
@@ -606,6 +612,32 @@ imap_parser_feed(struct imap_parser *p, const uint8_t *data, size_t len,
 				goto too_many;
 			text_add(p, &c, 1);
 			p->state = c == '[' ? ST_ATOM_BRACKET : ST_ATOM;
+			break;
+		case ST_TILDE:
+			if (c == '{') {
+				/* Binary content is APPEND's message only. */
+				if (!p->is_append || p->depth > 0) {
+					*consumed_r = i;
+					return fail(p, "literal8 is for APPEND's "
+					    "message only", 0);
+				}
+				p->lit_size = 0;
+				p->lit_digits = 0;
+				p->lit_plus = 0;
+				p->state = ST_LIT_SIZE;
+				break;
+			}
+			/* An atom that starts with '~': go on as one. */
+			if (tok_push(p, TOK_ATOM) < 0)
+				goto too_many;
+			{
+				uint8_t t = '~';
+
+				text_add(p, &t, 1);
+			}
+			p->state = ST_ATOM;
+			i--;
+			p->line_used--;
 			break;
 		case ST_ATOM:
 			if (c == ' ' || c == ')' || c == '\r' || c == '\n') {

@@ -32,7 +32,10 @@
  * and limits.literal_total_max (all literals of a command).  The parser
  * holds no buffer between commands (idle connections own no input memory).
  *
- * Literals: "{n}" (synchronising) and "{n+}" (RFC 7888 LITERAL+).  We
+ * Literals: "{n}" (synchronising) and "{n+}" (RFC 7888 LITERAL+), and
+ * APPEND's message also as a literal8 "~{n}" / "~{n+}" (RFC 3516 BINARY,
+ * part of IMAP4rev2), which may hold NUL bytes; "~" followed by anything
+ * else starts an atom.  We
  * announce LITERAL+: a non-synchronising literal may be as large as a
  * synchronising one in the same state.  Before authentication the daemon
  * sets literal_max to IMAP_LITERAL_MAX_PREAUTH (4096, the LITERAL- cap), so

@@ -5,8 +5,8 @@ RECENT response, no \\Recent flag and no UNSEEN code on SELECT, which
 sends a LIST response instead; SEARCH answers ESEARCH (with UID for UID
 SEARCH); mailbox names in UTF-8 rather than modified UTF-7; STATUS
 DELETED and SIZE; LIST with \\Subscribed and LIST-STATUS; the base
-commands that were extensions (UNSELECT, MOVE, NAMESPACE, UIDPLUS, BINARY,
-LITERAL-/+, ID, IDLE) all work in a rev2 session."""
+commands that were extensions (UNSELECT, MOVE, NAMESPACE, UIDPLUS, BINARY
+with literal8 both ways, LITERAL-/+, IDLE) all work in a rev2 session."""
 import base64
 import re
 
@@ -124,6 +124,24 @@ v2.send(b"ap APPEND INBOX {12+}\r\nSubject: x\r\n\r\n")
 _, tag = v2.until("ap")
 t.ok(re.match(r"ap OK \[APPENDUID \d+ \d+\]", tag) is not None,
      "rev2: APPEND with a non-synchronising literal and APPENDUID", tag)
+# BINARY: APPEND a message with NUL bytes as a literal8, read it back
+# through FETCH BINARY as a literal8.
+raw = (b"Subject: bin\r\nMIME-Version: 1.0\r\n"
+       b"Content-Type: application/octet-stream\r\n"
+       b"Content-Transfer-Encoding: binary\r\n\r\n"
+       b"\x00\x01\x02zero\x00end")
+v2.send(b"a8 APPEND INBOX ~{%d}\r\n" % len(raw))
+t.eq(v2.line(), "+ Ready for literal data", "rev2: APPEND literal8 gets +")
+v2.send(raw + b"\r\n")
+_, tag = v2.until("a8")
+m8 = re.match(r"a8 OK \[APPENDUID \d+ (\d+)\]", tag)
+t.ok(m8 is not None, "rev2: APPEND of binary content with literal8", tag)
+v2.send(f"b8 UID FETCH {m8.group(1) if m8 else 0} (BINARY.PEEK[1])\r\n")
+head = v2.line()
+want8 = b"\x00\x01\x02zero\x00end"
+got8 = v2.read(len(want8)) if head.endswith("~{%d}" % len(want8)) else b""
+v2.until("b8")
+t.eq(got8, want8, "rev2: FETCH BINARY answers the NUL bytes as literal8")
 _, tag = v2.cmd("un", "UNSELECT")
 t.ok(tag.startswith("un OK"), "rev2: UNSELECT")
 _, tag = v2.cmd("ex", 'EXAMINE "公文"')

@@ -136,6 +136,16 @@ static const struct pcase pcases[] = {
 	{ "t STORE 1 +FLAGS (\\Seen \\Deleted)\r\n",
 	    "OK:t STORE 1 +FLAGS (\\Seen \\Deleted)|" },
 	{ "t X \"\"\r\n", "OK:t X \"\"|" },
+	/* literal8 (RFC 3516) for APPEND's message; '~' atoms elsewhere */
+	{ "a APPEND INBOX ~{3}\r\nabc\r\n", "CONT|OK:a APPEND INBOX {3:abc}|" },
+	{ "a APPEND INBOX (\\Seen) ~{2+}\r\nxy\r\n",
+	    "OK:a APPEND INBOX (\\Seen) {2:xy}|" },
+	{ "a LIST \"\" ~user/x\r\n", "OK:a LIST \"\" ~user/x|" },
+	{ "a LIST \"\" ~\r\n", "OK:a LIST \"\" ~|" },
+	{ "a LOGIN ~{3}\r\nb NOOP\r\n",
+	    "ERR:a:literal8 is for APPEND's message only|OK:b NOOP|" },
+	{ "a APPEND INBOX (~{1}\r\nb NOOP\r\n",
+	    "ERR:a:literal8 is for APPEND's message only|OK:b NOOP|" },
 	/* errors, each followed by a good command: the parser recovers */
 	{ "t X (a\r\nb NOOP\r\n", "ERR:t:Unbalanced parentheses|OK:b NOOP|" },
 	{ "t X a)\r\nb NOOP\r\n", "ERR:t:Unbalanced parentheses|OK:b NOOP|" },
