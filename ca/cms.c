@@ -1225,6 +1225,47 @@ check_from(const struct smime_entity *e, struct govca_cms_result *res,
 	}
 }
 
+/*
+ * 0 if the header block alone shows there is no signature to check (no
+ * Content-Type, or one that is neither multipart/signed nor pkcs7-mime),
+ * so the body of ordinary mail is not canonicalised and scanned; 1 when
+ * the whole message must be looked at (signed, or anything odd, which the
+ * full path then judges).
+ */
+static int
+header_says_signed(const uint8_t *msg, size_t len)
+{
+	struct buf canon, ctv;
+	struct smime_entity e;
+	struct smime_ctype ct;
+	const char *err;
+	size_t i, hlen = len, count = 0;
+	int r = 1;
+
+	for (i = 0; i + 1 < len; i++)
+		if (msg[i] == '\n' && (msg[i + 1] == '\n' || (msg[i + 1] ==
+		    '\r' && i + 2 < len && msg[i + 2] == '\n'))) {
+			hlen = i + (msg[i + 1] == '\n' ? 2 : 3);
+			break;
+		}
+	buf_init(&canon, GOVCA_CMS_MAX_MESSAGE);
+	buf_init(&ctv, SMIME_MAX_FIELD);
+	if (smime_canon_crlf(msg, hlen, &canon) == 0 &&
+	    smime_entity_split(canon.data, canon.len, &e, &err) == 0 &&
+	    smime_header_get(&e, "Content-Type", &ctv, &count) == 0) {
+		if (count == 0)
+			r = 0;
+		else if (count == 1 && smime_ctype_parse(buf_str(&ctv), &ct,
+		    &err) == 0 && !(strcmp(ct.type, "multipart") == 0 &&
+		    strcmp(ct.subtype, "signed") == 0) &&
+		    !is_pkcs7(&ct, "pkcs7-mime"))
+			r = 0;
+	}
+	buf_free(&canon);
+	buf_free(&ctv);
+	return r;
+}
+
 int
 govca_cms_verify(const uint8_t *msg, size_t len,
     const struct govca_cms_verify_opts *opts, struct govca_cms_result *res,
@@ -1244,6 +1285,11 @@ govca_cms_verify(const uint8_t *msg, size_t len,
 	if (opts == NULL) {
 		*error_r = "no verification options";
 		goto malformed;
+	}
+	if (len <= GOVCA_CMS_MAX_MESSAGE && !header_says_signed(msg, len)) {
+		set_result(res, GOVCA_CMS_NEUTRAL, "not signed", NULL);
+		ret = 0;
+		goto out;
 	}
 	if (len > GOVCA_CMS_MAX_MESSAGE ||
 	    smime_canon_crlf(msg, len, &canon) < 0) {

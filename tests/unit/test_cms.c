@@ -798,6 +798,16 @@ test_unsigned(void **state)
 		assert_null(res.signer);
 		govca_cms_result_free(&res);
 	}
+	/* Two Content-Types, neither signed: still refused, not "unsigned"
+	 * (the header look-ahead leaves anything odd to the full check). */
+	{
+		struct govca_cms_result res;
+
+		(void)verify_str("Content-Type: text/plain\r\nContent-Type: "
+		    "text/html\r\n\r\nx\r\n", &res);
+		assert_int_equal(res.status, GOVCA_CMS_FAIL);
+		govca_cms_result_free(&res);
+	}
 }
 
 /* Opaque signed data (application/pkcs7-mime; smime-type=signed-data),
