@@ -208,6 +208,19 @@ has_children(const struct mb_list *l, const char *name)
 	return 0;
 }
 
+/* 1 if a mailbox below name is subscribed (RFC 5258 CHILDINFO). */
+static int
+has_subscribed_child(const struct mb_list *l, const char *name)
+{
+	size_t i, len = strlen(name);
+
+	for (i = 0; i < l->n; i++)
+		if (l->v[i].subscribed && strncmp(l->v[i].name, name,
+		    len) == 0 && l->v[i].name[len] == '/')
+			return 1;
+	return 0;
+}
+
 /* STATUS items, as bits. */
 #define ST_MESSAGES 0x01
 #define ST_RECENT 0x02
@@ -326,6 +339,7 @@ do_list(struct imap_session *s, const struct imap_arg *args, size_t n,
     int lsub)
 {
 	int sel_subscribed = lsub, sel_special = 0, ret_subscribed = 0;
+	int recursive = 0;
 	int ret_children = 1, ret_special = 1;
 	unsigned status = 0;
 	const struct imap_arg *ref, *pats;
@@ -346,8 +360,9 @@ do_list(struct imap_session *s, const struct imap_arg *args, size_t n,
 				sel_subscribed = ret_subscribed = 1;
 			else if (imap_arg_atom_is(o, "SPECIAL-USE"))
 				sel_special = 1;
-			else if (imap_arg_atom_is(o, "RECURSIVEMATCH") ||
-			    imap_arg_atom_is(o, "REMOTE"))
+			else if (imap_arg_atom_is(o, "RECURSIVEMATCH"))
+				recursive = 1;
+			else if (imap_arg_atom_is(o, "REMOTE"))
 				;
 			else {
 				imap_tagged(s, "BAD", "Unknown selection "
@@ -356,6 +371,12 @@ do_list(struct imap_session *s, const struct imap_arg *args, size_t n,
 			}
 		}
 		i = 1;
+		/* RFC 5258 3: RECURSIVEMATCH needs a criterion to recurse. */
+		if (recursive && !sel_subscribed) {
+			imap_tagged(s, "BAD", "RECURSIVEMATCH needs another "
+			    "selection option");
+			return IMAP_CMD_DONE;
+		}
 	}
 	if (n < i + 2 || !imap_arg_is_string(&args[i])) {
 		imap_tagged(s, "BAD", "LIST needs a reference and a pattern");
@@ -455,13 +476,20 @@ do_list(struct imap_session *s, const struct imap_arg *args, size_t n,
 	for (i = 0; i < l.n; i++) {
 		const struct store_mailbox_info *mi = &l.v[i];
 		const char *sep = "";
-		int match = 0;
+		int match = 0, childinfo = 0;
 
 		for (k = 0; k < npats && !match; k++)
 			match = pattern_match(&pt[k], mi->name);
 		if (!match)
 			continue;
-		if (sel_subscribed && !mi->subscribed)
+		if (recursive && !lsub)
+			childinfo = has_subscribed_child(&l, mi->name);
+		/*
+		 * RFC 5258: with RECURSIVEMATCH a parent that matches the
+		 * pattern is listed for its subscribed descendants, marked
+		 * ("CHILDINFO" ("SUBSCRIBED")).
+		 */
+		if (sel_subscribed && !mi->subscribed && !childinfo)
 			continue;
 		if (sel_special && (mi->special_use & ~STORE_USE_INBOX) == 0)
 			continue;
@@ -481,6 +509,9 @@ do_list(struct imap_session *s, const struct imap_arg *args, size_t n,
 			special_use_attrs(&out, mi->special_use, &sep);
 		(void)buf_append_str(&out, ") \"/\" ");
 		imap_append_mailbox(s, &out, mi->name);
+		if (childinfo)
+			(void)buf_append_str(&out,
+			    " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
 		(void)buf_append_str(&out, "\r\n");
 		imap_write(s, out.data, out.len);
 		if (status != 0)

@@ -102,6 +102,21 @@ v2.cmd("sub", 'SUBSCRIBE "公文"')
 lines, _ = v2.cmd("ls", 'LIST (SUBSCRIBED) "" "*"')
 t.ok(any("\\Subscribed" in x and '"公文"' in x for x in lines),
      "rev2: LIST (SUBSCRIBED) with \\Subscribed", lines)
+# RFC 5258 RECURSIVEMATCH: an unsubscribed parent of a subscribed child.
+v2.cmd("rc", 'CREATE "Proj/Sub"')
+v2.cmd("rs", 'SUBSCRIBE "Proj/Sub"')
+v2.cmd("ru", 'UNSUBSCRIBE "Proj"')
+lines, _ = v2.cmd("rm", 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"')
+t.ok(any(x.endswith('"/" "Proj" ("CHILDINFO" ("SUBSCRIBED"))') and
+         "\\Subscribed" not in x for x in lines),
+     "LIST (SUBSCRIBED RECURSIVEMATCH): CHILDINFO for the parent", lines)
+t.ok(not any('"Proj/Sub"' in x for x in lines),
+     "... and not the child, which '%' does not match")
+lines, _ = v2.cmd("rn", 'LIST (SUBSCRIBED) "" "%"')
+t.ok(not any('"Proj"' in x for x in lines),
+     "LIST (SUBSCRIBED) alone skips the unsubscribed parent", lines)
+_, tag = v2.cmd("rb", 'LIST (RECURSIVEMATCH) "" "%"')
+t.ok(tag.startswith("rb BAD"), "RECURSIVEMATCH alone: BAD", tag)
 lines, _ = v2.cmd("lst", 'LIST "" "INBOX" RETURN (STATUS (MESSAGES))')
 t.ok(any(x.startswith('* STATUS "INBOX" (MESSAGES 3)') for x in lines),
      "rev2: LIST-STATUS", lines)
