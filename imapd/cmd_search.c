@@ -1014,39 +1014,6 @@ has_modseq(const struct snode *n, unsigned depth)
 	return 0;
 }
 
-int
-imap_search_run(struct imap_session *s, const struct imap_arg *args,
-    size_t n, uint32_t **uids_r, size_t *n_r, const char **error_r)
-{
-	struct sparse p;
-	struct snode *prog;
-	struct search_collect sc;
-	int rc;
-
-	*uids_r = NULL;
-	*n_r = 0;
-	memset(&p, 0, sizeof(p));
-	p.s = s;
-	prog = parse_list(&p, args, n, 0);
-	if (prog == NULL) {
-		*error_r = p.error != NULL ? p.error : "Invalid search program";
-		return -1;
-	}
-	memset(&sc, 0, sizeof(sc));
-	sc.s = s;
-	sc.prog = prog;
-	rc = store_msg_list(s->w->store, s->mb.id, NULL, 0, 0, search_cb, &sc,
-	    error_r);
-	snode_free(prog);
-	if (rc < 0) {
-		free(sc.uids);
-		return rc;
-	}
-	*uids_r = sc.uids;
-	*n_r = sc.n;
-	return 0;
-}
-
 #define RET_MIN 0x1
 #define RET_MAX 0x2
 #define RET_COUNT 0x4

@@ -372,16 +372,8 @@ int imap_header_value(const uint8_t *h, size_t len, const char *field,
     struct buf *out);
 
 /*
- * Run a search program (args: keys only, CHARSET already consumed) over
- * the view: matching UIDs in ascending order in a fresh *uids_r.  Returns
- * 0; -1 with *error_r for a bad program (reply BAD); a negative store
- * error otherwise.
- */
-int imap_search_run(struct imap_session *s, const struct imap_arg *args,
-    size_t n, uint32_t **uids_r, size_t *n_r, const char **error_r);
-
-/*
- * The same, in slices of IMAPD_SLICE_MESSAGES (for SORT and THREAD):
+ * A search program (args: keys only, CHARSET already consumed) run over
+ * the view in slices of IMAPD_SLICE_MESSAGES (for SORT and THREAD):
  * begin parses the program (-1 with *error_r: reply BAD) over a snapshot
  * of the view; step runs one slice and returns 1 while messages remain;
  * take hands over the matching UIDs (ascending; the caller frees them).
