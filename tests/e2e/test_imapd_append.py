@@ -11,7 +11,7 @@ import subprocess
 import time
 
 from tap import Suite
-from imapdenv import Imapd, Raw
+from imapdenv import IMAPD, Imapd, Raw
 
 t = Suite()
 BIG = 20 * 1024 * 1024
@@ -108,9 +108,23 @@ t.ok(any(x.startswith(store_dir + "/") and x.endswith("(deleted)")
          for x in spool_links),
      "the literal streams into an unlinked file in the store's folder",
      spool_links)
-t.ok(mid_rss is not None and (mid_rss - rss0) * 1024 < BIG // 2,
-     "worker RSS did not grow by the message while it streamed in",
-     f"before {rss0} KiB, at 16 MB {mid_rss} KiB")
+# A sanitizer build keeps freed blocks in quarantine (every TLS record
+# read stays resident for a while): the memory bounds are for real builds.
+sanitized = b"libasan" in subprocess.run(["ldd", IMAPD],
+                                          capture_output=True).stdout
+
+
+def mem_ok(cond, name, diag=None):
+    if sanitized:
+        t.n += 1
+        print(f"ok {t.n} - {name} # SKIP sanitizer build", flush=True)
+    else:
+        t.ok(cond, name, diag)
+
+
+mem_ok(mid_rss is not None and (mid_rss - rss0) * 1024 < BIG // 2,
+       "worker RSS did not grow by the message while it streamed in",
+       f"before {rss0} KiB, at 16 MB {mid_rss} KiB")
 a.send("\r\n")
 lines, tag = a.until("a1")
 t.ok(re.match(r"a1 OK \[APPENDUID \d+ 1\]", tag) is not None,
@@ -119,11 +133,12 @@ rss1 = status_kib(wpid, "VmRSS")
 anon1 = status_kib(wpid, "RssAnon") + status_kib(wpid, "RssShmem")
 t.diag(f"worker VmRSS {rss0} -> {mid_rss} (16 MB in) -> {rss1} KiB after; "
        f"private {anon0} -> {mid_anon} -> {anon1} KiB")
-t.ok(mid_anon is not None and (mid_anon - anon0) * 1024 < BIG // 2,
-     "worker private memory did not grow by the message while it streamed")
-t.ok((anon1 - anon0) * 1024 < BIG // 2,
-     "worker private memory after the APPEND grew by less than half the "
-     "message")
+mem_ok(mid_anon is not None and (mid_anon - anon0) * 1024 < BIG // 2,
+       "worker private memory did not grow by the message while it "
+       "streamed")
+mem_ok((anon1 - anon0) * 1024 < BIG // 2,
+       "worker private memory after the APPEND grew by less than half the "
+       "message")
 b.cmd("n", "NOOP")
 lines, tag = b.cmd("f", "UID FETCH 1 (RFC822.SIZE)")
 t.ok(any(f"RFC822.SIZE {BIG}" in ln for ln in lines), "its size is 20 MB",
