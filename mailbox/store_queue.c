@@ -156,69 +156,81 @@ store_queue_del(struct store *s, const char *id, const char **error_r)
 
 struct queue_list_ctx {
 	int64_t due;
-	int (*cb)(const struct store_queue_item *, void *);
-	void *ctx;
+	/* ids of the due entries, collected afresh by each attempt */
+	char (*ids)[STORE_QUEUE_ID_MAX + 1];
+	size_t n, cap;
 	uint64_t changed;
 };
 
+/* Decode a SDB_QUEUE record into it (strings in the caller's buffers). */
 static int
-st_queue_list_fn(struct store *s, DB_TXN *txn, void *arg)
+st_queue_item(const char *id, const uint8_t *v, size_t len,
+    char summary[STORE_QUEUE_SUMMARY_MAX + 1], struct store_queue_item *it)
+{
+	size_t sl;
+
+	if (!st_queue_rec_ok(v, len))
+		return -1;
+	sl = (size_t)v[8] << 8 | v[9];
+	memcpy(summary, v + QUEUE_HEAD, sl);
+	summary[sl] = '\0';
+	it->id = id;
+	it->next_try = (int64_t)be64_get(v);
+	it->summary = summary;
+	it->data = v + QUEUE_HEAD + sl;
+	it->len = len - QUEUE_HEAD - sl;
+	return 0;
+}
+
+/*
+ * Phase 1: the ids of the due entries (small).  A deadlock retries the
+ * whole function, so it starts its list afresh; nothing is handed to the
+ * caller from inside the transaction (a retry would hand it twice).
+ */
+static int
+st_queue_ids_fn(struct store *s, DB_TXN *txn, void *arg)
 {
 	struct queue_list_ctx *c = arg;
 	struct st_cursor cur;
-	char id[STORE_QUEUE_ID_MAX + 1];
-	char summary[STORE_QUEUE_SUMMARY_MAX + 1];
-	struct store_queue_item it;
 	const uint8_t *v;
-	size_t sl;
-	int r, stop = 0;
+	int r;
 
+	c->n = 0;
 	if ((r = st_cursor_open(s, SDB_QUEUE, txn, &cur)) != 0)
 		return r;
-	while (stop == 0 && (r = st_cursor_get(&cur, NULL, 0, DB_NEXT)) == 0) {
+	while ((r = st_cursor_get(&cur, NULL, 0, DB_NEXT)) == 0) {
 		v = cur.v.data;
 		if (cur.k.size == 0 || cur.k.size > STORE_QUEUE_ID_MAX ||
 		    !st_queue_rec_ok(v, cur.v.size))
 			continue;	/* damaged: store_check reports it */
-		sl = (size_t)v[8] << 8 | v[9];
-		memcpy(id, cur.k.data, cur.k.size);
-		id[cur.k.size] = '\0';
-		memcpy(summary, v + QUEUE_HEAD, sl);
-		summary[sl] = '\0';
-		it.id = id;
-		it.next_try = (int64_t)be64_get(v);
-		if (it.next_try > c->due)
+		if ((int64_t)be64_get(v) > c->due)
 			continue;
-		it.summary = summary;
-		it.data = v + QUEUE_HEAD + sl;
-		it.len = cur.v.size - QUEUE_HEAD - sl;
-		stop = c->cb(&it, c->ctx);
+		if (c->n == c->cap) {
+			c->cap = c->cap == 0 ? 64 : c->cap * 2;
+			c->ids = xreallocarray(c->ids, c->cap, sizeof(*c->ids));
+		}
+		memcpy(c->ids[c->n], cur.k.data, cur.k.size);
+		c->ids[c->n][cur.k.size] = '\0';
+		c->n++;
 	}
 	st_cursor_close(&cur);
-	if (stop != 0)
-		return stop < 0 ? stop : 0;
 	return r == STORE_ENOTFOUND ? 0 : r;
 }
 
-/*
- * The callback's non-zero value must reach the caller even when it is
- * positive, and a negative one must not be mistaken for a store error:
- * remember it outside the transaction function.
- */
-struct queue_list_outer {
-	struct queue_list_ctx in;
-	int (*cb)(const struct store_queue_item *, void *);
-	void *ctx;
-	int stop;
+struct queue_get_ctx {
+	const char *id;
+	struct st_val v;
 };
 
 static int
-st_queue_list_cb(const struct store_queue_item *it, void *arg)
+st_queue_get_fn(struct store *s, DB_TXN *txn, void *arg)
 {
-	struct queue_list_outer *o = arg;
+	struct queue_get_ctx *g = arg;
 
-	o->stop = o->cb(it, o->ctx);
-	return o->stop != 0 ? 1 : 0;
+	free(g->v.data);
+	g->v.data = NULL;
+	g->v.len = 0;
+	return st_get(s, SDB_QUEUE, txn, g->id, strlen(g->id), &g->v);
 }
 
 int
@@ -226,19 +238,30 @@ store_queue_list(struct store *s, int64_t due,
     int (*cb)(const struct store_queue_item *item, void *ctx), void *ctx,
     const char **error_r)
 {
-	struct queue_list_outer o;
-	int r;
+	struct queue_list_ctx c;
+	struct queue_get_ctx g;
+	struct store_queue_item it;
+	char summary[STORE_QUEUE_SUMMARY_MAX + 1];
+	size_t i;
+	int r, stop = 0;
 
-	memset(&o, 0, sizeof(o));
-	o.in.due = due;
-	o.in.cb = st_queue_list_cb;
-	o.in.ctx = &o;
-	o.cb = cb;
-	o.ctx = ctx;
-	r = st_txn_run(s, ST_TXN_READ, st_queue_list_fn, &o.in, error_r);
-	if (r != 0)
-		return r;
-	return o.stop;
+	memset(&c, 0, sizeof(c));
+	c.due = due;
+	r = st_txn_run(s, ST_TXN_READ, st_queue_ids_fn, &c, error_r);
+	/* Phase 2: each entry read on its own and handed over. */
+	for (i = 0; r == 0 && stop == 0 && i < c.n; i++) {
+		memset(&g, 0, sizeof(g));
+		g.id = c.ids[i];
+		r = st_txn_run(s, ST_TXN_READ, st_queue_get_fn, &g, error_r);
+		if (r == STORE_ENOTFOUND)
+			r = 0;		/* removed meanwhile */
+		else if (r == 0 && st_queue_item(c.ids[i], g.v.data, g.v.len,
+		    summary, &it) == 0 && it.next_try <= due)
+			stop = cb(&it, ctx);
+		free(g.v.data);
+	}
+	free(c.ids);
+	return r != 0 ? r : stop;
 }
 
 static int
