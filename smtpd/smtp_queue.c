@@ -550,6 +550,7 @@ smtp_queue_message_id(const uint8_t *msg, size_t len, char *out,
 struct local_ctx {
 	struct smtp_qentry *e;
 	const uint8_t *status0;		/* statuses before this attempt */
+	uint32_t attempts0;		/* and the attempt count */
 	size_t *idx;			/* result i -> recipient of e */
 	int64_t now;
 	uint64_t retry, retry_max;
@@ -567,7 +568,9 @@ local_cb(struct store_txn_queue *tq, const struct store_rcpt_result *res,
 	uint64_t delay;
 	int r;
 
+	/* Called again when the transaction is retried: start afresh. */
 	memcpy(e->status, c->status0, e->nrcpts);
+	e->attempts = c->attempts0;
 	c->newly_failed = 0;
 	for (i = 0; i < nres; i++) {
 		size_t k = c->idx[i];
@@ -653,6 +656,7 @@ smtp_queue_local_try(struct store *st, struct smtp_queue *q,
 	status0 = xmemdup(e->status, e->nrcpts + 1);
 	c.e = e;
 	c.status0 = status0;
+	c.attempts0 = e->attempts;
 	c.now = now;
 	c.retry = retry;
 	c.retry_max = retry_max;
