@@ -549,7 +549,7 @@ main(void)
 		memset(&q, 0, sizeof(q));
 		memset(&nt, 0, sizeof(nt));
 		for (i = 0; i < seen.n; i++)
-			if (i == 0 || strcmp(seen.ids[i], seen.ids[i - 1]) != 0)
+			if (u == 0 || strcmp(seen.ids[i], seen.ids[u - 1]) != 0)
 				seen.ids[u++] = seen.ids[i];
 			else
 				free(seen.ids[i]);
