@@ -40,7 +40,9 @@
 #      command until it exits (every bill is then in its mailbox).
 #      Reference: `openssl speed -seconds 3` for the official's key type,
 #      signatures/s on one core.
-# Environment: NOTICE_BENCH_LIST (default 100000 citizens),
+# Environment: NOTICE_BENCH_KEY (the official's key type for
+# `govmail-ca issue --key-type`: p256, the CA's default, p384, rsa2048 or
+# rsa3072), NOTICE_BENCH_LIST (default 100000 citizens),
 # NOTICE_BENCH_PEER (10000; 0 leaves Postfix + Dovecot out),
 # NOTICE_BENCH_BILLS (10000), NOTICE_BENCH_CONNECTIONS (merge's default
 # when empty), NOTICE_BENCH_KEEP=1 keeps the scratch folder,
@@ -154,7 +156,8 @@ echo "official-pw" | gmctl user add "$official" --class official \
     --name "Water Bureau" --org "Water Bureau" >/dev/null
 (cd "$gm" && as_nobody "$gca" -c govmail.conf init) > "$gm/ca-init.log"
 (cd "$gm" && as_nobody "$gca" -c govmail.conf issue --profile official \
-    "$official" --generate --p12 water.p12) > "$gm/ca-issue.log"
+    "$official" --generate --p12 water.p12 \
+    --key-type "${NOTICE_BENCH_KEY:-p256}") > "$gm/ca-issue.log"
 awk '$1 == "password" { print $2 }' "$gm/ca-issue.log" > "$gm/water.pass"
 echo "official-pw" > "$gm/smtp.pass"
 chown nobody:nogroup "$gm/water.pass" "$gm/smtp.pass"
