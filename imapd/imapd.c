@@ -237,6 +237,90 @@ imap_session_login(struct imap_session *s, const char *user)
 	}
 }
 
+/*
+ * Durable replies without waiting on the loop: the worker's store handle
+ * commits without flushing the log (store_set_deferred_sync), and a
+ * command that wrote holds its output (the tagged OK among it) and its
+ * input until a helper thread has flushed the log (store_sync).  Other
+ * sessions go on meanwhile; one flush covers every commit before it.
+ */
+struct imap_sync_job {
+	struct imap_session *s;		/* NULL once the session closed */
+	struct store *store;
+	int r;
+};
+
+static void command_end(struct imap_session *s);
+
+static void
+sync_work(void *arg)
+{
+	struct imap_sync_job *j = arg;
+
+	j->r = store_sync(j->store, NULL);
+}
+
+static void
+sync_done(void *arg)
+{
+	struct imap_sync_job *j = arg;
+	struct imap_session *s = j->s;
+	int r = j->r;
+
+	free(j);
+	if (s == NULL)
+		return;
+	s->sync = NULL;
+	s->busy = 0;
+	if (r != 0) {
+		/* Not on disk: the held "OK" must never reach the client. */
+		log_warnx("s=%s event=sync-failed", s->sid);
+		conn_abort(s->conn);
+		return;
+	}
+	conn_hold_output(s->conn, 0);
+	command_end(s);
+}
+
+/* 1 if the reply now waits for a flush (sync_done finishes). */
+static int
+sync_start(struct imap_session *s)
+{
+	struct imap_sync_job *j;
+	const char *err;
+
+	if (!store_take_unsynced(s->w->store))
+		return 0;
+	j = xcalloc(1, sizeof(*j));
+	j->s = s;
+	j->store = s->w->store;
+	conn_hold_output(s->conn, 1);
+	if (tpool_submit(s->w->pool, sync_work, sync_done, j, &err) < 0) {
+		/* No helper: flush here rather than answer early. */
+		int r = store_sync(j->store, NULL);
+
+		free(j);
+		if (r != 0) {
+			conn_abort(s->conn);
+			return 1;
+		}
+		conn_hold_output(s->conn, 0);
+		return 0;
+	}
+	s->sync = j;
+	s->busy = 1;
+	return 1;
+}
+
+void
+imap_sync_detach(struct imap_session *s)
+{
+	if (s->sync != NULL) {
+		s->sync->s = NULL;
+		s->sync = NULL;
+	}
+}
+
 void
 imap_command_finished(struct imap_session *s)
 {
@@ -245,6 +329,14 @@ imap_command_finished(struct imap_session *s)
 	s->cont = NULL;
 	s->cont_state = NULL;
 	s->cont_free = NULL;
+	if (sync_start(s))
+		return;
+	command_end(s);
+}
+
+static void
+command_end(struct imap_session *s)
+{
 	if (s->state == IMAP_STATE_LOGOUT) {
 		conn_close(s->conn);
 		return;
@@ -514,6 +606,7 @@ session_close(struct conn *c, enum conn_close_reason why, void *arg)
 	    conn_close_reason_str(why));
 	(void)c;
 	imap_auth_detach(s);
+	imap_sync_detach(s);
 	imap_unselect(s);
 	if (s->cont_free != NULL && s->cont_state != NULL)
 		s->cont_free(s->cont_state);
@@ -737,6 +830,8 @@ worker_main(const struct daemon_listener *ls, size_t n, unsigned int index,
 		log_warnx("event=store-open-failed error=%s", err);
 		return rc == STORE_ETEMP ? 1 : DAEMON_EXIT_FATAL;
 	}
+	/* Commits are flushed on a helper thread before the reply. */
+	store_set_deferred_sync(w.store, 1);
 	w.meta = meta_cache_new((size_t)config_size(ctx->cfg, "imapd",
 	    "meta_cache"));
 	w.base = event_base_new();
@@ -801,6 +896,7 @@ worker_main(const struct daemon_listener *ls, size_t n, unsigned int index,
 		/* conn_free skips on_close: clean up here. */
 		w.sessions = s->next;
 		imap_auth_detach(s);
+		imap_sync_detach(s);
 		conn_free(s->conn);
 	}
 	tpool_free(w.pool);

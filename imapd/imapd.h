@@ -148,6 +148,7 @@ struct imap_session {
 	void (*cont_free)(void *state);
 	int busy;		/* a helper-thread job is in flight */
 	struct imap_auth_job *job;
+	struct imap_sync_job *sync;	/* the log flush a reply waits for */
 	/* AUTHENTICATE waiting for a client line */
 	struct sasl_session *sasl;
 	int auth_wait;
@@ -199,6 +200,8 @@ void imap_tagged_store_error(struct imap_session *s, int err,
     const char *error);
 /* The command ended (DONE): resume reading client input. */
 void imap_command_finished(struct imap_session *s);
+/* The session closes: a log flush in flight no longer answers it. */
+void imap_sync_detach(struct imap_session *s);
 /*
  * A resumable command stopped after a slice without queueing output: call
  * its cont again from the loop soon (other connections run meanwhile).

@@ -66,6 +66,7 @@
 #define CONN_F_TIMER		0x8000	/* ev_timer armed with a timeout */
 #define CONN_F_TLS_DONE		0x10000	/* handshake completed */
 #define CONN_F_CLIENT		0x20000	/* TLS client side */
+#define CONN_F_HOLD		0x40000	/* conn_hold_output(): keep output */
 
 /* Rounds of read/on_input per event before yielding to other clients. */
 #define CONN_RUN_ROUNDS 8
@@ -440,7 +441,7 @@ conn_want_events(const struct conn *c)
 	 * the other as well would spin on a socket that is always ready.
 	 */
 	if (((conn_unsent(c) > 0 || (c->z != NULL && c->z->out_dirty))
-	    && !(c->flags & CONN_F_WRITE_WANT_READ))
+	    && !(c->flags & (CONN_F_WRITE_WANT_READ | CONN_F_HOLD)))
 	    || (c->flags & CONN_F_READ_WANT_WRITE))
 		ev |= EV_WRITE;
 	if ((conn_can_read(c) && !(c->flags & CONN_F_READ_WANT_WRITE))
@@ -877,6 +878,9 @@ conn_flush(struct conn *c)
 	size_t n;
 	ssize_t w;
 	int r, err;
+
+	if (c->flags & CONN_F_HOLD)
+		return;
 
 	/* Everything written so far goes out as a complete deflate block. */
 	if (c->z != NULL && c->z->out_dirty && !(c->flags & CONN_F_DEAD)
@@ -1471,6 +1475,21 @@ conn_pause_input(struct conn *c)
 	c->flags &= ~CONN_F_DEFER_INPUT;
 	if (c->depth == 0)
 		conn_update_events(c);
+}
+
+void
+conn_hold_output(struct conn *c, int hold)
+{
+	if (hold) {
+		c->flags |= CONN_F_HOLD;
+		return;
+	}
+	if (!(c->flags & CONN_F_HOLD))
+		return;
+	c->flags &= ~CONN_F_HOLD;
+	/* Send what was held from the loop, with the usual settling. */
+	c->flags |= CONN_F_DEFER_RUN;
+	conn_defer(c);
 }
 
 void

@@ -256,6 +256,15 @@ void conn_consume(struct conn *c, size_t n);
 size_t conn_read_bytes(struct conn *c, void *dst, size_t max);
 
 /*
+ * Hold output (hold != 0): what is written is queued, not sent, until
+ * conn_hold_output(c, 0), which sends it from the loop.  For a reply that
+ * may only go out once something else is done (a durable commit).  The
+ * output limit still applies; a connection closed while holding drops the
+ * held output.
+ */
+void conn_hold_output(struct conn *c, int hold);
+
+/*
  * Stop reading the socket and calling on_input (a command is being worked
  * on: pipelined input waits, TCP holds the client back); output goes on.
  * conn_resume_input() restarts, calling on_input from the loop soon if

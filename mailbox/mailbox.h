@@ -542,6 +542,23 @@ int store_expunge(struct store *store, uint32_t mailbox_id,
 int store_last_write(struct store *store, uint32_t mailbox_id,
     uint64_t *before_r, uint64_t *after_r);
 
+/*
+ * Deferred durability, for a daemon that must not wait for the disk on its
+ * event loop (govmail-imapd): with store_set_deferred_sync(store, 1), the
+ * write transactions of this handle commit without flushing the log, and
+ * store_take_unsynced() says (once) that one did.  Before telling a client
+ * that its change is done, the caller has store_sync() flush the log on a
+ * helper thread: when it returns 0 every transaction committed before the
+ * call is on disk (the log is flushed in order, so one flush covers
+ * everyone's commits; concurrent flushes share the work).  Other sessions
+ * may see a change before it is durable; a crash before the flush loses it
+ * as if it had never been committed, and the store stays consistent.
+ * store_sync() may run on another thread than the one using the handle.
+ */
+void store_set_deferred_sync(struct store *store, int on);
+int store_take_unsynced(struct store *store);
+int store_sync(struct store *store, const char **error_r);
+
 /* UIDs expunged with modseq > since (QRESYNC VANISHED (EARLIER)), in order. */
 int store_vanished(struct store *store, uint32_t mailbox_id, uint64_t since,
     int (*cb)(uint32_t uid, void *ctx), void *ctx, const char **error_r);

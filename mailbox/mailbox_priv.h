@@ -144,6 +144,9 @@ struct store {
 	uint8_t notify_bits[STORE_NOTIFY_BUCKETS / 8];
 	/* the running transaction writes (reads use DB_RMW where apt) */
 	int txn_write;
+	/* store_set_deferred_sync(): write transactions commit without
+	 * flushing the log; unsynced says one did since store_take_unsynced */
+	int defer_sync, unsynced;
 	/* HIGHESTMODSEQ of the mailboxes the running write transaction
 	 * loaded (before) and saved (after); copied to modseq_done when it
 	 * commits, for store_last_write() */

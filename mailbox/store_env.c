@@ -1501,9 +1501,13 @@ st_txn_run(struct store *s, int mode, st_txn_fn fn, void *ctx,
 					 * log flush (group commit).
 					 */
 					ret = txn->commit(txn, mode ==
-					    ST_TXN_WRITE && !nosync ?
-					    DB_TXN_SYNC : mode == ST_TXN_WRITE ?
+					    ST_TXN_WRITE && !nosync &&
+					    !s->defer_sync ? DB_TXN_SYNC :
+					    mode == ST_TXN_WRITE ?
 					    DB_TXN_NOSYNC : 0);
+					if (ret == 0 && mode == ST_TXN_WRITE &&
+					    !nosync && s->defer_sync)
+						s->unsynced = 1;
 					if (ret != 0)
 						r = st_dberr(s, ret, "commit");
 				}
@@ -1554,6 +1558,41 @@ out:
 		*error_r = r < 0 ? (s->err != NULL ? s->err :
 		    store_strerror(r)) : NULL;
 	return r;
+}
+
+void
+store_set_deferred_sync(struct store *s, int on)
+{
+	s->defer_sync = on != 0;
+}
+
+int
+store_take_unsynced(struct store *s)
+{
+	int u = s->unsynced;
+
+	s->unsynced = 0;
+	return u;
+}
+
+int
+store_sync(struct store *s, const char **error_r)
+{
+	struct store_shared *sh = s->sh;
+	int ret;
+
+	/* The shared lock keeps a reopen from swapping the environment
+	 * under this thread; a flush takes what is in the log buffer. */
+	(void)pthread_mutex_lock(&st_shared_lock);
+	ret = sh->broken ? DB_RUNRECOVERY : sh->env->log_flush(sh->env, NULL);
+	(void)pthread_mutex_unlock(&st_shared_lock);
+	if (ret != 0) {
+		log_warnx("store: log flush: %s", db_strerror(ret));
+		if (error_r != NULL)
+			*error_r = db_strerror(ret);
+		return STORE_ETEMP;
+	}
+	return 0;
 }
 
 int

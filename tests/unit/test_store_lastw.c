@@ -1,8 +1,9 @@
 /*
  * test_store_lastw.c - store_last_write(): what the handle's last committed
  * write did to a mailbox's HIGHESTMODSEQ, so an IMAP session can tell its
- * own changes from another writer's; and \Recent taken without a log flush
- * still holds in the same process and after a clean reopen.
+ * own changes from another writer's; \Recent taken without a log flush
+ * still holds in the same process and after a clean reopen; and deferred
+ * durability (store_set_deferred_sync, store_take_unsynced, store_sync).
  */
 #include "autoconf.h"
 
@@ -129,12 +130,63 @@ test_recent_nosync(void **state)
 	fx_free(f);
 }
 
+static void
+test_deferred_sync(void **state)
+{
+	struct fx *f = fx_new();
+	struct store *other;
+	struct store_uid_range r = { 1, 1 };
+	uint32_t id, first;
+
+	(void)state;
+	id = setup_inbox(f, 2);
+	/* Durable commits (the default) leave nothing to flush. */
+	assert_int_equal(store_take_unsynced(f->st), 0);
+	store_set_deferred_sync(f->st, 1);
+	assert_int_equal(store_flags_update(f->st, id, &r, 1, STORE_FLAGS_ADD,
+	    STORE_FLAG_SEEN, NULL, 0, 0, NULL, NULL, NULL, NULL), 0);
+	/* Said once. */
+	assert_int_equal(store_take_unsynced(f->st), 1);
+	assert_int_equal(store_take_unsynced(f->st), 0);
+	/* Reads and \Recent (never durable) leave nothing to flush. */
+	assert_int_equal(store_mailbox_take_recent(f->st, id, &first, NULL), 0);
+	assert_int_equal(hms_of(f, id) > 0, 1);
+	assert_int_equal(store_take_unsynced(f->st), 0);
+	/* The change is visible to another handle at once, and flushed. */
+	assert_int_equal(store_flags_update(f->st, id, &r, 1, STORE_FLAGS_ADD,
+	    STORE_FLAG_FLAGGED, NULL, 0, 0, NULL, NULL, NULL, NULL), 0);
+	assert_int_equal(store_open(f->cfg, 0, &other, NULL), 0);
+	{
+		struct store_msg m;
+
+		assert_int_equal(store_msg_get(other, id, 1, &m, NULL), 0);
+		assert_int_equal(m.flags & (STORE_FLAG_SEEN |
+		    STORE_FLAG_FLAGGED), STORE_FLAG_SEEN | STORE_FLAG_FLAGGED);
+	}
+	store_close(other);
+	assert_int_equal(store_take_unsynced(f->st), 1);
+	assert_int_equal(store_sync(f->st, NULL), 0);
+	/* A failed write says nothing to flush. */
+	assert_int_equal(store_flags_update(f->st, id + 1000, &r, 1,
+	    STORE_FLAGS_ADD, STORE_FLAG_SEEN, NULL, 0, 0, NULL, NULL, NULL,
+	    NULL) < 0, 1);
+	assert_int_equal(store_take_unsynced(f->st), 0);
+	/* Off again: commits are durable before they return. */
+	store_set_deferred_sync(f->st, 0);
+	assert_int_equal(store_flags_update(f->st, id, &r, 1,
+	    STORE_FLAGS_REMOVE, STORE_FLAG_SEEN, NULL, 0, 0, NULL, NULL, NULL,
+	    NULL), 0);
+	assert_int_equal(store_take_unsynced(f->st), 0);
+	fx_free(f);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_own_and_other_writes),
 		cmocka_unit_test(test_recent_nosync),
+		cmocka_unit_test(test_deferred_sync),
 	};
 
 	return cmocka_run_group_tests_name("store_lastw", tests, NULL, NULL);
