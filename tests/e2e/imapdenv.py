@@ -18,116 +18,39 @@ As root, govmailctl and the daemon run as `nobody` (setpriv), so the store
 stays writable by both and the daemon runs in development mode.
 """
 import imaplib
-import os
 import socket
-import ssl
-import subprocess
 
-from tap import program, free_port, wait_port
+from tap import program, free_port
+from daemonenv import Daemon, GOVMAILCTL, _as_user, tls_client_ctx  # noqa: F401
 
 IMAPD = program("imapd/govmail-imapd")
-GOVMAILCTL = program("tools/govmailctl")
 
 
-def _as_user():
-    if os.geteuid() != 0:
-        return []
-    return ["setpriv", "--reuid=nobody", "--regid=nogroup",
-            "--clear-groups"]
+class Imapd(Daemon):
+    binary = IMAPD
+    what = "govmail-imapd"
 
-
-def tls_client_ctx():
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-class Imapd:
     def __init__(self, t, name="imapd", extra_imapd="", extra="",
                  workers=1, plaintext_loopback=False, message_size="1M"):
-        self.t = t
-        self.dir = os.path.join(t.tmp, name)
-        os.makedirs(self.dir, exist_ok=True)
-        self.conf = os.path.join(self.dir, "govmail.conf")
+        super().__init__(t, name, "DNS:localhost,IP:127.0.0.1",
+                         "imapd.log")
         self.imap = free_port()
         self.imaps = free_port()
-        self.proc = None
-        self.log = os.path.join(self.dir, "imapd.log")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec",
-                        "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                        "-keyout", os.path.join(self.dir, "key.pem"),
-                        "-out", os.path.join(self.dir, "cert.pem"),
-                        "-days", "2", "-subj", "/CN=localhost",
-                        "-addext",
-                        "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                       check=True, capture_output=True, timeout=60)
-        os.chmod(os.path.join(self.dir, "key.pem"), 0o600)
-        with open(self.conf, "w") as f:
-            f.write("[store]\npath = store\npassword_opslimit = 1\n"
-                    "password_memlimit = 8M\n"
-                    f"[limits]\nmessage_size = {message_size}\n"
-                    "[imapd]\n"
-                    f"listen_imap = 127.0.0.1:{self.imap}\n"
-                    f"listen_imaps = 127.0.0.1:{self.imaps}\n"
-                    f"workers = {workers}\npid_file = imapd.pid\n"
-                    "plaintext_loopback = "
-                    f"{'yes' if plaintext_loopback else 'no'}\n"
-                    + extra_imapd +
-                    "[tls]\ncert_file = cert.pem\nkey_file = key.pem\n"
-                    + extra)
-        if os.geteuid() == 0:
-            os.chmod(t.tmp, 0o755)
-            subprocess.run(["chown", "-R", "nobody:nogroup", self.dir],
-                           check=True)
+        self.write_conf("[store]\npath = store\npassword_opslimit = 1\n"
+                        "password_memlimit = 8M\n"
+                        f"[limits]\nmessage_size = {message_size}\n"
+                        "[imapd]\n"
+                        f"listen_imap = 127.0.0.1:{self.imap}\n"
+                        f"listen_imaps = 127.0.0.1:{self.imaps}\n"
+                        f"workers = {workers}\npid_file = imapd.pid\n"
+                        "plaintext_loopback = "
+                        f"{'yes' if plaintext_loopback else 'no'}\n"
+                        + extra_imapd +
+                        "[tls]\ncert_file = cert.pem\nkey_file = key.pem\n"
+                        + extra)
 
-    # -- govmailctl ------------------------------------------------------
-    def ctl(self, *args, input=None, check=True):
-        p = self.t.run(_as_user() + [GOVMAILCTL, "-c", self.conf]
-                       + list(args), input=input, timeout=120)
-        if check and p.returncode != 0:
-            raise RuntimeError(f"govmailctl {args}: {p.stderr}")
-        return p
-
-    def user(self, addr, password, *opts):
-        return self.ctl("user", "add", addr, "--class", "citizen", *opts,
-                        input=password + "\n")
-
-    def deliver(self, addr, msg):
-        if isinstance(msg, str):
-            msg = msg.encode()
-        p = subprocess.run(_as_user() + [GOVMAILCTL, "-c", self.conf,
-                                         "deliver", addr],
-                           input=msg, capture_output=True, timeout=60)
-        if p.returncode != 0:
-            raise RuntimeError(f"deliver: {p.stderr}")
-
-    def ls(self, addr, box="INBOX"):
-        return self.ctl("ls", addr, box).stdout.splitlines()
-
-    # -- the daemon ------------------------------------------------------
-    def start(self, env=None):
-        logf = open(self.log, "ab")
-        self.proc = self.t.spawn(_as_user() + [IMAPD, "-c", self.conf, "-f"],
-                                 stdout=logf, stderr=logf, cwd=self.dir,
-                                 env=env)
-        logf.close()
-        if not (wait_port(self.imap) and wait_port(self.imaps)):
-            raise RuntimeError("govmail-imapd did not start: " +
-                               self.logtext())
-        return self.proc
-
-    def stop(self):
-        if self.proc is not None:
-            self.t.stop(self.proc)
-            self.proc = None
-
-    def logtext(self):
-        try:
-            with open(self.log, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+    def ports(self):
+        return [self.imap, self.imaps]
 
     # -- clients ---------------------------------------------------------
     def imap_tls(self):
