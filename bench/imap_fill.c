@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "bench_store.h"
 #include "config.h"
 #include "log.h"
 #include "mailbox.h"
@@ -43,21 +44,6 @@
 #define IMAP_FILL_MAX_ACCOUNTS 1000000
 #define IMAP_FILL_MAX_MSGS 100000
 #define IMAP_FILL_LINE 76
-
-static struct store *
-fill_open(const char *conf)
-{
-	struct config *cfg;
-	const char *err = NULL;
-	struct store *st;
-
-	if (config_load(conf, &cfg, &err) != 0)
-		log_fatalx("%s: %s", conf, err ? err : "?");
-	if (store_open(cfg, STORE_OPEN_CREATE, &st, &err) != 0)
-		log_fatalx("store_open: %s", err ? err : "?");
-	config_free(cfg);
-	return st;
-}
 
 /* Message j of account n, CRLF line ends, in buf. */
 static void
@@ -141,7 +127,6 @@ static void
 fill_account(struct store *st, struct buf *msg, const char *domain,
     uint64_t n, uint64_t msgs, const char *maildirs)
 {
-	struct store_account_spec spec;
 	struct store_rcpt_result res;
 	const char *err = NULL;
 	char *addr = xasprintf("%llu" "u@%s", (unsigned long long)n, domain);
@@ -150,13 +135,7 @@ fill_account(struct store *st, struct buf *msg, const char *domain,
 	uint64_t j;
 	int r;
 
-	memset(&spec, 0, sizeof(spec));
-	spec.address = addr;
-	spec.class = STORE_CLASS_CITIZEN;
-	spec.password = "bench-password";
-	r = store_account_add(st, &spec, &err);
-	if (r != 0 && r != STORE_EEXISTS)
-		log_fatalx("account add %s: %s", addr, err ? err : "?");
+	bench_account_add(st, addr);
 	fill_mkdir(dir);
 	sub = xasprintf("%s/cur", dir);
 	fill_mkdir(sub);
@@ -188,57 +167,49 @@ fill_account(struct store *st, struct buf *msg, const char *domain,
 	free(addr);
 }
 
+struct fill_ctx {
+	const char *conf, *domain, *maildirs;
+	uint64_t n, m, k;
+};
+
+/* Process p: accounts dealt round-robin, so that the filled ones (1 .. M)
+ * are shared by every process. */
+static void
+fill_part(unsigned p, void *arg)
+{
+	const struct fill_ctx *c = arg;
+	struct store *st = bench_store_open(c->conf);
+	struct buf msg;
+	uint64_t i;
+
+	buf_init(&msg, BUF_UNBOUNDED);
+	for (i = 1 + p; i <= c->n; i += IMAP_FILL_PROCS)
+		fill_account(st, &msg, c->domain, i, i <= c->m ? c->k : 0,
+		    c->maildirs);
+	store_close(st);
+	buf_free(&msg);
+}
+
 int
 main(int argc, char **argv)
 {
 	const char *err = NULL;
-	struct store *st;
-	uint64_t n, m, k, p, i;
-	int r, failed = 0;
+	struct fill_ctx c;
 
 	log_init("imap_fill", LOG_TO_STDERR, LOG_LEVEL_WARN);
 	if (argc != 7) {
 		fprintf(stderr, "usage: imap_fill CONF DOMAIN N M K MAILDIRS\n");
 		return 64;
 	}
-	if (strnum_u64(argv[3], 1, IMAP_FILL_MAX_ACCOUNTS, &n, &err) < 0
-	    || strnum_u64(argv[4], 0, n, &m, &err) < 0
-	    || strnum_u64(argv[5], 0, IMAP_FILL_MAX_MSGS, &k, &err) < 0)
+	if (strnum_u64(argv[3], 1, IMAP_FILL_MAX_ACCOUNTS, &c.n, &err) < 0
+	    || strnum_u64(argv[4], 0, c.n, &c.m, &err) < 0
+	    || strnum_u64(argv[5], 0, IMAP_FILL_MAX_MSGS, &c.k, &err) < 0)
 		log_fatalx("bad count: %s", err);
 	fill_mkdir(argv[6]);
-	st = fill_open(argv[1]);
-	r = store_domain_add(st, argv[2], &err);
-	if (r != 0 && r != STORE_EEXISTS)
-		log_fatalx("domain add: %s", err ? err : "?");
-	store_close(st);
-	for (p = 0; p < IMAP_FILL_PROCS; p++) {
-		pid_t pid = fork();
-
-		if (pid < 0)
-			log_fatal("fork");
-		if (pid == 0) {
-			struct buf msg;
-
-			buf_init(&msg, BUF_UNBOUNDED);
-			st = fill_open(argv[1]);
-			/* Accounts dealt round-robin, so that the filled
-			 * ones (1 .. M) are shared by every process. */
-			for (i = 1 + p; i <= n; i += IMAP_FILL_PROCS)
-				fill_account(st, &msg, argv[2], i,
-				    i <= m ? k : 0, argv[6]);
-			store_close(st);
-			buf_free(&msg);
-			_exit(0);
-		}
-	}
-	while (p-- > 0) {
-		int status;
-
-		if (wait(&status) < 0 || !WIFEXITED(status)
-		    || WEXITSTATUS(status) != 0)
-			failed = 1;
-	}
-	if (failed)
-		log_fatalx("a fill process failed");
+	bench_domain_add(argv[1], argv[2]);
+	c.conf = argv[1];
+	c.domain = argv[2];
+	c.maildirs = argv[6];
+	bench_parallel(IMAP_FILL_PROCS, fill_part, &c);
 	return 0;
 }

@@ -18,10 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include "config.h"
+#include "bench_store.h"
 #include "log.h"
 #include "mailbox.h"
 #include "strnum.h"
@@ -30,51 +28,25 @@
 #define SMTP_ACCOUNTS_PROCS 8
 #define SMTP_ACCOUNTS_MAX 1000000
 
-static struct store *
-accounts_open(const char *conf)
-{
-	struct config *cfg;
-	const char *err = NULL;
-	struct store *st;
+struct range_ctx {
+	const char *conf, *domain;
+	uint64_t n, per;
+};
 
-	if (config_load(conf, &cfg, &err) != 0)
-		log_fatalx("%s: %s", conf, err ? err : "?");
-	if (store_open(cfg, STORE_OPEN_CREATE, &st, &err) != 0)
-		log_fatalx("store_open: %s", err ? err : "?");
-	config_free(cfg);
-	return st;
-}
-
+/* Process p: the accounts 1 + p * per .. min(n, (p + 1) * per). */
 static void
-accounts_add(struct store *st, const char *local, const char *domain)
+accounts_range(unsigned p, void *arg)
 {
-	struct store_account_spec spec;
-	const char *err = NULL;
-	char *addr = xasprintf("%s@%s", local, domain);
-	int r;
+	const struct range_ctx *c = arg;
+	struct store *st = bench_store_open(c->conf);
+	uint64_t i, to = (p + 1) * c->per > c->n ? c->n : (p + 1) * c->per;
 
-	memset(&spec, 0, sizeof(spec));
-	spec.address = addr;
-	spec.class = STORE_CLASS_CITIZEN;
-	spec.password = "bench-password";
-	r = store_account_add(st, &spec, &err);
-	if (r != 0 && r != STORE_EEXISTS)
-		log_fatalx("account add %s: %s", addr, err ? err : "?");
-	free(addr);
-}
+	for (i = 1 + p * c->per; i <= to; i++) {
+		char *addr = xasprintf("%llu" "u@%s", (unsigned long long)i,
+		    c->domain);
 
-static void
-accounts_range(const char *conf, const char *domain, uint64_t from,
-    uint64_t to)
-{
-	struct store *st = accounts_open(conf);
-	char local[32];
-	uint64_t i;
-
-	for (i = from; i < to; i++) {
-		snprintf(local, sizeof(local), "%llu" "u",
-		    (unsigned long long)i);
-		accounts_add(st, local, domain);
+		bench_account_add(st, addr);
+		free(addr);
 	}
 	store_close(st);
 }
@@ -83,9 +55,11 @@ int
 main(int argc, char **argv)
 {
 	const char *err = NULL;
+	struct range_ctx c;
 	struct store *st;
-	uint64_t n, p, per;
-	int r, failed = 0;
+	char *addr;
+	uint64_t n;
+	unsigned procs;
 
 	log_init("smtp_accounts", LOG_TO_STDERR, LOG_LEVEL_WARN);
 	if (argc != 4) {
@@ -94,33 +68,17 @@ main(int argc, char **argv)
 	}
 	if (strnum_u64(argv[3], 0, SMTP_ACCOUNTS_MAX, &n, &err) < 0)
 		log_fatalx("bad count %s: %s", argv[3], err);
-	st = accounts_open(argv[1]);
-	r = store_domain_add(st, argv[2], &err);
-	if (r != 0 && r != STORE_EEXISTS)
-		log_fatalx("domain add: %s", err ? err : "?");
-	accounts_add(st, "u", argv[2]);
+	bench_domain_add(argv[1], argv[2]);
+	st = bench_store_open(argv[1]);
+	addr = xasprintf("u@%s", argv[2]);
+	bench_account_add(st, addr);
+	free(addr);
 	store_close(st);
-	per = (n + SMTP_ACCOUNTS_PROCS - 1) / SMTP_ACCOUNTS_PROCS;
-	for (p = 0; p < SMTP_ACCOUNTS_PROCS && p * per < n; p++) {
-		pid_t pid = fork();
-
-		if (pid < 0)
-			log_fatal("fork");
-		if (pid == 0) {
-			uint64_t to = (p + 1) * per > n ? n : (p + 1) * per;
-
-			accounts_range(argv[1], argv[2], 1 + p * per, 1 + to);
-			_exit(0);
-		}
-	}
-	while (p-- > 0) {
-		int status;
-
-		if (wait(&status) < 0 || !WIFEXITED(status)
-		    || WEXITSTATUS(status) != 0)
-			failed = 1;
-	}
-	if (failed)
-		log_fatalx("an account process failed");
+	c.conf = argv[1];
+	c.domain = argv[2];
+	c.n = n;
+	c.per = (n + SMTP_ACCOUNTS_PROCS - 1) / SMTP_ACCOUNTS_PROCS;
+	procs = c.per == 0 ? 0 : (unsigned)((n + c.per - 1) / c.per);
+	bench_parallel(procs, accounts_range, &c);
 	return 0;
 }
