@@ -16,14 +16,13 @@ back to the sender's INBOX (RFC 3464) and are checked field by field:
 - malformed parameters are answered 501 5.5.4."""
 import os
 import smtplib
-import socket
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tap import Suite, free_port  # noqa: E402
+from tap import Suite  # noqa: E402
 from smtpdenv import Smtpd, tls_client_ctx  # noqa: E402
+from fakesmtp import FakeSmtp  # noqa: E402
 
 t = Suite()
 D = "city.example"
@@ -32,107 +31,26 @@ A = f"alice@{D}"
 B = f"bob@{D}"
 
 
-class Remote:
-    """A tiny SMTP server: 550 for perm*@, 451 always for slow@, 250 for
-    the rest; announces DSN when self.dsn is set; records every MAIL and
-    RCPT line."""
+class Remote(FakeSmtp):
+    """550 for perm*@, 451 always for slow@, 250 for the rest; announces
+    DSN when self.dsn is set; got holds ([rcpts], data)."""
 
     def __init__(self):
-        self.port = free_port()
         self.dsn = False
-        self.lines = []         # MAIL and RCPT command lines
-        self.got = []           # (rcpts, data)
-        self.tries = {}
-        self.ls = socket.socket()
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", self.port))
-        self.ls.listen(16)
-        self.lock = threading.Lock()
-        threading.Thread(target=self.serve, daemon=True).start()
+        super().__init__()
 
-    def serve(self):
-        while True:
-            try:
-                c, _ = self.ls.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.session, args=(c,),
-                             daemon=True).start()
+    def ehlo_lines(self, tls):
+        return (["DSN"] if self.dsn else []) + ["8BITMIME"]
 
-    def session(self, c):
-        c.settimeout(30)
-        f = c.makefile("rb")
-        rcpts = []
+    def rcpt_reply(self, r, earlier):
+        if r.startswith("perm"):
+            return "550 5.1.1 no such user here"
+        if r.startswith("slow@"):
+            return "451 4.3.0 try again later"
+        return "250 ok"
 
-        def say(s):
-            c.sendall((s + "\r\n").encode())
-        say("220 remote ESMTP")
-        try:
-            while True:
-                ln = f.readline()
-                if not ln:
-                    return
-                cmd = ln.decode("utf-8", "replace").rstrip("\r\n")
-                up = cmd.upper()
-                if up.startswith("EHLO"):
-                    say("250-remote")
-                    if self.dsn:
-                        say("250-DSN")
-                    say("250 8BITMIME")
-                elif up.startswith("MAIL FROM:"):
-                    with self.lock:
-                        self.lines.append(cmd)
-                    rcpts = []
-                    say("250 ok")
-                elif up.startswith("RCPT TO:"):
-                    r = cmd[8:].split(">")[0].strip("< ")
-                    with self.lock:
-                        self.lines.append(cmd)
-                        self.tries[r] = self.tries.get(r, 0) + 1
-                    if r.startswith("perm"):
-                        say("550 5.1.1 no such user here")
-                    elif r.startswith("slow@"):
-                        say("451 4.3.0 try again later")
-                    else:
-                        rcpts.append(r)
-                        say("250 ok")
-                elif up == "DATA":
-                    say("354 go")
-                    data = b""
-                    while True:
-                        ln = f.readline()
-                        if ln in (b".\r\n", b""):
-                            break
-                        data += ln[1:] if ln.startswith(b".") else ln
-                    with self.lock:
-                        self.got.append((rcpts, data))
-                    say("250 queued")
-                elif up == "QUIT":
-                    say("221 bye")
-                    return
-                else:
-                    say("250 ok")
-        except OSError:
-            return
-
-    def wait(self, pred, timeout=30):
-        end = time.time() + timeout
-        while time.time() < end:
-            with self.lock:
-                hits = [g for g in self.got if pred(g)]
-            if hits:
-                return hits
-            time.sleep(0.2)
-        return []
-
-    def wait_tries(self, rcpt, n, timeout=40):
-        end = time.time() + timeout
-        while time.time() < end:
-            with self.lock:
-                if self.tries.get(rcpt, 0) >= n:
-                    return True
-            time.sleep(0.2)
-        return False
+    def stored(self, sender, rcpts, data, tls):
+        self.got.append((rcpts, data))
 
 
 remote = Remote()

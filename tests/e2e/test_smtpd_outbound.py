@@ -8,16 +8,14 @@ one still failing after queue_lifetime come back to the sender as an RFC
 handshake gets no command executed from it; unauthenticated relay stays
 refused."""
 import os
-import socket
-import ssl
 import smtplib
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tap import Suite, free_port  # noqa: E402
+from tap import Suite  # noqa: E402
 from smtpdenv import Smtpd, tls_client_ctx  # noqa: E402
+from fakesmtp import FakeSmtp  # noqa: E402
 
 t = Suite()
 D = "city.example"
@@ -25,115 +23,27 @@ R = "remote.example"
 A = f"alice@{D}"
 
 
-class Remote:
-    """A tiny SMTP server: 451 once for temp@, 550 for perm@, 451 always
-    for never@, 250 for the rest; STARTTLS with a throwaway certificate."""
+class Remote(FakeSmtp):
+    """451 once for temp@, 550 for perm@, 451 always for never@, 250 for
+    the rest; STARTTLS with a throwaway certificate.  got holds
+    (mail_from, [rcpts], data, tls); params every MAIL as (sender, number
+    of messages got before it, its parameters): a list, so that a retry
+    of another message at the same moment cannot hide one."""
 
     def __init__(self, certdir):
-        self.port = free_port()
-        self.got = []           # (mail_from, [rcpts], data, tls)
-        self.params = {}        # "sender|n" -> MAIL parameters
-        self.tries = {}
-        self.inject = False
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(os.path.join(certdir, "cert.pem"),
-                                 os.path.join(certdir, "key.pem"))
-        self.ls = socket.socket()
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", self.port))
-        self.ls.listen(16)
-        self.lock = threading.Lock()
-        threading.Thread(target=self.serve, daemon=True).start()
+        self.params = []
+        super().__init__(certdir)
 
-    def serve(self):
-        while True:
-            try:
-                c, _ = self.ls.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.session, args=(c,),
-                             daemon=True).start()
+    def rcpt_reply(self, r, earlier):
+        if r.startswith("perm@"):
+            return "550 5.1.1 no such user here"
+        if r.startswith("never@") or (r.startswith("temp@") and
+                                      earlier == 0):
+            return "451 4.3.0 try again later"
+        return "250 ok"
 
-    def session(self, c):
-        c.settimeout(30)
-        f = c.makefile("rb")
-        w = c
-        tls = False
-        frm, rcpts = None, []
-
-        def say(s):
-            w.sendall((s + "\r\n").encode())
-        say("220 remote ESMTP")
-        try:
-            while True:
-                ln = f.readline()
-                if not ln:
-                    return
-                cmd = ln.decode().rstrip("\r\n")
-                up = cmd.upper()
-                if up.startswith("EHLO"):
-                    say("250-remote")
-                    if not tls:
-                        say("250-STARTTLS")
-                    say("250 8BITMIME")
-                elif up == "STARTTLS":
-                    if self.inject:
-                        # Response injection: must be discarded.
-                        w.sendall(b"220 go ahead\r\n250 injected\r\n")
-                    else:
-                        say("220 go ahead")
-                    w = self.ctx.wrap_socket(c, server_side=True)
-                    f = w.makefile("rb")
-                    tls = True
-                elif up.startswith("MAIL FROM:"):
-                    frm, _, params = cmd[10:].partition(">")
-                    frm = frm.strip("< ")
-                    with self.lock:
-                        self.params[frm + "|" + str(len(self.got))] = \
-                            params.strip()
-                    rcpts = []
-                    say("250 ok")
-                elif up.startswith("RCPT TO:"):
-                    r = cmd[8:].strip("<> ")
-                    with self.lock:
-                        n = self.tries.get(r, 0)
-                        self.tries[r] = n + 1
-                    if r.startswith("perm@"):
-                        say("550 5.1.1 no such user here")
-                    elif r.startswith("never@") or (r.startswith("temp@")
-                                                    and n == 0):
-                        say("451 4.3.0 try again later")
-                    else:
-                        rcpts.append(r)
-                        say("250 ok")
-                elif up == "DATA":
-                    say("354 go")
-                    data = b""
-                    while True:
-                        ln = f.readline()
-                        if ln in (b".\r\n", b""):
-                            break
-                        data += ln[1:] if ln.startswith(b".") else ln
-                    with self.lock:
-                        self.got.append((frm, rcpts, data, tls))
-                    say("250 queued")
-                elif up == "QUIT":
-                    say("221 bye")
-                    return
-                else:
-                    say("250 ok")
-        except (OSError, ssl.SSLError):
-            return
-
-    def wait(self, pred, timeout=30):
-        end = time.time() + timeout
-        while time.time() < end:
-            with self.lock:
-                hits = [g for g in self.got if pred(g)]
-            if hits:
-                return hits
-            time.sleep(0.2)
-        return []
+    def on_mail(self, sender, params):
+        self.params.append((sender, len(self.got), params))
 
 
 d = Smtpd(t, extra_smtpd="queue_retry = 1s\nqueue_lifetime = 6s\n"
@@ -240,9 +150,8 @@ def eightbit_utf8(t):
     hits = remote.wait(lambda g: b"Subject: out 8bit" in g[2])
     t.eq(len(hits), 1, "delivered")
     with remote.lock:
-        params = [v for k, v in remote.params.items()
-                  if k.startswith(A + "|") and int(k.split("|")[1])
-                  >= before]
+        params = [p for snd, n, p in remote.params
+                  if snd == A and n >= before]
     t.ok("BODY=8BITMIME" in params, "with BODY=8BITMIME (the server "
          "offers 8BITMIME)", params)
     r = s.sendmail(A, [f"用户@{R}"], f"From: {A}\r\nSubject: out utf8\r\n"
