@@ -33,53 +33,21 @@ if not (nh.built() and os.access(program("smtpd/govmail-smtpd"),
     print("1..0 # SKIP govmail-smtpd or govmail-notice not built")
     sys.exit(0)
 
-from smtpdenv import Smtpd, _as_user  # noqa: E402
 
 D = nh.DOMAIN
 ROWS = 1000
 CONNS = 4
 t = Suite()
-d = Smtpd(t, name="notice-once",
-          extra_smtpd="notice_ca_file = ca/root.crt\n"
-                      "notice_crl_file = ca/issuing.crl\n"
-                      "queue_retry = 1h\n"
-                      # 1000 bills from one account and address within
-                      # a minute: no rate limits here
-                      "rate_ip_messages = 0\nrate_messages = 0\n",
-          extra="[ca]\ndir = ca\nbase_url = http://127.0.0.1:2080\n"
-                "passphrase_file = capass\n")
-path = lambda name: os.path.join(d.dir, name)  # noqa: E731
-with open(path("capass"), "w") as f:
-    f.write("notice once passphrase\n")
-os.chmod(path("capass"), 0o600)
-if os.geteuid() == 0:
-    t.run(["chown", "nobody:nogroup", path("capass")])
-
-
-def ca(*args):
-    return t.run(_as_user() + [nh.CA, "-c", d.conf] + list(args),
-                 timeout=120)
-
-
-official = f"water@{D}"
-citizens = [f"c{i}@{D}" for i in range(1, 5)]
+env = nh.OfficialSmtpd(t, "notice-once",
+                       extra_smtpd="notice_ca_file = ca/root.crt\n"
+                       "notice_crl_file = ca/issuing.crl\n"
+                       "queue_retry = 1h\n"
+                       # 1000 bills from one account and address within
+                       # a minute: no rate limits here
+                       "rate_ip_messages = 0\nrate_messages = 0\n")
+d, path, ca = env.d, env.path, env.ca
+official, citizens = env.official, env.citizens
 LIST = f"all-citizens@{D}"
-d.ctl("domain", "add", D)
-d.ctl("user", "add", official, "--class", "official", "--name",
-      "Water Bureau", "--org", "Water Bureau", input="official-pw\n")
-for c in citizens:
-    d.user(c, "citizen-pw")
-p = ca("init")
-t.ok(p.returncode == 0, "govmail-ca init", p.stderr)
-p = ca("issue", "--profile", "official", official, "--generate", "--p12",
-       path("water.p12"))
-t.ok(p.returncode == 0, "official PKCS#12", p.stderr)
-pw = [ln.split(" ", 1)[1] for ln in p.stdout.splitlines()
-      if ln.startswith("password ")]
-with open(path("water.pass"), "w") as f:
-    f.write((pw[0] if pw else "") + "\n")
-with open(path("smtp.pass"), "w") as f:
-    f.write("official-pw\n")
 d.ctl("list", "add", LIST, "--notice")
 for c in citizens[:3]:
     d.ctl("list", "member", "add", LIST, c)

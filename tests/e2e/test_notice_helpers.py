@@ -308,3 +308,52 @@ def text_of(entity_bytes):
         if part.get_content_maintype() == "text":
             out.append(part.get_content())
     return "\n".join(out)
+
+
+class OfficialSmtpd:
+    """A govmail-smtpd under test (smtpdenv) whose configuration also
+    holds a CA (its [ca] in the daemon's folder), the domain DOMAIN, the
+    official water@ with a PKCS#12 from that CA (water.p12, its password
+    in water.pass, the official's SMTP password in smtp.pass) and the
+    citizens c1 .. c4@.  The daemon is not started: d.start()."""
+
+    def __init__(self, t, name, extra_smtpd=""):
+        from smtpdenv import Smtpd, _as_user
+        self.t = t
+        self._as_user = _as_user
+        self.d = d = Smtpd(t, name=name, extra_smtpd=extra_smtpd,
+                           extra="[ca]\ndir = ca\n"
+                                 "base_url = http://127.0.0.1:2080\n"
+                                 "passphrase_file = capass\n")
+        with open(self.path("capass"), "w") as f:
+            f.write(f"{name} passphrase\n")
+        os.chmod(self.path("capass"), 0o600)
+        if os.geteuid() == 0:
+            t.run(["chown", "nobody:nogroup", self.path("capass")])
+        self.official = f"water@{DOMAIN}"
+        self.citizens = [f"c{i}@{DOMAIN}" for i in range(1, 5)]
+        d.ctl("domain", "add", DOMAIN)
+        d.ctl("user", "add", self.official, "--class", "official",
+              "--name", "Water Bureau", "--org", "Water Bureau",
+              input="official-pw\n")
+        for c in self.citizens:
+            d.user(c, "citizen-pw")
+        p = self.ca("init")
+        t.ok(p.returncode == 0, "govmail-ca init in the daemon's "
+             "configuration", p.stderr)
+        p = self.ca("issue", "--profile", "official", self.official,
+                    "--generate", "--p12", self.path("water.p12"))
+        t.ok(p.returncode == 0, "official PKCS#12", p.stderr)
+        pw = [ln.split(" ", 1)[1] for ln in p.stdout.splitlines()
+              if ln.startswith("password ")]
+        with open(self.path("water.pass"), "w") as f:
+            f.write((pw[0] if pw else "") + "\n")
+        with open(self.path("smtp.pass"), "w") as f:
+            f.write("official-pw\n")
+
+    def path(self, name):
+        return os.path.join(self.d.dir, name)
+
+    def ca(self, *args):
+        return self.t.run(self._as_user() + [CA, "-c", self.d.conf]
+                          + list(args), timeout=120)
