@@ -20,7 +20,10 @@
 #   dv_count                         files in every Maildir's new/
 #   peer_stop                        both stopped by PID (idempotent)
 # and the small helpers free_port, stop_pid PID, clock, as_nobody CMD...,
-# wait_port PORT.  The system's Postfix and Dovecot (if any) are never
+# wait_port PORT; for the govmail side, gm_conf_store (the [store] and
+# [limits] sections every benchmark store uses) and gm_smtpd_start DIR
+# SMTPD PORT... (govmail-smtpd as nobody in DIR, its log DIR/smtpd.log,
+# gm_pid set, every PORT listening before it returns).  The system's Postfix and Dovecot (if any) are never
 # touched: everything runs from DIR, each process stopped by its PID.
 
 free_port() {
@@ -53,6 +56,23 @@ wait_port() {
 
 # The reference's packages, installed without configuring or starting
 # the system's Postfix or Dovecot.
+# The [store] and [limits] of a benchmark store: cheap password hashes
+# (the accounts are made by the thousand), no quota in the way.
+gm_conf_store() {
+	printf '%s\n' '[store]' 'path = store' 'password_opslimit = 1' \
+	    'password_memlimit = 8K' '[limits]' \
+	    'quota_messages = 100000000' 'quota_bytes = 1000G'
+}
+
+gm_smtpd_start() {
+	local dir=$1 bin=$2 p
+	shift 2
+	(cd "$dir" && exec setpriv --reuid=nobody --regid=nogroup \
+	    --clear-groups "$bin" -c govmail.conf -f 2> smtpd.log) &
+	gm_pid=$!
+	for p in "$@"; do wait_port "$p"; done
+}
+
 peer_install() {
 	if ! command -v smtp-source >/dev/null || ! command -v dovecot >/dev/null ||
 	    [ ! -e /usr/lib/dovecot/lmtp ]; then

@@ -121,14 +121,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
     -addext subjectAltName=DNS:localhost 2>/dev/null
 echo "notice bench CA passphrase" > "$gm/capass"
 chmod 600 "$gm/capass" "$gm/key.pem"
-cat > "$gm/govmail.conf" <<EOF
-[store]
-path = store
-password_opslimit = 1
-password_memlimit = 8K
-[limits]
-quota_messages = 100000000
-quota_bytes = 1000G
+gm_conf_store > "$gm/govmail.conf"
+cat >> "$gm/govmail.conf" <<EOF
 [smtpd]
 hostname = gm.$domain
 listen_smtp = 127.0.0.1:$gm_port
@@ -178,10 +172,7 @@ gmctl list add "$list" --notice >/dev/null
 gmctl list member add "$list" "class:citizen@$domain" >/dev/null
 gmctl list poster add "$list" "$official" >/dev/null
 
-(cd "$gm" && exec setpriv --reuid=nobody --regid=nogroup --clear-groups \
-    "$smtpd" -c govmail.conf -f 2> smtpd.log) &
-gm_pid=$!
-wait_port "$gm_port"; wait_port "$sub_port"
+gm_smtpd_start "$gm" "$smtpd" "$gm_port" "$sub_port"
 echo "# govmail-smtpd: $(nproc) workers, submission with STARTTLS + AUTH PLAIN (P-256 server certificate)"
 gm_count() { gmctl stats | awk '/^messages:/ { print $2 }'; }
 tck=$(getconf CLK_TCK)

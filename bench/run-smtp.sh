@@ -103,14 +103,8 @@ echo "## physical reference: fdatasync rate of the disk under $scratch"
 
 # ---- govmail ---------------------------------------------------------
 mkdir -p "$gm"
-cat > "$gm/govmail.conf" <<EOF
-[store]
-path = store
-password_opslimit = 1
-password_memlimit = 8K
-[limits]
-quota_messages = 100000000
-quota_bytes = 1000G
+gm_conf_store > "$gm/govmail.conf"
+cat >> "$gm/govmail.conf" <<EOF
 [smtpd]
 hostname = gm.$domain
 listen_smtp = 127.0.0.1:$gm_port
@@ -124,10 +118,7 @@ chown -R nobody:nogroup "$gm"
 t0=$(clock)
 (cd "$gm" && as_nobody "$accounts" govmail.conf "$domain" "$fanout")
 awk -v t0="$t0" -v t1="$(clock)" -v n="$fanout" 'BEGIN { printf "# govmail: %d accounts created in %.1f s\n", n + 1, t1 - t0 }'
-(cd "$gm" && exec setpriv --reuid=nobody --regid=nogroup --clear-groups \
-    "$smtpd" -c govmail.conf -f 2> smtpd.log) &
-gm_pid=$!
-wait_port "$gm_port"
+gm_smtpd_start "$gm" "$smtpd" "$gm_port"
 gm_count() {
 	(cd "$gm" && as_nobody "$ctl" -c govmail.conf stats) |
 	    awk '/^messages:/ { print $2 }'
