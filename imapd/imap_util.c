@@ -242,56 +242,11 @@ bad:
 	return -1;
 }
 
-/* Decode one UTF-8 sequence; returns its length or 0 if invalid. */
-static size_t
-utf8_decode(const uint8_t *s, size_t len, uint32_t *cp_r)
-{
-	uint32_t cp;
-	size_t n, i;
-
-	if (s[0] < 0x80) {
-		*cp_r = s[0];
-		return 1;
-	}
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		n = 2;
-		cp = s[0] & 0x1f;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		n = 3;
-		cp = s[0] & 0x0f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		n = 4;
-		cp = s[0] & 0x07;
-	} else
-		return 0;
-	if (len < n)
-		return 0;
-	for (i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	*cp_r = cp;
-	return n;
-}
 
 int
 imap_utf8_valid(const uint8_t *s, size_t len)
 {
-	size_t i = 0;
-
-	while (i < len) {
-		uint32_t cp;
-		size_t n = utf8_decode(s + i, len - i, &cp);
-
-		if (n == 0)
-			return 0;
-		i += n;
-	}
-	return 1;
+	return str_utf8_valid(s, len);
 }
 
 static void
@@ -315,7 +270,7 @@ imap_utf8_to_utf7(const char *in, struct buf *out, const char **error_r)
 
 	while (i < len) {
 		uint32_t cp;
-		size_t n = utf8_decode(s + i, len - i, &cp);
+		size_t n = str_utf8_decode(s + i, len - i, &cp);
 
 		if (n == 0) {
 			*error_r = "Invalid UTF-8 in mailbox name";

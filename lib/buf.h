@@ -72,5 +72,14 @@ int str_casecmp(const char *a, const char *b);
 void str_lower(char *s);
 /* 1 if s starts with prefix. */
 int str_has_prefix(const char *s, const char *prefix);
+/*
+ * UTF-8 (RFC 3629): the length (1..4) of the well-formed sequence that
+ * starts s[0..len), its code point in *cp_r; 0 if there is none (a stray
+ * or truncated byte, an overlong form, a surrogate, beyond U+10FFFF).
+ * len must be at least 1.
+ */
+size_t str_utf8_decode(const uint8_t *s, size_t len, uint32_t *cp_r);
+/* 1 if s[0..len) is well-formed UTF-8 throughout. */
+int str_utf8_valid(const uint8_t *s, size_t len);
 
 #endif

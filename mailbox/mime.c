@@ -609,43 +609,15 @@ mime_process(struct mime_ctx *ctx, uint32_t i)
 static size_t
 mime_utf8_seq(const uint8_t *p, size_t len)
 {
-	size_t n, k;
 	uint32_t cp;
 
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		n = 2, cp = p[0] & 0x1f;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef)
-		n = 3, cp = p[0] & 0x0f;
-	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-		n = 4, cp = p[0] & 0x07;
-	else
-		return 0;
-	if (len < n)
-		return 0;
-	for (k = 1; k < n; k++) {
-		if ((p[k] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[k] & 0x3f);
-	}
-	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	return n;
+	return str_utf8_decode(p, len, &cp);
 }
 
 static int
 mime_utf8_valid(const uint8_t *p, size_t len)
 {
-	size_t i = 0, n;
-
-	while (i < len) {
-		if ((n = mime_utf8_seq(p + i, len - i)) == 0)
-			return 0;
-		i += n;
-	}
-	return 1;
+	return str_utf8_valid(p, len);
 }
 
 /* A copy of s with invalid UTF-8 and control bytes replaced by '?'. */

@@ -60,39 +60,14 @@ store_class_parse(const char *s, enum store_class *class_r)
 static int
 st_utf8_ok(const uint8_t *s, size_t n)
 {
-	size_t i = 0, k, more;
+	size_t i = 0, k;
 	uint32_t cp;
 
 	while (i < n) {
-		if (s[i] < 0x80) {
-			if (s[i] < 0x20 || s[i] == 0x7f)
-				return 0;
-			i++;
-			continue;
-		}
-		if ((s[i] & 0xe0) == 0xc0) {
-			more = 1;
-			cp = s[i] & 0x1f;
-		} else if ((s[i] & 0xf0) == 0xe0) {
-			more = 2;
-			cp = s[i] & 0x0f;
-		} else if ((s[i] & 0xf8) == 0xf0) {
-			more = 3;
-			cp = s[i] & 0x07;
-		} else
+		if ((k = str_utf8_decode(s + i, n - i, &cp)) == 0 ||
+		    cp < 0x20 || cp == 0x7f)
 			return 0;
-		if (n - i - 1 < more)
-			return 0;
-		for (k = 1; k <= more; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if ((more == 1 && cp < 0x80) || (more == 2 && cp < 0x800) ||
-		    (more == 3 && cp < 0x10000) || cp > 0x10ffff ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return 0;
-		i += more + 1;
+		i += k;
 	}
 	return 1;
 }

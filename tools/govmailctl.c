@@ -270,29 +270,10 @@ static size_t
 ctl_utf8_len(const uint8_t *s, size_t n)
 {
 	uint32_t cp;
-	size_t len, i;
+	size_t len = str_utf8_decode(s, n, &cp);
 
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		len = 2;
-		cp = s[0] & 0x1f;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		len = 3;
-		cp = s[0] & 0x0f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		len = 4;
-		cp = s[0] & 0x07;
-	} else
-		return 0;
-	if (len > n)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;		/* overlong, surrogate, out of range */
+	if (len < 2)
+		return 0;		/* not a multi-byte sequence */
 	if (cp >= 0x80 && cp <= 0x9f)
 		return 0;		/* C1 controls */
 	if (cp == 0x2028 || cp == 0x2029 || cp == 0x202e)

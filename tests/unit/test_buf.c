@@ -138,6 +138,60 @@ test_str(void **state)
 	assert_false(str_has_prefix("cla", "class:"));
 }
 
+/* One UTF-8 decoder for the whole tree: every boundary of RFC 3629. */
+static void
+test_utf8(void **state)
+{
+	static const struct {
+		const char *in;
+		size_t len;		/* of the first sequence, 0: invalid */
+		uint32_t cp;
+	} cases[] = {
+		{ "A", 1, 0x41 },
+		{ "\x7f", 1, 0x7f },
+		{ "\xc2\x80", 2, 0x80 },
+		{ "\xdf\xbf", 2, 0x7ff },
+		{ "\xe0\xa0\x80", 3, 0x800 },
+		{ "\xe5\xb8\x82", 3, 0x5e02 },	/* 市 */
+		{ "\xed\x9f\xbf", 3, 0xd7ff },
+		{ "\xee\x80\x80", 3, 0xe000 },
+		{ "\xef\xbf\xbf", 3, 0xffff },
+		{ "\xf0\x90\x80\x80", 4, 0x10000 },
+		{ "\xf4\x8f\xbf\xbf", 4, 0x10ffff },
+		{ "\x80", 0, 0 },		/* stray continuation */
+		{ "\xc0\xaf", 0, 0 },		/* overlong '/' */
+		{ "\xc1\xbf", 0, 0 },
+		{ "\xe0\x9f\xbf", 0, 0 },	/* overlong 3-byte */
+		{ "\xed\xa0\x80", 0, 0 },	/* surrogate D800 */
+		{ "\xed\xbf\xbf", 0, 0 },	/* surrogate DFFF */
+		{ "\xf0\x8f\xbf\xbf", 0, 0 },	/* overlong 4-byte */
+		{ "\xf4\x90\x80\x80", 0, 0 },	/* beyond U+10FFFF */
+		{ "\xf5\x80\x80\x80", 0, 0 },
+		{ "\xff", 0, 0 },
+		{ "\xe5\xb8", 0, 0 },		/* truncated */
+		{ "\xe5\x41\x82", 0, 0 },	/* bad continuation */
+	};
+	size_t i;
+	uint32_t cp;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t n = str_utf8_decode((const uint8_t *)cases[i].in,
+		    strlen(cases[i].in), &cp);
+
+		assert_int_equal(n, cases[i].len);
+		if (n > 0)
+			assert_int_equal(cp, cases[i].cp);
+		assert_int_equal(str_utf8_valid((const uint8_t *)cases[i].in,
+		    strlen(cases[i].in)), n > 0 && n == strlen(cases[i].in));
+	}
+	assert_int_equal(str_utf8_valid((const uint8_t *)"", 0), 1);
+	assert_int_equal(str_utf8_valid((const uint8_t *)
+	    "\xe5\xbc\xa0\xe4\xb8\x89@city.example", 18), 1);
+	assert_int_equal(str_utf8_valid((const uint8_t *)
+	    "ok\xe5\xbc\xa0\xe4\xb8", 7), 0);
+}
+
 int
 main(void)
 {
@@ -148,6 +202,7 @@ main(void)
 		cmocka_unit_test(test_secret_consume),
 		cmocka_unit_test(test_tail_commit),
 		cmocka_unit_test(test_str),
+		cmocka_unit_test(test_utf8),
 	};
 
 	return cmocka_run_group_tests_name("buf", tests, NULL, NULL);
