@@ -626,6 +626,16 @@ st_deliver_fn(struct store *s, DB_TXN *txn, void *arg)
 			c->order2[n2++] = i;
 	}
 	/*
+	 * The content first, with a reference for every known recipient:
+	 * its chunks are the long part of the transaction, and the pages it
+	 * locks are the content's own.  The mailbox, index and usage
+	 * records that every delivery to the same mailbox must lock come
+	 * after, so they are held only for the short rest.
+	 */
+	if (n2 > 0 && (r = st_blob_store(s, txn, c->key, c->msg, c->len,
+	    &c->meta, n2)) != 0)
+		return r;
+	/*
 	 * New index records in key order (mailbox id, then UID): B-tree
 	 * pages fill from the left instead of splitting at random, and the
 	 * locks are taken in one order by every fan-out.
@@ -638,8 +648,9 @@ st_deliver_fn(struct store *s, DB_TXN *txn, void *arg)
 		if (c->results[i].status == STORE_OK)
 			nok++;
 	}
-	if (nok > 0 && (r = st_blob_store(s, txn, c->key, c->msg, c->len,
-	    &c->meta, nok)) != 0)
+	/* Recipients over quota: their references go again. */
+	if (nok < n2 && (r = st_blob_ref(s, txn, c->key,
+	    -(int64_t)(n2 - nok))) != 0)
 		return r;
 	/* The notice report, queue entries, dedup record: same txn. */
 	return st_deliver_extras(s, txn, c->opts, c->results, c->n);

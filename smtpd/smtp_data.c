@@ -198,10 +198,8 @@ job_queue_cb(struct store_txn_queue *tq, const struct store_rcpt_result *res,
 }
 
 static void
-job_deliver_work(void *arg)
+job_deliver_store(struct smtp_job *job, struct store *st)
 {
-	struct smtp_job *job = arg;
-	struct store *st = smtp_job_store(job->cfg);
 	struct store_deliver_opts o;
 	char id[STORE_NOTICE_ID_MAX + 1];
 	size_t i;
@@ -267,6 +265,36 @@ job_deliver_work(void *arg)
 	}
 	job_partial_dsn(job, st);
 	smtp_dsn_local(job, st);
+}
+
+/*
+ * The delivery's transactions commit without waiting for the disk, which
+ * releases their locks at once; one log flush then makes all of them
+ * durable before the reply.  Deliveries to the same mailbox no longer
+ * queue behind each other's fsync, and concurrent deliveries share one
+ * flush.  Others may see the message a moment before it is durable; a
+ * crash in that moment loses it unacknowledged (store_sync, mailbox.h).
+ */
+static void
+job_deliver_work(void *arg)
+{
+	struct smtp_job *job = arg;
+	struct store *st = smtp_job_store(job->cfg);
+	const char *err = NULL;
+
+	if (st != NULL)
+		store_set_deferred_sync(st, 1);
+	job_deliver_store(job, st);
+	if (st == NULL)
+		return;
+	store_set_deferred_sync(st, 0);
+	if (store_take_unsynced(st) && store_sync(st, &err) < 0 &&
+	    job->dres == 0 && !job->duplicate) {
+		log_warnx("smtpd: event=log-flush-failed error=\"%s\"",
+		    err != NULL ? err : "?");
+		job->dres = STORE_ETEMP;
+		job->derr = err;
+	}
 }
 
 static void

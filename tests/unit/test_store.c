@@ -814,6 +814,14 @@ test_quota(void **state)
 	    "Trash", &tr, NULL), 0);
 	assert_int_equal(store_copy(f->st, in.id, &r1, 1, tr.id, 0, &map,
 	    NULL), STORE_EQUOTA);
+	/*
+	 * New content for a full mailbox only: the content is written before
+	 * the quota is known and must go again (check_clean: no orphan).
+	 */
+	assert_int_equal(store_deliver(f->st, (const uint8_t *)"Subject: x\r\n"
+	    "\r\nnew\r\n", 19, rcpts, 1, 0, res, NULL), 0);
+	assert_int_equal(res[0].status, STORE_EQUOTA);
+	check_clean(f);
 	/* a move costs no quota */
 	assert_int_equal(store_copy(f->st, in.id, &r1, 1, tr.id, 1, &map,
 	    NULL), 0);
