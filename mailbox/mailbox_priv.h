@@ -30,6 +30,9 @@
 #define STORE_LOCKERS_MAX 20000
 /* Lock wait after which a transaction gives up and is retried (us). */
 #define STORE_LOCK_TIMEOUT_US 10000000
+/* The memory pool is split into regions of this size, each with its lock. */
+#define STORE_CACHE_REGION (16ULL * 1024 * 1024)
+#define STORE_CACHE_REGIONS_MAX 8
 /* In-memory log buffer: a 64 KiB chunk fits several times. */
 #define STORE_LOG_BUFFER (2U * 1024 * 1024)
 /* A store call (or open) blocked this long is stuck on a dead mutex. */

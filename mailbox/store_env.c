@@ -998,7 +998,7 @@ static int
 st_env_new(const struct config *cfg, DB_ENV **env_r)
 {
 	DB_ENV *env;
-	uint64_t cache;
+	uint64_t cache, ncache;
 	int ret;
 
 	if ((ret = db_env_create(&env, 0)) != 0)
@@ -1008,8 +1008,19 @@ st_env_new(const struct config *cfg, DB_ENV **env_r)
 	cache = config_size(cfg, "store", "cache_size");
 	if (cache < 1024 * 1024)
 		cache = 1024 * 1024;
+	/*
+	 * The pool in regions of STORE_CACHE_REGION (at most
+	 * STORE_CACHE_REGIONS_MAX): each region has its own lock, and
+	 * concurrent deliveries of large messages, which allocate many new
+	 * pages, no longer queue on one.
+	 */
+	ncache = cache / STORE_CACHE_REGION;
+	if (ncache < 1)
+		ncache = 1;
+	if (ncache > STORE_CACHE_REGIONS_MAX)
+		ncache = STORE_CACHE_REGIONS_MAX;
 	(void)env->set_cachesize(env, (u_int32_t)(cache >> 30),
-	    (u_int32_t)(cache & ((1U << 30) - 1)), 1);
+	    (u_int32_t)(cache & ((1U << 30) - 1)), (int)ncache);
 	(void)env->set_thread_count(env,
 	    (u_int32_t)config_uint(cfg, "store", "max_processes"));
 	(void)env->set_isalive(env, st_is_alive);
