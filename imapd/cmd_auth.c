@@ -49,22 +49,28 @@ struct imap_auth_job {
 	const char *error;
 };
 
-/* Each helper thread keeps its own store handle for password checks. */
-static __thread struct store *auth_store;
+/* Each helper thread keeps its own store handle (password checks, upkeep). */
+static __thread struct store *helper_store;
+
+struct store *
+imap_helper_store(const struct config *cfg)
+{
+	const char *err;
+
+	if (helper_store == NULL &&
+	    store_open(cfg, 0, &helper_store, &err) < 0) {
+		log_warnx("event=helper-store-open-failed error=%s", err);
+		helper_store = NULL;
+	}
+	return helper_store;
+}
 
 static int
 auth_verify(const char *user, const char *pass, void *ctx)
 {
-	const struct config *cfg = ctx;
-	const char *err;
+	struct store *st = imap_helper_store(ctx);
 
-	if (auth_store == NULL &&
-	    store_open(cfg, 0, &auth_store, &err) < 0) {
-		log_warnx("event=auth-store-open-failed error=%s", err);
-		auth_store = NULL;
-		return -1;
-	}
-	return store_password_verify(auth_store, user, pass);
+	return st != NULL ? store_password_verify(st, user, pass) : -1;
 }
 
 static void

@@ -731,16 +731,47 @@ on_poll(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/*
+ * Upkeep (failchk, expiry, the checkpoint, which writes every dirty page
+ * of the cache) runs on a helper thread with its own store handle: a
+ * checkpoint on the loop stalled every session of the worker.
+ */
+static void
+maintain_work(void *arg)
+{
+	struct imap_worker *w = arg;
+	struct store *st = imap_helper_store(w->cfg);
+	const char *err = NULL;
+
+	if (st != NULL && store_maintain(st, &err) < 0)
+		log_warnx("event=maintain-failed error=%s",
+		    err != NULL ? err : "?");
+}
+
+static void
+maintain_done(void *arg)
+{
+	struct imap_worker *w = arg;
+
+	w->maintaining = 0;
+}
+
 static void
 on_maintain(evutil_socket_t fd, short what, void *arg)
 {
 	struct imap_worker *w = arg;
-	const char *err;
+	const char *err = NULL;
 
 	(void)fd;
 	(void)what;
-	if (store_maintain(w->store, &err) < 0)
-		log_warnx("event=maintain-failed error=%s", err);
+	if (w->maintaining)
+		return;
+	w->maintaining = 1;
+	if (tpool_submit(w->pool, maintain_work, maintain_done, w, &err) < 0) {
+		w->maintaining = 0;
+		log_warnx("event=maintain-failed error=%s",
+		    err != NULL ? err : "?");
+	}
 }
 
 static void

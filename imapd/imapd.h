@@ -90,6 +90,7 @@ struct imap_worker {
 	struct event *watch_ev;
 	struct event *poll_ev;
 	struct event *maint_ev;
+	int maintaining;		/* store_maintain runs on a helper */
 	struct event *sig_ev;
 	struct event *stop_ev;		/* shutdown grace timer */
 	struct conn_listener **listeners;
@@ -237,6 +238,8 @@ enum imap_cmd_result cmd_compress(struct imap_session *, const struct
 void imap_auth_line(struct imap_session *s, const char *line, size_t len);
 /* The session is going away: detach a job still running. */
 void imap_auth_detach(struct imap_session *s);
+/* The calling helper thread's own store handle (NULL: cannot open). */
+struct store *imap_helper_store(const struct config *cfg);
 
 /* ---- cmd_mailbox.c ---- */
 enum imap_cmd_result cmd_namespace(struct imap_session *, const struct

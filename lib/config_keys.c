@@ -117,7 +117,7 @@ const struct config_key config_keys[] = {
 	{ "imapd", "idle_timeout", CONFIG_DURATION, "30m",
 	  "idle time before an authenticated connection is closed (RFC 3501: at least 30 minutes)" },
 	{ "imapd", "auth_threads", CONFIG_UINT, "2",
-	  "helper threads per worker for password checks (Argon2id) and log flushes" },
+	  "helper threads per worker for password checks (Argon2id), log flushes and store upkeep" },
 	{ "imapd", "meta_cache", CONFIG_SIZE, "32M",
 	  "memory per worker for recently used message metadata (ENVELOPE, BODYSTRUCTURE, decoded Subject); 0: none" },
 
