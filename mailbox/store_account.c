@@ -1794,6 +1794,7 @@ struct resolve_ctx {
 	char norm[STORE_ADDRESS_MAX + 1];
 	char sender[STORE_ADDRESS_MAX + 1];
 	int has_sender;
+	int accounts_only;	/* store_resolve_account(): 1 if not one */
 	struct store_rcpt_set set;
 };
 
@@ -1977,6 +1978,8 @@ st_resolve_fn(struct store *s, DB_TXN *txn, void *arg)
 		c->set.kind = STORE_ADDR_ACCOUNT;
 	else if (r != STORE_ENOTFOUND)
 		return r;
+	else if (c->accounts_only)
+		return 1;
 	else if ((r = st_get(s, SDB_LISTS, txn, c->norm, strlen(c->norm),
 	    &v)) == 0) {
 		c->set.kind = STORE_ADDR_LIST;
@@ -2012,9 +2015,9 @@ st_resolve_fn(struct store *s, DB_TXN *txn, void *arg)
 	return 0;
 }
 
-int
-store_resolve(struct store *s, const char *address, const char *sender,
-    struct store_rcpt_set *set_r, const char **error_r)
+static int
+st_resolve(struct store *s, const char *address, const char *sender,
+    int accounts_only, struct store_rcpt_set *set_r, const char **error_r)
 {
 	struct resolve_ctx c;
 	const char *err;
@@ -2022,6 +2025,7 @@ store_resolve(struct store *s, const char *address, const char *sender,
 
 	memset(set_r, 0, sizeof(*set_r));
 	memset(&c, 0, sizeof(c));
+	c.accounts_only = accounts_only;
 	if ((r = st_address_norm(address, c.norm, sizeof(c.norm),
 	    &err)) != 0) {
 		if (error_r != NULL)
@@ -2043,6 +2047,20 @@ store_resolve(struct store *s, const char *address, const char *sender,
 	if (r == STORE_ENOTFOUND && error_r != NULL)
 		*error_r = "no such local address";
 	return r;
+}
+
+int
+store_resolve(struct store *s, const char *address, const char *sender,
+    struct store_rcpt_set *set_r, const char **error_r)
+{
+	return st_resolve(s, address, sender, 0, set_r, error_r);
+}
+
+int
+store_resolve_account(struct store *s, const char *address,
+    struct store_rcpt_set *set_r, const char **error_r)
+{
+	return st_resolve(s, address, NULL, 1, set_r, error_r);
 }
 
 void

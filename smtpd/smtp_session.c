@@ -215,6 +215,10 @@ smtp_job_free(struct smtp_job *job)
 	free(job->notice_list);
 	free(job->lmsg);
 	smtp_dsn_env_free(job->dsn);
+	if (job->rcpt != NULL) {
+		store_rcpt_set_free(&job->rcpt->set);
+		free(job->rcpt);
+	}
 	if (job->s == NULL && job->sasl != NULL)
 		sasl_session_free(job->sasl);
 	free(job);
@@ -438,6 +442,11 @@ cmd_mail(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 	smtp_reply(s, "250 2.1.0 Ok");
 }
 
+static void rcpt_resolve_async(struct smtp_session *,
+    const struct smtp_path *, const struct smtp_rcpt_params *);
+static void rcpt_resolved(struct smtp_session *, const struct smtp_path *,
+    const struct smtp_rcpt_params *, int, struct store_rcpt_set *);
+
 static void
 cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 {
@@ -447,7 +456,6 @@ cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 	char ebuf[SMTP_PATH_MAX * LOG_ESCAPE_WIDTH + 1];
 	const char *what = NULL;
 	enum smtp_path_error e;
-	size_t i;
 	int r;
 
 	(void)cmd;
@@ -505,9 +513,86 @@ cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 			smtp_error_reply(s, "554 5.7.1 Relay access denied");
 		return;
 	}
-	r = store_resolve(s->sd->store, path.addr,
-	    s->user != NULL ? s->user : (s->from.null ? NULL : s->from.addr),
-	    &set, NULL);
+	/*
+	 * An account is resolved here; anything else (a list may expand to
+	 * every account of a class) on a helper thread, the session paused.
+	 */
+	r = store_resolve_account(s->sd->store, path.addr, &set, NULL);
+	if (r == 1) {
+		rcpt_resolve_async(s, &path, &rp);
+		return;
+	}
+	rcpt_resolved(s, &path, &rp, r, &set);
+}
+
+static void
+rcpt_resolve_work(void *arg)
+{
+	struct smtp_job *job = arg;
+	struct smtp_rcpt_pending *p = job->rcpt;
+	struct store *st = smtp_job_store(job->cfg);
+
+	p->r = st == NULL ? STORE_ETEMP : store_resolve(st, p->path.addr,
+	    p->sender[0] != '\0' ? p->sender : NULL, &p->set, NULL);
+}
+
+static void
+rcpt_resolve_done(void *arg)
+{
+	struct smtp_job *job = arg;
+	struct smtp_session *s = job->s;
+	struct smtp_rcpt_pending *p = job->rcpt;
+
+	if (s != NULL) {
+		/* rcpt_resolved owns the set now. */
+		rcpt_resolved(s, &p->path, &p->rp, p->r, &p->set);
+		memset(&p->set, 0, sizeof(p->set));
+	}
+	smtp_job_free(job);
+	if (s != NULL)
+		smtp_session_idle(s);
+}
+
+static void
+rcpt_resolve_async(struct smtp_session *s, const struct smtp_path *path,
+    const struct smtp_rcpt_params *rp)
+{
+	struct smtp_job *job;
+	const char *sender, *err = NULL;
+
+	job = xcalloc(1, sizeof(*job));
+	job->kind = SMTP_JOB_RESOLVE;
+	job->s = s;
+	job->cfg = s->sd->cfg;
+	job->rcpt = xcalloc(1, sizeof(*job->rcpt));
+	job->rcpt->path = *path;
+	job->rcpt->rp = *rp;
+	sender = s->user != NULL ? s->user :
+	    (s->from.null ? NULL : s->from.addr);
+	if (sender != NULL)
+		(void)str_copy(job->rcpt->sender, sizeof(job->rcpt->sender),
+		    sender);
+	if (tpool_submit(s->sd->pool, rcpt_resolve_work, rcpt_resolve_done,
+	    job, &err) < 0) {
+		smtp_job_free(job);
+		smtp_reply(s, "451 4.3.0 Server busy, try again later");
+		return;
+	}
+	smtp_session_busy(s, job);
+}
+
+/* The rest of RCPT, once the address is resolved (r, set: store_resolve). */
+static void
+rcpt_resolved(struct smtp_session *s, const struct smtp_path *pathp,
+    const struct smtp_rcpt_params *rpp, int r, struct store_rcpt_set *setp)
+{
+	const struct smtp_path *p = pathp;
+	struct smtp_rcpt_params rp = *rpp;
+	struct store_rcpt_set set = *setp;
+	char ebuf[SMTP_PATH_MAX * LOG_ESCAPE_WIDTH + 1];
+	size_t i;
+
+	smtp_esc(p->addr, strlen(p->addr), ebuf, sizeof(ebuf));
 	if (r == STORE_ENOTFOUND || r == STORE_EINVAL) {
 		smtp_error_reply(s, "550 5.1.1 Recipient address rejected: "
 		    "no such user");
@@ -556,7 +641,7 @@ cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 	    (set.list_flags & STORE_LIST_NOTICE) && !s->notice) {
 		/* Checked in full once the message is in (smtp_notice.c). */
 		s->notice = 1;
-		str_copy(s->notice_list, sizeof(s->notice_list), path.addr);
+		str_copy(s->notice_list, sizeof(s->notice_list), p->addr);
 	}
 	for (i = 0; i < set.nlocal; i++)
 		local_add(s, set.local[i]);
@@ -572,7 +657,7 @@ cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 			targets[n++] = set.local[i];
 		for (i = 0; i < set.nremote && s->sd->queue != NULL; i++)
 			targets[n++] = set.remote[i];
-		smtp_dsn_env_note(&s->dsn, path.addr, &rp,
+		smtp_dsn_env_note(&s->dsn, p->addr, &rp,
 		    set.kind == STORE_ADDR_LIST, targets, n);
 		free(targets);
 	}
@@ -581,7 +666,7 @@ cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 		    "n=%zu", s->id, ebuf, set.nremote);
 	store_rcpt_set_free(&set);
 	if (s->nrcpt == 0)
-		str_copy(s->first_rcpt, sizeof(s->first_rcpt), path.addr);
+		str_copy(s->first_rcpt, sizeof(s->first_rcpt), p->addr);
 	s->nrcpt++;
 	smtp_reply(s, "250 2.1.5 Ok");
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "daemon.h"
+#include "mailbox.h"
 #include "sasl.h"
 #include "smtp_parse.h"
 #include "smtpd.h"
@@ -95,6 +96,16 @@ enum smtp_job_kind {
 	SMTP_JOB_AUTH_START,
 	SMTP_JOB_AUTH_STEP,
 	SMTP_JOB_DELIVER,
+	SMTP_JOB_RESOLVE,		/* a RCPT that is not an account */
+};
+
+/* A RCPT resolved on a helper thread (lists, aliases): its inputs, result. */
+struct smtp_rcpt_pending {
+	struct smtp_path path;
+	struct smtp_rcpt_params rp;
+	char sender[SMTP_PATH_MAX + 1];	/* "" for none (list posters) */
+	int r;				/* store_resolve's result */
+	struct store_rcpt_set set;
 };
 
 struct smtp_job {
@@ -140,6 +151,8 @@ struct smtp_job {
 	int duplicate;			/* already accepted: nothing stored */
 	uint64_t dedup_window;		/* [smtpd] dedup_window, s */
 	size_t deferred;		/* notice copies queued over quota */
+	/* resolve */
+	struct smtp_rcpt_pending *rcpt;
 };
 
 /* Queue a reply line (CRLF added). */

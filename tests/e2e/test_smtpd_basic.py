@@ -192,6 +192,23 @@ def bdat_pipelining(t):
     raw = d.cat(B, len(d.ls(B)))
     t.ok(raw.endswith(b"Subject: piped\r\n\r\n.dot\r\n"),
          "a stuffed dot is removed", raw[-60:])
+    # A list is expanded on a helper thread, the session paused: the
+    # commands pipelined behind its RCPT are answered after it, in order.
+    na, nb = len(d.ls(A)), len(d.ls(B))
+    r.send(f"MAIL FROM:<{A}>\r\nRCPT TO:<{L}>\r\n"
+           f"RCPT TO:<nobody-here@{D}>\r\nRCPT TO:<{A}>\r\nDATA\r\n")
+    codes = [r.reply()[0] for _ in range(5)]
+    t.eq(codes, [250, 250, 550, 250, 354],
+         "pipelined MAIL, RCPT list, RCPT unknown, RCPT account, DATA")
+    r.send("Subject: piped list\r\n\r\nx\r\n.\r\n")
+    t.eq(r.reply()[0], 250, "the pipelined list message accepted")
+    t.eq((len(d.ls(A)) - na, len(d.ls(B)) - nb), (1, 1),
+         "the list member and the account each got it")
+    r.send(f"MAIL FROM:<x@remote.example>\r\nRCPT TO:<{L}>\r\n"
+           f"RCPT TO:<{B}>\r\nRSET\r\n")
+    codes = [r.reply()[0] for _ in range(4)]
+    t.eq(codes, [250, 550, 250, 250],
+         "pipelined: a list refuses a sender that is no poster, then on")
     t.eq(r.cmd("VRFY alice")[0], 252, "VRFY 252")
     t.eq(r.cmd("HELP")[0], 214, "HELP 214")
     t.eq(r.cmd("RSET")[0], 250, "RSET")

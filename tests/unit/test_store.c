@@ -440,6 +440,20 @@ test_alias_list_resolve(void **state)
 	    "b@city.example", NULL), STORE_EEXISTS);
 	assert_int_equal(store_alias_add(f->st, "q@nowhere.example",
 	    "b@city.example", NULL), STORE_ENOTFOUND);
+	/* the cheap case alone: an account, or 1 for anything else */
+	assert_int_equal(store_resolve_account(f->st, "A@city.example", &set,
+	    NULL), 0);
+	assert_int_equal(set.kind, STORE_ADDR_ACCOUNT);
+	assert_int_equal(set.nlocal, 1);
+	assert_string_equal(set.local[0], "a@city.example");
+	store_rcpt_set_free(&set);
+	assert_int_equal(store_resolve_account(f->st, "all@city.example", &set,
+	    NULL), 1);
+	assert_int_equal(set.nlocal + set.nremote, 0);
+	assert_int_equal(store_resolve_account(f->st, "zz@city.example", &set,
+	    NULL), 1);
+	assert_int_equal(store_resolve_account(f->st, "not an address", &set,
+	    NULL), STORE_EINVAL);
 	assert_int_equal(store_resolve(f->st, "all@city.example", NULL, &set,
 	    NULL), 0);
 	assert_int_equal(set.kind, STORE_ADDR_ALIAS);
