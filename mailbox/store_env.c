@@ -58,6 +58,12 @@ struct store_shared {
 };
 
 static pthread_mutex_t st_shared_lock = PTHREAD_MUTEX_INITIALIZER;
+/*
+ * Held for reading by store_sync() around its log flush, for writing by
+ * st_reopen() while it swaps the environment: concurrent flushes of one
+ * process run together (Berkeley DB groups them) instead of one by one.
+ */
+static pthread_rwlock_t st_env_lock = PTHREAD_RWLOCK_INITIALIZER;
 static struct store_shared *st_shared_list;
 
 /*
@@ -1442,6 +1448,7 @@ st_reopen(struct store *s)
 	int r = STORE_ETEMP;
 
 	(void)pthread_mutex_lock(&st_shared_lock);
+	(void)pthread_rwlock_wrlock(&st_env_lock);
 	if (sh->refs == 1 && sh->pid == getpid()) {
 		st_shared_close_handles(sh);
 		/*
@@ -1461,6 +1468,7 @@ st_reopen(struct store *s)
 		}
 	} else
 		sh->broken = 1;
+	(void)pthread_rwlock_unlock(&st_env_lock);
 	(void)pthread_mutex_unlock(&st_shared_lock);
 	return r;
 }
@@ -1592,11 +1600,11 @@ store_sync(struct store *s, const char **error_r)
 	struct store_shared *sh = s->sh;
 	int ret;
 
-	/* The shared lock keeps a reopen from swapping the environment
-	 * under this thread; a flush takes what is in the log buffer. */
-	(void)pthread_mutex_lock(&st_shared_lock);
+	/* st_env_lock keeps a reopen from swapping the environment under
+	 * this thread; a flush takes what is in the log buffer. */
+	(void)pthread_rwlock_rdlock(&st_env_lock);
 	ret = sh->broken ? DB_RUNRECOVERY : sh->env->log_flush(sh->env, NULL);
-	(void)pthread_mutex_unlock(&st_shared_lock);
+	(void)pthread_rwlock_unlock(&st_env_lock);
 	if (ret != 0) {
 		log_warnx("store: log flush: %s", db_strerror(ret));
 		if (error_r != NULL)
