@@ -54,9 +54,15 @@ struct chk_ctx {
 	size_t nproblems;
 	uint64_t count;
 	struct chk_mbox *mb;
-	size_t nmb;
+	size_t nmb, amb;
 	struct chk_blob *bl;
-	size_t nbl;
+	size_t nbl, abl;
+};
+
+/* What an account's mailboxes hold, summed (pass 6). */
+struct chk_usage {
+	uint32_t account_id;
+	uint64_t bytes, messages;
 };
 
 static void
@@ -73,9 +79,9 @@ chk_reset(struct chk_ctx *c)
 	c->nproblems = 0;
 	c->count = 0;
 	c->mb = NULL;
-	c->nmb = 0;
+	c->nmb = c->amb = 0;
 	c->bl = NULL;
-	c->nbl = 0;
+	c->nbl = c->abl = 0;
 }
 
 static void chk_problem(struct chk_ctx *c, const char *fmt, ...)
@@ -157,7 +163,10 @@ chk_load(struct store *s, DB_TXN *txn, struct chk_ctx *c)
 			chk_problem(c, "mailbox record with a bad key");
 			continue;
 		}
-		c->mb = xreallocarray(c->mb, c->nmb + 1, sizeof(*c->mb));
+		if (c->nmb == c->amb) {
+			c->amb = c->amb == 0 ? 1024 : c->amb * 2;
+			c->mb = xreallocarray(c->mb, c->amb, sizeof(*c->mb));
+		}
 		m = &c->mb[c->nmb];
 		memset(m, 0, sizeof(*m));
 		m->id = be32_get(cur.k.data);
@@ -177,7 +186,10 @@ chk_load(struct store *s, DB_TXN *txn, struct chk_ctx *c)
 			chk_problem(c, "blob record with a bad key");
 			continue;
 		}
-		c->bl = xreallocarray(c->bl, c->nbl + 1, sizeof(*c->bl));
+		if (c->nbl == c->abl) {
+			c->abl = c->abl == 0 ? 1024 : c->abl * 2;
+			c->bl = xreallocarray(c->bl, c->abl, sizeof(*c->bl));
+		}
 		b = &c->bl[c->nbl];
 		memset(b, 0, sizeof(*b));
 		memcpy(b->key, cur.k.data, STORE_BLOB_KEY_LEN);
@@ -408,29 +420,66 @@ chk_orphans(struct store *s, DB_TXN *txn, struct chk_ctx *c, int dbi,
 	return r == STORE_ENOTFOUND ? 0 : r;
 }
 
+static int
+chk_usage_cmp(const void *a, const void *b)
+{
+	uint32_t x = ((const struct chk_usage *)a)->account_id;
+	uint32_t y = ((const struct chk_usage *)b)->account_id;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Per account, the sums over its mailboxes, sorted; *n_r entries. */
+static struct chk_usage *
+chk_usage_sums(const struct chk_ctx *c, size_t *n_r)
+{
+	struct chk_usage *u;
+	size_t i, n = 0;
+
+	u = xcalloc(c->nmb > 0 ? c->nmb : 1, sizeof(*u));
+	for (i = 0; i < c->nmb; i++) {
+		u[i].account_id = c->mb[i].rec.account_id;
+		u[i].bytes = c->mb[i].size;
+		u[i].messages = c->mb[i].messages;
+	}
+	qsort(u, c->nmb, sizeof(*u), chk_usage_cmp);
+	for (i = 0; i < c->nmb; i++) {
+		if (n > 0 && u[n - 1].account_id == u[i].account_id) {
+			u[n - 1].bytes += u[i].bytes;
+			u[n - 1].messages += u[i].messages;
+		} else
+			u[n++] = u[i];
+	}
+	*n_r = n;
+	return u;
+}
+
 /* Pass 6: every account's usage equals the sum over its mailboxes. */
 static int
 chk_usage(struct store *s, DB_TXN *txn, struct chk_ctx *c)
 {
 	struct st_cursor cur;
+	struct chk_usage key, *sums, *found;
 	uint64_t bytes, msgs, ub, um;
 	uint32_t id;
 	uint8_t v[STORE_USAGE_REC_LEN];
-	size_t i;
+	size_t nsums;
 	int r;
 
-	if ((r = st_cursor_open(s, SDB_ACCT_IDS, txn, &cur)) != 0)
+	sums = chk_usage_sums(c, &nsums);
+	if ((r = st_cursor_open(s, SDB_ACCT_IDS, txn, &cur)) != 0) {
+		free(sums);
 		return r;
+	}
 	while ((r = st_cursor_get(&cur, NULL, 0, DB_NEXT)) == 0) {
 		if (cur.k.size != 4)
 			continue;
 		id = be32_get(cur.k.data);
-		bytes = msgs = 0;
-		for (i = 0; i < c->nmb; i++)
-			if (c->mb[i].rec.account_id == id) {
-				bytes += c->mb[i].size;
-				msgs += c->mb[i].messages;
-			}
+		key.account_id = id;
+		found = bsearch(&key, sums, nsums, sizeof(*sums),
+		    chk_usage_cmp);
+		bytes = found != NULL ? found->bytes : 0;
+		msgs = found != NULL ? found->messages : 0;
 		if ((r = st_usage_get(s, txn, id, &ub, &um)) != 0)
 			break;
 		if (ub == bytes && um == msgs)
@@ -447,6 +496,7 @@ chk_usage(struct store *s, DB_TXN *txn, struct chk_ctx *c)
 		}
 	}
 	st_cursor_close(&cur);
+	free(sums);
 	return r == STORE_ENOTFOUND ? 0 : r;
 }
 

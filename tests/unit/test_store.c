@@ -1561,7 +1561,9 @@ test_check_repair(void **state)
 	int n;
 
 	assert_int_equal(store_domain_add(f->st, "city.example", NULL), 0);
+	assert_int_equal(fx_citizen(f, "before@city.example"), 0);
 	assert_int_equal(fx_citizen(f, rcpt), 0);
+	assert_int_equal(fx_citizen(f, "after@city.example"), 0);
 	assert_int_equal(store_deliver(f->st, (const uint8_t *)fx_msg,
 	    sizeof(fx_msg) - 1, &rcpt, 1, 0, &res, NULL), 0);
 	assert_int_equal(store_msg_get(f->st, res.mailbox_id, res.uid, &m,
@@ -1612,16 +1614,30 @@ test_check_repair(void **state)
 	v.size = (u_int32_t)mb.len;
 	assert_int_equal(db->put(db, txn, &k, &v, 0), 0);
 	buf_free(&mb);
+	/* and the account's usage (its neighbours' stay right) */
+	{
+		uint8_t u[STORE_USAGE_REC_LEN], ak[4];
+
+		st_usage_encode(u, 1, 77);
+		be32_put(ak, mr.account_id);
+		k.data = ak;
+		k.size = 4;
+		v.data = u;
+		v.size = sizeof(u);
+		db = f->st->db[SDB_USAGE];
+		assert_int_equal(db->put(db, txn, &k, &v, 0), 0);
+	}
 	assert_int_equal(txn->commit(txn, 0), 0);
 
 	n = 0;
 	assert_int_equal(store_check(f->st, 0, count_cb, &n, NULL),
 	    STORE_EDAMAGED);
-	assert_int_equal(n, 4);	/* refcount, counters, uidnext, orphan */
+	/* refcount, counters, uidnext, orphan, usage */
+	assert_int_equal(n, 5);
 	n = 0;
 	assert_int_equal(store_check(f->st, 1, count_cb, &n, NULL),
 	    STORE_EDAMAGED);
-	assert_int_equal(n, 4);
+	assert_int_equal(n, 5);
 	n = 0;
 	assert_int_equal(store_check(f->st, 0, count_cb, &n, NULL), 0);
 	assert_int_equal(n, 0);
