@@ -19,6 +19,14 @@
  * already added are flagged \Deleted and expunged again before the NO, so
  * the mailbox ends with none of them (their UIDs are spent, and a QRESYNC
  * client may see them VANISHED).
+ *
+ * An APPEND with a spooled message (one over IMAPD_APPEND_INLINE_MAX) is
+ * stored on a helper thread with that thread's own store handle: hashing,
+ * analysing and writing tens of megabytes took the loop from every other
+ * session of the worker.  The job keeps its own descriptor of the spool
+ * and copies of everything else, since the command's arguments die when
+ * the handler returns.  The session waits (busy) for the job; the mailbox
+ * learns of the new messages as of any other session's change.
  */
 #include "autoconf.h"
 
@@ -34,6 +42,7 @@
 #include "buf.h"
 #include "imapd.h"
 #include "log.h"
+#include "tpool.h"
 #include "xmalloc.h"
 
 /* ---- literal decisions ---- */
@@ -194,42 +203,69 @@ parse_message(const struct imap_arg *args, size_t n, size_t *i,
 	return 0;
 }
 
+/* One message to store: its bytes in memory, or a range of a spool. */
+struct append_item {
+	uint32_t flags;
+	const char *kw[IMAPD_FLAGS_MAX];
+	size_t nkw;
+	int64_t date;
+	const uint8_t *data;		/* NULL: spooled */
+	int fd;				/* the spool, when data is NULL */
+	uint64_t off, len;
+};
+
+static void
+append_item_set(struct append_item *it, const struct append_msg *m)
+{
+	memset(it, 0, sizeof(*it));
+	it->flags = m->flags;
+	memcpy(it->kw, m->kw, m->nkw * sizeof(m->kw[0]));
+	it->nkw = m->nkw;
+	it->date = m->date;
+	it->len = m->lit->len;
+	it->fd = -1;
+	if (m->lit->spooled) {
+		it->fd = m->lit->fd;
+		it->off = m->lit->off;
+	} else
+		it->data = (const uint8_t *)m->lit->str;
+}
+
 /* store_append of one message, from memory or an mmap of its spool. */
 static int
-append_one(struct imap_session *s, const char *name,
-    const struct append_msg *m, uint32_t *validity_r, uint32_t *uid_r,
-    const char **error_r)
+append_one(struct store *st, const char *sid, const char *user,
+    const char *name, const struct append_item *it, uint32_t *validity_r,
+    uint32_t *uid_r, const char **error_r)
 {
-	const uint8_t *data = (const uint8_t *)m->lit->str;
+	const uint8_t *data = it->data;
 	void *map = NULL;
+	size_t skew = 0;
 	int rc;
 
-	size_t skew = 0;
-
-	if (m->lit->spooled) {
+	if (data == NULL) {
 		/* mmap offsets are page-aligned; the literal may not be. */
-		skew = (size_t)(m->lit->off % (uint64_t)sysconf(_SC_PAGESIZE));
-		map = mmap(NULL, m->lit->len + skew, PROT_READ, MAP_PRIVATE,
-		    m->lit->fd, (off_t)(m->lit->off - skew));
+		skew = (size_t)(it->off % (uint64_t)sysconf(_SC_PAGESIZE));
+		map = mmap(NULL, it->len + skew, PROT_READ, MAP_PRIVATE,
+		    it->fd, (off_t)(it->off - skew));
 		if (map == MAP_FAILED) {
-			log_warn("s=%s event=append-mmap-failed", s->sid);
+			log_warn("s=%s event=append-mmap-failed", sid);
 			*error_r = "cannot map the spooled message";
 			return STORE_ETEMP;
 		}
-		(void)madvise(map, m->lit->len + skew, MADV_SEQUENTIAL);
+		(void)madvise(map, it->len + skew, MADV_SEQUENTIAL);
 		data = (const uint8_t *)map + skew;
 	}
-	rc = store_append(s->w->store, s->user, name, data, m->lit->len,
-	    m->flags, m->kw, m->nkw, m->date, validity_r, uid_r, error_r);
+	rc = store_append(st, user, name, data, it->len, it->flags, it->kw,
+	    it->nkw, it->date, validity_r, uid_r, error_r);
 	if (map != NULL)
-		(void)munmap(map, m->lit->len + skew);
+		(void)munmap(map, it->len + skew);
 	return rc;
 }
 
 /* Take back the messages of a failed MULTIAPPEND (see the top). */
 static void
-append_rollback(struct imap_session *s, const char *name,
-    const uint32_t *uids, size_t n)
+append_rollback(struct store *st, const char *sid, const char *user,
+    const char *name, const uint32_t *uids, size_t n)
 {
 	struct store_mailbox_info info;
 	struct store_uid_range *r;
@@ -241,26 +277,217 @@ append_rollback(struct imap_session *s, const char *name,
 	r = xreallocarray(NULL, n, sizeof(*r));
 	for (i = 0; i < n; i++)
 		r[i].lo = r[i].hi = uids[i];
-	if (store_mailbox_get(s->w->store, s->user, name, &info, &err) != 0 ||
-	    store_flags_update(s->w->store, info.id, r, n, STORE_FLAGS_ADD,
+	if (store_mailbox_get(st, user, name, &info, &err) != 0 ||
+	    store_flags_update(st, info.id, r, n, STORE_FLAGS_ADD,
 	    STORE_FLAG_DELETED, NULL, 0, 0, NULL, NULL, NULL, &err) != 0 ||
-	    store_expunge(s->w->store, info.id, r, n, NULL, NULL, &err) != 0)
-		log_warnx("s=%s event=multiappend-rollback-failed n=%zu", s->sid,
+	    store_expunge(st, info.id, r, n, NULL, NULL, &err) != 0)
+		log_warnx("s=%s event=multiappend-rollback-failed n=%zu", sid,
 		    n);
 	free(r);
+}
+
+/*
+ * Every message in order; on a failure the ones before it are taken back.
+ * 0, or the failure's code with *error_r (copied into errbuf).
+ */
+static int
+append_all(struct store *st, const char *sid, const char *user,
+    const char *name, const struct append_item *items, size_t n,
+    uint32_t *validity_r, uint32_t *uids, size_t *done_r, char *errbuf,
+    size_t errlen, const char **error_r)
+{
+	const char *err = NULL;
+	size_t k;
+	int rc = 0;
+
+	for (k = 0; k < n; k++) {
+		rc = append_one(st, sid, user, name, &items[k], validity_r,
+		    &uids[k], &err);
+		if (rc < 0)
+			break;
+	}
+	*done_r = k;
+	*error_r = NULL;
+	if (rc < 0) {
+		append_rollback(st, sid, user, name, uids, k);
+		if (err != NULL) {
+			(void)str_copy(errbuf, errlen, err);
+			*error_r = errbuf;
+		}
+	}
+	return rc;
+}
+
+/* The reply to a finished APPEND. */
+static void
+append_reply(struct imap_session *s, int rc, const char *err,
+    uint32_t validity, const uint32_t *uids, size_t n)
+{
+	struct buf set;
+
+	if (rc < 0) {
+		if (rc == STORE_ENOTFOUND)
+			imap_tagged(s, "NO", "[TRYCREATE] No such mailbox");
+		else
+			imap_tagged_store_error(s, rc, err);
+		return;
+	}
+	buf_init(&set, BUF_UNBOUNDED);
+	imap_append_uid_set(&set, uids, n);
+	imap_tagged(s, "OK", "[APPENDUID %u %s] APPEND completed", validity,
+	    imap_bstr(&set));
+	buf_free(&set);
+}
+
+/* ---- the helper-thread path ---- */
+
+struct imap_append_job {
+	struct imap_session *s;		/* NULL once the session closed */
+	const struct config *cfg;
+	char sid[sizeof(((struct imap_session *)0)->sid)];
+	char *user;
+	char name[STORE_MAILBOX_NAME_MAX + 1];
+	int spool_fd;			/* our own descriptor of the spool */
+	struct append_item *items;
+	char **strings;			/* copies: inline bytes, keywords */
+	size_t n, nstrings;
+	uint32_t *uids, validity;
+	size_t done;
+	int rc;
+	const char *err;
+	char errbuf[256];
+};
+
+static void
+append_job_free(struct imap_append_job *j)
+{
+	size_t i;
+
+	for (i = 0; i < j->nstrings; i++)
+		free(j->strings[i]);
+	free(j->strings);
+	free(j->items);
+	free(j->uids);
+	free(j->user);
+	if (j->spool_fd >= 0)
+		(void)close(j->spool_fd);
+	free(j);
+}
+
+static void *
+append_job_keep(struct imap_append_job *j, const void *p, size_t len)
+{
+	char *c = xmalloc(len + 1);
+
+	memcpy(c, p, len);
+	c[len] = '\0';
+	j->strings[j->nstrings++] = c;
+	return c;
+}
+
+static void
+append_job_work(void *arg)
+{
+	struct imap_append_job *j = arg;
+	struct store *st = imap_helper_store(j->cfg);
+
+	if (st == NULL) {
+		j->rc = STORE_ETEMP;
+		j->err = "store unavailable";
+		return;
+	}
+	j->rc = append_all(st, j->sid, j->user, j->name, j->items, j->n,
+	    &j->validity, j->uids, &j->done, j->errbuf, sizeof(j->errbuf),
+	    &j->err);
+}
+
+static void
+append_job_done(void *arg)
+{
+	struct imap_append_job *j = arg;
+	struct imap_session *s = j->s;
+
+	if (s != NULL) {
+		s->busy = 0;
+		s->append_job = NULL;
+		append_reply(s, j->rc, j->err, j->validity, j->uids, j->n);
+		imap_command_finished(s);
+	}
+	append_job_free(j);
+}
+
+void
+imap_append_detach(struct imap_session *s)
+{
+	if (s->append_job != NULL) {
+		s->append_job->s = NULL;
+		s->append_job = NULL;
+	}
+}
+
+/* Hand the command to a helper; IMAP_CMD_DONE if it could not. */
+static enum imap_cmd_result
+append_async(struct imap_session *s, const char *name,
+    const struct append_item *items, size_t n)
+{
+	struct imap_append_job *j;
+	const char *err = NULL;
+	size_t k, i;
+
+	j = xcalloc(1, sizeof(*j));
+	j->s = s;
+	j->cfg = s->w->cfg;
+	(void)str_copy(j->sid, sizeof(j->sid), s->sid);
+	j->user = xstrdup(s->user);
+	(void)str_copy(j->name, sizeof(j->name), name);
+	j->spool_fd = fcntl(s->spool_fd, F_DUPFD_CLOEXEC, 0);
+	if (j->spool_fd < 0) {
+		log_warn("s=%s event=append-spool-dup-failed", s->sid);
+		append_job_free(j);
+		imap_tagged(s, "NO", "[UNAVAILABLE] Cannot store the message "
+		    "now, try again later");
+		return IMAP_CMD_DONE;
+	}
+	j->n = n;
+	j->items = xreallocarray(NULL, n, sizeof(*j->items));
+	j->uids = xreallocarray(NULL, n, sizeof(*j->uids));
+	j->strings = xreallocarray(NULL, n * (IMAPD_FLAGS_MAX + 1),
+	    sizeof(*j->strings));
+	for (k = 0; k < n; k++) {
+		j->items[k] = items[k];
+		for (i = 0; i < items[k].nkw; i++)
+			j->items[k].kw[i] = append_job_keep(j, items[k].kw[i],
+			    strlen(items[k].kw[i]));
+		if (items[k].data != NULL)
+			j->items[k].data = append_job_keep(j, items[k].data,
+			    items[k].len);
+		else
+			j->items[k].fd = j->spool_fd;
+	}
+	if (tpool_submit(s->w->pool, append_job_work, append_job_done, j,
+	    &err) < 0) {
+		append_job_free(j);
+		imap_tagged(s, "NO", "[UNAVAILABLE] Server busy, try again "
+		    "later");
+		return IMAP_CMD_DONE;
+	}
+	s->append_job = j;
+	s->busy = 1;
+	return IMAP_CMD_MORE;
 }
 
 enum imap_cmd_result
 cmd_append(struct imap_session *s, const struct imap_arg *args, size_t n,
     int uid)
 {
-	char name[STORE_MAILBOX_NAME_MAX + 1];
+	char name[STORE_MAILBOX_NAME_MAX + 1], errbuf[256];
 	struct append_msg *msgs = NULL;
+	struct append_item *items = NULL;
 	uint32_t *uids = NULL, validity = 0;
-	size_t nmsgs = 0, i = 1, k;
+	size_t nmsgs = 0, i = 1, k, done;
 	const char *err;
-	struct buf set;
-	int rc = 0;
+	enum imap_cmd_result res = IMAP_CMD_DONE;
+	int rc = 0, spooled = 0;
 
 	(void)uid;
 	if (n < 2) {
@@ -289,30 +516,25 @@ cmd_append(struct imap_session *s, const struct imap_arg *args, size_t n,
 		imap_tagged(s, "NO", "[CANNOT] %s", err);
 		goto out;
 	}
-	uids = xreallocarray(NULL, nmsgs, sizeof(*uids));
+	items = xreallocarray(NULL, nmsgs, sizeof(*items));
 	for (k = 0; k < nmsgs; k++) {
-		rc = append_one(s, name, &msgs[k], &validity, &uids[k], &err);
-		if (rc < 0)
-			break;
+		append_item_set(&items[k], &msgs[k]);
+		spooled |= items[k].data == NULL;
 	}
-	if (rc < 0) {
-		append_rollback(s, name, uids, k);
-		if (k > 0)
-			imap_own_write(s);
-		if (rc == STORE_ENOTFOUND)
-			imap_tagged(s, "NO", "[TRYCREATE] No such mailbox");
-		else
-			imap_tagged_store_error(s, rc, err);
+	/* Large messages: on a helper thread (see the top). */
+	if (spooled && s->spool_fd >= 0) {
+		res = append_async(s, name, items, nmsgs);
 		goto out;
 	}
-	imap_own_write(s);
-	buf_init(&set, BUF_UNBOUNDED);
-	imap_append_uid_set(&set, uids, nmsgs);
-	imap_tagged(s, "OK", "[APPENDUID %u %s] APPEND completed", validity,
-	    imap_bstr(&set));
-	buf_free(&set);
+	uids = xreallocarray(NULL, nmsgs, sizeof(*uids));
+	rc = append_all(s->w->store, s->sid, s->user, name, items, nmsgs,
+	    &validity, uids, &done, errbuf, sizeof(errbuf), &err);
+	if (rc == 0 || done > 0)
+		imap_own_write(s);
+	append_reply(s, rc, err, validity, uids, nmsgs);
 out:
 	free(uids);
+	free(items);
 	free(msgs);
-	return IMAP_CMD_DONE;
+	return res;
 }

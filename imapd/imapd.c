@@ -607,6 +607,7 @@ session_close(struct conn *c, enum conn_close_reason why, void *arg)
 	(void)c;
 	imap_auth_detach(s);
 	imap_sync_detach(s);
+	imap_append_detach(s);
 	imap_unselect(s);
 	if (s->cont_free != NULL && s->cont_state != NULL)
 		s->cont_free(s->cont_state);
@@ -928,6 +929,7 @@ worker_main(const struct daemon_listener *ls, size_t n, unsigned int index,
 		w.sessions = s->next;
 		imap_auth_detach(s);
 		imap_sync_detach(s);
+		imap_append_detach(s);
 		conn_free(s->conn);
 	}
 	tpool_free(w.pool);

@@ -2,8 +2,9 @@
  * imapd.h - govmail-imapd's internal interfaces: the worker, the session,
  * the command table and the reply helpers shared by the cmd_*.c files.
  *
- * govmail-imapd workers (single-threaded libevent loops; only the
- * password check runs on a helper thread).  Client input is untrusted and
+ * govmail-imapd workers (single-threaded libevent loops; password checks,
+ * log flushes, store upkeep and large APPENDs run on helper threads, each
+ * with its own store handle or store_sync).  Client input is untrusted and
  * reaches the handlers only through imap_parser.
  *
  * Command handlers get the arguments after the tag and command name (and
@@ -33,6 +34,7 @@ struct event_base;
 struct sasl_ratelimit;
 struct sasl_session;
 struct store_watch;
+struct imap_append_job;
 struct tpool;
 
 /* Output queued before a resumable command waits for on_drain. */
@@ -150,6 +152,7 @@ struct imap_session {
 	int busy;		/* a helper-thread job is in flight */
 	struct imap_auth_job *job;
 	struct imap_sync_job *sync;	/* the log flush a reply waits for */
+	struct imap_append_job *append_job;	/* a large APPEND, stored */
 	/* AUTHENTICATE waiting for a client line */
 	struct sasl_session *sasl;
 	int auth_wait;
@@ -238,6 +241,8 @@ enum imap_cmd_result cmd_compress(struct imap_session *, const struct
 void imap_auth_line(struct imap_session *s, const char *line, size_t len);
 /* The session is going away: detach a job still running. */
 void imap_auth_detach(struct imap_session *s);
+/* The session is going away: an APPEND job finishes without it. */
+void imap_append_detach(struct imap_session *s);
 /* The calling helper thread's own store handle (NULL: cannot open). */
 struct store *imap_helper_store(const struct config *cfg);
 

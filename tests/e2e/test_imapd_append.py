@@ -235,6 +235,20 @@ t.ok(tag.startswith("m4 NO"), "MULTIAPPEND with a failing message: NO", tag)
 lines, _ = r.cmd("m5", "STATUS Multi (MESSAGES UIDNEXT)")
 t.ok(any("MESSAGES 3" in ln for ln in lines),
      "none of the failed MULTIAPPEND's messages stayed", lines)
+# The same with a large (spooled) first message: stored on a helper
+# thread, and taken back there too.
+r.send(b"m8 APPEND Multi (extra) {%d+}\r\n" % len(big3) + big3 +
+       b" (" + kws.encode() + b") {%d+}\r\n" % len(m2) + m2 + b"\r\n")
+_, tag = r.until("m8")
+t.ok(tag.startswith("m8 NO"),
+     "MULTIAPPEND with a large message and a failing one: NO", tag)
+lines, _ = r.cmd("m9", "STATUS Multi (MESSAGES)")
+t.ok(any("MESSAGES 3" in ln for ln in lines),
+     "none of those stayed either", lines)
+r.send(b"m10 APPEND NoSuchBox {%d+}\r\n" % len(big3) + big3 + b"\r\n")
+_, tag = r.until("m10")
+t.ok(tag.startswith("m10 NO [TRYCREATE]"),
+     "a large message for a missing mailbox: NO [TRYCREATE]", tag)
 # Ten messages of 60,000 to 130,000 bytes: the first stay in memory, the
 # rest share one spool file at offsets that are not page-aligned.
 msgs = [(b"Subject: part %d\r\n\r\n" % k) +
@@ -260,6 +274,28 @@ r.send(b"m6 APPEND Multi {0+}\r\n\r\n")
 _, tag = r.until("m6")
 t.ok(tag.startswith("m6 NO") or tag.startswith("m6 BAD"),
      "an empty message is refused", tag)
+r.close()
+
+# A client that hangs up while its large APPEND is being stored: the job
+# finishes without the session, the message is stored, the worker lives.
+lines, _ = login(A, "alice-pw").cmd("h0", "STATUS Multi (MESSAGES)")
+before = next((int(x) for ln in lines
+               for x in re.findall(r"MESSAGES (\d+)", ln)), -1)
+h = login(A, "alice-pw")
+gone = b"Subject: gone\r\n\r\n" + b"g" * (4 << 20) + b"\r\n"
+h.send(b"h1 APPEND Multi {%d+}\r\n" % len(gone) + gone + b"\r\n")
+h.close()
+r = login(A, "alice-pw")
+after = -1
+for _ in range(100):
+    lines, _ = r.cmd("h2", "STATUS Multi (MESSAGES)")
+    after = next((int(x) for ln in lines
+                  for x in re.findall(r"MESSAGES (\d+)", ln)), -1)
+    if after == before + 1:
+        break
+    time.sleep(0.1)
+t.eq(after, before + 1, "the large APPEND of a client that hung up is stored")
+t.eq(worker_pid(), wpid, "the worker is still the same process")
 r.close()
 
 d.stop()
