@@ -198,6 +198,33 @@ config_value_set(const struct config *cfg, size_t i, const char *value,
 	return 0;
 }
 
+/*
+ * Keys an earlier govmail read and this one no longer does: a file that
+ * still has one starts, with a warning that says what became of it.
+ */
+static const struct {
+	const char *section, *key, *why;
+} config_retired[] = {
+	{ "smtpd", "queue_dir", "the outbound queue is kept in the store; "
+	  "messages still in that folder are not sent" },
+};
+
+static int
+config_retired_key(const char *section, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(config_retired) / sizeof(config_retired[0]);
+	    i++)
+		if (strcmp(config_retired[i].section, section) == 0 &&
+		    strcmp(config_retired[i].key, key) == 0) {
+			log_warnx("config: [%s] %s is no longer used and is "
+			    "ignored: %s", section, key, config_retired[i].why);
+			return 1;
+		}
+	return 0;
+}
+
 static int
 config_set_checked(struct config *cfg, const char *section, const char *key,
     const char *value, const char **why_r)
@@ -211,6 +238,8 @@ config_set_checked(struct config *cfg, const char *section, const char *key,
 		return -1;
 	}
 	i = config_find(section, key);
+	if (i < 0 && config_retired_key(section, key))
+		return 0;
 	if (i < 0) {
 		log_escape(key, strlen(key), esc, sizeof(esc));
 		*why_r = config_set_error("unknown key \"%s\" in [%s]", esc,

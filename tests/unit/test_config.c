@@ -86,6 +86,9 @@ test_files(void **state)
 		{ "[store]\npath: /srv/store\n", NULL },
 		{ "[store]\ncache_size = 1G ; inline comment\n", NULL },
 		{ "[smtpd]\n", NULL },	/* designed section, no keys yet */
+		/* a retired key: warned about and ignored */
+		{ "[smtpd]\nqueue_dir = /var/spool/govmail\n", NULL },
+		{ "[store]\nqueue_dir = /x\n", "t.conf:2: unknown key" },
 		{ "[bogus]\n", "t.conf:1: unknown section [bogus]" },
 		{ "[store]\n\n[Store]\n", "t.conf:3: unknown section [Store]" },
 		{ "[]\n", "t.conf:1: unknown section []" },
