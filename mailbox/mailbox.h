@@ -288,10 +288,12 @@ struct store_rcpt_set {
 int store_resolve(struct store *store, const char *address, const char *sender,
     struct store_rcpt_set *set_r, const char **error_r);
 /*
- * The cheap case of store_resolve() alone: 0 and the set if address is an
- * account; 1 (nothing in the set) if it is anything else, which may take
- * a list expansion over every account: the caller then runs
- * store_resolve() where waiting is allowed (a daemon's helper thread).
+ * The cheap cases of store_resolve() alone: an account, or an address that
+ * is nothing local (STORE_ENOTFOUND, or its remote target), as
+ * store_resolve() answers them; 1 (nothing in the set) for a list or an
+ * alias, whose expansion may take a scan over every account: the caller
+ * then runs store_resolve() where waiting is allowed (a daemon's helper
+ * thread).
  */
 int store_resolve_account(struct store *store, const char *address,
     struct store_rcpt_set *set_r, const char **error_r);

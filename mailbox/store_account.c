@@ -1962,6 +1962,25 @@ st_strv_uniq(char **v, size_t *n)
 	*n = j + 1;
 }
 
+/*
+ * store_resolve_account(): 1 if norm (not an account) is a list or an
+ * alias, whose expansion may be long; 0 if it is neither (resolved here:
+ * cheaply found missing, or a remote target); < 0 on an error.
+ */
+static int
+st_resolve_costly(struct store *s, DB_TXN *txn, const char *norm)
+{
+	int r;
+
+	r = st_exists(s, SDB_LISTS, txn, norm, strlen(norm));
+	if (r != STORE_ENOTFOUND)
+		return r == 0 ? 1 : r;
+	r = st_exists(s, SDB_ALIASES, txn, norm, strlen(norm));
+	if (r != STORE_ENOTFOUND)
+		return r == 0 ? 1 : r;
+	return 0;
+}
+
 static int
 st_resolve_fn(struct store *s, DB_TXN *txn, void *arg)
 {
@@ -1978,8 +1997,9 @@ st_resolve_fn(struct store *s, DB_TXN *txn, void *arg)
 		c->set.kind = STORE_ADDR_ACCOUNT;
 	else if (r != STORE_ENOTFOUND)
 		return r;
-	else if (c->accounts_only)
-		return 1;
+	else if (c->accounts_only && (r = st_resolve_costly(s, txn,
+	    c->norm)) != 0)
+		return r;
 	else if ((r = st_get(s, SDB_LISTS, txn, c->norm, strlen(c->norm),
 	    &v)) == 0) {
 		c->set.kind = STORE_ADDR_LIST;

@@ -514,8 +514,9 @@ cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 		return;
 	}
 	/*
-	 * An account is resolved here; anything else (a list may expand to
-	 * every account of a class) on a helper thread, the session paused.
+	 * An account, or an address that is nothing local, is resolved
+	 * here; a list (it may expand to every account of a class) or an
+	 * alias on a helper thread, the session paused.
 	 */
 	r = store_resolve_account(s->sd->store, path.addr, &set, NULL);
 	if (r == 1) {

@@ -450,8 +450,10 @@ test_alias_list_resolve(void **state)
 	assert_int_equal(store_resolve_account(f->st, "all@city.example", &set,
 	    NULL), 1);
 	assert_int_equal(set.nlocal + set.nremote, 0);
-	assert_int_equal(store_resolve_account(f->st, "zz@city.example", &set,
+	assert_int_equal(store_resolve_account(f->st, "team@city.example", &set,
 	    NULL), 1);
+	assert_int_equal(store_resolve_account(f->st, "zz@city.example", &set,
+	    NULL), STORE_ENOTFOUND);
 	assert_int_equal(store_resolve_account(f->st, "not an address", &set,
 	    NULL), STORE_EINVAL);
 	assert_int_equal(store_resolve(f->st, "all@city.example", NULL, &set,
