@@ -209,6 +209,19 @@ def bdat_pipelining(t):
     codes = [r.reply()[0] for _ in range(4)]
     t.eq(codes, [250, 550, 250, 250],
          "pipelined: a list refuses a sender that is no poster, then on")
+    # Clients that hang up while their list RCPT is being resolved.
+    for _ in range(5):
+        g = Raw(d.smtp)
+        g.cmd("EHLO c")
+        g.send(f"MAIL FROM:<{A}>\r\nRCPT TO:<{L}>\r\n")
+        g.close()
+    fresh = []
+    for _ in range(4):
+        g = Raw(d.smtp)
+        fresh.append(g.greeting[0] == 220 and g.cmd("NOOP")[0] == 250)
+        g.close()
+    t.ok(r.cmd("NOOP")[0] == 250 and all(fresh),
+         "the workers serve on after clients left during list RCPTs", fresh)
     t.eq(r.cmd("VRFY alice")[0], 252, "VRFY 252")
     t.eq(r.cmd("HELP")[0], 214, "HELP 214")
     t.eq(r.cmd("RSET")[0], 250, "RSET")
