@@ -584,16 +584,15 @@ rcpt_resolve_async(struct smtp_session *s, const struct smtp_path *path,
 
 /* The rest of RCPT, once the address is resolved (r, set: store_resolve). */
 static void
-rcpt_resolved(struct smtp_session *s, const struct smtp_path *pathp,
+rcpt_resolved(struct smtp_session *s, const struct smtp_path *path,
     const struct smtp_rcpt_params *rpp, int r, struct store_rcpt_set *setp)
 {
-	const struct smtp_path *p = pathp;
 	struct smtp_rcpt_params rp = *rpp;
 	struct store_rcpt_set set = *setp;
 	char ebuf[SMTP_PATH_MAX * LOG_ESCAPE_WIDTH + 1];
 	size_t i;
 
-	smtp_esc(p->addr, strlen(p->addr), ebuf, sizeof(ebuf));
+	smtp_esc(path->addr, strlen(path->addr), ebuf, sizeof(ebuf));
 	if (r == STORE_ENOTFOUND || r == STORE_EINVAL) {
 		smtp_error_reply(s, "550 5.1.1 Recipient address rejected: "
 		    "no such user");
@@ -642,7 +641,7 @@ rcpt_resolved(struct smtp_session *s, const struct smtp_path *pathp,
 	    (set.list_flags & STORE_LIST_NOTICE) && !s->notice) {
 		/* Checked in full once the message is in (smtp_notice.c). */
 		s->notice = 1;
-		str_copy(s->notice_list, sizeof(s->notice_list), p->addr);
+		str_copy(s->notice_list, sizeof(s->notice_list), path->addr);
 	}
 	for (i = 0; i < set.nlocal; i++)
 		local_add(s, set.local[i]);
@@ -658,7 +657,7 @@ rcpt_resolved(struct smtp_session *s, const struct smtp_path *pathp,
 			targets[n++] = set.local[i];
 		for (i = 0; i < set.nremote && s->sd->queue != NULL; i++)
 			targets[n++] = set.remote[i];
-		smtp_dsn_env_note(&s->dsn, p->addr, &rp,
+		smtp_dsn_env_note(&s->dsn, path->addr, &rp,
 		    set.kind == STORE_ADDR_LIST, targets, n);
 		free(targets);
 	}
@@ -667,7 +666,7 @@ rcpt_resolved(struct smtp_session *s, const struct smtp_path *pathp,
 		    "n=%zu", s->id, ebuf, set.nremote);
 	store_rcpt_set_free(&set);
 	if (s->nrcpt == 0)
-		str_copy(s->first_rcpt, sizeof(s->first_rcpt), p->addr);
+		str_copy(s->first_rcpt, sizeof(s->first_rcpt), path->addr);
 	s->nrcpt++;
 	smtp_reply(s, "250 2.1.5 Ok");
 }
