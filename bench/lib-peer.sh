@@ -3,7 +3,8 @@
 # private Dovecot over LMTP on loopback, both durable (Postfix fsyncs its
 # queue file before its 250; Dovecot runs with mail_fsync = always, so its
 # LMTP 250 follows the fsync of the Maildir file).  Sourced by
-# bench/run-smtp.sh and bench/run-notice.sh; not run on its own.  Trusts
+# bench/run-smtp.sh and bench/run-notice.sh (and by bench/run-imap.sh for
+# its small helpers); not run on its own.  Trusts
 # its callers (the benchmark scripts) and the Debian packages.
 #
 #   . "$here/lib-peer.sh"
@@ -19,7 +20,8 @@
 #   pf_queued                        messages still in Postfix's queue
 #   dv_count                         files in every Maildir's new/
 #   peer_stop                        both stopped by PID (idempotent)
-# and the small helpers free_port, stop_pid PID, clock, as_nobody CMD...,
+# and the small helpers free_port, stop_pid PID [SECONDS], clock,
+# as_nobody CMD...,
 # wait_port PORT; for the govmail side, gm_conf_store (the [store] and
 # [limits] sections every benchmark store uses) and gm_smtpd_start DIR
 # SMTPD PORT... (govmail-smtpd as nobody in DIR, its log DIR/smtpd.log,
@@ -30,10 +32,10 @@ free_port() {
 	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-stop_pid() {	# stop_pid PID: SIGTERM, wait up to 10 s, then SIGKILL
+stop_pid() {	# stop_pid PID [SECONDS]: SIGTERM, wait (10 s), then SIGKILL
 	local pid=$1 i
 	kill -TERM "$pid" 2>/dev/null || return 0
-	for i in $(seq 100); do
+	for i in $(seq $(( ${2:-10} * 10 ))); do
 		kill -0 "$pid" 2>/dev/null || return 0
 		sleep 0.1
 	done
@@ -54,8 +56,6 @@ wait_port() {
 	return 1
 }
 
-# The reference's packages, installed without configuring or starting
-# the system's Postfix or Dovecot.
 # The [store] and [limits] of a benchmark store: cheap password hashes
 # (the accounts are made by the thousand), no quota in the way.
 gm_conf_store() {
@@ -73,6 +73,8 @@ gm_smtpd_start() {
 	for p in "$@"; do wait_port "$p"; done
 }
 
+# The reference's packages, installed without configuring or starting
+# the system's Postfix or Dovecot.
 peer_install() {
 	if ! command -v smtp-source >/dev/null || ! command -v dovecot >/dev/null ||
 	    [ ! -e /usr/lib/dovecot/lmtp ]; then

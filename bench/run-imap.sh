@@ -49,6 +49,8 @@
 # most of it).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# free_port, stop_pid, clock, as_nobody, wait_port (no Postfix here).
+. "$here/lib-peer.sh"
 build=${1:-$here/..}
 scratch=${2:-$here/out/imap-scratch}
 imapd="$build/imapd/govmail-imapd"
@@ -94,9 +96,6 @@ if ! setpriv --reuid=nobody --regid=nogroup --clear-groups test -x "$scratch"; t
 	echo "run-imap.sh: nobody cannot reach $scratch; give a SCRATCH_DIR under a world-searchable folder" >&2
 	exit 2
 fi
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 gm_port=$(free_port)
 dv_port=$(free_port)
 while [ "$dv_port" = "$gm_port" ]; do dv_port=$(free_port); done
@@ -105,25 +104,16 @@ gm="$scratch/govmail"
 dv="$scratch/dovecot"
 maildirs="$dv/mail"
 gm_pid= dv_pid= load_pid= inotify_old=
-stop_pid() {	# stop_pid PID: SIGTERM, wait up to 20 s, then SIGKILL
-	local pid=$1 i
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for i in $(seq 200); do
-		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-}
 cleanup() {
 	set +e
 	if [ -n "$load_pid" ]; then
-		stop_pid "$load_pid"; wait "$load_pid" 2>/dev/null
+		stop_pid "$load_pid" 20; wait "$load_pid" 2>/dev/null
 	fi
 	if [ -n "$gm_pid" ]; then
-		stop_pid "$gm_pid"; wait "$gm_pid" 2>/dev/null
+		stop_pid "$gm_pid" 20; wait "$gm_pid" 2>/dev/null
 	fi
 	if [ -n "$dv_pid" ]; then
-		stop_pid "$dv_pid"; wait "$dv_pid" 2>/dev/null
+		stop_pid "$dv_pid" 20; wait "$dv_pid" 2>/dev/null
 	fi
 	if [ -n "$inotify_old" ]; then
 		echo "$inotify_old" > "$inotify"; inotify_old=
@@ -146,17 +136,6 @@ fi
 
 exec > >(tee "$out") 2>&1
 
-clock() { date +%s.%N; }
-as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
-wait_port() {
-	local i
-	for i in $(seq 100); do
-		python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	echo "nothing listens on port $1" >&2
-	return 1
-}
 # descendants PID: PID and every process below it.
 descendants() {
 	ps -e -o pid=,ppid= | awk -v root="$1" '
@@ -232,7 +211,7 @@ start_govmail() {
 	wait_port "$gm_port"
 }
 stop_govmail() {
-	stop_pid "$gm_pid"; wait "$gm_pid" 2>/dev/null || true; gm_pid=
+	stop_pid "$gm_pid" 20; wait "$gm_pid" 2>/dev/null || true; gm_pid=
 }
 # dovecot_conf EXTRA: writes the private Dovecot's configuration.
 dovecot_conf() {
@@ -293,7 +272,7 @@ start_dovecot() {
 	wait_port "$dv_port"
 }
 stop_dovecot() {
-	stop_pid "$dv_pid"; wait "$dv_pid" 2>/dev/null || true; dv_pid=
+	stop_pid "$dv_pid" 20; wait "$dv_pid" 2>/dev/null || true; dv_pid=
 }
 dovecot_conf ""
 start_govmail
