@@ -23,7 +23,8 @@
 # and the small helpers free_port, stop_pid PID [SECONDS], clock,
 # as_nobody CMD...,
 # wait_port PORT; for the govmail side, gm_conf_store (the [store] and
-# [limits] sections every benchmark store uses) and gm_smtpd_start DIR
+# [limits] sections every benchmark store uses), gm_check DIR CTL
+# (govmailctl check, exit 1 on damage) and gm_smtpd_start DIR
 # SMTPD PORT... (govmail-smtpd as nobody in DIR, its log DIR/smtpd.log,
 # gm_pid set, every PORT listening before it returns).  The system's Postfix and Dovecot (if any) are never
 # touched: everything runs from DIR, each process stopped by its PID.
@@ -62,6 +63,16 @@ gm_conf_store() {
 	printf '%s\n' '[store]' 'path = store' 'password_opslimit = 1' \
 	    'password_memlimit = 8K' '[limits]' \
 	    'quota_messages = 100000000' 'quota_bytes = 1000G'
+}
+
+# gm_check DIR CTL: govmailctl check of the store in DIR, or exit 1 with
+# what it found.
+gm_check() {
+	if (cd "$1" && as_nobody "$2" -c govmail.conf check) > "$1/check.log" 2>&1; then
+		echo "# govmailctl check: the store is consistent"
+	else
+		echo "govmailctl check found damage:" >&2; cat "$1/check.log" >&2; exit 1
+	fi
 }
 
 gm_smtpd_start() {

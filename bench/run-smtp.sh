@@ -260,11 +260,7 @@ awk '/status=sent/ && /to=<[0-9]+u@/ {
     n, max, sum[1] / n, sum[2] / n, sum[3] / n, sum[4] / n }' "$pf/maillog"
 echo "# spot check: 1u, $(( fanout / 2 ))u and ${fanout}u hold one copy each in both; a 100 KB message is $gm_size bytes in govmail, $dv_size in Dovecot"
 echo "# errors logged: govmail-smtpd $(grep -ciE 'error|fatal|warn' "$gm/smtpd.log" || true), Postfix $(grep -ciE 'error|fatal|warning' "$pf/maillog" || true), Dovecot $(grep -ciE 'error|fatal|panic' "$dv/dovecot.log" || true)"
-if (cd "$gm" && as_nobody "$ctl" -c govmail.conf check) > "$gm/check.log" 2>&1; then
-	echo "# govmailctl check: the store is consistent"
-else
-	echo "govmailctl check found damage:" >&2; cat "$gm/check.log" >&2; exit 1
-fi
+gm_check "$gm" "$ctl"
 echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 cleanup
 gm_pid=
