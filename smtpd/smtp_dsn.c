@@ -148,17 +148,6 @@ dsn_names(const struct smtp_qentry *e, size_t i, int kind)
 	}
 }
 
-static size_t
-header_block_len(const uint8_t *msg, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i + 3 < len; i++)
-		if (memcmp(msg + i, "\r\n\r\n", 4) == 0)
-			return i + 4;
-	return len;
-}
-
 /*
  * An address for Final-Recipient: "rfc822; addr" when it is ASCII, else
  * "utf-8; " and RFC 6533's utf-8-addr-xtext ("\x{HEX}" for non-ASCII
@@ -367,7 +356,7 @@ smtp_dsn_build(const char *hostname, const struct smtp_qentry *e,
 	} else {
 		buf_printf(&b, "\r\n--%s\r\nContent-Type: text/rfc822-headers"
 		    "\r\n\r\n", boundary);
-		hl = header_block_len(e->msg, e->len);
+		hl = smtp_header_len(e->msg, e->len);
 		buf_append(&b, e->msg, hl);
 	}
 	buf_printf(&b, "\r\n--%s--\r\n", boundary);

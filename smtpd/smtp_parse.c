@@ -878,6 +878,14 @@ from_keep(const char *a, size_t n, char addrs[][SMTP_PATH_MAX + 1],
 	return 0;
 }
 
+size_t
+smtp_header_len(const uint8_t *msg, size_t len)
+{
+	const uint8_t *p = memmem(msg, len, "\r\n\r\n", 4);
+
+	return p != NULL ? (size_t)(p - msg) + 4 : len;
+}
+
 int
 smtp_header_from(const uint8_t *msg, size_t len,
     char addrs[][SMTP_PATH_MAX + 1], size_t max)

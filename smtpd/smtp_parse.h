@@ -239,4 +239,8 @@ enum smtp_data_result smtp_data_feed(struct smtp_data *d, const uint8_t *p,
 int smtp_header_from(const uint8_t *msg, size_t len,
     char addrs[][SMTP_PATH_MAX + 1], size_t max);
 
+/* Length of msg's header block, up to and including the blank line
+ * (CRLF lines); len if there is no blank line. */
+size_t smtp_header_len(const uint8_t *msg, size_t len);
+
 #endif

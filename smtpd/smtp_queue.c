@@ -19,6 +19,7 @@
 #include "config.h"
 #include "log.h"
 #include "mailbox.h"
+#include "smtp_parse.h"
 #include "smtp_queue.h"
 #include "xmalloc.h"
 
@@ -496,25 +497,13 @@ smtp_queue_remove(struct store *st, const char *id, const char **error_r)
 	return store_queue_del(st, id, error_r) < 0 ? -1 : 0;
 }
 
-/* Length of the header block of msg (up to and including the blank line). */
-static size_t
-header_len(const uint8_t *msg, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i + 3 < len; i++)
-		if (memcmp(msg + i, "\r\n\r\n", 4) == 0)
-			return i + 4;
-	return len;
-}
-
 /* ---- local retry of deferred notice copies ---- */
 
 void
 smtp_queue_message_id(const uint8_t *msg, size_t len, char *out,
     size_t outsz)
 {
-	size_t hl = header_len(msg, len), i, o = 0;
+	size_t hl = smtp_header_len(msg, len), i, o = 0;
 	const char *name = "message-id:";
 	size_t nl = strlen(name);
 	int in = 0;

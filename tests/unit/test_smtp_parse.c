@@ -562,6 +562,23 @@ test_utf8(void **state)
 	assert_false(smtp_utf8_valid((const uint8_t *)"\xff", 1));
 }
 
+static void
+test_header_len(void **state)
+{
+	static const char m1[] = "Subject: x\r\nFrom: a@b\r\n\r\nbody\r\n\r\n";
+	static const char m2[] = "Subject: no body\r\n";
+
+	(void)state;
+	/* up to and including the first blank line, not a later one */
+	assert_int_equal(smtp_header_len((const uint8_t *)m1, sizeof(m1) - 1),
+	    25);
+	/* no blank line: the whole message */
+	assert_int_equal(smtp_header_len((const uint8_t *)m2, sizeof(m2) - 1),
+	    sizeof(m2) - 1);
+	assert_int_equal(smtp_header_len((const uint8_t *)"\r\n\r", 3), 3);
+	assert_int_equal(smtp_header_len((const uint8_t *)"", 0), 0);
+}
+
 int
 main(void)
 {
@@ -575,6 +592,7 @@ main(void)
 		cmocka_unit_test(test_data_line_limit),
 		cmocka_unit_test(test_data_size),
 		cmocka_unit_test(test_from),
+		cmocka_unit_test(test_header_len),
 		cmocka_unit_test(test_utf8),
 	};
 
