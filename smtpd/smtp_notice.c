@@ -313,59 +313,6 @@ domain_official(const struct config *cfg, const char *addr)
 	return NULL;
 }
 
-/* Case-insensitive: does the field at p (n bytes) start with name? */
-static int
-field_is(const uint8_t *p, size_t n, const char *name)
-{
-	size_t i, len = strlen(name);
-
-	if (n < len)
-		return 0;
-	for (i = 0; i < len; i++) {
-		int x = p[i], y = (unsigned char)name[i];
-
-		if (x >= 'A' && x <= 'Z')
-			x += 32;
-		if (y >= 'A' && y <= 'Z')
-			y += 32;
-		if (x != y)
-			return 0;
-	}
-	return 1;
-}
-
-/*
- * Find the first header field called name (with the colon) in msg from
- * off on: its start and end (after its last line's LF).  0 if found.
- */
-static int
-field_find(const uint8_t *msg, size_t len, size_t off, const char *name,
-    size_t *start_r, size_t *end_r)
-{
-	size_t i = off;
-
-	while (i < len) {
-		size_t end = i;
-
-		if (msg[i] == '\r' || msg[i] == '\n')
-			return -1;	/* the blank line */
-		for (;;) {
-			const uint8_t *nl = memchr(msg + end, '\n', len - end);
-
-			end = nl != NULL ? (size_t)(nl - msg) + 1 : len;
-			if (end >= len || (msg[end] != ' ' && msg[end] != '\t'))
-				break;
-		}
-		if (field_is(msg + i, end - i, name)) {
-			*start_r = i;
-			*end_r = end;
-			return 0;
-		}
-		i = end;
-	}
-	return -1;
-}
-
 /*
  * SECURITY: a From: that smtp_header_from cannot parse (repeated, odd
  * syntax) may still show an official address in a mail client.  Look for
@@ -381,7 +328,7 @@ raw_claim(const struct config *cfg, const uint8_t *msg, size_t len,
 	size_t s, e;
 
 	while (list[0] != '\0' &&
-	    field_find(msg, len, off, "From:", &s, &e) == 0) {
+	    smtp_header_field(msg, len, off, "From:", &s, &e) == 0) {
 		char probe[SMTP_PATH_MAX + 2];
 		const char *p = list, *pol;
 		size_t i, j;
@@ -430,35 +377,6 @@ raw_claim(const struct config *cfg, const uint8_t *msg, size_t len,
 	return found;
 }
 
-/* The Message-ID ("<...>", printable ASCII), or "" if none. */
-static void
-message_id(const uint8_t *msg, size_t len, size_t off, char *out,
-    size_t outsz)
-{
-	size_t s, e, i, o = 0;
-	int in = 0;
-
-	out[0] = '\0';
-	if (field_find(msg, len, off, "Message-ID:", &s, &e) < 0)
-		return;
-	for (i = s + strlen("Message-ID:"); i < e && o + 2 < outsz; i++) {
-		unsigned char c = msg[i];
-
-		if (c == '<')
-			in = 1;
-		if (!in)
-			continue;
-		if (c <= 0x20 || c >= 0x7f)
-			continue;
-		out[o++] = (char)c;
-		if (c == '>')
-			break;
-	}
-	out[o] = '\0';
-	if (o < 3 || out[o - 1] != '>')
-		out[0] = '\0';
-}
-
 /* Why a notice is refused, as the 550 reply. */
 static void
 notice_refuse(struct smtp_job *job, const struct govca_cms_result *res,
@@ -498,8 +416,8 @@ rewrite(struct smtp_job *job, const struct buf *extra, int tag)
 {
 	struct buf out;
 	size_t s = 0, e = 0, subj = 0;
-	int has_subj = tag && field_find(job->msg, job->len, job->trace_len,
-	    "Subject:", &s, &e) == 0;
+	int has_subj = tag && smtp_header_field(job->msg, job->len,
+	    job->trace_len, "Subject:", &s, &e) == 0;
 
 	buf_init(&out, job->len + extra->len + 256);
 	buf_append(&out, job->msg, job->trace_len);
@@ -654,7 +572,8 @@ out_refused:
 void
 smtp_notice_record_id(struct smtp_job *job, char *id, size_t idsz)
 {
-	message_id(job->msg, job->len, job->trace_len, id, idsz);
+	smtp_message_id(job->msg + job->trace_len, job->len - job->trace_len,
+	    id, idsz);
 	if (id[0] == '\0' && job->notice_list != NULL)
 		log_warnx("smtpd: event=notice-unrecorded list=%s "
 		    "reason=\"no Message-ID\"", job->notice_list);

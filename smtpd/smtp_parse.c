@@ -878,6 +878,81 @@ from_keep(const char *a, size_t n, char addrs[][SMTP_PATH_MAX + 1],
 	return 0;
 }
 
+/* Case-insensitive: does the field at p (n bytes) start with name? */
+static int
+hdr_field_is(const uint8_t *p, size_t n, const char *name)
+{
+	size_t i, len = strlen(name);
+
+	if (n < len)
+		return 0;
+	for (i = 0; i < len; i++) {
+		int x = p[i], y = (unsigned char)name[i];
+
+		if (x >= 'A' && x <= 'Z')
+			x += 32;
+		if (y >= 'A' && y <= 'Z')
+			y += 32;
+		if (x != y)
+			return 0;
+	}
+	return 1;
+}
+
+int
+smtp_header_field(const uint8_t *msg, size_t len, size_t off, const char *name,
+    size_t *start_r, size_t *end_r)
+{
+	size_t i = off;
+
+	while (i < len) {
+		size_t end = i;
+
+		if (msg[i] == '\r' || msg[i] == '\n')
+			return -1;	/* the blank line */
+		for (;;) {
+			const uint8_t *nl = memchr(msg + end, '\n', len - end);
+
+			end = nl != NULL ? (size_t)(nl - msg) + 1 : len;
+			if (end >= len || (msg[end] != ' ' && msg[end] != '\t'))
+				break;
+		}
+		if (hdr_field_is(msg + i, end - i, name)) {
+			*start_r = i;
+			*end_r = end;
+			return 0;
+		}
+		i = end;
+	}
+	return -1;
+}
+
+void
+smtp_message_id(const uint8_t *msg, size_t len, char *out, size_t outsz)
+{
+	size_t s, e, i, o = 0;
+	int in = 0;
+
+	out[0] = '\0';
+	if (outsz < 4 || smtp_header_field(msg, len, 0, "Message-ID:", &s,
+	    &e) < 0)
+		return;
+	for (i = s + strlen("Message-ID:"); i < e && o + 2 < outsz; i++) {
+		unsigned char c = msg[i];
+
+		if (c == '<')
+			in = 1;
+		if (!in || c <= 0x20 || c >= 0x7f)
+			continue;
+		out[o++] = (char)c;
+		if (c == '>')
+			break;
+	}
+	out[o] = '\0';
+	if (o < 3 || out[o - 1] != '>')
+		out[0] = '\0';
+}
+
 size_t
 smtp_header_len(const uint8_t *msg, size_t len)
 {

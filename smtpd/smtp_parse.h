@@ -239,6 +239,22 @@ enum smtp_data_result smtp_data_feed(struct smtp_data *d, const uint8_t *p,
 int smtp_header_from(const uint8_t *msg, size_t len,
     char addrs[][SMTP_PATH_MAX + 1], size_t max);
 
+/*
+ * The first header field called name (with the colon, any case) in msg
+ * from off on, up to the blank line: its start and end (after its last
+ * line's LF, folded lines included).  0 if found, -1 if not.
+ */
+int smtp_header_field(const uint8_t *msg, size_t len, size_t off,
+    const char *name, size_t *start_r, size_t *end_r);
+
+/*
+ * The message's Message-ID ("<...>", printable ASCII) into out, or "" if
+ * it has none or a malformed one.  The notice record, the de-duplication
+ * of submissions and the local retry of deferred copies all key on this.
+ */
+void smtp_message_id(const uint8_t *msg, size_t len, char *out,
+    size_t outsz);
+
 /* Length of msg's header block, up to and including the blank line
  * (CRLF lines); len if there is no blank line. */
 size_t smtp_header_len(const uint8_t *msg, size_t len);

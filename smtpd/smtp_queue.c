@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include <sodium.h>
@@ -499,43 +498,6 @@ smtp_queue_remove(struct store *st, const char *id, const char **error_r)
 
 /* ---- local retry of deferred notice copies ---- */
 
-void
-smtp_queue_message_id(const uint8_t *msg, size_t len, char *out,
-    size_t outsz)
-{
-	size_t hl = smtp_header_len(msg, len), i, o = 0;
-	const char *name = "message-id:";
-	size_t nl = strlen(name);
-	int in = 0;
-
-	out[0] = '\0';
-	for (i = 0; i + nl <= hl; i++) {
-		if ((i == 0 || msg[i - 1] == '\n') &&
-		    strncasecmp((const char *)msg + i, name, nl) == 0)
-			break;
-	}
-	if (i + nl > hl || outsz < 4)
-		return;
-	for (i += nl; i < hl && o + 2 < outsz; i++) {
-		unsigned char c = msg[i];
-
-		/* The field ends at a line end not followed by folding. */
-		if (c == '\n' && (i + 1 >= hl || (msg[i + 1] != ' ' &&
-		    msg[i + 1] != '\t')))
-			break;
-		if (c == '<')
-			in = 1;
-		if (!in || c <= 0x20 || c >= 0x7f)
-			continue;
-		out[o++] = (char)c;
-		if (c == '>')
-			break;
-	}
-	out[o] = '\0';
-	if (o < 3 || out[o - 1] != '>')
-		out[0] = '\0';
-}
-
 struct local_ctx {
 	struct smtp_qentry *e;
 	const uint8_t *status0;		/* statuses before this attempt */
@@ -616,7 +578,7 @@ smtp_queue_local_try(struct store *st, struct smtp_queue *q,
 
 	if (store_domain_exists(st, e->domain) != 1)
 		return 0;
-	smtp_queue_message_id(e->msg, e->len, id, sizeof(id));
+	smtp_message_id(e->msg, e->len, id, sizeof(id));
 	rcpts = xcalloc(e->nrcpts + 1, sizeof(*rcpts));
 	res = xcalloc(e->nrcpts + 1, sizeof(*res));
 	memset(&c, 0, sizeof(c));

@@ -132,10 +132,6 @@ int smtp_queue_local_try(struct store *st, struct smtp_queue *q,
     struct smtp_qentry *e, int64_t now, uint64_t retry, uint64_t retry_max,
     uint64_t lifetime, const char *hostname);
 
-/* The message's Message-ID ("<...>", printable ASCII) into out, or "". */
-void smtp_queue_message_id(const uint8_t *msg, size_t len, char *out,
-    size_t outsz);
-
 void smtp_qentry_free(struct smtp_qentry *e);
 
 /* ---- delivery status notifications (smtp_dsn.c) ---- */

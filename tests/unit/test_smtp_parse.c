@@ -579,6 +579,39 @@ test_header_len(void **state)
 	assert_int_equal(smtp_header_len((const uint8_t *)"", 0), 0);
 }
 
+static void
+test_message_id(void **state)
+{
+	static const struct {
+		const char *msg, *want;
+	} cases[] = {
+		{ "Message-ID: <a@b>\r\n\r\nbody\r\n", "<a@b>" },
+		{ "Subject: x\r\nmessage-id:\r\n <folded@b>\r\n\r\n",
+		  "<folded@b>" },
+		{ "Subject: x\r\n\r\nMessage-ID: <in-body@b>\r\n", "" },
+		{ "Subject: x\r\n X-Message-ID: <a@b>\r\n\r\n", "" },
+		{ "Message-ID: no brackets\r\n\r\n", "" },
+		{ "Message-ID: <>\r\n\r\n", "" },
+		{ "Message-ID: <unterminated\r\n\r\n", "" },
+		{ "Message-ID: <sp ace\x01@b>\r\n\r\n", "<space@b>" },
+	};
+	char out[64];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		smtp_message_id((const uint8_t *)cases[i].msg,
+		    strlen(cases[i].msg), out, sizeof(out));
+		if (strcmp(out, cases[i].want) != 0)
+			fail_msg("case %zu: \"%s\", want \"%s\"", i, out,
+			    cases[i].want);
+	}
+	/* too small a buffer gives "", never a cut id */
+	smtp_message_id((const uint8_t *)"Message-ID: <abcdef@b>\r\n\r\n",
+	    27, out, 6);
+	assert_string_equal(out, "");
+}
+
 int
 main(void)
 {
@@ -593,6 +626,7 @@ main(void)
 		cmocka_unit_test(test_data_size),
 		cmocka_unit_test(test_from),
 		cmocka_unit_test(test_header_len),
+		cmocka_unit_test(test_message_id),
 		cmocka_unit_test(test_utf8),
 	};
 
