@@ -368,27 +368,7 @@ fail:
 static int
 ci_contains(const uint8_t *hay, size_t hlen, const char *needle)
 {
-	size_t nlen = strlen(needle), i, j;
-
-	if (nlen == 0)
-		return 1;
-	if (nlen > hlen)
-		return 0;
-	for (i = 0; i + nlen <= hlen; i++) {
-		for (j = 0; j < nlen; j++) {
-			uint8_t a = hay[i + j], b = (uint8_t)needle[j];
-
-			if (a >= 'A' && a <= 'Z')
-				a += 32;
-			if (b >= 'A' && b <= 'Z')
-				b += 32;
-			if (a != b)
-				break;
-		}
-		if (j == nlen)
-			return 1;
-	}
-	return 0;
+	return str_casefind(hay, hlen, needle, strlen(needle)) != NULL;
 }
 
 /* Convert bytes in charset cs to UTF-8 (appended); raw copy if unknown. */

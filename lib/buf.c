@@ -238,6 +238,38 @@ str_casecmp(const char *a, const char *b)
 	return (int)ca - (int)cb;
 }
 
+static unsigned char
+ascii_lower(unsigned char c)
+{
+	return c >= 'A' && c <= 'Z' ? (unsigned char)(c + ('a' - 'A')) : c;
+}
+
+int
+str_ncaseeq(const void *a, const void *b, size_t n)
+{
+	const unsigned char *x = a, *y = b;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (ascii_lower(x[i]) != ascii_lower(y[i]))
+			return 0;
+	return 1;
+}
+
+const void *
+str_casefind(const void *hay, size_t hlen, const void *needle, size_t nlen)
+{
+	const unsigned char *h = hay;
+	size_t i;
+
+	if (nlen > hlen)
+		return NULL;
+	for (i = 0; i + nlen <= hlen; i++)
+		if (str_ncaseeq(h + i, needle, nlen))
+			return h + i;
+	return NULL;
+}
+
 void
 str_lower(char *s)
 {

@@ -68,6 +68,13 @@ int str_copy(char *dst, size_t dstsz, const char *src);
 int str_append(char *dst, size_t dstsz, const char *src);
 /* ASCII case-insensitive compare of NUL-terminated strings. */
 int str_casecmp(const char *a, const char *b);
+/* 1 if the first n bytes of a and b are equal, ASCII case-insensitively
+ * (any bytes, NULs included; no locale). */
+int str_ncaseeq(const void *a, const void *b, size_t n);
+/* The first place in hay (hlen bytes) where needle (nlen bytes) occurs,
+ * ASCII case-insensitively, or NULL; an empty needle is found at hay. */
+const void *str_casefind(const void *hay, size_t hlen, const void *needle,
+    size_t nlen);
 /* Lowercase ASCII letters in place. */
 void str_lower(char *s);
 /* 1 if s starts with prefix. */

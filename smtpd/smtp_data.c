@@ -77,25 +77,6 @@ trace_headers(struct smtp_session *s)
 	s->msg.max = s->trace_len + s->sd->message_max;
 }
 
-/* 1 if the first n bytes of a and b match, ASCII case-insensitively. */
-static int
-str_casecmp_n(const char *a, const char *b, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		int x = (unsigned char)a[i], y = (unsigned char)b[i];
-
-		if (x >= 'A' && x <= 'Z')
-			x += 32;
-		if (y >= 'A' && y <= 'Z')
-			y += 32;
-		if (x != y)
-			return 0;
-	}
-	return 1;
-}
-
 static int
 cmp_str(const void *a, const void *b)
 {
@@ -400,14 +381,14 @@ strip_forged_results(struct smtp_session *s)
 			/* The blank line: the body follows untouched. */
 			break;
 		}
-		if (end - i > nlen && str_casecmp_n((const char *)p + i, name,
+		if (end - i > nlen && str_ncaseeq((const char *)p + i, name,
 		    nlen)) {
 			size_t j = i + nlen;
 
 			while (j < end && (p[j] == ' ' || p[j] == '\t' ||
 			    p[j] == '\r' || p[j] == '\n'))
 				j++;
-			if (end - j > hlen && str_casecmp_n((const char *)p + j,
+			if (end - j > hlen && str_ncaseeq((const char *)p + j,
 			    s->sd->hostname, hlen) && (p[j + hlen] == ';' ||
 			    p[j + hlen] == ' ' || p[j + hlen] == '\t' ||
 			    p[j + hlen] == '\r'))

@@ -279,21 +279,7 @@ domain_official(const struct config *cfg, const char *addr)
 		/* The domain itself, or a subdomain ("x." + domain). */
 		if (n > 0 && (n == dlen || (n < dlen && at[dlen - n - 1] ==
 		    '.'))) {
-			const char *tail = at + dlen - n;
-			size_t i;
-
-			for (i = 0; i < n; i++) {
-				int x = (unsigned char)p[i];
-				int y = (unsigned char)tail[i];
-
-				if (x >= 'A' && x <= 'Z')
-					x += 32;
-				if (y >= 'A' && y <= 'Z')
-					y += 32;
-				if (x != y)
-					break;
-			}
-			if (i == n) {
+			if (str_ncaseeq(p, at + dlen - n, n)) {
 				const char *pol = p + n + 1;
 
 				if (n == full)
@@ -331,7 +317,6 @@ raw_claim(const struct config *cfg, const uint8_t *msg, size_t len,
 	    smtp_header_field(msg, len, off, "From:", &s, &e) == 0) {
 		char probe[SMTP_PATH_MAX + 2];
 		const char *p = list, *pol;
-		size_t i, j;
 
 		while (*p != '\0') {
 			size_t n;
@@ -347,22 +332,7 @@ raw_claim(const struct config *cfg, const uint8_t *msg, size_t len,
 			memcpy(probe + 1, p, n);
 			probe[n + 1] = '\0';
 			/* Case-insensitive search of probe in the field. */
-			for (i = s; i + n + 1 <= e; i++) {
-				for (j = 0; j <= n; j++) {
-					int x = msg[i + j];
-					int y = (unsigned char)probe[j];
-
-					if (x >= 'A' && x <= 'Z')
-						x += 32;
-					if (y >= 'A' && y <= 'Z')
-						y += 32;
-					if (x != y)
-						break;
-				}
-				if (j > n)
-					break;
-			}
-			if (i + n + 1 <= e) {
+			if (str_casefind(msg + s, e - s, probe, n + 1) != NULL) {
 				pol = domain_official(cfg, probe);
 				if (pol != NULL && (found == NULL ||
 				    strcmp(pol, "refuse") == 0 ||

@@ -882,21 +882,9 @@ from_keep(const char *a, size_t n, char addrs[][SMTP_PATH_MAX + 1],
 static int
 hdr_field_is(const uint8_t *p, size_t n, const char *name)
 {
-	size_t i, len = strlen(name);
+	size_t len = strlen(name);
 
-	if (n < len)
-		return 0;
-	for (i = 0; i < len; i++) {
-		int x = p[i], y = (unsigned char)name[i];
-
-		if (x >= 'A' && x <= 'Z')
-			x += 32;
-		if (y >= 'A' && y <= 'Z')
-			y += 32;
-		if (x != y)
-			return 0;
-	}
-	return 1;
+	return n >= len && str_ncaseeq(p, name, len);
 }
 
 int

@@ -134,6 +134,25 @@ test_str(void **state)
 	assert_int_equal(str_append(d, sizeof(d), "f"), -1);
 	assert_int_equal(str_casecmp("HeLLo", "hello"), 0);
 	assert_true(str_casecmp("a", "b") < 0);
+	/* n bytes, any bytes, ASCII letters only folded */
+	assert_true(str_ncaseeq("Message-ID:", "message-id: x", 11));
+	assert_false(str_ncaseeq("Message-ID:", "message-ix:", 11));
+	assert_true(str_ncaseeq("A\0B", "a\0b", 3));
+	assert_false(str_ncaseeq("\xc9", "\xe9", 1));	/* not Latin-1 folding */
+	assert_true(str_ncaseeq("x", "y", 0));
+	{
+		static const char hay[] = "From: Mayor <Mayor@GOV.Example>";
+		const char *f = str_casefind(hay, sizeof(hay) - 1,
+		    "@gov.example", 12);
+
+		assert_ptr_equal(f, hay + 18);
+		assert_null(str_casefind(hay, sizeof(hay) - 1, "@gov.examplex",
+		    13));
+		assert_ptr_equal(str_casefind(hay, 3, "", 0), hay);
+		assert_null(str_casefind(hay, 3, "From", 4));	/* past hlen */
+		assert_ptr_equal(str_casefind(hay, sizeof(hay) - 1, ">", 1),
+		    hay + sizeof(hay) - 2);
+	}
 	assert_true(str_has_prefix("class:citizen", "class:"));
 	assert_false(str_has_prefix("cla", "class:"));
 }
