@@ -259,13 +259,20 @@ str_ncaseeq(const void *a, const void *b, size_t n)
 const void *
 str_casefind(const void *hay, size_t hlen, const void *needle, size_t nlen)
 {
-	const unsigned char *h = hay;
+	const unsigned char *h = hay, *nd = needle;
+	unsigned char first;
 	size_t i;
 
+	if (nlen == 0)
+		return hay;
 	if (nlen > hlen)
 		return NULL;
+	/* Test the first byte inline: most positions fail there (SEARCH
+	 * runs this over whole message bodies). */
+	first = ascii_lower(nd[0]);
 	for (i = 0; i + nlen <= hlen; i++)
-		if (str_ncaseeq(h + i, needle, nlen))
+		if (ascii_lower(h[i]) == first &&
+		    str_ncaseeq(h + i + 1, nd + 1, nlen - 1))
 			return h + i;
 	return NULL;
 }
