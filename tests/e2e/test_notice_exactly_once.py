@@ -25,13 +25,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tap import Suite, program  # noqa: E402
+from tap import Suite  # noqa: E402
 import test_notice_helpers as nh  # noqa: E402
 
-if not (nh.built() and os.access(program("smtpd/govmail-smtpd"),
-                                 os.X_OK)):
-    print("1..0 # SKIP govmail-smtpd or govmail-notice not built")
-    sys.exit(0)
+nh.skip_unless_smtpd()
 
 
 D = nh.DOMAIN

@@ -28,6 +28,15 @@ def built():
                (CA, NOTICE, program("tools/govmailctl")))
 
 
+def skip_unless_smtpd():
+    """Skip the whole suite (TAP plan 1..0) unless govmail-notice and
+    govmail-smtpd are built."""
+    if not (built() and os.access(program("smtpd/govmail-smtpd"),
+                                  os.X_OK)):
+        print("1..0 # SKIP govmail-smtpd or govmail-notice not built")
+        raise SystemExit(0)
+
+
 class FakeSMTP:
     """A threaded SMTP server on 127.0.0.1: STARTTLS required before AUTH,
     AUTH PLAIN required before MAIL.  refuse: recipient addresses answered
