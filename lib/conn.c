@@ -355,6 +355,7 @@ conn_set_reason(struct conn *c, enum conn_close_reason why, const char *error)
 static void
 conn_defer(struct conn *c)
 {
+	c->flags |= CONN_F_DEFER_RUN;
 	event_active(&c->ev_timer, EV_TIMEOUT, 0);
 }
 
@@ -499,7 +500,12 @@ conn_update_timer(struct conn *c)
 	uint64_t at = conn_deadline(c), now;
 	struct timeval tv;
 
-	if (at == 0)
+	/*
+	 * A deferred run is pending on ev_timer (event_active): adding the
+	 * timer now would take it off libevent's active list, and the run
+	 * would never come.  That run settles the timer itself.
+	 */
+	if (at == 0 || (c->flags & (CONN_F_DEFER_RUN | CONN_F_DEFER_INPUT)))
 		return;
 	if ((c->flags & CONN_F_TIMER) && c->timer_at <= at)
 		return;
