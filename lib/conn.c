@@ -46,6 +46,7 @@
 #include "conn.h"
 #include "log.h"
 #include "tls.h"
+#include "tls13.h"
 #include "xmalloc.h"
 
 #define CONN_F_TLS		0x0001	/* c->ssl is set */
@@ -67,6 +68,7 @@
 #define CONN_F_TLS_DONE		0x10000	/* handshake completed */
 #define CONN_F_CLIENT		0x20000	/* TLS client side */
 #define CONN_F_HOLD		0x40000	/* conn_hold_output(): keep output */
+#define CONN_F_TLS_COMPACT	0x80000	/* conn_set_tls_compact() */
 
 /* Rounds of read/on_input per event before yielding to other clients. */
 #define CONN_RUN_ROUNDS 8
@@ -90,7 +92,8 @@ struct conn {
 	struct event ev_timer;
 	const struct conn_callbacks *cb;
 	void *arg;
-	SSL *ssl;
+	SSL *ssl;		/* OpenSSL's connection, or NULL */
+	struct tls13 *t;	/* the handshake watched, then the records */
 	struct conn_z *z;	/* COMPRESS=DEFLATE, or NULL */
 	struct buf in;		/* max follows conn_in_limit() */
 	struct buf out;
@@ -226,6 +229,26 @@ unsigned long
 conn_fault_count(enum conn_fault_op op)
 {
 	return conn_faults.count[op];
+}
+
+/* The socket as tls13.c reaches it (with fault injection). */
+static ssize_t
+conn_t_read(void *arg, void *p, size_t len)
+{
+	return conn_sys_read(arg, p, len);
+}
+
+static ssize_t
+conn_t_write(void *arg, const void *p, size_t len)
+{
+	return conn_sys_write(arg, p, len);
+}
+
+/* Records sealed by tls13.c and not yet sent. */
+static size_t
+conn_tls_unsent(const struct conn *c)
+{
+	return c->t != NULL ? tls13_unsent(c->t) : 0;
 }
 
 /* ---- the BIO OpenSSL reads and writes the socket through ---- */
@@ -441,7 +464,8 @@ conn_want_events(const struct conn *c)
 	 * an SSL_read that wants to write for writability only: asking for
 	 * the other as well would spin on a socket that is always ready.
 	 */
-	if (((conn_unsent(c) > 0 || (c->z != NULL && c->z->out_dirty))
+	if (((conn_unsent(c) > 0 || conn_tls_unsent(c) > 0
+	    || (c->z != NULL && c->z->out_dirty))
 	    && !(c->flags & (CONN_F_WRITE_WANT_READ | CONN_F_HOLD)))
 	    || (c->flags & CONN_F_READ_WANT_WRITE))
 		ev |= EV_WRITE;
@@ -559,6 +583,7 @@ conn_release(struct conn *c)
 	event_del(&c->ev_timer);
 	if (c->ssl != NULL)
 		SSL_free(c->ssl);
+	tls13_free(c->t);
 	if (c->z != NULL) {
 		inflateEnd(&c->z->in);
 		deflateEnd(&c->z->out);
@@ -665,8 +690,12 @@ conn_error(const struct conn *c)
 void
 conn_buffer_sizes(const struct conn *c, size_t *in_r, size_t *out_r)
 {
-	*in_r = c->in.data == NULL ? 0 : c->in.cap;
-	*out_r = c->out.data == NULL ? 0 : c->out.cap;
+	size_t tin = 0, tout = 0;
+
+	if (c->t != NULL)
+		tls13_buffer_sizes(c->t, &tin, &tout);
+	*in_r = (c->in.data == NULL ? 0 : c->in.cap) + tin;
+	*out_r = (c->out.data == NULL ? 0 : c->out.cap) + tout;
 }
 
 /* ---- output ---- */
@@ -916,8 +945,32 @@ conn_flush(struct conn *c)
 			}
 			c->flags |= CONN_F_HANDSHAKE | CONN_F_HS_WANT_WRITE;
 		}
-		if ((c->flags & CONN_F_HANDSHAKE) || conn_unsent(c) == 0)
+		if (c->flags & CONN_F_HANDSHAKE)
 			break;
+		if (conn_unsent(c) == 0) {
+			/* Records sealed earlier (a KeyUpdate answer). */
+			if (conn_tls_unsent(c) > 0 && tls13_flush(c->t,
+			    conn_t_write, c) == TLS13_SYSFAIL)
+				conn_die(c, CONN_CLOSE_RESET,
+				    strerror(c->sys_errno));
+			break;
+		}
+		if (c->ssl == NULL && c->t != NULL) {
+			r = tls13_write(c->t, c->out.data + c->out_pos,
+			    conn_unsent(c), &n, conn_t_write, c);
+			if (r == TLS13_SYSFAIL) {
+				conn_die(c, c->sys_errno != 0
+				    ? CONN_CLOSE_RESET : CONN_CLOSE_TLS,
+				    c->sys_errno != 0 ? strerror(c->sys_errno)
+				    : tls13_error(c->t));
+				return;
+			}
+			if (n > 0)
+				conn_out_sent(c, n);
+			if (r != TLS13_OK)
+				return;
+			continue;
+		}
 		if (c->ssl != NULL) {
 			c->flags &= ~CONN_F_WRITE_WANT_READ;
 			ERR_clear_error();
@@ -952,6 +1005,26 @@ conn_flush(struct conn *c)
 
 /* ---- TLS ---- */
 
+/*
+ * The handshake is done: carry the records with tls13.c and free
+ * OpenSSL's connection, or (when the handover would not be exact, or the
+ * peer presented a certificate to keep) go on with OpenSSL.
+ */
+static void
+conn_tls_compact(struct conn *c)
+{
+	const char *why;
+
+	if (SSL_get0_peer_certificate(c->ssl) == NULL
+	    && tls13_take(c->t, c->ssl, &why) == 0) {
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+		return;
+	}
+	tls13_free(c->t);
+	c->t = NULL;
+}
+
 /* 1 done, 0 in progress, -1 failed. */
 static int
 conn_handshake(struct conn *c)
@@ -965,6 +1038,8 @@ conn_handshake(struct conn *c)
 	if (r == 1) {
 		c->flags &= ~(CONN_F_HANDSHAKE | CONN_F_HS_WANT_WRITE);
 		c->flags |= CONN_F_TLS_DONE;
+		if (c->t != NULL)
+			conn_tls_compact(c);
 		if (c->cb->on_tls != NULL)
 			c->cb->on_tls(c, c->arg);
 		return (c->flags & CONN_F_DEAD) ? -1 : 1;
@@ -1001,7 +1076,7 @@ conn_tls_begin(struct conn *c, SSL_CTX *ctx, int client, const char *host,
 		*error_r = "connection is closing";
 		return -1;
 	}
-	if (c->ssl != NULL) {
+	if (c->ssl != NULL || c->t != NULL) {
 		*error_r = "TLS is already active";
 		return -1;
 	}
@@ -1042,6 +1117,8 @@ conn_tls_begin(struct conn *c, SSL_CTX *ctx, int client, const char *host,
 	}
 	bio = conn_bio_new(c);
 	SSL_set_bio(ssl, bio, bio);
+	if ((c->flags & CONN_F_TLS_COMPACT) && !client)
+		c->t = tls13_watch(ssl);
 	if (client)
 		SSL_set_connect_state(ssl);
 	else
@@ -1139,7 +1216,16 @@ conn_compressing(const struct conn *c)
 int
 conn_is_tls(const struct conn *c)
 {
-	return c->ssl != NULL;
+	return c->ssl != NULL || c->t != NULL;
+}
+
+void
+conn_set_tls_compact(struct conn *c, int on)
+{
+	if (on)
+		c->flags |= CONN_F_TLS_COMPACT;
+	else
+		c->flags &= ~CONN_F_TLS_COMPACT;
 }
 
 int
@@ -1160,7 +1246,8 @@ conn_tls_verified(const struct conn *c, const char **error_r)
 		*error_r = "no TLS";
 		return 0;
 	}
-	if (SSL_get0_peer_certificate(c->ssl) == NULL) {
+	/* A compact connection never had a peer certificate. */
+	if (c->ssl == NULL || SSL_get0_peer_certificate(c->ssl) == NULL) {
 		*error_r = "no peer certificate";
 		return 0;
 	}
@@ -1176,7 +1263,9 @@ conn_tls_verified(const struct conn *c, const char **error_r)
 const char *
 conn_tls_version(const struct conn *c)
 {
-	return (c->flags & CONN_F_TLS_DONE) ? SSL_get_version(c->ssl) : "";
+	if (!(c->flags & CONN_F_TLS_DONE))
+		return "";
+	return c->ssl != NULL ? SSL_get_version(c->ssl) : tls13_version(c->t);
 }
 
 const char *
@@ -1186,6 +1275,8 @@ conn_tls_cipher(const struct conn *c)
 
 	if (!(c->flags & CONN_F_TLS_DONE))
 		return "";
+	if (c->ssl == NULL)
+		return tls13_cipher(c->t);
 	s = SSL_get_cipher_name(c->ssl);
 	return s != NULL ? s : "";
 }
@@ -1276,6 +1367,8 @@ conn_raw_pending(const struct conn *c)
 {
 	if (c->ssl != NULL && SSL_pending(c->ssl) > 0)
 		return 1;
+	if (c->ssl == NULL && c->t != NULL && tls13_pending(c->t))
+		return 1;
 	return c->z != NULL && (c->z->zin.len > 0 || c->z->in_full);
 }
 
@@ -1306,7 +1399,19 @@ conn_fill(struct conn *c)
 		if (room == 0)
 			break;
 		want = room < sizeof(scratch) ? room : sizeof(scratch);
-		if (c->ssl != NULL) {
+		if (c->ssl == NULL && c->t != NULL) {
+			ok = tls13_read(c->t, scratch, want, &n, conn_t_read,
+			    conn_t_write, c);
+			if (ok == TLS13_EOF || ok == TLS13_EOF_BARE)
+				c->flags |= CONN_F_EOF;
+			else if (ok == TLS13_FAIL)
+				conn_die(c, CONN_CLOSE_TLS, tls13_error(c->t));
+			else if (ok == TLS13_SYSFAIL)
+				conn_die(c, CONN_CLOSE_RESET,
+				    strerror(c->sys_errno));
+			if (ok != TLS13_OK)
+				break;
+		} else if (c->ssl != NULL) {
 			c->flags &= ~CONN_F_READ_WANT_WRITE;
 			ERR_clear_error();
 			ok = SSL_read_ex(c->ssl, scratch, want, &n);
@@ -1335,7 +1440,7 @@ conn_fill(struct conn *c)
 			n = (size_t)r;
 		}
 		/* A short plain read means the socket is empty now. */
-		if (c->ssl == NULL && n < want)
+		if (c->ssl == NULL && c->t == NULL && n < want)
 			last = 1;
 		if (c->z != NULL) {
 			if (buf_append(&c->z->zin, scratch, n) < 0)
@@ -1547,12 +1652,16 @@ conn_finish(struct conn *c)
 	if ((c->flags & CONN_F_EOF) && !(c->flags & CONN_F_PAUSED))
 		conn_start_closing(c, CONN_CLOSE_EOF);
 	if ((c->flags & CONN_F_CLOSING) && !(c->flags & CONN_F_DEAD)
-	    && conn_unsent(c) == 0 && !(c->flags & CONN_F_TLS_WAIT)) {
+	    && conn_unsent(c) == 0 && conn_tls_unsent(c) == 0
+	    && !(c->flags & CONN_F_TLS_WAIT)) {
 		if ((c->flags & CONN_F_TLS_DONE) && !(c->flags & CONN_F_EOF)) {
 			/* Best effort close_notify; never wait for the reply. */
-			ERR_clear_error();
-			(void)SSL_shutdown(c->ssl);
-			ERR_clear_error();
+			if (c->ssl != NULL) {
+				ERR_clear_error();
+				(void)SSL_shutdown(c->ssl);
+				ERR_clear_error();
+			} else
+				tls13_close(c->t, conn_t_write, c);
 		}
 		conn_die(c, CONN_CLOSE_LOCAL, NULL);
 	}

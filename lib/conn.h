@@ -323,6 +323,16 @@ int conn_compress(struct conn *c, const char **error_r);
 /* 1 once conn_compress() succeeded. */
 int conn_compressing(const struct conn *c);
 
+/*
+ * Server side, before conn_starttls(): once the handshake is done, carry
+ * a TLS 1.3 connection's records with lib/tls13.c and free OpenSSL's
+ * connection object (about 13 KiB less per idle connection; see tls13.h
+ * for when the handover happens).  TLS 1.2, a peer that sent a
+ * certificate, and any case the handover cannot take exactly stay with
+ * OpenSSL.  conn_ssl() is NULL after the handover.
+ */
+void conn_set_tls_compact(struct conn *c, int on);
+
 /* 1 if TLS is on (handshake may still be running), else 0. */
 int conn_is_tls(const struct conn *c);
 /* 1 once the TLS handshake has completed. */
@@ -335,7 +345,10 @@ int conn_tls_verified(const struct conn *c, const char **error_r);
 /* Protocol and cipher names for Received: headers; "" without TLS. */
 const char *conn_tls_version(const struct conn *c);
 const char *conn_tls_cipher(const struct conn *c);
-/* The underlying SSL (NULL without TLS), e.g. for channel binding. */
+/*
+ * The underlying SSL (NULL without TLS, and after a compact handover),
+ * e.g. for channel binding.
+ */
 SSL *conn_ssl(const struct conn *c);
 
 /* The socket (still owned by c: do not close it), e.g. for getpeername. */
@@ -350,7 +363,8 @@ const char *conn_close_reason_str(enum conn_close_reason why);
 
 /*
  * Buffer storage held right now (capacity of the input and output
- * buffers, not counting OpenSSL's); both 0 on an idle connection.
+ * buffers, and of a compact connection's record buffers; not counting
+ * OpenSSL's); both 0 on an idle connection.
  */
 void conn_buffer_sizes(const struct conn *c, size_t *in_r, size_t *out_r);
 

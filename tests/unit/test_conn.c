@@ -29,6 +29,9 @@
  * no record buffers) and no conn buffers: about 14 KiB in all, under the
  * 16 KiB per idle TLS connection that issue 5 asks of imapd.  The client
  * side holds 33 KiB (it also keeps the server's certificate chain).
+ * Handed over to lib/tls13.c (conn_set_tls_compact, the "compact:" runs
+ * of the TLS tests, plus every suite, KeyUpdate both ways and forged
+ * records), the server holds no OpenSSL heap at all.
  */
 #include "autoconf.h"
 
@@ -221,6 +224,38 @@ teardown(void **state)
 	return 0;
 }
 
+/*
+ * The "conn-compact" group runs the TLS tests again with every server
+ * connection handed over to lib/tls13.c after its handshake.
+ */
+static int tls_compact;
+
+static int
+compact_on(void **state)
+{
+	(void)state;
+	tls_compact = 1;
+	return 0;
+}
+
+static int
+compact_off(void **state)
+{
+	(void)state;
+	tls_compact = 0;
+	return 0;
+}
+
+#define COMPACT(f) { "compact: " #f, f, compact_on, compact_off, NULL }
+
+static int
+srv_starttls(struct conn *c, SSL_CTX *ctx, size_t *discarded_r,
+    const char **error_r)
+{
+	conn_set_tls_compact(c, tls_compact);
+	return conn_starttls(c, ctx, discarded_r, error_r);
+}
+
 /* ---- one side of a test: a conn and what it saw ---- */
 
 struct side {
@@ -237,6 +272,7 @@ struct side {
 	size_t discarded;
 	int verified;
 	char verify_error[160];
+	int kept_ssl;		/* OpenSSL's SSL still there after on_tls */
 	/* test-specific behaviour */
 	int role;
 	int count;
@@ -297,6 +333,7 @@ on_tls(struct conn *c, void *arg)
 	const char *err;
 
 	s->tls_done = 1;
+	s->kept_ssl = conn_ssl(c) != NULL;
 	s->verified = conn_tls_verified(c, &err);
 	snprintf(s->verify_error, sizeof(s->verify_error), "%s", err);
 }
@@ -918,14 +955,14 @@ on_input_server(struct conn *c, void *arg)
 			conn_printf(c, "220 ready\r\n");
 			if (s->role == ROLE_INJECT)
 				conn_printf(c, "250 injected\r\n");
-			if (conn_starttls(c, server_ctx, &s->discarded,
+			if (srv_starttls(c, server_ctx, &s->discarded,
 			    &err) != 0)
 				fail_msg("conn_starttls: %s", err);
 			/* Nothing sent in the clear is left to read. */
 			assert_int_equal(conn_read_line(c, &line, &len),
 			    CONN_MORE);
 			/* And TLS cannot start twice. */
-			assert_int_equal(conn_starttls(c, server_ctx, NULL,
+			assert_int_equal(srv_starttls(c, server_ctx, NULL,
 			    &err), -1);
 			return;
 		}
@@ -1065,7 +1102,7 @@ test_tls_implicit(void **state)
 		mkpair(sv);
 		srv.c = conn_new(base, sv[0], &server_cb, &srv);
 		cli.c = conn_new(base, sv[1], &client_cb, &cli);
-		assert_int_equal(conn_starttls(srv.c, server_ctx, NULL, &err),
+		assert_int_equal(srv_starttls(srv.c, server_ctx, NULL, &err),
 		    0);
 		assert_int_equal(conn_is_tls(srv.c), 1);
 		assert_int_equal(conn_tls_ready(srv.c), 0);
@@ -1076,6 +1113,8 @@ test_tls_implicit(void **state)
 		if (cases[i].ok) {
 			assert_string_equal(side_log(&cli),
 			    "OK TLSv1.3\nBYE\n");
+			assert_int_equal(srv.kept_ssl, !tls_compact);
+			assert_int_equal(cli.kept_ssl, 1);
 			assert_int_equal(cli.verified, cases[i].verified);
 			assert_non_null(strstr(cli.verify_error,
 			    cases[i].why));
@@ -1108,7 +1147,7 @@ test_tls_garbage(void **state)
 	side_init(&srv, base);
 	mkpair(sv);
 	srv.c = conn_new(base, sv[0], &server_cb, &srv);
-	assert_int_equal(conn_starttls(srv.c, server_ctx, NULL, &err), 0);
+	assert_int_equal(srv_starttls(srv.c, server_ctx, NULL, &err), 0);
 	raw_write_str(sv[1], "EHLO hello\r\n");
 	run_until(base, &srv.closed);
 	assert_int_equal(srv.why, CONN_CLOSE_TLS);
@@ -1227,7 +1266,7 @@ tls_bulk_session(int small_buffers, int resets, int compress)
 	}
 	srv.c = conn_new(base, sv[0], &server_cb, &srv);
 	cli.c = conn_new(base, sv[1], &bulk_client_cb, &cli);
-	assert_int_equal(conn_starttls(srv.c, server_ctx, NULL, &err), 0);
+	assert_int_equal(srv_starttls(srv.c, server_ctx, NULL, &err), 0);
 	assert_int_equal(conn_starttls_client(cli.c, client_ctx, "localhost",
 	    NULL, &err), 0);
 	run_until2(base, &srv.closed, &cli.closed);
@@ -1382,7 +1421,7 @@ test_drain_producer(void **state)
 		cli.c = conn_new(base, sv[1], &consumer_cb, &cli);
 		conn_set_output_max(srv.c, PRODUCE_MAX);
 		if (tls) {
-			assert_int_equal(conn_starttls(srv.c, server_ctx, NULL,
+			assert_int_equal(srv_starttls(srv.c, server_ctx, NULL,
 			    &err), 0);
 			assert_int_equal(conn_starttls_client(cli.c,
 			    client_ctx, "localhost", NULL, &err), 0);
@@ -1634,7 +1673,7 @@ test_idle_buffers(void **state)
 	o0 = ossl_live;
 	srv.c = conn_new(base, tv[0], &server_cb, &srv);
 	cli.c = conn_new(base, tv[1], &lines_cb, &cli);
-	assert_int_equal(conn_starttls(srv.c, server_ctx, NULL, &err), 0);
+	assert_int_equal(srv_starttls(srv.c, server_ctx, NULL, &err), 0);
 	assert_int_equal(conn_starttls_client(cli.c, client_ctx, "localhost",
 	    NULL, &err), 0);
 	run_until2(base, &srv.tls_done, &cli.tls_done);
@@ -1651,13 +1690,209 @@ test_idle_buffers(void **state)
 	assert_int_equal(in, 0);
 	assert_int_equal(out, 0);
 	o1 = ossl_live;
+	if (tls_compact)
+		assert_null(conn_ssl(srv.c));
 	side_free(&cli);
-	printf("# idle TLS 1.3 connections: server side %zu bytes of OpenSSL "
-	    "heap, client side %zu\n", ossl_live - o0, o1 - ossl_live);
+	printf("# idle TLS 1.3 connections%s: server side %zu bytes of OpenSSL "
+	    "heap, client side %zu\n", tls_compact ? " (compact)" : "",
+	    ossl_live - o0, o1 - ossl_live);
+	/*
+	 * Handed over, the server keeps nothing of OpenSSL's per connection
+	 * (what may appear is shared: the thread's AEAD context, caches).
+	 */
+	if (tls_compact)
+		assert_true(ossl_live - o0 < 1024);
 	side_free(&srv);
 	/* Nothing stays behind per connection (no server session cache). */
 	assert_int_equal(ossl_live, o0);
 	event_base_free(base);
+}
+
+/* ---- the compact record layer (lib/tls13.c) ---- */
+
+/* A server and a client conn through the handshake; cctx for the client. */
+static void
+tls_pair(struct event_base *base, struct side *srv, struct side *cli,
+    SSL_CTX *cctx, int sv[2])
+{
+	const char *err;
+
+	side_init(srv, base);
+	side_init(cli, base);
+	srv->echo = 1;
+	mkpair(sv);
+	srv->c = conn_new(base, sv[0], &server_cb, srv);
+	cli->c = conn_new(base, sv[1], &lines_cb, cli);
+	assert_int_equal(srv_starttls(srv->c, server_ctx, NULL, &err), 0);
+	assert_int_equal(conn_starttls_client(cli->c, cctx, "localhost",
+	    NULL, &err), 0);
+	run_until2(base, &srv->tls_done, &cli->tls_done);
+}
+
+/* Send line, wait for its echo as the client's last line. */
+static void
+echo_line(struct event_base *base, struct side *cli, const char *line)
+{
+	char want[300];
+	size_t n;
+
+	snprintf(want, sizeof(want), "%s\n", line);
+	n = strlen(want);
+	assert_int_equal(conn_printf(cli->c, "%s\r\n", line), 0);
+	while (cli->log.len < n || memcmp(cli->log.data + cli->log.len - n,
+	    want, n) != 0) {
+		if (cli->closed)
+			fail_msg("closed waiting for \"%s\": %s", line,
+			    cli->error);
+		event_base_loop(base, EVLOOP_ONCE);
+	}
+}
+
+/* Each suite OpenSSL offers, and TLS 1.2 (which stays with OpenSSL). */
+static void
+test_tls13_suites(void **state)
+{
+	static const char *suites[] = {
+		"TLS_AES_128_GCM_SHA256",
+		"TLS_AES_256_GCM_SHA384",
+		"TLS_CHACHA20_POLY1305_SHA256",
+		NULL,			/* TLS 1.2 */
+	};
+	char line[256];
+	size_t i, k;
+
+	(void)state;
+	for (i = 0; i < sizeof(suites) / sizeof(suites[0]); i++) {
+		struct event_base *base = event_base_new();
+		struct side srv, cli;
+		struct tls_settings ts;
+		SSL_CTX *cctx;
+		const char *err;
+		int sv[2];
+
+		tls_settings_default(&ts);
+		ts.ca_file = cert_path;
+		assert_int_equal(tls_client_ctx_new(&ts, TLS_VERIFY_REQUIRE,
+		    &cctx, &err), 0);
+		if (suites[i] != NULL)
+			assert_int_equal(SSL_CTX_set_ciphersuites(cctx,
+			    suites[i]), 1);
+		else
+			assert_int_equal(SSL_CTX_set_max_proto_version(cctx,
+			    TLS1_2_VERSION), 1);
+		tls_pair(base, &srv, &cli, cctx, sv);
+		assert_int_equal(srv.kept_ssl, suites[i] == NULL);
+		assert_string_equal(conn_tls_version(srv.c),
+		    suites[i] != NULL ? "TLSv1.3" : "TLSv1.2");
+		if (suites[i] != NULL)
+			assert_string_equal(conn_tls_cipher(srv.c), suites[i]);
+		/* Many records each way, the same AEAD context reused. */
+		for (k = 0; k < 50; k++) {
+			memset(line, 'a' + (int)(k % 26), sizeof(line));
+			snprintf(line, 40, "line %zu ", k);
+			line[strlen(line)] = 'x';
+			line[(k * 7) % 200 + 20] = '\0';
+			echo_line(base, &cli, line);
+		}
+		conn_close(cli.c);
+		run_until2(base, &srv.closed, &cli.closed);
+		assert_int_equal(srv.why, CONN_CLOSE_EOF);
+		side_free(&srv);
+		side_free(&cli);
+		SSL_CTX_free(cctx);
+		event_base_free(base);
+	}
+}
+
+/*
+ * KeyUpdate from the client, with and without update_requested, between
+ * lines; then more KeyUpdates in a row than TLS13_IDLE_RECORDS allows.
+ */
+static void
+test_tls13_key_update(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct side srv, cli;
+	char line[64];
+	SSL *ssl;
+	int sv[2], i;
+
+	(void)state;
+	tls_pair(base, &srv, &cli, client_ctx, sv);
+	assert_int_equal(srv.kept_ssl, 0);
+	ssl = conn_ssl(cli.c);
+	assert_non_null(ssl);
+	for (i = 0; i < 40; i++) {
+		assert_int_equal(SSL_key_update(ssl, i % 2
+		    ? SSL_KEY_UPDATE_REQUESTED
+		    : SSL_KEY_UPDATE_NOT_REQUESTED), 1);
+		snprintf(line, sizeof(line), "after key update %d", i);
+		echo_line(base, &cli, line);
+	}
+	for (i = 0; i < 40 && !srv.closed; i++) {
+		assert_int_equal(SSL_key_update(ssl,
+		    SSL_KEY_UPDATE_NOT_REQUESTED), 1);
+		(void)SSL_do_handshake(ssl);
+		pump(base);
+	}
+	run_until(base, &srv.closed);
+	assert_int_equal(srv.why, CONN_CLOSE_TLS);
+	assert_string_equal(srv.error, "too many TLS records without data");
+	run_until(base, &cli.closed);
+	assert_int_equal(cli.why, CONN_CLOSE_TLS);
+	assert_non_null(strstr(cli.error, "unexpected message"));
+	side_free(&srv);
+	side_free(&cli);
+	event_base_free(base);
+}
+
+/* Raw bytes the client's TLS did not make: each fails the connection. */
+static void
+test_tls13_hostile(void **state)
+{
+	static const struct {
+		const char *bytes;
+		size_t len;
+		const char *srv_error;
+		const char *cli_alert;
+	} cases[] = {
+		{ "\x17\x03\x03\x00\x20" "0123456789abcdef0123456789abcdef",
+		  37, "TLS record failed authentication", "bad record mac" },
+		{ "\x17\x03\x03\x41\x01", 5, "TLS record too long",
+		  "record overflow" },
+		{ "\x17\x03\x03\x00\x10" "0123456789abcdef", 21,
+		  "TLS record too short", "decode error" },
+		{ "\x15\x03\x03\x00\x02\x01\x00", 7,
+		  "unprotected TLS record after the handshake",
+		  "unexpected message" },
+		{ "\x16\x03\x03\x00\x04\x18\x00\x00\x01", 9,
+		  "unprotected TLS record after the handshake",
+		  "unexpected message" },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct event_base *base = event_base_new();
+		struct side srv, cli;
+		int sv[2];
+
+		tls_pair(base, &srv, &cli, client_ctx, sv);
+		assert_int_equal(srv.kept_ssl, 0);
+		echo_line(base, &cli, "before");
+		raw_write(sv[1], cases[i].bytes, cases[i].len);
+		run_until(base, &srv.closed);
+		assert_int_equal(srv.why, CONN_CLOSE_TLS);
+		assert_string_equal(srv.error, cases[i].srv_error);
+		/* The client got the alert RFC 8446 names. */
+		run_until(base, &cli.closed);
+		if (strstr(cli.error, cases[i].cli_alert) == NULL)
+			fail_msg("case %zu: client error \"%s\"", i,
+			    cli.error);
+		side_free(&srv);
+		side_free(&cli);
+		event_base_free(base);
+	}
 }
 
 /* ---- output limits ---- */
@@ -2235,6 +2470,19 @@ main(void)
 		cmocka_unit_test(test_faults_tls),
 		cmocka_unit_test(test_listener),
 		cmocka_unit_test(test_connect),
+		/* Again, every server connection handed to lib/tls13.c. */
+		COMPACT(test_starttls_injection),
+		COMPACT(test_tls_implicit),
+		COMPACT(test_tls_garbage),
+		COMPACT(test_tls_bulk),
+		COMPACT(test_drain_producer),
+		COMPACT(test_compress),
+		COMPACT(test_compress_hostile),
+		COMPACT(test_idle_buffers),
+		COMPACT(test_faults_tls),
+		COMPACT(test_tls13_suites),
+		COMPACT(test_tls13_key_update),
+		COMPACT(test_tls13_hostile),
 	};
 
 	/* Like the daemons: a peer gone away is an error, not a signal. */
