@@ -98,6 +98,7 @@ static const struct imap_command commands[] = {
 
 static void session_input(struct conn *c, void *arg);
 static void session_drain(struct conn *c, void *arg);
+static void session_tls(struct conn *c, void *arg);
 static void session_timeout(struct conn *c, enum conn_close_reason why,
     void *arg);
 static void session_close(struct conn *c, enum conn_close_reason why,
@@ -106,6 +107,7 @@ static void session_close(struct conn *c, enum conn_close_reason why,
 static const struct conn_callbacks session_callbacks = {
 	.on_input = session_input,
 	.on_drain = session_drain,
+	.on_tls = session_tls,
 	.on_timeout = session_timeout,
 	.on_close = session_close,
 };
@@ -588,6 +590,20 @@ session_drain(struct conn *c, void *arg)
 	}
 }
 
+/*
+ * The TLS handshake is done.  records= says who carries the records from
+ * now on: govmail (tls_compact, lib/tls13.c) or openssl.
+ */
+static void
+session_tls(struct conn *c, void *arg)
+{
+	struct imap_session *s = arg;
+
+	log_info("s=%s event=tls version=%s cipher=%s records=%s", s->sid,
+	    conn_tls_version(c), conn_tls_cipher(c),
+	    conn_ssl(c) == NULL ? "govmail" : "openssl");
+}
+
 static void
 session_timeout(struct conn *c, enum conn_close_reason why, void *arg)
 {
@@ -602,9 +618,12 @@ session_close(struct conn *c, enum conn_close_reason why, void *arg)
 	struct imap_session *s = arg;
 	struct imap_worker *w = s->w;
 
-	log_info("s=%s event=close reason=%s", s->sid,
-	    conn_close_reason_str(why));
-	(void)c;
+	if (why == CONN_CLOSE_TLS || why == CONN_CLOSE_RESET)
+		log_info("s=%s event=close reason=%s error=%s", s->sid,
+		    conn_close_reason_str(why), conn_error(c));
+	else
+		log_info("s=%s event=close reason=%s", s->sid,
+		    conn_close_reason_str(why));
 	imap_auth_detach(s);
 	imap_sync_detach(s);
 	imap_append_detach(s);
@@ -662,6 +681,8 @@ on_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
 	w->sessions = s;
 	s->conn = conn_new(w->base, fd, &session_callbacks, s);
 	conn_set_timeouts(s->conn, w->login_timeout_ms, 0);
+	/* After the handshake, TLS 1.3 records without OpenSSL's state. */
+	conn_set_tls_compact(s->conn, w->tls_compact);
 	/*
 	 * The parser bounds commands itself; the connection's line limit
 	 * bounds the raw lines (AUTHENTICATE responses, IDLE's DONE).
@@ -843,6 +864,7 @@ worker_main(const struct daemon_listener *ls, size_t n, unsigned int index,
 	w.tls = ctx->tls;
 	w.plaintext_loopback = config_bool(ctx->cfg, "imapd",
 	    "plaintext_loopback");
+	w.tls_compact = config_bool(ctx->cfg, "imapd", "tls_compact");
 	w.append_max = config_size(ctx->cfg, "limits", "message_size");
 	if (w.append_max > STORE_MESSAGE_MAX)
 		w.append_max = STORE_MESSAGE_MAX;

@@ -105,6 +105,7 @@ struct imap_worker {
 	unsigned *watch_refs;
 	size_t nwatch, watch_cap;
 	int plaintext_loopback;
+	int tls_compact;	/* [imapd] tls_compact: conn_set_tls_compact */
 	uint64_t append_max;
 	char *spool_dir;		/* APPEND spool files ([store] path) */
 	int spool_memory;		/* encrypted store: spool to memfd */
