@@ -104,6 +104,7 @@ struct tls13 {
 static pthread_once_t tls13_once = PTHREAD_ONCE_INIT;
 static int tls13_ex_index = -1;
 static EVP_CIPHER *tls13_ciphers[TLS13_NSUITES];
+static EVP_KDF *tls13_hkdf;
 static uint64_t tls13_gen_next;
 
 /*
@@ -121,6 +122,8 @@ tls13_init(void)
 	size_t i;
 
 	tls13_ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	/* Fetched once: every handover derives four keys. */
+	tls13_hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
 	for (i = 0; i < TLS13_NSUITES; i++)
 		tls13_ciphers[i] = EVP_CIPHER_fetch(NULL,
 		    tls13_suites[i].cipher, NULL);
@@ -136,7 +139,6 @@ tls13_expand(const struct tls13_suite *s, uint8_t *secret,
 	uint8_t info[2 + 1 + 6 + 32 + 1];
 	char digest[16];
 	size_t ll = strlen(label), n = 0;
-	EVP_KDF *kdf;
 	EVP_KDF_CTX *kctx;
 	OSSL_PARAM params[5];
 	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY, ok;
@@ -152,12 +154,7 @@ tls13_expand(const struct tls13_suite *s, uint8_t *secret,
 	memcpy(info + n, label, ll);
 	n += ll;
 	info[n++] = 0;			/* empty context */
-	kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-	if (kdf == NULL)
-		return -1;
-	kctx = EVP_KDF_CTX_new(kdf);
-	EVP_KDF_free(kdf);
-	if (kctx == NULL)
+	if (tls13_hkdf == NULL || (kctx = EVP_KDF_CTX_new(tls13_hkdf)) == NULL)
 		return -1;
 	params[0] = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
 	params[1] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
@@ -719,11 +716,24 @@ tls13_watch(SSL *ssl)
 	return t;
 }
 
+/* The suite with RFC 8446 code id, if carried: 0, else -1. */
 static int
-tls13_refuse(struct tls13 *t, SSL *ssl, const char *why,
-    const char **why_r)
+tls13_set_suite(struct tls13 *t, uint16_t id)
 {
-	(void)t;
+	size_t i;
+
+	for (i = 0; i < TLS13_NSUITES; i++)
+		if (tls13_suites[i].id == id && tls13_ciphers[i] != NULL) {
+			t->suite = &tls13_suites[i];
+			t->cipher = tls13_ciphers[i];
+			return 0;
+		}
+	return -1;
+}
+
+static int
+tls13_refuse(SSL *ssl, const char *why, const char **why_r)
+{
 	SSL_set_msg_callback(ssl, NULL);
 	SSL_set_msg_callback_arg(ssl, NULL);
 	(void)SSL_set_ex_data(ssl, tls13_ex_index, NULL);
@@ -735,38 +745,29 @@ int
 tls13_take(struct tls13 *t, SSL *ssl, const char **why_r)
 {
 	const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
-	uint16_t id;
-	size_t i;
 
 	if (SSL_version(ssl) != TLS1_3_VERSION)
-		return tls13_refuse(t, ssl, "not TLS 1.3", why_r);
+		return tls13_refuse(ssl, "not TLS 1.3", why_r);
 	if (!SSL_is_server(ssl))
-		return tls13_refuse(t, ssl, "client side", why_r);
+		return tls13_refuse(ssl, "client side", why_r);
 	if (c == NULL)
-		return tls13_refuse(t, ssl, "no cipher", why_r);
-	id = SSL_CIPHER_get_protocol_id(c);
-	t->suite = NULL;
-	for (i = 0; i < TLS13_NSUITES; i++)
-		if (tls13_suites[i].id == id && tls13_ciphers[i] != NULL) {
-			t->suite = &tls13_suites[i];
-			t->cipher = tls13_ciphers[i];
-		}
-	if (t->suite == NULL)
-		return tls13_refuse(t, ssl, "cipher suite not carried", why_r);
+		return tls13_refuse(ssl, "no cipher", why_r);
+	if (tls13_set_suite(t, SSL_CIPHER_get_protocol_id(c)) < 0)
+		return tls13_refuse(ssl, "cipher suite not carried", why_r);
 	if (t->flags & TLS13_F_SPOILED)
-		return tls13_refuse(t, ssl, "post-handshake message", why_r);
+		return tls13_refuse(ssl, "post-handshake message", why_r);
 	if (!t->rd.counting || !t->wr.counting
 	    || t->rd.have_secret != t->suite->hash_len
 	    || t->wr.have_secret != t->suite->hash_len)
-		return tls13_refuse(t, ssl, "traffic secrets not seen", why_r);
+		return tls13_refuse(ssl, "traffic secrets not seen", why_r);
 	if (SSL_has_pending(ssl) || SSL_want(ssl) != SSL_NOTHING
 	    || SSL_get_shutdown(ssl) != 0)
-		return tls13_refuse(t, ssl, "OpenSSL holds data", why_r);
+		return tls13_refuse(ssl, "OpenSSL holds data", why_r);
 	if (tls13_install(t, &t->rd) < 0 || tls13_install(t, &t->wr) < 0)
-		return tls13_refuse(t, ssl, "key derivation failed", why_r);
+		return tls13_refuse(ssl, "key derivation failed", why_r);
 	t->version = SSL_get_version(ssl);
 	t->cipher_name = SSL_CIPHER_get_name(c);
-	(void)tls13_refuse(t, ssl, "", why_r);
+	(void)tls13_refuse(ssl, "", why_r);
 	t->flags |= TLS13_F_TAKEN;
 	return 0;
 }
@@ -776,16 +777,10 @@ tls13_new_keys(uint16_t suite, const uint8_t *rd_secret,
     const uint8_t *wr_secret)
 {
 	struct tls13 *t;
-	size_t i;
 
 	(void)pthread_once(&tls13_once, tls13_init);
 	t = xcalloc(1, sizeof(*t));
-	for (i = 0; i < TLS13_NSUITES; i++)
-		if (tls13_suites[i].id == suite && tls13_ciphers[i] != NULL) {
-			t->suite = &tls13_suites[i];
-			t->cipher = tls13_ciphers[i];
-		}
-	if (t->suite == NULL) {
+	if (tls13_set_suite(t, suite) < 0) {
 		free(t);
 		return NULL;
 	}
