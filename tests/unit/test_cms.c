@@ -313,6 +313,20 @@ verify_msg(const uint8_t *p, size_t len, const struct govca_cms_verify_opts
 	return govca_cms_verify(p, len, o, res, &err);
 }
 
+/* Verify m with o: the status, and the reason when reason is not NULL. */
+static void
+expect_verdict(const struct buf *m, const struct govca_cms_verify_opts *o,
+    int status, const char *reason)
+{
+	struct govca_cms_result res;
+
+	assert_int_equal(verify_msg(m->data, m->len, o, &res), 0);
+	assert_int_equal(res.status, status);
+	if (reason != NULL)
+		assert_string_equal(res.reason, reason);
+	govca_cms_result_free(&res);
+}
+
 static int
 verify_str(const char *s, struct govca_cms_result *res)
 {
@@ -473,9 +487,7 @@ test_tampered(void **state)
 	make_signed(pki.id_dept, "dept@gov.example", SMIME_CTE_BASE64, &msg);
 	p = find(&msg, "charset=utf-8");
 	p[0] = 'C';
-	assert_int_equal(verify_msg(msg.data, msg.len, NULL, &res), 0);
-	assert_int_equal(res.status, GOVCA_CMS_FAIL);
-	govca_cms_result_free(&res);
+	expect_verdict(&msg, NULL, GOVCA_CMS_FAIL, NULL);
 	buf_free(&msg);
 
 	/* The signature itself damaged near its end (inside the ECDSA
@@ -623,32 +635,20 @@ test_revoked(void **state)
 	assert_int_equal(rc.calls, 1);
 	govca_cms_result_free(&res);
 	/* The good one passes the same callback. */
-	assert_int_equal(verify_msg(good.data, good.len, &o, &res), 0);
-	assert_int_equal(res.status, GOVCA_CMS_PASS);
-	govca_cms_result_free(&res);
+	expect_verdict(&good, &o, GOVCA_CMS_PASS, NULL);
 	/* Look-up failure: not a pass. */
 	rc.answer = -1;
-	assert_int_equal(verify_msg(good.data, good.len, &o, &res), 0);
-	assert_int_equal(res.status, GOVCA_CMS_FAIL);
-	assert_string_equal(res.reason, "revocation status unavailable");
-	govca_cms_result_free(&res);
+	expect_verdict(&good, &o, GOVCA_CMS_FAIL, "revocation status unavailable");
 	/* A CRL listing it. */
 	o.revoked = NULL;
 	sk_X509_CRL_push(crls, pki.crl);
 	o.crls = crls;
-	assert_int_equal(verify_msg(msg.data, msg.len, &o, &res), 0);
-	assert_int_equal(res.status, GOVCA_CMS_FAIL);
-	assert_string_equal(res.reason, "certificate revoked");
-	govca_cms_result_free(&res);
-	assert_int_equal(verify_msg(good.data, good.len, &o, &res), 0);
-	assert_int_equal(res.status, GOVCA_CMS_PASS);
-	govca_cms_result_free(&res);
+	expect_verdict(&msg, &o, GOVCA_CMS_FAIL, "certificate revoked");
+	expect_verdict(&good, &o, GOVCA_CMS_PASS, NULL);
 	/* A CRL that does not list it. */
 	sk_X509_CRL_pop(crls);
 	sk_X509_CRL_push(crls, pki.crl_empty);
-	assert_int_equal(verify_msg(msg.data, msg.len, &o, &res), 0);
-	assert_int_equal(res.status, GOVCA_CMS_PASS);
-	govca_cms_result_free(&res);
+	expect_verdict(&msg, &o, GOVCA_CMS_PASS, NULL);
 	sk_X509_CRL_free(crls);
 	buf_free(&msg);
 	buf_free(&good);
@@ -674,9 +674,7 @@ test_chain_cache(void **state)
 	memset(&o, 0, sizeof(o));
 	o.store = pki.store;
 	o.cache = cache;
-	assert_int_equal(verify_msg(good.data, good.len, &o, &res), 0);
-	assert_int_equal(res.status, GOVCA_CMS_PASS);
-	govca_cms_result_free(&res);
+	expect_verdict(&good, &o, GOVCA_CMS_PASS, NULL);
 	assert_int_equal(verify_msg(good.data, good.len, &o, &res), 0);
 	assert_int_equal(res.status, GOVCA_CMS_PASS);
 	assert_int_equal(res.from_matches, 1);
@@ -697,26 +695,17 @@ test_chain_cache(void **state)
 	/* Cached against a CRL that does not list it... */
 	sk_X509_CRL_push(crls, pki.crl_empty);
 	o.crls = crls;
-	assert_int_equal(verify_msg(msg.data, msg.len, &o, &res), 0);
-	assert_int_equal(res.status, GOVCA_CMS_PASS);
-	govca_cms_result_free(&res);
-	assert_int_equal(verify_msg(msg.data, msg.len, &o, &res), 0);
-	assert_int_equal(res.status, GOVCA_CMS_PASS);
-	govca_cms_result_free(&res);
+	expect_verdict(&msg, &o, GOVCA_CMS_PASS, NULL);
+	expect_verdict(&msg, &o, GOVCA_CMS_PASS, NULL);
 	/* ... the same stack, now holding the CRL that lists it: not used. */
 	sk_X509_CRL_pop(crls);
 	sk_X509_CRL_push(crls, pki.crl);
-	assert_int_equal(verify_msg(msg.data, msg.len, &o, &res), 0);
-	assert_int_equal(res.status, GOVCA_CMS_FAIL);
-	assert_string_equal(res.reason, "certificate revoked");
-	govca_cms_result_free(&res);
+	expect_verdict(&msg, &o, GOVCA_CMS_FAIL, "certificate revoked");
 	/* An explicit verification time bypasses the cache. */
 	govca_chain_cache_stats(cache, &hits, &misses);
 	o.crls = NULL;
 	o.at = time(NULL);
-	assert_int_equal(verify_msg(good.data, good.len, &o, &res), 0);
-	assert_int_equal(res.status, GOVCA_CMS_PASS);
-	govca_cms_result_free(&res);
+	expect_verdict(&good, &o, GOVCA_CMS_PASS, NULL);
 	{
 		unsigned long h2, m2;
 
@@ -727,9 +716,7 @@ test_chain_cache(void **state)
 	/* Cleared: verified afresh. */
 	o.at = 0;
 	govca_chain_cache_clear(cache);
-	assert_int_equal(verify_msg(good.data, good.len, &o, &res), 0);
-	assert_int_equal(res.status, GOVCA_CMS_PASS);
-	govca_cms_result_free(&res);
+	expect_verdict(&good, &o, GOVCA_CMS_PASS, NULL);
 	govca_chain_cache_stats(cache, &hits, &misses);
 	assert_int_equal(hits, 2);
 	assert_int_equal(misses, 4);
@@ -758,15 +745,11 @@ test_expired_signing_time(void **state)
 	govca_cms_result_free(&res);
 	/* It was valid when it signed. */
 	o.flags = GOVCA_CMS_VERIFY_SIGNING_TIME;
-	assert_int_equal(verify_msg(msg.data, msg.len, &o, &res), 0);
-	assert_int_equal(res.status, GOVCA_CMS_PASS);
-	govca_cms_result_free(&res);
+	expect_verdict(&msg, &o, GOVCA_CMS_PASS, NULL);
 	/* Before the certificate existed. */
 	o.flags = 0;
 	o.at = time(NULL) - 10 * DAY;
-	assert_int_equal(verify_msg(msg.data, msg.len, &o, &res), 0);
-	assert_int_equal(res.status, GOVCA_CMS_FAIL);
-	govca_cms_result_free(&res);
+	expect_verdict(&msg, &o, GOVCA_CMS_FAIL, NULL);
 	buf_free(&msg);
 }
 
@@ -1083,9 +1066,7 @@ test_sign_then_encrypt(void **state)
 	buf_init(&dec, BUF_UNBOUNDED);
 	assert_int_equal(govca_cms_encrypt(rs, 1, msg.data, msg.len, &enc,
 	    &err), 0);
-	assert_int_equal(verify_msg(enc.data, enc.len, NULL, &res), 0);
-	assert_int_equal(res.status, GOVCA_CMS_NEUTRAL);
-	govca_cms_result_free(&res);
+	expect_verdict(&enc, NULL, GOVCA_CMS_NEUTRAL, NULL);
 	assert_int_equal(govca_cms_decrypt(pki.id_cit, enc.data, enc.len, 0,
 	    &dec, &err), 0);
 	assert_int_equal(dec.len, msg.len);
@@ -1354,17 +1335,13 @@ test_nested_and_many(void **state)
 		buf_append(&m, nested.data, nested.len);
 		buf_append(&m, end, sig.len - (size_t)(end - sig.data));
 	}
-	assert_int_equal(verify_msg(m.data, m.len, NULL, &res), 0);
-	assert_int_equal(res.status, GOVCA_CMS_FAIL);
-	govca_cms_result_free(&res);
+	expect_verdict(&m, NULL, GOVCA_CMS_FAIL, NULL);
 	buf_free(&m);
 
 	/* A top-level multipart/mixed nested 10,000 deep: not signed. */
 	buf_init(&m, BUF_UNBOUNDED);
 	buf_append(&m, nested.data, nested.len);
-	assert_int_equal(verify_msg(m.data, m.len, NULL, &res), 0);
-	assert_int_equal(res.status, GOVCA_CMS_NEUTRAL);
-	govca_cms_result_free(&res);
+	expect_verdict(&m, NULL, GOVCA_CMS_NEUTRAL, NULL);
 	buf_free(&m);
 
 	/* 10,000 sibling parts in a multipart/signed. */
