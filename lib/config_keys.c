@@ -16,6 +16,8 @@ const struct config_key config_keys[] = {
 	  "folder of the Berkeley DB environment holding all mail" },
 	{ "store", "cache_size", CONFIG_SIZE, "64M",
 	  "Berkeley DB memory pool size" },
+	{ "store", "shm_key", CONFIG_UINT, "0",
+	  "base key of the System V shared memory holding the environment's regions (it and the keys up to 15 above it, one per region); 0: regions in files in the store folder" },
 	{ "store", "key_file", CONFIG_PATH, "",
 	  "32-byte store key (mode 0600) for encryption at rest; empty: off" },
 	{ "store", "id_key_file", CONFIG_PATH, "",

@@ -33,12 +33,19 @@
 /* The memory pool is split into regions of this size, each with its lock. */
 #define STORE_CACHE_REGION (16ULL * 1024 * 1024)
 #define STORE_CACHE_REGIONS_MAX 8
+/* Memory pool hash buckets per 4 KiB page of [store] cache_size. */
+#define STORE_HASH_PER_PAGE 4
 /* In-memory log buffer: a 64 KiB chunk fits several times. */
 #define STORE_LOG_BUFFER (2U * 1024 * 1024)
 /* A store call (or open) blocked this long is stuck on a dead mutex. */
 #define STORE_STUCK_SEC 60
 /* File in the store folder: the next opener must run recovery. */
 #define STORE_RECOVER_MARKER "recover.needed"
+/* Largest [store] shm_key: INT_MAX less room for the regions' keys. */
+#define STORE_SHM_KEY_MAX 2147483631
+#define STORE_SHM_KEY_MAX_S "2147483631"
+/* How long an open waits for another process's open of the environment. */
+#define STORE_OPEN_LOCK_WAIT_MS 60000
 /* Exit status of a process the watchdog ends (EX_TEMPFAIL). */
 #define STORE_EXIT_WEDGED 75
 /*

@@ -11,7 +11,10 @@
  */
 #include "autoconf.h"
 
+#include <sys/file.h>
+#include <sys/ipc.h>
 #include <sys/prctl.h>
+#include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -55,6 +58,7 @@ struct store_shared {
 	DB_ENV *env;
 	DB *db[SDB_TOTAL];
 	time_t last_checkpoint;
+	long shm_key;		/* [store] shm_key; 0: regions in files */
 };
 
 static pthread_mutex_t st_shared_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -946,6 +950,15 @@ st_db_errcall(const DB_ENV *env, const char *pfx, const char *msg)
 	log_warnx("store: bdb: %s", msg);
 }
 
+/* For removing regions that may be half gone: failures are expected. */
+static void
+st_db_quiet(const DB_ENV *env, const char *pfx, const char *msg)
+{
+	(void)env;
+	(void)pfx;
+	(void)msg;
+}
+
 static void
 st_db_msgcall(const DB_ENV *env, const char *msg)
 {
@@ -1001,7 +1014,7 @@ st_open_watchdog(void *arg)
 
 /* A configured environment handle, not yet open. */
 static int
-st_env_new(const struct config *cfg, DB_ENV **env_r)
+st_env_new(const struct config *cfg, long shm_key, DB_ENV **env_r)
 {
 	DB_ENV *env;
 	uint64_t cache, ncache;
@@ -1027,6 +1040,17 @@ st_env_new(const struct config *cfg, DB_ENV **env_r)
 		ncache = STORE_CACHE_REGIONS_MAX;
 	(void)env->set_cachesize(env, (u_int32_t)(cache >> 30),
 	    (u_int32_t)(cache & ((1U << 30) - 1)), (int)ncache);
+	/*
+	 * Hash buckets: Berkeley DB's default is one per 10 KiB of pool,
+	 * about 2.5 buffers of 4 KiB on each chain, and every lookup walks
+	 * its chain, touching a buffer header (a page of memory) per link,
+	 * all over the pool.  STORE_HASH_PER_PAGE buckets per page keep
+	 * chains short; the bucket mutexes stay as many as before.  Both
+	 * counts are per cache region.
+	 */
+	(void)env->set_mp_tablesize(env,
+	    (u_int32_t)(cache / ncache / 4096 * STORE_HASH_PER_PAGE));
+	(void)env->set_mp_mtxcount(env, (u_int32_t)(cache / ncache / 10240));
 	(void)env->set_thread_count(env,
 	    (u_int32_t)config_uint(cfg, "store", "max_processes"));
 	(void)env->set_isalive(env, st_is_alive);
@@ -1038,8 +1062,129 @@ st_env_new(const struct config *cfg, DB_ENV **env_r)
 	    DB_SET_LOCK_TIMEOUT);
 	(void)env->set_lg_bsize(env, STORE_LOG_BUFFER);
 	(void)env->log_set_config(env, DB_LOG_AUTO_REMOVE, 1);
+	if (shm_key != 0)
+		(void)env->set_shm_key(env, shm_key);
 	*env_r = env;
 	return 0;
+}
+
+/* The flags every open of the environment adds for [store] shm_key. */
+static uint32_t
+st_env_mem_flags(long shm_key)
+{
+	return shm_key != 0 ? DB_SYSTEM_MEM : 0;
+}
+
+/*
+ * Whether a process other than this one has the environment open: each
+ * one opened with DB_REGISTER holds a lock on its slot of __db.register
+ * for as long as it lives.
+ */
+static int
+st_env_in_use(const char *path)
+{
+	struct flock fl;
+	char *reg;
+	int fd, busy;
+
+	reg = xasprintf("%s/__db.register", path);
+	fd = open(reg, O_RDWR | O_CLOEXEC);
+	free(reg);
+	if (fd == -1)
+		return 0;
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	busy = fcntl(fd, F_GETLK, &fl) == -1 || fl.l_type != F_UNLCK;
+	(void)close(fd);
+	return busy;
+}
+
+/*
+ * Whether the regions must be made anew before this open: they are in
+ * files while [store] shm_key asks for System V shared memory or the
+ * other way round, or they were in shared memory that is gone (a reboot,
+ * ipcrm).  In System V mode __db.001 is only a reference: the region's
+ * size, its largest size and the segment's shmid (Berkeley DB's
+ * REGENV_REF).
+ */
+static const char *
+st_env_stale(const char *path, long shm_key)
+{
+	struct {
+		uintmax_t size, max;
+		long segid;
+	} ref;
+	struct shmid_ds ds;
+	struct stat sb;
+	char *f;
+	int fd, sysv, gone = 0;
+
+	f = xasprintf("%s/__db.001", path);
+	fd = open(f, O_RDONLY | O_CLOEXEC);
+	free(f);
+	if (fd == -1)
+		return NULL;
+	if (fstat(fd, &sb) == -1)
+		sb.st_size = 0;
+	sysv = (size_t)sb.st_size == sizeof(ref);
+	if (sysv && read(fd, &ref, sizeof(ref)) == (ssize_t)sizeof(ref) &&
+	    shmctl((int)ref.segid, IPC_STAT, &ds) == -1 &&
+	    (errno == EINVAL || errno == EIDRM))
+		gone = 1;
+	(void)close(fd);
+	if (gone)
+		return "its shared memory is gone";
+	/* A region file is megabytes; anything else was cut short. */
+	if (!sysv && sb.st_size < 4096)
+		return "its region file is damaged";
+	if (sysv && shm_key == 0)
+		return "it is in shared memory and [store] shm_key is 0";
+	if (!sysv && shm_key != 0)
+		return "it is in files and [store] shm_key is set";
+	return NULL;
+}
+
+/*
+ * Makes the regions anew, the way [store] shm_key asks: recovery without
+ * DB_REGISTER always removes the old regions (files or segments) and
+ * replays the log from the last checkpoint, so nothing committed is lost.
+ * Only when no other process has the environment open.
+ */
+static int
+st_env_recreate(const char *path, const struct config *cfg, long shm_key,
+    const char *why)
+{
+	DB_ENV *env;
+	int ret;
+
+	if (st_env_in_use(path)) {
+		log_warnx("store: %s: the environment must be made anew (%s), "
+		    "but other processes have it open: stop them first",
+		    path, why);
+		return EBUSY;
+	}
+	log_info("store: %s: making the environment anew: %s", path, why);
+	/*
+	 * First the old regions go, files or segments (an attach that fails
+	 * on missing segments is expected: no error callback).  Recovery on
+	 * them would carry their kind over to the new ones.
+	 */
+	if ((ret = db_env_create(&env, 0)) != 0)
+		return ret;
+	env->set_errcall(env, st_db_quiet);
+	(void)env->remove(env, path, DB_FORCE);
+	if ((ret = st_env_new(cfg, shm_key, &env)) != 0)
+		return ret;
+	ret = env->open(env, path, DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK |
+	    DB_INIT_LOG | DB_INIT_MPOOL | DB_RECOVER |
+	    st_env_mem_flags(shm_key), 0600);
+	if (ret == 0)
+		(void)env->txn_checkpoint(env, 0, 0, 0);
+	(void)env->close(env, 0);
+	if (ret != 0)
+		log_warnx("store: %s: recovery: %s", path, db_strerror(ret));
+	return ret;
 }
 
 /*
@@ -1050,7 +1195,7 @@ st_env_new(const struct config *cfg, DB_ENV **env_r)
  * or hangs, the marker makes the real open run recovery without failchk.
  */
 static void
-st_failchk_probe(const char *path, const struct config *cfg,
+st_failchk_probe(const char *path, const struct config *cfg, long shm_key,
     const char *marker)
 {
 	DB_ENV *env;
@@ -1079,13 +1224,14 @@ st_failchk_probe(const char *path, const struct config *cfg,
 			(void)dup2(fd, STDOUT_FILENO);
 			(void)dup2(fd, STDERR_FILENO);
 		}
-		if (st_env_new(cfg, &env) != 0)
+		if (st_env_new(cfg, shm_key, &env) != 0)
 			_exit(1);
 		env->set_errcall(env, NULL);
 		env->set_msgcall(env, NULL);
 		ret = env->open(env, path, DB_CREATE | DB_INIT_TXN |
 		    DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL | DB_THREAD |
-		    DB_REGISTER | DB_RECOVER | DB_FAILCHK, 0600);
+		    DB_REGISTER | DB_RECOVER | DB_FAILCHK |
+		    st_env_mem_flags(shm_key), 0600);
 		(void)env->close(env, 0);
 		_exit(ret == 0 ? 0 : 1);
 	}
@@ -1110,21 +1256,29 @@ st_failchk_probe(const char *path, const struct config *cfg,
 
 /* Open the environment and the databases of sh->path. */
 static int
-st_shared_open(struct store_shared *sh, const struct config *cfg, int create,
-    const char **error_r)
+st_shared_open_locked(struct store_shared *sh, const struct config *cfg,
+    int create, const char **error_r)
 {
 	DB_ENV *env;
 	DB *db;
 	struct open_watch ow;
 	pthread_t owt;
 	char *marker, fname[64];
+	const char *why;
 	uint32_t oflags;
 	int ret, i, forced, wd;
 
+	if ((why = st_env_stale(sh->path, sh->shm_key)) != NULL &&
+	    (ret = st_env_recreate(sh->path, cfg, sh->shm_key, why)) != 0) {
+		*error_r = ret == EBUSY ? "the environment's regions must be "
+		    "made anew: stop every process using the store" :
+		    db_strerror(ret);
+		return STORE_ETEMP;
+	}
 	marker = xasprintf("%s/%s", sh->path, STORE_RECOVER_MARKER);
 	if (access(marker, F_OK) != 0)
-		st_failchk_probe(sh->path, cfg, marker);
-	if ((ret = st_env_new(cfg, &env)) != 0) {
+		st_failchk_probe(sh->path, cfg, sh->shm_key, marker);
+	if ((ret = st_env_new(cfg, sh->shm_key, &env)) != 0) {
 		free(marker);
 		*error_r = db_strerror(ret);
 		return STORE_ETEMP;
@@ -1139,7 +1293,8 @@ st_shared_open(struct store_shared *sh, const struct config *cfg, int create,
 	 * without it.
 	 */
 	oflags = DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG |
-	    DB_INIT_MPOOL | DB_THREAD | DB_REGISTER | DB_RECOVER;
+	    DB_INIT_MPOOL | DB_THREAD | DB_REGISTER | DB_RECOVER |
+	    st_env_mem_flags(sh->shm_key);
 	forced = access(marker, F_OK) == 0;
 	if (!forced)
 		oflags |= DB_FAILCHK;
@@ -1191,6 +1346,14 @@ st_shared_open(struct store_shared *sh, const struct config *cfg, int create,
 		    i < SDB_COUNT) ? DB_CREATE : 0), 0600);
 		if (ret != 0)
 			goto fail;
+		/*
+		 * Message contents are evicted first: the memory pool keeps
+		 * the indexes and accounts every session needs, the kernel's
+		 * page cache the contents.  A full pool then finds a victim
+		 * at once instead of sampling buffers all over it.
+		 */
+		if (i >= SDB_PART(SDB_CHUNKS, 0) && i < SDB_PART(SDB_META, 0))
+			(void)db->set_priority(db, DB_PRIORITY_VERY_LOW);
 	}
 	return 0;
 fail:
@@ -1199,6 +1362,38 @@ fail:
 	*error_r = ret == ENOENT ? "store not initialised" : db_strerror(ret);
 	st_shared_close_handles(sh);
 	return ret == ENOENT ? STORE_ENOTFOUND : STORE_ETEMP;
+}
+
+/*
+ * st_shared_open_locked under an exclusive lock on the store's folder:
+ * processes starting together (a daemon's workers) open the environment
+ * one at a time, so that one deciding to make the regions anew
+ * (st_env_stale) never does it under another that is creating or joining
+ * them.
+ */
+static int
+st_shared_open(struct store_shared *sh, const struct config *cfg, int create,
+    const char **error_r)
+{
+	unsigned waited = 0;
+	int dfd, r;
+
+	/* Bounded: a holder stopped for ever must not stop every start. */
+	dfd = open(sh->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	while (dfd != -1 && flock(dfd, LOCK_EX | LOCK_NB) == -1 &&
+	    errno == EWOULDBLOCK) {
+		if (waited++ == STORE_OPEN_LOCK_WAIT_MS / 10) {
+			log_warnx("store: %s: still locked by another "
+			    "process's open after %u ms: opening anyway",
+			    sh->path, STORE_OPEN_LOCK_WAIT_MS);
+			break;
+		}
+		(void)usleep(10000);
+	}
+	r = st_shared_open_locked(sh, cfg, create, error_r);
+	if (dfd != -1)
+		(void)close(dfd);
+	return r;
 }
 
 static int
@@ -1310,6 +1505,11 @@ store_open(const struct config *cfg, unsigned flags, struct store **store_r,
 		*error_r = "[store] path is empty";
 		return STORE_EINVAL;
 	}
+	/* Berkeley DB adds the region number to it; a key_t is an int. */
+	if (config_uint(cfg, "store", "shm_key") > STORE_SHM_KEY_MAX) {
+		*error_r = "[store] shm_key is over " STORE_SHM_KEY_MAX_S;
+		return STORE_EINVAL;
+	}
 	if (flags & STORE_OPEN_CREATE) {
 		if (st_mkdir(path) == -1) {
 			log_warn("store: mkdir %s", path);
@@ -1363,6 +1563,7 @@ store_open(const struct config *cfg, unsigned flags, struct store **store_r,
 		sh->path = xstrdup(path);
 		sh->pid = pid;
 		sh->last_checkpoint = time(NULL);
+		sh->shm_key = (long)config_uint(cfg, "store", "shm_key");
 		r = st_shared_open(sh, cfg, (flags & STORE_OPEN_CREATE) != 0,
 		    error_r);
 		if (r != 0) {

@@ -7,6 +7,7 @@ As root, govmailctl and the daemon run as `nobody` (setpriv), so the store
 stays writable by both and the daemon runs in development mode, the same
 code path as production.
 """
+import atexit
 import os
 import ssl
 import subprocess
@@ -21,6 +22,33 @@ def _as_user():
         return []
     return ["setpriv", "--reuid=nobody", "--regid=nogroup",
             "--clear-groups"]
+
+
+def shm_key(n=0):
+    """A [store] shm_key of this test's own (from its PID; n < 4 for more
+    than one store); the segments under it and the 15 keys above are
+    removed when the test exits."""
+    key = 0x47000000 + ((os.getpid() & 0xffff) * 4 + n) * 16
+    atexit.register(shm_remove, key)
+    return key
+
+
+def shm_segments(key):
+    """shmids of the segments under key .. key + 15."""
+    out = subprocess.run(["ipcs", "-m"], capture_output=True,
+                         text=True).stdout
+    ids = []
+    for ln in out.splitlines():
+        f = ln.split()
+        if len(f) > 1 and f[0].startswith("0x") and \
+                key <= int(f[0], 16) < key + 16:
+            ids.append(int(f[1]))
+    return ids
+
+
+def shm_remove(key):
+    for i in shm_segments(key):
+        subprocess.run(["ipcrm", "-m", str(i)], capture_output=True)
 
 
 def tls_client_ctx():

@@ -21,7 +21,8 @@ both and the daemon runs in development mode, the same code path.
 import socket
 
 from tap import program, free_port
-from daemonenv import Daemon, GOVMAILCTL, _as_user, tls_client_ctx  # noqa: F401
+from daemonenv import (Daemon, GOVMAILCTL, _as_user,  # noqa: F401
+                       tls_client_ctx, shm_key, shm_segments)
 
 SMTPD = program("smtpd/govmail-smtpd")
 
@@ -31,13 +32,13 @@ class Smtpd(Daemon):
     what = "govmail-smtpd"
 
     def __init__(self, t, name="smtpd", extra_smtpd="", extra="",
-                 workers=1, extra_limits=""):
+                 workers=1, extra_limits="", extra_store=""):
         super().__init__(t, name, "DNS:localhost", "smtpd.log")
         self.smtp = free_port()
         self.sub = free_port()
         self.subs = free_port()
         self.write_conf("[store]\npath = store\npassword_opslimit = 1\n"
-                        "password_memlimit = 8M\n"
+                        "password_memlimit = 8M\n" + extra_store +
                         "[limits]\nmessage_size = 64K\n" + extra_limits +
                         "[smtpd]\nhostname = mx.test.example\n"
                         f"listen_smtp = 127.0.0.1:{self.smtp}\n"
