@@ -2146,6 +2146,53 @@ test_pause_resume(void **state)
 	}
 }
 
+static void
+resume_retime_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct side *s = arg;
+
+	(void)fd;
+	(void)what;
+	conn_resume_input(s->c);
+	conn_set_timeouts(s->c, 60000, 0);
+}
+
+/*
+ * A resume defers the buffered input to the loop (event_active on the
+ * connection's timer); re-arming that timer in the same turn must not
+ * cancel it.  Nothing more arrives on the socket: the buffered line must
+ * still come, well before any timeout (2 s guard).
+ */
+static void
+test_resume_then_retime(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct event *ev, *guard;
+	struct timeval now = { 0, 0 }, limit = { 2, 0 };
+	struct side s;
+	int sv[2], expired = 0;
+
+	(void)state;
+	side_init(&s, base);
+	mkpair(sv);
+	s.c = conn_new(base, sv[0], &closer_cb, &s);
+	raw_write_str(sv[1], "SLOW\r\nA\r\n");
+	pump(base);
+	assert_string_equal(side_log(&s), "SLOW\n");
+	ev = evtimer_new(base, resume_retime_cb, &s);
+	evtimer_add(ev, &now);
+	guard = evtimer_new(base, guard_cb, &expired);
+	evtimer_add(guard, &limit);
+	while (strcmp(side_log(&s), "SLOW\nA\n") != 0 && !expired)
+		event_base_loop(base, EVLOOP_ONCE);
+	assert_string_equal(side_log(&s), "SLOW\nA\n");
+	event_free(guard);
+	event_free(ev);
+	side_free(&s);
+	close(sv[1]);
+	event_base_free(base);
+}
+
 /* ---- fault injection ---- */
 
 /*
@@ -2466,6 +2513,7 @@ main(void)
 		cmocka_unit_test(test_timeouts),
 		cmocka_unit_test(test_close_in_callback),
 		cmocka_unit_test(test_pause_resume),
+		cmocka_unit_test(test_resume_then_retime),
 		cmocka_unit_test(test_faults_plain),
 		cmocka_unit_test(test_faults_tls),
 		cmocka_unit_test(test_listener),
