@@ -44,6 +44,11 @@
 /* Largest [store] shm_key: INT_MAX less room for the regions' keys. */
 #define STORE_SHM_KEY_MAX 2147483631
 #define STORE_SHM_KEY_MAX_S "2147483631"
+/* Keys derived from the store folder: BASE + 16 * (0 .. SLOTS - 1). */
+#define STORE_SHM_KEY_BASE 0x47000000L
+#define STORE_SHM_KEY_SLOTS 0x100000
+/* Smallest System V segment store_open checks for before shared regions. */
+#define STORE_SHM_PROBE (256ULL * 1024 * 1024)
 /* How long an open waits for another process's open of the environment. */
 #define STORE_OPEN_LOCK_WAIT_MS 60000
 /* Exit status of a process the watchdog ends (EX_TEMPFAIL). */

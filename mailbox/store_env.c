@@ -58,7 +58,7 @@ struct store_shared {
 	DB_ENV *env;
 	DB *db[SDB_TOTAL];
 	time_t last_checkpoint;
-	long shm_key;		/* [store] shm_key; 0: regions in files */
+	long shm_key;		/* of the shared regions; 0: regions in files */
 };
 
 static pthread_mutex_t st_shared_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -1068,11 +1068,82 @@ st_env_new(const struct config *cfg, long shm_key, DB_ENV **env_r)
 	return 0;
 }
 
-/* The flags every open of the environment adds for [store] shm_key. */
+/* The flags every open of the environment adds for shared regions. */
 static uint32_t
 st_env_mem_flags(long shm_key)
 {
 	return shm_key != 0 ? DB_SYSTEM_MEM : 0;
+}
+
+/*
+ * The base key of a store's segments when [store] shm_key is 0: from the
+ * store folder's device and inode, 16 keys apart.  Keys only matter while
+ * segments are being made (st_env_release frees them at once), so a
+ * clash between two stores' keys is harmless.
+ */
+static long
+st_env_key(const char *path)
+{
+	struct stat sb;
+	uint64_t h;
+
+	if (stat(path, &sb) == -1)
+		return STORE_SHM_KEY_BASE;
+	h = ((uint64_t)sb.st_dev * 0x9e3779b97f4a7c15ULL) ^
+	    ((uint64_t)sb.st_ino * 0xc2b2ae3d27d4eb4fULL);
+	h ^= h >> 29;
+	return STORE_SHM_KEY_BASE + (long)(h % STORE_SHM_KEY_SLOTS) * 16;
+}
+
+/*
+ * Whether System V shared memory can hold the regions of a pool of cache
+ * bytes: the largest is the environment's own (~190 MiB reserved with the
+ * default limits) or one cache region (at most 1/8 of the pool).  Nothing
+ * is allocated: a segment's pages come when touched.  Checked before any
+ * open: after a failed DB_REGISTER open this process cannot open the
+ * environment again, so there is no falling back later.
+ */
+static int
+st_sysv_usable(uint64_t cache)
+{
+	uint64_t size = cache / STORE_CACHE_REGIONS_MAX + 16 * 1024 * 1024;
+	int id;
+
+	if (size < STORE_SHM_PROBE)
+		size = STORE_SHM_PROBE;
+	if ((id = shmget(IPC_PRIVATE, (size_t)size, IPC_CREAT | 0600)) == -1)
+		return 0;
+	(void)shmctl(id, IPC_RMID, NULL);
+	return 1;
+}
+
+/*
+ * Marks the regions' segments for removal as soon as this process has
+ * them: they stay with every process attached (Linux lets shmat() join a
+ * marked segment by its id, which is how Berkeley DB joins, from
+ * __db.001) and go when the last one detaches.  So a store never leaves
+ * memory behind, whatever becomes of its folder; the next open after
+ * every process has gone finds the segments gone and makes the regions
+ * anew with recovery (st_env_stale).
+ */
+static void
+st_env_release(long shm_key)
+{
+	struct shm_info info;
+	struct shmid_ds ds;
+	int max, i, id;
+
+	if (shm_key == 0)
+		return;
+	max = shmctl(0, SHM_INFO, (struct shmid_ds *)(void *)&info);
+	for (i = 0; i <= max; i++) {
+		if ((id = shmctl(i, SHM_STAT, &ds)) == -1)
+			continue;
+		if ((long)ds.shm_perm.__key >= shm_key &&
+		    (long)ds.shm_perm.__key < shm_key + 16 &&
+		    ds.shm_perm.uid == geteuid())
+			(void)shmctl(id, IPC_RMID, NULL);
+	}
 }
 
 /*
@@ -1102,11 +1173,11 @@ st_env_in_use(const char *path)
 
 /*
  * Whether the regions must be made anew before this open: they are in
- * files while [store] shm_key asks for System V shared memory or the
- * other way round, or they were in shared memory that is gone (a reboot,
- * ipcrm).  In System V mode __db.001 is only a reference: the region's
- * size, its largest size and the segment's shmid (Berkeley DB's
- * REGENV_REF).
+ * files while [store] regions asks for System V shared memory or the
+ * other way round, or they were in shared memory that is gone (every
+ * process that had it has exited: st_env_release).  In System V mode
+ * __db.001 is only a reference: the region's size, its largest size and
+ * the segment's shmid (Berkeley DB's REGENV_REF).
  */
 static const char *
 st_env_stale(const char *path, long shm_key)
@@ -1134,19 +1205,19 @@ st_env_stale(const char *path, long shm_key)
 		gone = 1;
 	(void)close(fd);
 	if (gone)
-		return "its shared memory is gone";
+		return "its shared memory was released";
 	/* A region file is megabytes; anything else was cut short. */
 	if (!sysv && sb.st_size < 4096)
 		return "its region file is damaged";
 	if (sysv && shm_key == 0)
-		return "it is in shared memory and [store] shm_key is 0";
+		return "it is in shared memory and [store] regions = files";
 	if (!sysv && shm_key != 0)
-		return "it is in files and [store] shm_key is set";
+		return "it is in files and [store] regions = shared";
 	return NULL;
 }
 
 /*
- * Makes the regions anew, the way [store] shm_key asks: recovery without
+ * Makes the regions anew, the way [store] regions asks: recovery without
  * DB_REGISTER always removes the old regions (files or segments) and
  * replays the log from the last checkpoint, so nothing committed is lost.
  * Only when no other process has the environment open.
@@ -1325,6 +1396,7 @@ st_shared_open_locked(struct store_shared *sh, const struct config *cfg,
 		st_shared_close_handles(sh);
 		return STORE_ETEMP;
 	}
+	st_env_release(sh->shm_key);
 	for (i = 0; i < SDB_TOTAL; i++) {
 		if ((ret = db_create(&db, env, 0)) != 0)
 			goto fail;
@@ -1488,7 +1560,7 @@ store_open(const struct config *cfg, unsigned flags, struct store **store_r,
 {
 	struct store_shared *sh;
 	struct store *s;
-	const char *path, *keyfile, *idkey, *err = NULL;
+	const char *path, *keyfile, *idkey, *regions, *err = NULL;
 	struct stat sb;
 	pid_t pid = getpid();
 	int r;
@@ -1508,6 +1580,11 @@ store_open(const struct config *cfg, unsigned flags, struct store **store_r,
 	/* Berkeley DB adds the region number to it; a key_t is an int. */
 	if (config_uint(cfg, "store", "shm_key") > STORE_SHM_KEY_MAX) {
 		*error_r = "[store] shm_key is over " STORE_SHM_KEY_MAX_S;
+		return STORE_EINVAL;
+	}
+	regions = config_str(cfg, "store", "regions");
+	if (strcmp(regions, "shared") != 0 && strcmp(regions, "files") != 0) {
+		*error_r = "[store] regions is neither shared nor files";
 		return STORE_EINVAL;
 	}
 	if (flags & STORE_OPEN_CREATE) {
@@ -1564,6 +1641,16 @@ store_open(const struct config *cfg, unsigned flags, struct store **store_r,
 		sh->pid = pid;
 		sh->last_checkpoint = time(NULL);
 		sh->shm_key = (long)config_uint(cfg, "store", "shm_key");
+		if (strcmp(config_str(cfg, "store", "regions"), "files") == 0)
+			sh->shm_key = 0;
+		else if (!st_sysv_usable(config_size(cfg, "store",
+		    "cache_size"))) {
+			log_warnx("store: %s: System V shared memory is not "
+			    "available for the regions (shmget: %s): using "
+			    "region files", path, strerror(errno));
+			sh->shm_key = 0;
+		} else if (sh->shm_key == 0)
+			sh->shm_key = st_env_key(path);
 		r = st_shared_open(sh, cfg, (flags & STORE_OPEN_CREATE) != 0,
 		    error_r);
 		if (r != 0) {

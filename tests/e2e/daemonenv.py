@@ -7,10 +7,10 @@ As root, govmailctl and the daemon run as `nobody` (setpriv), so the store
 stays writable by both and the daemon runs in development mode, the same
 code path as production.
 """
-import atexit
 import os
 import ssl
 import subprocess
+import time
 
 from tap import program, wait_port
 
@@ -24,31 +24,31 @@ def _as_user():
             "--clear-groups"]
 
 
-def shm_key(n=0):
-    """A [store] shm_key of this test's own (from its PID; n < 4 for more
-    than one store); the segments under it and the 15 keys above are
-    removed when the test exits."""
-    key = 0x47000000 + ((os.getpid() & 0xffff) * 4 + n) * 16
-    atexit.register(shm_remove, key)
-    return key
+def regions_mapped(pid):
+    """How process pid maps the store's regions: "shared" (System V
+    segments), "files" (__db.* files), or None before it opened it."""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            maps = f.read()
+    except OSError:
+        return None
+    if "/SYSV" in maps:
+        return "shared"
+    if "/__db.0" in maps:
+        return "files"
+    return None
 
 
-def shm_segments(key):
-    """shmids of the segments under key .. key + 15."""
-    out = subprocess.run(["ipcs", "-m"], capture_output=True,
-                         text=True).stdout
-    ids = []
-    for ln in out.splitlines():
-        f = ln.split()
-        if len(f) > 1 and f[0].startswith("0x") and \
-                key <= int(f[0], 16) < key + 16:
-            ids.append(int(f[1]))
-    return ids
-
-
-def shm_remove(key):
-    for i in shm_segments(key):
-        subprocess.run(["ipcrm", "-m", str(i)], capture_output=True)
+def workers_regions(d, timeout=20.0):
+    """The kind of regions every worker of daemon d maps, once all have
+    opened the store (they open it one at a time; bounded wait): "shared",
+    "files", or None if they disagree or have not opened it in time."""
+    end = time.time() + timeout
+    while True:
+        kinds = {regions_mapped(p) for p in d.worker_pids()}
+        if (len(kinds) == 1 and None not in kinds) or time.time() > end:
+            return kinds.pop() if len(kinds) == 1 else None
+        time.sleep(0.1)
 
 
 def tls_client_ctx():

@@ -22,7 +22,7 @@ import socket
 
 from tap import program, free_port
 from daemonenv import (Daemon, GOVMAILCTL, _as_user,  # noqa: F401
-                       tls_client_ctx, shm_key, shm_segments)
+                       tls_client_ctx, workers_regions)
 
 SMTPD = program("smtpd/govmail-smtpd")
 

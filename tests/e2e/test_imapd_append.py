@@ -43,6 +43,23 @@ def status_kib(pid, key):
     return 0
 
 
+def private_kib(pid):
+    """RssAnon + RssShmem less the store's shared regions (System V
+    segments, shared by every process of the store): what this worker
+    holds for itself, a memfd spool included."""
+    sysv = 0
+    with open(f"/proc/{pid}/smaps") as f:
+        in_sysv = False
+        for ln in f:
+            fields = ln.split()
+            if "-" in fields[0] and len(fields) >= 5:
+                in_sysv = len(fields) >= 6 and fields[5].startswith("/SYSV")
+            elif in_sysv and fields[0] == "Rss:":
+                sysv += int(fields[1])
+    return (status_kib(pid, "RssAnon") + status_kib(pid, "RssShmem")
+            - sysv)
+
+
 def fd_links(pid):
     out = []
     for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -75,11 +92,11 @@ limit = int(m.group(1)) if m else 0
 t.eq(limit, 21 * 1024 * 1024, "APPENDLIMIT is [limits] message_size")
 b.cmd("s", "SELECT INBOX")
 
-# VmRSS counts the store's Berkeley DB regions (file-backed, shared by
-# every process and bounded by [store] cache_size), which the append fills
-# as it writes; RssAnon + RssShmem is what this worker holds privately.
+# VmRSS counts the store's Berkeley DB regions (shared by every process
+# and bounded by [store] cache_size), which the append fills as it writes;
+# private_kib is what this worker holds for itself.
 rss0 = status_kib(wpid, "VmRSS")
-anon0 = status_kib(wpid, "RssAnon") + status_kib(wpid, "RssShmem")
+anon0 = private_kib(wpid)
 chunk = (b"Subject: big\r\n\r\n" + b"0123456789abcdef" * 65536)[:1 << 20]
 body = bytearray()
 a.send(f"a1 APPEND INBOX {{{BIG}}}\r\n")
@@ -100,8 +117,7 @@ while sent < BIG:
     if sent == 16 << 20:
         spool_links = fd_links(wpid)
         mid_rss = status_kib(wpid, "VmRSS")
-        mid_anon = status_kib(wpid, "RssAnon") + \
-            status_kib(wpid, "RssShmem")
+        mid_anon = private_kib(wpid)
 t.eq(noops, 5, "another session's NOOPs answered while the literal streams")
 store_dir = os.path.realpath(os.path.join(d.dir, "store"))
 t.ok(any(x.startswith(store_dir + "/") and x.endswith("(deleted)")
@@ -130,7 +146,7 @@ lines, tag = a.until("a1")
 t.ok(re.match(r"a1 OK \[APPENDUID \d+ 1\]", tag) is not None,
      "20 MB APPEND completed with APPENDUID", tag)
 rss1 = status_kib(wpid, "VmRSS")
-anon1 = status_kib(wpid, "RssAnon") + status_kib(wpid, "RssShmem")
+anon1 = private_kib(wpid)
 t.diag(f"worker VmRSS {rss0} -> {mid_rss} (16 MB in) -> {rss1} KiB after; "
        f"private {anon0} -> {mid_anon} -> {anon1} KiB")
 mem_ok(mid_anon is not None and (mid_anon - anon0) * 1024 < BIG // 2,

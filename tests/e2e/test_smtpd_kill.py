@@ -3,9 +3,9 @@
 they can, the workers are killed with SIGKILL again and again (the parent
 restarts them).  Afterwards every message that received 250 is in its
 mailbox exactly once, no message is there twice, and govmailctl check
-finds the store consistent.  With GOVMAIL_TEST_SHM=1 (test_smtpd_kill_shm.py)
-the same with the store's regions in System V shared memory
-([store] shm_key)."""
+finds the store consistent.  The store's regions are in System V shared
+memory (the default); with GOVMAIL_TEST_REGIONS=files
+(test_smtpd_kill_files.py) the same with them in files."""
 import collections
 import os
 import random
@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tap import Suite  # noqa: E402
-from smtpdenv import Smtpd, shm_key, shm_segments  # noqa: E402
+from smtpdenv import Smtpd, workers_regions  # noqa: E402
 
 t = Suite()
 D = "city.example"
@@ -25,15 +25,15 @@ RCPTS = [f"r{i}@{D}" for i in range(3)]
 CLIENTS = 4
 RUN_SECONDS = 10
 KILL_EVERY = 1.3        # > DAEMON_RESTART_MIN_UPTIME: restarts at once
-SHM = shm_key() if os.environ.get("GOVMAIL_TEST_SHM") == "1" else 0
+FILES = os.environ.get("GOVMAIL_TEST_REGIONS") == "files"
 d = Smtpd(t, workers=2, extra_smtpd="rate_ip_messages = 0\n",
-          extra_store=f"shm_key = {SHM}\n" if SHM else "")
+          extra_store="regions = files\n" if FILES else "")
 d.ctl("domain", "add", D)
 for r in RCPTS:
     d.user(r, "pw")
 d.start()
-if SHM:
-    t.ok(len(shm_segments(SHM)) >= 3, "the regions are System V segments")
+t.eq(workers_regions(d), "files" if FILES else "shared",
+     "the workers' regions")
 
 accepted = collections.Counter()    # subject -> recipients it was sent to
 lock = threading.Lock()
