@@ -23,8 +23,7 @@
 # and the small helpers free_port, stop_pid PID [SECONDS], clock,
 # as_nobody CMD...,
 # wait_port PORT; for the govmail side, gm_conf_store (the [store] and
-# [limits] sections every benchmark store uses), gm_shm_key and
-# gm_shm_cleanup (its shared memory), gm_check DIR CTL
+# [limits] sections every benchmark store uses), gm_check DIR CTL
 # (govmailctl check, exit 1 on damage) and gm_smtpd_start DIR
 # SMTPD PORT... (govmail-smtpd as nobody in DIR, its log DIR/smtpd.log,
 # gm_pid set, every PORT listening before it returns).  The system's Postfix and Dovecot (if any) are never
@@ -58,29 +57,12 @@ wait_port() {
 	return 1
 }
 
-# gm_shm_key: the [store] shm_key of this run's govmail store (its
-# regions in System V shared memory, as govmail.conf(5) advises for a
-# production server), from the benchmark's PID; gm_shm_cleanup removes
-# the segments under it and the 15 keys above (call it when the store's
-# processes are stopped, and at exit).
-gm_shm_key=$(( 0x47800000 + ($$ % 65536) * 16 ))
-gm_shm_cleanup() {
-	local k id rest
-	ipcs -m | while read -r k id rest; do
-		case $k in 0x*) ;; *) continue ;; esac
-		if [ $((k)) -ge "$gm_shm_key" ] && [ $((k)) -lt $((gm_shm_key + 16)) ]; then
-			ipcrm -m "$id"
-		fi
-	done
-}
-
 # The [store] and [limits] of a benchmark store: cheap password hashes
-# (the accounts are made by the thousand), no quota in the way, regions
-# in shared memory (GM_SHM=0: in files).
+# (the accounts are made by the thousand), no quota in the way; regions
+# in shared memory, the default (GM_REGIONS=files: in files).
 gm_conf_store() {
 	printf '%s\n' '[store]' 'path = store' 'password_opslimit = 1' \
-	    'password_memlimit = 8K' \
-	    "shm_key = $([ "${GM_SHM:-1}" = 0 ] && echo 0 || echo "$gm_shm_key")" \
+	    'password_memlimit = 8K' "regions = ${GM_REGIONS:-shared}" \
 	    '[limits]' 'quota_messages = 100000000' 'quota_bytes = 1000G'
 }
 

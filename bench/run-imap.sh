@@ -39,11 +39,11 @@
 #       idle, 10 s after the last session entered IDLE.  Every session
 #       must be held (counted) for 15 s from then.  govmail is measured
 #       with the store's regions in System V shared memory ([store]
-#       shm_key, as govmail.conf(5) advises for a server holding many
-#       connections) and again with them in files (shm_key = 0, the
-#       pool filled again by IMAP_BENCH_SECONDS of the mixed load first),
-#       where the kernel's fault-around makes each worker map most of
-#       the memory pool.  For Dovecot: its default (one imap process per session), and with
+#       regions = shared, the default), again with them in files
+#       (regions = files), and a third time with shared regions after
+#       IMAP_BENCH_SECONDS of the mixed load in the same processes (a
+#       server that has served mail: each worker's RSS then counts every
+#       page of the memory pool it touched).  For Dovecot: its default (one imap process per session), and with
 #       imap_hibernate_timeout = 5s (IMAP_BENCH_HIBERNATE=0 leaves it
 #       out).  Dovecot's imap-login runs in its high-performance mode
 #       (service_count = 0, a process per core holding many TLS
@@ -55,8 +55,7 @@
 # most of it).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# free_port, stop_pid, clock, as_nobody, wait_port, gm_shm_key and
-# gm_shm_cleanup (no Postfix here).
+# free_port, stop_pid, clock, as_nobody, wait_port (no Postfix here).
 . "$here/lib-peer.sh"
 build=${1:-$here/..}
 scratch=${2:-$here/out/imap-scratch}
@@ -125,7 +124,6 @@ cleanup() {
 	if [ -n "$inotify_old" ]; then
 		echo "$inotify_old" > "$inotify"; inotify_old=
 	fi
-	gm_shm_cleanup
 	return 0
 }
 trap cleanup EXIT
@@ -189,7 +187,7 @@ cat > "$gm/govmail.conf" <<EOF
 path = store
 password_opslimit = 1
 password_memlimit = 8K
-shm_key = $gm_shm_key
+regions = shared
 [limits]
 quota_messages = 100000000
 quota_bytes = 1000G
@@ -395,15 +393,18 @@ stop_govmail
 start_govmail
 idle "govmail-imapd" "$gm_port" "$gm_pid"
 stop_govmail
-# The same with the regions in files: the first open makes them anew,
-# with an empty memory pool; the mixed load fills it again first, as (a)
-# filled the pool measured above.
-sed -i 's/^shm_key = .*/shm_key = 0/' "$gm/govmail.conf"
-start_govmail
-mix govmail "$gm_port" "$users_full" "$seconds" > /dev/null
-stop_govmail
+# The same with the regions in files: the first open makes them anew.
+sed -i 's/^regions = .*/regions = files/' "$gm/govmail.conf"
 start_govmail
 idle "govmail-imapd (region files)" "$gm_port" "$gm_pid"
+stop_govmail
+# Shared regions again, and a server that has served mail: the mixed load
+# first, in the same processes (each worker's RSS then counts every page
+# of the memory pool it touched, and the load's own leftovers).
+sed -i 's/^regions = .*/regions = shared/' "$gm/govmail.conf"
+start_govmail
+mix govmail "$gm_port" "$users_full" "$seconds" > /dev/null
+idle "govmail-imapd (after mixed load)" "$gm_port" "$gm_pid"
 stop_govmail
 stop_dovecot
 start_dovecot

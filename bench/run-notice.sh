@@ -106,7 +106,6 @@ cleanup() {
 	[ -n "$gm_pid" ] && { stop_pid "$gm_pid"; wait "$gm_pid" 2>/dev/null; }
 	[ -n "$pki_pid" ] && { stop_pid "$pki_pid"; wait "$pki_pid" 2>/dev/null; }
 	peer_stop
-	gm_shm_cleanup
 	return 0
 }
 trap cleanup EXIT

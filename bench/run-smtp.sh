@@ -90,7 +90,6 @@ cleanup() {
 		stop_pid "$gm_pid"; wait "$gm_pid" 2>/dev/null
 	fi
 	peer_stop
-	gm_shm_cleanup
 	return 0
 }
 trap cleanup EXIT
