@@ -1139,9 +1139,15 @@ st_env_release(long shm_key)
 	for (i = 0; i <= max; i++) {
 		if ((id = shmctl(i, SHM_STAT, &ds)) == -1)
 			continue;
+		/*
+		 * Attached ones only: another store whose key clashes may
+		 * have made regions it has not joined yet (st_env_recreate
+		 * detaches before the open), and an unattached segment
+		 * would go at once.
+		 */
 		if ((long)ds.shm_perm.__key >= shm_key &&
 		    (long)ds.shm_perm.__key < shm_key + 16 &&
-		    ds.shm_perm.uid == geteuid())
+		    ds.shm_perm.uid == geteuid() && ds.shm_nattch > 0)
 			(void)shmctl(id, IPC_RMID, NULL);
 	}
 }
