@@ -992,6 +992,13 @@ store_restore(const struct config *cfg, const char *dir, const char **error_r)
 	}
 	(void)env->txn_checkpoint(env, 0, 0, 0);
 	(void)env->close(env, 0);
+	/*
+	 * Everything is in the databases now: the regions this recovery
+	 * made (files) go, and the first open makes them the way [store]
+	 * regions asks, without recovering a second time.
+	 */
+	if (db_env_create(&env, 0) == 0)
+		(void)env->remove(env, path, 0);
 	if (error_r != NULL)
 		*error_r = NULL;
 	return 0;

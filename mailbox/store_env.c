@@ -1568,6 +1568,7 @@ store_open(const struct config *cfg, unsigned flags, struct store **store_r,
 	struct store *s;
 	const char *path, *keyfile, *idkey, *regions, *err = NULL;
 	struct stat sb;
+	uint64_t shm_key;
 	pid_t pid = getpid();
 	int r;
 
@@ -1584,7 +1585,8 @@ store_open(const struct config *cfg, unsigned flags, struct store **store_r,
 		return STORE_EINVAL;
 	}
 	/* Berkeley DB adds the region number to it; a key_t is an int. */
-	if (config_uint(cfg, "store", "shm_key") > STORE_SHM_KEY_MAX) {
+	if ((shm_key = config_uint(cfg, "store", "shm_key")) >
+	    STORE_SHM_KEY_MAX) {
 		*error_r = "[store] shm_key is over " STORE_SHM_KEY_MAX_S;
 		return STORE_EINVAL;
 	}
@@ -1646,8 +1648,7 @@ store_open(const struct config *cfg, unsigned flags, struct store **store_r,
 		sh->path = xstrdup(path);
 		sh->pid = pid;
 		sh->last_checkpoint = time(NULL);
-		sh->shm_key = (long)config_uint(cfg, "store", "shm_key");
-		if (strcmp(config_str(cfg, "store", "regions"), "files") == 0)
+		if (strcmp(regions, "files") == 0)
 			sh->shm_key = 0;
 		else if (!st_sysv_usable(config_size(cfg, "store",
 		    "cache_size"))) {
@@ -1655,8 +1656,9 @@ store_open(const struct config *cfg, unsigned flags, struct store **store_r,
 			    "available for the regions (shmget: %s): using "
 			    "region files", path, strerror(errno));
 			sh->shm_key = 0;
-		} else if (sh->shm_key == 0)
-			sh->shm_key = st_env_key(path);
+		} else
+			sh->shm_key = shm_key != 0 ? (long)shm_key :
+			    st_env_key(path);
 		r = st_shared_open(sh, cfg, (flags & STORE_OPEN_CREATE) != 0,
 		    error_r);
 		if (r != 0) {
