@@ -1443,34 +1443,52 @@ fail:
 }
 
 /*
- * st_shared_open_locked under an exclusive lock on the store's folder:
- * processes starting together (a daemon's workers) open the environment
- * one at a time, so that one deciding to make the regions anew
- * (st_env_stale) never does it under another that is creating or joining
- * them.
+ * An exclusive lock on the store's folder, taken around every open and
+ * every last close of the environment in a process.  Processes starting
+ * together (a daemon's workers) then open it one at a time, so that one
+ * deciding to make the regions anew (st_env_stale) never does it under
+ * another that is creating or joining them; and no process detaches
+ * from the regions between another's staleness check and its attach,
+ * which would take the released segments away under it.  Bounded: a
+ * holder stopped for ever must not stop every start.  Returns the
+ * descriptor to close, or -1.
  */
 static int
-st_shared_open(struct store_shared *sh, const struct config *cfg, int create,
-    const char **error_r)
+st_folder_lock(const char *path)
 {
 	unsigned waited = 0;
-	int dfd, r;
+	int dfd;
 
-	/* Bounded: a holder stopped for ever must not stop every start. */
-	dfd = open(sh->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	while (dfd != -1 && flock(dfd, LOCK_EX | LOCK_NB) == -1 &&
 	    errno == EWOULDBLOCK) {
 		if (waited++ == STORE_OPEN_LOCK_WAIT_MS / 10) {
 			log_warnx("store: %s: still locked by another "
-			    "process's open after %u ms: opening anyway",
-			    sh->path, STORE_OPEN_LOCK_WAIT_MS);
+			    "process's open after %u ms: going on anyway",
+			    path, STORE_OPEN_LOCK_WAIT_MS);
 			break;
 		}
 		(void)usleep(10000);
 	}
-	r = st_shared_open_locked(sh, cfg, create, error_r);
+	return dfd;
+}
+
+static void
+st_folder_unlock(int dfd)
+{
 	if (dfd != -1)
 		(void)close(dfd);
+}
+
+static int
+st_shared_open(struct store_shared *sh, const struct config *cfg, int create,
+    const char **error_r)
+{
+	int dfd, r;
+
+	dfd = st_folder_lock(sh->path);
+	r = st_shared_open_locked(sh, cfg, create, error_r);
+	st_folder_unlock(dfd);
 	return r;
 }
 
@@ -1692,6 +1710,7 @@ static void
 st_shared_release(struct store_shared *sh)
 {
 	struct store_shared **pp;
+	int dfd;
 
 	if (--sh->refs > 0)
 		return;
@@ -1704,7 +1723,9 @@ st_shared_release(struct store_shared *sh)
 	if (sh->pid == getpid()) {
 		if (sh->env != NULL && !sh->broken)
 			(void)sh->env->txn_checkpoint(sh->env, 0, 0, 0);
+		dfd = st_folder_lock(sh->path);
 		st_shared_close_handles(sh);
+		st_folder_unlock(dfd);
 	}
 	free(sh->path);
 	free(sh);

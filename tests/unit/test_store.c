@@ -1704,6 +1704,65 @@ test_backup_restore(void **state)
 
 /* ---- the environment: open modes, housekeeping ---- */
 
+/*
+ * Processes opening and closing the store at once, none holding it
+ * between: the last one out releases the shared regions, and every open
+ * either joins live regions or makes them anew, never attaches to
+ * segments that go between its check and its attach.
+ */
+#define CHURN_PROCS 8
+#define CHURN_ROUNDS 2
+
+static void
+test_open_churn(void **state)
+{
+	struct fx *f = *state;
+	pid_t pid[CHURN_PROCS];
+	int i, status;
+
+	assert_int_equal(store_domain_add(f->st, "city.example", NULL), 0);
+	store_close(f->st);
+	f->st = NULL;
+	/* the defaults: regions, and opens, as large as a daemon's */
+	assert_int_equal(config_set(f->cfg, "store", "cache_size", "64M",
+	    NULL), 0);
+	assert_int_equal(config_set(f->cfg, "store", "max_processes", "512",
+	    NULL), 0);
+	for (i = 0; i < CHURN_PROCS; i++) {
+		pid[i] = fork();
+		assert_true(pid[i] >= 0);
+		if (pid[i] == 0) {
+			struct store *s;
+			struct store_account_spec sp;
+			const char *err;
+			char addr[64];
+			int r;
+
+			memset(&sp, 0, sizeof(sp));
+			sp.class = STORE_CLASS_CITIZEN;
+			sp.password = "secret";
+
+			for (r = 0; r < CHURN_ROUNDS; r++) {
+				if (store_open(f->cfg, 0, &s, &err) != 0)
+					_exit(2);
+				snprintf(addr, sizeof(addr), "%d-%d@city.example",
+				    i, r);
+				sp.address = addr;
+				if (store_account_add(s, &sp, &err) != 0)
+					_exit(3);
+				store_close(s);
+			}
+			_exit(0);
+		}
+	}
+	for (i = 0; i < CHURN_PROCS; i++) {
+		assert_int_equal(waitpid(pid[i], &status, 0), pid[i]);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	fx_open(f);
+}
+
 static void
 test_env(void **state)
 {
@@ -1815,6 +1874,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_backup_restore, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_env, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_churn, setup,
+		    teardown),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
