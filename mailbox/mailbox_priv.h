@@ -51,6 +51,11 @@
 #define STORE_SHM_PROBE (256ULL * 1024 * 1024)
 /* How long an open waits for another process's open of the environment. */
 #define STORE_OPEN_LOCK_WAIT_MS 60000
+/*
+ * How long an open that finds the released regions gone waits for a
+ * process still registered (one exiting) before refusing.
+ */
+#define STORE_STALE_WAIT_MS 3000
 /* Exit status of a process the watchdog ends (EX_TEMPFAIL). */
 #define STORE_EXIT_WEDGED 75
 /*
@@ -197,6 +202,11 @@ int store_fault_fired(const struct store *store);
  * STORE_STUCK_SEC); the crash test shortens it.
  */
 void store_watchdog_set(unsigned seconds);
+/*
+ * TEST ONLY: hook(arg) runs in every environment open, after the check of
+ * the regions and just before the attach (NULL: none).
+ */
+void store_test_open_hook(void (*hook)(void *), void *arg);
 
 /* ---- transactions (store_env.c) ---- */
 

@@ -1177,6 +1177,8 @@ st_env_in_use(const char *path)
 	return busy;
 }
 
+#define ST_STALE_RELEASED "its shared memory was released"
+
 /*
  * Whether the regions must be made anew before this open: they are in
  * files while [store] regions asks for System V shared memory or the
@@ -1211,7 +1213,7 @@ st_env_stale(const char *path, long shm_key)
 		gone = 1;
 	(void)close(fd);
 	if (gone)
-		return "its shared memory was released";
+		return ST_STALE_RELEASED;
 	/* A region file is megabytes; anything else was cut short. */
 	if (!sysv && sb.st_size < 4096)
 		return "its region file is damaged";
@@ -1233,8 +1235,18 @@ st_env_recreate(const char *path, const struct config *cfg, long shm_key,
     const char *why)
 {
 	DB_ENV *env;
+	unsigned waited = 0;
 	int ret;
 
+	/*
+	 * Released regions that are gone while a process is still
+	 * registered: that process is exiting (its memory goes before its
+	 * locks) or its open failed as it went; it cannot be using regions
+	 * that no longer exist.  Give it a moment to finish.
+	 */
+	while (st_env_in_use(path) && strcmp(why, ST_STALE_RELEASED) == 0 &&
+	    waited++ < STORE_STALE_WAIT_MS / 10)
+		(void)usleep(10000);
 	if (st_env_in_use(path)) {
 		log_warnx("store: %s: the environment must be made anew (%s), "
 		    "but other processes have it open: stop them first",
@@ -1331,6 +1343,16 @@ st_failchk_probe(const char *path, const struct config *cfg, long shm_key,
 		(void)close(fd);
 }
 
+static void (*st_open_hook)(void *);
+static void *st_open_hook_arg;
+
+void
+store_test_open_hook(void (*hook)(void *), void *arg)
+{
+	st_open_hook = hook;
+	st_open_hook_arg = arg;
+}
+
 /* Open the environment and the databases of sh->path. */
 static int
 st_shared_open_locked(struct store_shared *sh, const struct config *cfg,
@@ -1343,8 +1365,9 @@ st_shared_open_locked(struct store_shared *sh, const struct config *cfg,
 	char *marker, fname[64];
 	const char *why;
 	uint32_t oflags;
-	int ret, i, forced, wd;
+	int ret, i, forced, wd, retried = 0;
 
+again:
 	if ((why = st_env_stale(sh->path, sh->shm_key)) != NULL &&
 	    (ret = st_env_recreate(sh->path, cfg, sh->shm_key, why)) != 0) {
 		*error_r = ret == EBUSY ? "the environment's regions must be "
@@ -1380,6 +1403,8 @@ st_shared_open_locked(struct store_shared *sh, const struct config *cfg,
 	(void)pthread_mutex_init(&ow.mu, NULL);
 	(void)pthread_cond_init(&ow.cv, NULL);
 	wd = pthread_create(&owt, NULL, st_open_watchdog, &ow) == 0;
+	if (st_open_hook != NULL)
+		st_open_hook(st_open_hook_arg);
 	ret = env->open(env, sh->path, oflags, 0600);
 	if (wd) {
 		(void)pthread_mutex_lock(&ow.mu);
@@ -1398,8 +1423,19 @@ st_shared_open_locked(struct store_shared *sh, const struct config *cfg,
 	free(marker);
 	if (ret != 0) {
 		log_warnx("store: open %s: %s", sh->path, db_strerror(ret));
-		*error_r = db_strerror(ret);
 		st_shared_close_handles(sh);
+		/*
+		 * The last other process died (its detach is not under the
+		 * folder lock) between the check above and this attach, and
+		 * the released segments went with it: make them anew, once.
+		 */
+		if (!retried && st_env_stale(sh->path, sh->shm_key) != NULL) {
+			retried = 1;
+			log_info("store: %s: the regions went while this "
+			    "process joined them: trying again", sh->path);
+			goto again;
+		}
+		*error_r = db_strerror(ret);
 		return STORE_ETEMP;
 	}
 	st_env_release(sh->shm_key);

@@ -8,6 +8,7 @@
  */
 #include "autoconf.h"
 
+#include <sys/shm.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -1763,6 +1764,88 @@ test_open_churn(void **state)
 	fx_open(f);
 }
 
+/*
+ * The last process holding the regions exits while another is between its
+ * check of the regions and its attach: its memory (the attachments) goes
+ * before its locks (the registration), and a detach at exit is not under
+ * the folder lock.  The released segments go, the attach fails, and the
+ * open waits for the exiting process, makes the regions anew and
+ * succeeds.  The holder here detaches by hand, then exits a little later.
+ */
+static int race_cmd[2], race_ack[2];
+
+static void
+race_holder_detach(void *arg)
+{
+	int *fired = arg;
+	char c = 'x';
+
+	if ((*fired)++ > 0)
+		return;		/* the open's second attempt */
+	assert_int_equal(write(race_cmd[1], &c, 1), 1);
+	assert_int_equal(read(race_ack[0], &c, 1), 1);
+}
+
+static void
+race_holder_main(struct fx *f)
+{
+	struct store *s;
+	const char *err;
+	char line[512], c;
+	unsigned long lo;
+	FILE *maps;
+
+	if (store_open(f->cfg, 0, &s, &err) != 0)
+		_exit(2);
+	(void)write(race_ack[1], "r", 1);
+	if (read(race_cmd[0], &c, 1) != 1)
+		_exit(3);
+	if ((maps = fopen("/proc/self/maps", "r")) == NULL)
+		_exit(4);
+	while (fgets(line, sizeof(line), maps) != NULL)
+		if (strstr(line, "SYSV") != NULL &&
+		    sscanf(line, "%lx-", &lo) == 1 && shmdt((void *)lo) != 0)
+			_exit(5);
+	(void)fclose(maps);
+	(void)write(race_ack[1], "d", 1);
+	(void)usleep(300 * 1000);
+	_exit(0);
+}
+
+static void
+test_open_holder_exits(void **state)
+{
+	struct fx *f = *state;
+	pid_t pid;
+	int status, fired = 0;
+	char c;
+
+	assert_int_equal(store_domain_add(f->st, "city.example", NULL), 0);
+	assert_int_equal(fx_citizen(f, "c@city.example"), 0);
+	store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(pipe(race_cmd), 0);
+	assert_int_equal(pipe(race_ack), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		race_holder_main(f);
+	assert_int_equal(read(race_ack[0], &c, 1), 1);
+	store_test_open_hook(race_holder_detach, &fired);
+	fx_open(f);
+	store_test_open_hook(NULL, NULL);
+	assert_int_equal(fired, 2);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	/* what was committed before is there */
+	assert_int_equal(fx_citizen(f, "c@city.example"), STORE_EEXISTS);
+	(void)close(race_cmd[0]);
+	(void)close(race_cmd[1]);
+	(void)close(race_ack[0]);
+	(void)close(race_ack[1]);
+}
+
 static void
 test_env(void **state)
 {
@@ -1875,6 +1958,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_env, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_churn, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_open_holder_exits, setup,
 		    teardown),
 	};
 
