@@ -1,7 +1,8 @@
 /*
  * smtp_out.c - the delivery agent: takes due entries from the outbound
  * queue, finds where each domain's mail goes (the [smtpd] relayhost, or
- * the domain's MX through the system resolver), sends it over SMTP with
+ * the domain's MX hosts through the system resolver: smtp_mx.c), tries
+ * each address in turn until one takes the message, sends it over SMTP with
  * STARTTLS as [smtpd] outbound_tls says, and records the outcome: sent
  * recipients leave the queue, temporary failures are retried with a
  * doubling delay, permanent failures and entries older than
@@ -15,11 +16,6 @@
  */
 #include "autoconf.h"
 
-#include <arpa/inet.h>
-#include <arpa/nameser.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <resolv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +28,7 @@
 #include "kv.h"
 #include "log.h"
 #include "mailbox.h"
+#include "smtp_mx.h"
 #include "smtp_queue.h"
 #include "smtpd.h"
 #include "tls.h"
@@ -49,8 +46,6 @@
 #define SMTP_OUT_SESSION_MS (3600 * 1000)
 /* Longest diagnostic kept per recipient. */
 #define SMTP_OUT_DIAG_MAX 300
-/* Longest host name from MX or relayhost. */
-#define SMTP_OUT_HOST_MAX 256
 
 enum out_tls {
 	OUT_TLS_NONE,
@@ -101,12 +96,23 @@ struct smtp_out {
 	int dsn_offered;		/* DSN in the last EHLO (RFC 3461) */
 	int utf8_used;			/* MAIL had SMTPUTF8 */
 	int tls;
-	char host[SMTP_OUT_HOST_MAX];
-	char ip[INET6_ADDRSTRLEN];
+	/* Where to: tried in order until one takes the message. */
+	struct smtp_dest dest[SMTP_DEST_MAX];
+	size_t ndest, cur;
 	char port[8];
+	int resolve_perm;		/* no destination, for good */
+	/*
+	 * This session failed before MAIL (connect, greeting, EHLO, TLS):
+	 * the next destination is tried; with none left, the recipients
+	 * get last, permanent as next_perm says.
+	 */
+	int next_host, next_perm;
 	char resolve_error[SMTP_OUT_DIAG_MAX];
 	char last[SMTP_OUT_DIAG_MAX];
 };
+
+/* The host of the destination under way (TLS name, logs). */
+#define OUT_HOST(o) ((o)->dest[(o)->cur < (o)->ndest ? (o)->cur : 0].host)
 
 static void out_on_input(struct conn *c, void *arg);
 static void out_rcpt_params(const struct smtp_out *o, size_t i, char *out,
@@ -123,88 +129,15 @@ static const struct conn_callbacks out_callbacks = {
 
 /* ---- where to send (helper thread) ---- */
 
-static int
-resolve_host(const char *host, const char *port, char *ip, size_t ipsz)
-{
-	struct addrinfo hints, *res = NULL, *ai;
-	int r;
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	r = getaddrinfo(host, port, &hints, &res);
-	if (r != 0 || res == NULL)
-		return -1;
-	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		const struct sockaddr_in *in4 = (const void *)ai->ai_addr;
-		const struct sockaddr_in6 *in6 = (const void *)ai->ai_addr;
-		const void *a = ai->ai_family == AF_INET ?
-		    (const void *)&in4->sin_addr : (const void *)&in6->sin6_addr;
-
-		if (inet_ntop(ai->ai_family, a, ip, (socklen_t)ipsz) != NULL)
-			break;
-	}
-	freeaddrinfo(res);
-	return ai != NULL ? 0 : -1;
-}
-
-/* The best MX host of domain, or domain itself when it has none. */
-static void
-lookup_mx(const char *domain, char *host, size_t hostsz)
-{
-	unsigned char answer[NS_PACKETSZ * 4];
-	ns_msg msg;
-	ns_rr rr;
-	int len, i, best = 65536;
-
-	(void)str_copy(host, hostsz, domain);
-	len = res_query(domain, ns_c_in, ns_t_mx, answer, sizeof(answer));
-	if (len <= 0 || ns_initparse(answer, len, &msg) < 0)
-		return;
-	for (i = 0; i < ns_msg_count(msg, ns_s_an); i++) {
-		char name[NS_MAXDNAME];
-		int pref;
-
-		if (ns_parserr(&msg, ns_s_an, i, &rr) < 0 ||
-		    ns_rr_type(rr) != ns_t_mx || ns_rr_rdlen(rr) < 3)
-			continue;
-		pref = ns_get16(ns_rr_rdata(rr));
-		if (dn_expand(ns_msg_base(msg), ns_msg_end(msg),
-		    ns_rr_rdata(rr) + 2, name, sizeof(name)) < 0)
-			continue;
-		if (pref < best && name[0] != '\0') {
-			best = pref;
-			(void)str_copy(host, hostsz, name);
-		}
-	}
-}
-
 static void
 resolve_dest(struct smtp_out *o)
 {
-	const char *rh = o->ag->relayhost;
+	int n;
 
-	if (rh[0] != '\0') {
-		const char *colon = strrchr(rh, ':');
-		size_t hl = colon != NULL ? (size_t)(colon - rh) : strlen(rh);
-
-		if (hl >= sizeof(o->host))
-			hl = sizeof(o->host) - 1;
-		memcpy(o->host, rh, hl);
-		o->host[hl] = '\0';
-		if (o->host[0] == '[' && hl > 2 && o->host[hl - 1] == ']') {
-			memmove(o->host, o->host + 1, hl - 2);
-			o->host[hl - 2] = '\0';
-		}
-		(void)str_copy(o->port, sizeof(o->port),
-		    colon != NULL ? colon + 1 : "25");
-	} else {
-		lookup_mx(o->e->domain, o->host, sizeof(o->host));
-		(void)str_copy(o->port, sizeof(o->port), "25");
-	}
-	if (resolve_host(o->host, o->port, o->ip, sizeof(o->ip)) < 0)
-		(void)snprintf(o->resolve_error, sizeof(o->resolve_error),
-		    "cannot resolve the host of %s", o->e->domain);
+	n = smtp_route(o->e->domain, o->ag->relayhost, o->port,
+	    sizeof(o->port), o->dest, SMTP_DEST_MAX, &o->resolve_perm,
+	    o->resolve_error, sizeof(o->resolve_error));
+	o->ndest = n > 0 ? (size_t)n : 0;
 }
 
 /* ---- scanning ---- */
@@ -443,8 +376,8 @@ out_finish(struct smtp_out *o)
 		if (o->e->status[i] == SMTP_QRCPT_SENT)
 			sent++;
 	log_info("smtpd: event=outbound queue=%s domain=%s host=%s sent=%zu "
-	    "rcpts=%zu tls=%d", o->e->id, o->e->domain, o->host, sent,
-	    o->e->nrcpts, o->tls);
+	    "rcpts=%zu tls=%d", o->e->id, o->e->domain, o->ndest > 0 ?
+	    OUT_HOST(o) : "-", sent, o->e->nrcpts, o->tls);
 	if (tpool_submit(o->ag->sd->pool, finish_work, finish_done, o,
 	    &err) < 0) {
 		/* The entry stays as it was and is tried again. */
@@ -454,30 +387,63 @@ out_finish(struct smtp_out *o)
 
 /* ---- the SMTP client (loop) ---- */
 
+/*
+ * A session with the destinations from o->cur on, the first that can be
+ * connected to; with none left, the recipients get the last failure
+ * (temporary) and the attempt ends.
+ */
 static void
-out_start(struct smtp_out *o)
+out_connect(struct smtp_out *o)
 {
 	const char *err = NULL;
-	int fd;
+	int fd = -1;
 
-	o->ag->active++;
-	agent_set_busy(o->ag, o->e->id, 1);
-	if (o->resolve_error[0] != '\0') {
-		out_fail_rest(o, 0, o->resolve_error);
-		out_finish(o);
-		return;
+	for (; o->cur < o->ndest; o->cur++) {
+		if (conn_connect_tcp(o->dest[o->cur].ip, o->port, &fd,
+		    &err) == 0)
+			break;
+		(void)snprintf(o->last, sizeof(o->last), "451 4.4.1 connect "
+		    "to %s[%s]: %s", o->dest[o->cur].host, o->dest[o->cur].ip,
+		    err);
+		log_info("smtpd: event=outbound-next queue=%s host=%s ip=%s "
+		    "error=\"%s\"", o->e->id, o->dest[o->cur].host,
+		    o->dest[o->cur].ip, o->last);
 	}
-	if (conn_connect_tcp(o->ip, o->port, &fd, &err) < 0) {
-		(void)snprintf(o->last, sizeof(o->last), "connect to %s: %s",
-		    o->ip, err);
+	if (o->cur == o->ndest) {
+		o->cur = 0;
 		out_fail_rest(o, 0, o->last);
 		out_finish(o);
 		return;
 	}
+	o->starttls_offered = o->utf8_offered = 0;
+	o->eightbit_offered = o->dsn_offered = 0;
+	o->utf8_used = o->tls = 0;
+	o->next_host = o->next_perm = 0;
 	o->c = conn_new(o->ag->sd->base, fd, &out_callbacks, o);
 	conn_set_timeouts(o->c, SMTP_OUT_IDLE_MS, SMTP_OUT_SESSION_MS);
 	conn_set_line_limit(o->c, SMTP_OUT_LINE_MAX, 0);
 	o->state = OUT_GREETING;
+}
+
+static void
+out_start(struct smtp_out *o)
+{
+	o->ag->active++;
+	agent_set_busy(o->ag, o->e->id, 1);
+	if (o->ndest == 0) {
+		out_fail_rest(o, o->resolve_perm, o->resolve_error);
+		out_finish(o);
+		return;
+	}
+	out_connect(o);
+}
+
+/* Before MAIL: the session has committed to nothing yet. */
+static int
+out_before_mail(const struct smtp_out *o)
+{
+	return o->state == OUT_GREETING || o->state == OUT_EHLO ||
+	    o->state == OUT_STARTTLS;
 }
 
 static void
@@ -675,7 +641,7 @@ out_reply(struct smtp_out *o, int code)
 			break;
 		}
 		/* SECURITY: what the server sent after 220 is dropped. */
-		if (conn_starttls_client(o->c, o->ag->ctx, o->host, &dropped,
+		if (conn_starttls_client(o->c, o->ag->ctx, OUT_HOST(o), &dropped,
 		    &err) < 0) {
 			(void)snprintf(o->last, sizeof(o->last), "TLS: %s",
 			    err);
@@ -749,7 +715,12 @@ fail_accepted:
 	o->state = OUT_QUIT;
 	return;
 fail_all:
-	out_fail_rest(o, perm, o->last);
+	if (out_before_mail(o)) {
+		/* Another destination may take it (RFC 5321 5.1). */
+		o->next_host = 1;
+		o->next_perm = perm;
+	} else
+		out_fail_rest(o, perm, o->last);
 	conn_printf(o->c, "QUIT\r\n");
 	o->state = OUT_QUIT;
 }
@@ -819,11 +790,26 @@ out_on_close(struct conn *c, enum conn_close_reason why, void *arg)
 	(void)c;
 	if (o->state != OUT_QUIT && o->state != OUT_DONE) {
 		(void)snprintf(o->last, sizeof(o->last),
-		    "connection to %s lost (%s)", o->host,
-		    conn_close_reason_str(why));
-		out_fail_rest(o, 0, o->last);
+		    "451 4.4.2 connection to %s[%s] lost (%s)", OUT_HOST(o),
+		    o->dest[o->cur].ip, conn_close_reason_str(why));
+		if (out_before_mail(o)) {
+			o->next_host = 1;
+			o->next_perm = 0;
+		} else
+			out_fail_rest(o, 0, o->last);
 	}
 	o->c = NULL;
+	if (o->next_host) {
+		log_info("smtpd: event=outbound-next queue=%s host=%s ip=%s "
+		    "error=\"%s\"", o->e->id, OUT_HOST(o), o->dest[o->cur].ip,
+		    o->last);
+		if (o->cur + 1 < o->ndest) {
+			o->cur++;
+			out_connect(o);
+			return;
+		}
+		out_fail_rest(o, o->next_perm, o->last);
+	}
 	out_finish(o);
 }
 

@@ -4,8 +4,9 @@ STARTTLS (a throwaway certificate).  It records every MAIL and RCPT line
 (lines), the attempts per recipient (tries) and every message it took
 (got, as stored() makes them).  A test subclasses it to choose the
 replies to RCPT (rcpt_reply), what EHLO announces (ehlo_lines) and what
-it keeps of a message (stored).  Shared by test_smtpd_outbound.py and
-test_smtpd_dsn.py.
+it keeps of a message (stored); a greeting other than 220 turns every
+session away.  Shared by test_smtpd_outbound.py, test_smtpd_dsn.py and
+test_smtpd_mx.py (which listens on port 25 of other loopback addresses).
 """
 import os
 import socket
@@ -17,8 +18,11 @@ from tap import free_port
 
 
 class FakeSmtp:
-    def __init__(self, certdir=None):
-        self.port = free_port()
+    def __init__(self, certdir=None, host="127.0.0.1", port=None,
+                 greeting="220 remote ESMTP"):
+        self.port = port if port is not None else free_port(host)
+        self.greeting = greeting
+        self.sessions = 0       # connections accepted
         self.lines = []         # MAIL and RCPT command lines
         self.got = []
         self.tries = {}
@@ -30,7 +34,7 @@ class FakeSmtp:
                                      os.path.join(certdir, "key.pem"))
         self.ls = socket.socket()
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", self.port))
+        self.ls.bind((host, self.port))
         self.ls.listen(16)
         self.lock = threading.Lock()
         threading.Thread(target=self.serve, daemon=True).start()
@@ -59,6 +63,8 @@ class FakeSmtp:
                 c, _ = self.ls.accept()
             except OSError:
                 return
+            with self.lock:
+                self.sessions += 1
             threading.Thread(target=self.session, args=(c,),
                              daemon=True).start()
 
@@ -71,7 +77,15 @@ class FakeSmtp:
 
         def say(s):
             w.sendall((s + "\r\n").encode())
-        say("220 remote ESMTP")
+        say(self.greeting)
+        if not self.greeting.startswith("220"):
+            try:
+                f.readline()    # QUIT, or nothing
+                say("221 bye")
+            except OSError:
+                pass
+            c.close()
+            return
         try:
             while True:
                 ln = f.readline()

@@ -18,6 +18,7 @@ When the tests run as root the daemon's workers would drop to the
 `nobody` instead, through setpriv, so that the store stays writable by
 both and the daemon runs in development mode, the same code path.
 """
+import smtplib
 import socket
 
 from tap import program, free_port
@@ -51,6 +52,16 @@ class Smtpd(Daemon):
 
     def ports(self):
         return [self.smtp, self.sub, self.subs]
+
+    def submit(self, user, password, rcpts, msg):
+        """msg (bytes) from user over SMTPS with AUTH; sendmail's
+        refused recipients ({} when all were taken)."""
+        s = smtplib.SMTP_SSL("127.0.0.1", self.subs,
+                             context=tls_client_ctx(), timeout=30)
+        s.login(user, password)
+        r = s.sendmail(user, rcpts, msg)
+        s.quit()
+        return r
 
 
 class Raw:

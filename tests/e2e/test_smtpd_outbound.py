@@ -62,12 +62,8 @@ ctx = tls_client_ctx()
 
 
 def submit(rcpts, subject):
-    s = smtplib.SMTP_SSL("127.0.0.1", d.subs, context=ctx, timeout=30)
-    s.login(A, "alice-pw")
-    r = s.sendmail(A, rcpts, f"From: {A}\r\nSubject: {subject}\r\n\r\n"
-                   f".leading dot\r\nbody\r\n".encode())
-    s.quit()
-    return r
+    return d.submit(A, "alice-pw", rcpts, f"From: {A}\r\nSubject: "
+                    f"{subject}\r\n\r\n.leading dot\r\nbody\r\n".encode())
 
 
 def subjects():

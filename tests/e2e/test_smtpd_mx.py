@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""govmail-smtpd outbound by MX, with the system resolver for real: the
+test runs itself in a network and mount namespace of its own (unshare),
+where a small DNS server on 127.0.0.1:53 is the only nameserver
+(/etc/resolv.conf bind-mounted over) and "remote domains" are SMTP
+servers on port 25 of other loopback addresses.  Without namespaces (not
+root, no unshare) it is skipped.
+
+  - the best MX refuses connections: the next MX takes the message;
+  - the best MX greets with 421: the next MX takes it;
+  - a domain without MX: its own address (the implicit MX);
+  - a null MX (RFC 7505): a DSN with 5.1.10 at once, no connection;
+  - a domain that does not exist: a DSN with 5.1.2 at once;
+  - a resolver failure (SERVFAIL): the message waits in the queue, no DSN,
+    and goes once the resolver answers.
+"""
+import fcntl
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+NS_ENV = "GOVMAIL_TEST_MX_NS"
+
+if os.environ.get(NS_ENV) != "1":
+    # Outside: run this file again inside the namespaces.
+    why = None
+    if os.geteuid() != 0:
+        why = "needs root for its namespaces"
+    elif shutil.which("unshare") is None:
+        why = "no unshare"
+    elif subprocess.run(["unshare", "--mount", "--net", "true"],
+                        capture_output=True).returncode != 0:
+        why = "cannot make a network and mount namespace here"
+    if why is not None:
+        print(f"1..0 # SKIP {why}", flush=True)
+        sys.exit(0)
+    env = dict(os.environ)
+    env[NS_ENV] = "1"
+    os.execvpe("unshare", ["unshare", "--mount", "--net", "--",
+                           sys.executable, os.path.abspath(__file__)]
+               + sys.argv[1:], env)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tap import Suite  # noqa: E402
+from smtpdenv import Smtpd  # noqa: E402
+from fakesmtp import FakeSmtp  # noqa: E402
+
+t = Suite()
+D = "city.example"
+A = f"alice@{D}"
+
+
+def loopback_up():
+    """`ip link set lo up`, without needing iproute2."""
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    ifr = struct.pack("16sH14x", b"lo", 0)
+    flags = struct.unpack("16sH14x", fcntl.ioctl(s, siocgifflags, ifr))[1]
+    fcntl.ioctl(s, siocsifflags, struct.pack("16sH14x", b"lo",
+                                             flags | iff_up))
+    s.close()
+
+
+# -- the DNS server -------------------------------------------------------
+ZONE = {
+    "good.test": {"MX": [(20, "mx-up.good.test"),
+                         (10, "mx-dead.good.test")]},
+    "mx-dead.good.test": {"A": ["127.0.0.3"]},
+    "mx-up.good.test": {"A": ["127.0.0.4"]},
+    "busy.test": {"MX": [(10, "mx.busy.test"), (20, "mx-up.good.test")]},
+    "mx.busy.test": {"A": ["127.0.0.5"]},
+    "nomx.test": {"A": ["127.0.0.4"]},
+    "nullmx.test": {"MX": [(0, "")]},
+}
+SERVFAIL = {"broken.test"}
+queries = []
+
+
+def dns_name(name):
+    out = b""
+    for label in name.split(".") if name else []:
+        out += bytes([len(label)]) + label.encode()
+    return out + b"\0"
+
+
+def dns_answer(q):
+    qid, flags = struct.unpack(">HH", q[:4])
+    i, labels = 12, []
+    while q[i] != 0:
+        labels.append(q[i + 1:i + 1 + q[i]].decode())
+        i += 1 + q[i]
+    qtype = struct.unpack(">H", q[i + 1:i + 3])[0]
+    question = q[12:i + 5]
+    name = ".".join(labels).lower()
+    queries.append((name, qtype))
+    rcode, answers = 0, []
+    if name in SERVFAIL:
+        rcode = 2
+    elif name not in ZONE:
+        rcode = 3
+    else:
+        zone = ZONE[name]
+        rdatas = []
+        if qtype == 15:
+            rdatas = [struct.pack(">H", p) + dns_name(h)
+                      for p, h in zone.get("MX", [])]
+        elif qtype == 1:
+            rdatas = [socket.inet_aton(a) for a in zone.get("A", [])]
+        for rd in rdatas:
+            answers.append(b"\xc0\x0c" + struct.pack(">HHIH", qtype, 1, 60,
+                                                     len(rd)) + rd)
+    hdr = struct.pack(">HHHHHH", qid, 0x8580 | (flags & 0x0100) | rcode,
+                      1, len(answers), 0, 0)
+    return hdr + question + b"".join(answers)
+
+
+def dns_serve(sock):
+    while True:
+        try:
+            q, peer = sock.recvfrom(4096)
+            sock.sendto(dns_answer(q), peer)
+        except OSError:
+            return
+        except Exception:  # noqa: BLE001 - a query we cannot read
+            continue
+
+
+loopback_up()
+dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+dns.bind(("127.0.0.1", 53))
+threading.Thread(target=dns_serve, args=(dns,), daemon=True).start()
+resolv = os.path.join(t.tmp, "resolv.conf")
+with open(resolv, "w") as fh:
+    fh.write("nameserver 127.0.0.1\noptions timeout:1 attempts:2\n")
+subprocess.run(["mount", "--bind", resolv, "/etc/resolv.conf"], check=True)
+
+# -- the remote servers and govmail-smtpd -------------------------------------
+up = FakeSmtp(host="127.0.0.4", port=25)
+busy = FakeSmtp(host="127.0.0.5", port=25, greeting="421 4.3.2 busy")
+d = Smtpd(t, extra_smtpd="queue_retry = 1s\nqueue_lifetime = 1h\n")
+d.ctl("domain", "add", D)
+d.user(A, "alice-pw")
+d.start()
+
+
+def submit(rcpt, subject):
+    return d.submit(A, "alice-pw", [rcpt], f"From: {A}\r\nSubject: "
+                    f"{subject}\r\n\r\nbody\r\n".encode())
+
+
+def dsn_for(subject, timeout=20):
+    """The DSN in alice's INBOX about the message with subject."""
+    end = time.time() + timeout
+    while time.time() < end:
+        for uid, _ in enumerate(d.ls(A), 1):
+            raw = d.cat(A, uid)
+            if b"delivery-status" in raw and subject.encode() in raw:
+                return raw
+        time.sleep(0.3)
+    return None
+
+
+def got(subject, timeout=20):
+    return up.wait(lambda g: f"Subject: {subject}".encode() in g[2],
+                   timeout=timeout)
+
+
+def dead_mx(t):
+    t.eq(submit("bob@good.test", "mx dead"), {}, "queued for good.test")
+    hits = got("mx dead")
+    t.eq(len(hits), 1, "the second MX took it: the best one refused")
+    log = d.logtext()
+    t.ok("event=outbound-next" in log and "ip=127.0.0.3" in log,
+         "the refused MX was tried first, and logged", log[-1500:])
+    t.ok(("good.test", 15) in queries, "the MX came from the resolver")
+
+
+def busy_mx(t):
+    before = busy.sessions
+    t.eq(submit("carol@busy.test", "mx busy"), {}, "queued for busy.test")
+    t.eq(len(got("mx busy")), 1,
+         "the second MX took it: the best one greeted with 421")
+    t.ok(busy.sessions > before, "the busy MX was tried first")
+
+
+def implicit_mx(t):
+    t.eq(submit("dave@nomx.test", "no mx"), {}, "queued for nomx.test")
+    t.eq(len(got("no mx")), 1,
+         "a domain without MX: delivered to its own address")
+
+
+def null_mx(t):
+    t.eq(submit("erin@nullmx.test", "null mx"), {}, "queued")
+    raw = dsn_for("null mx")
+    t.ok(raw is not None and b"Status: 5.1.10" in raw and
+         b"Action: failed" in raw,
+         "a null MX: a DSN with 5.1.10, without retrying", raw)
+    t.eq(len(got("null mx", timeout=1)), 0, "and nothing was sent")
+
+
+def no_domain(t):
+    t.eq(submit("frank@nowhere.test", "nxdomain"), {}, "queued")
+    raw = dsn_for("nxdomain")
+    t.ok(raw is not None and b"Status: 5.1.2" in raw,
+         "a domain that does not exist: a DSN with 5.1.2", raw)
+
+
+def resolver_failure(t):
+    t.eq(submit("gina@broken.test", "servfail"), {}, "queued")
+    end = time.time() + 4
+    while time.time() < end and ("broken.test", 15) not in queries:
+        time.sleep(0.2)
+    time.sleep(2)
+    t.ok(("broken.test", 15) in queries, "the MX was asked for")
+    t.ok(dsn_for("servfail", timeout=1) is None,
+         "a resolver failure is temporary: no DSN")
+    q = d.ctl("queue", "list").stdout
+    t.ok("broken.test" in q, "the message waits in the queue", q)
+    # The resolver recovers: the next try delivers.
+    ZONE["broken.test"] = {"A": ["127.0.0.4"]}
+    SERVFAIL.discard("broken.test")
+    d.ctl("queue", "flush")
+    t.eq(len(got("servfail", timeout=30)), 1,
+         "once the resolver answers, the message goes")
+
+
+for case in (dead_mx, busy_mx, implicit_mx, null_mx, no_domain,
+             resolver_failure):
+    t.run_case(case)
+t.done()
