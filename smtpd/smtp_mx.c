@@ -2,11 +2,13 @@
  * smtp_mx.c - where outbound mail for a domain goes: the relayhost, or
  * the domain's MX hosts in order of preference, each with all its
  * addresses (smtp_mx.h).  The DNS answer is read with libresolv's ns_*
- * parser; host addresses come from getaddrinfo.
+ * parser; host addresses come from getaddrinfo; an internationalized
+ * domain (SMTPUTF8) is looked up by its A-labels (libidn2, IDNA2008).
  */
 #include "autoconf.h"
 
 #include <arpa/inet.h>
+#include <idn2.h>
 #include <arpa/nameser.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -122,6 +124,30 @@ add_addrs(const char *host, const char *port, struct smtp_dest *dest,
 	freeaddrinfo(res);
 }
 
+/*
+ * name as DNS knows it: itself when ASCII, else its A-labels (IDNA2008,
+ * non-transitional, as browsers and MTAs look them up).  Returns 0, or -1
+ * when name is no valid internationalized domain name.
+ */
+static int
+dns_name(const char *name, char *out, size_t outsz)
+{
+	char *alabel = NULL;
+	const char *p;
+	int r;
+
+	for (p = name; *p != '\0' && (unsigned char)*p < 0x80; p++)
+		;
+	if (*p == '\0')
+		return str_copy(out, outsz, name) < 0 ? -1 : 0;
+	if (idn2_to_ascii_8z(name, &alabel, IDN2_NFC_INPUT |
+	    IDN2_NONTRANSITIONAL) != IDN2_OK)
+		return -1;
+	r = str_copy(out, outsz, alabel) < 0 ? -1 : 0;
+	idn2_free(alabel);
+	return r;
+}
+
 /* relayhost: "host", "host:port", "[ip]", "[ip]:port". */
 static void
 relay_split(const char *rh, char *host, size_t hostsz, char *port,
@@ -152,13 +178,15 @@ smtp_route(const char *domain, const char *relayhost, char *port,
 {
 	unsigned char *answer;
 	struct smtp_mx mx[SMTP_MX_MAX];
-	char host[SMTP_OUT_HOST_MAX];
+	char host[SMTP_OUT_HOST_MAX], name[SMTP_OUT_HOST_MAX];
 	size_t n = 0;
 	int len, nmx = 0, i, again = 0, null = 0;
 
 	*permanent_r = 0;
 	if (relayhost[0] != '\0') {
-		relay_split(relayhost, host, sizeof(host), port, portsz);
+		relay_split(relayhost, name, sizeof(name), port, portsz);
+		if (dns_name(name, host, sizeof(host)) < 0)
+			(void)str_copy(host, sizeof(host), name);
 		add_addrs(host, port, dest, max, &n, &again);
 		if (n == 0)
 			(void)snprintf(diag, diagsz, "451 4.4.3 cannot resolve "
@@ -167,6 +195,13 @@ smtp_route(const char *domain, const char *relayhost, char *port,
 		return n > 0 ? (int)n : -1;
 	}
 	(void)str_copy(port, portsz, "25");
+	if (dns_name(domain, name, sizeof(name)) < 0) {
+		*permanent_r = 1;
+		(void)snprintf(diag, diagsz, "550 5.1.3 %s is not a valid "
+		    "internationalized domain name", domain);
+		return -1;
+	}
+	domain = name;
 	answer = malloc(SMTP_MX_ANSWER_MAX);
 	if (answer == NULL) {
 		(void)snprintf(diag, diagsz, "451 4.3.0 out of memory");

@@ -53,13 +53,13 @@ class Smtpd(Daemon):
     def ports(self):
         return [self.smtp, self.sub, self.subs]
 
-    def submit(self, user, password, rcpts, msg):
+    def submit(self, user, password, rcpts, msg, mail_options=()):
         """msg (bytes) from user over SMTPS with AUTH; sendmail's
         refused recipients ({} when all were taken)."""
         s = smtplib.SMTP_SSL("127.0.0.1", self.subs,
                              context=tls_client_ctx(), timeout=30)
         s.login(user, password)
-        r = s.sendmail(user, rcpts, msg)
+        r = s.sendmail(user, rcpts, msg, mail_options=list(mail_options))
         s.quit()
         return r
 

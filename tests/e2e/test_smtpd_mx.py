@@ -12,7 +12,8 @@ root, no unshare) it is skipped.
   - a null MX (RFC 7505): a DSN with 5.1.10 at once, no connection;
   - a domain that does not exist: a DSN with 5.1.2 at once;
   - a resolver failure (SERVFAIL): the message waits in the queue, no DSN,
-    and goes once the resolver answers.
+    and goes once the resolver answers;
+  - a Chinese domain (SMTPUTF8): its MX looked up by its A-labels.
 """
 import fcntl
 import os
@@ -76,6 +77,7 @@ ZONE = {
     "mx.busy.test": {"A": ["127.0.0.5"]},
     "nomx.test": {"A": ["127.0.0.4"]},
     "nullmx.test": {"MX": [(0, "")]},
+    "xn--mxtq1m.test": {"MX": [(10, "mx-up.good.test")]},   # 政府.test
 }
 SERVFAIL = {"broken.test"}
 queries = []
@@ -140,7 +142,12 @@ with open(resolv, "w") as fh:
 subprocess.run(["mount", "--bind", resolv, "/etc/resolv.conf"], check=True)
 
 # -- the remote servers and govmail-smtpd -------------------------------------
-up = FakeSmtp(host="127.0.0.4", port=25)
+class Utf8Smtp(FakeSmtp):
+    def ehlo_lines(self, tls):
+        return super().ehlo_lines(tls) + ["SMTPUTF8"]
+
+
+up = Utf8Smtp(host="127.0.0.4", port=25)
 busy = FakeSmtp(host="127.0.0.5", port=25, greeting="421 4.3.2 busy")
 d = Smtpd(t, extra_smtpd="queue_retry = 1s\nqueue_lifetime = 1h\n")
 d.ctl("domain", "add", D)
@@ -229,7 +236,20 @@ def resolver_failure(t):
          "once the resolver answers, the message goes")
 
 
+def idn_domain(t):
+    rcpt = "局长@政府.test"
+    msg = (f"From: {A}\r\nTo: {rcpt}\r\nSubject: idn\r\n\r\n"
+           "body\r\n").encode()
+    t.eq(d.submit(A, "alice-pw", [rcpt], msg, ["SMTPUTF8"]), {},
+         "queued for a Chinese domain (SMTPUTF8)")
+    hits = got("idn")
+    t.eq([h[1] for h in hits], [[rcpt]],
+         "its MX, found by the A-labels, took it for the UTF-8 address")
+    t.ok(("xn--mxtq1m.test", 15) in queries, "the MX of xn--mxtq1m.test "
+         "was asked for", queries[-6:])
+
+
 for case in (dead_mx, busy_mx, implicit_mx, null_mx, no_domain,
-             resolver_failure):
+             resolver_failure, idn_domain):
     t.run_case(case)
 t.done()

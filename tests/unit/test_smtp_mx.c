@@ -290,6 +290,12 @@ test_relayhost(void **state)
 			v4++;
 	}
 	assert_int_equal(v4, 1);
+	/* a domain that is no IDN (bad UTF-8): refused before any lookup */
+	n = smtp_route("bad\xff\xfe.example", "", port, sizeof(port), d,
+	    SMTP_DEST_MAX, &perm, diag, sizeof(diag));
+	assert_int_equal(n, -1);
+	assert_int_equal(perm, 1);
+	assert_true(strncmp(diag, "550 5.1.3 ", 10) == 0);
 }
 
 int
