@@ -86,6 +86,8 @@ const struct config_key config_keys[] = {
 	  "send all outbound mail to this HOST:PORT (smarthost); empty: the domain's MX" },
 	{ "smtpd", "outbound_tls", CONFIG_STR, "may",
 	  "STARTTLS for outbound mail: none, may (opportunistic), encrypt (required) or verify (required, certificate checked against [tls] ca_file)" },
+	{ "smtpd", "outbound_connect_timeout", CONFIG_DURATION, "60s",
+	  "how long an outbound session may take to connect and get the greeting before the next MX host is tried" },
 	{ "smtpd", "queue_retry", CONFIG_DURATION, "5m",
 	  "first retry delay after a temporary failure; doubles each time, at most 1h" },
 	{ "smtpd", "queue_lifetime", CONFIG_DURATION, "5d",

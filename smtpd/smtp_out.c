@@ -63,6 +63,7 @@ struct smtp_agent {
 	uint64_t retry;
 	uint64_t lifetime;
 	uint64_t delay_warning;		/* [smtpd] delay_warning */
+	unsigned greet_ms;		/* [smtpd] outbound_connect_timeout */
 	struct event *timer;
 	int scanning;
 	size_t active;			/* sessions and finish jobs */
@@ -420,7 +421,8 @@ out_connect(struct smtp_out *o)
 	o->utf8_used = o->tls = 0;
 	o->next_host = o->next_perm = 0;
 	o->c = conn_new(o->ag->sd->base, fd, &out_callbacks, o);
-	conn_set_timeouts(o->c, SMTP_OUT_IDLE_MS, SMTP_OUT_SESSION_MS);
+	/* Until the greeting: a host that does not answer is skipped. */
+	conn_set_timeouts(o->c, o->ag->greet_ms, SMTP_OUT_SESSION_MS);
 	conn_set_line_limit(o->c, SMTP_OUT_LINE_MAX, 0);
 	o->state = OUT_GREETING;
 }
@@ -611,6 +613,7 @@ out_reply(struct smtp_out *o, int code)
 	case OUT_GREETING:
 		if (!ok)
 			goto fail_all;
+		conn_set_timeouts(o->c, SMTP_OUT_IDLE_MS, SMTP_OUT_SESSION_MS);
 		conn_printf(o->c, "EHLO %s\r\n", o->ag->sd->hostname);
 		o->state = OUT_EHLO;
 		break;
@@ -820,6 +823,7 @@ smtp_agent_new(struct smtpd *sd, struct smtp_queue *q)
 {
 	struct smtp_agent *ag = xcalloc(1, sizeof(*ag));
 	struct tls_settings ts;
+	uint64_t greet;
 	struct timeval tv = { SMTP_OUT_SCAN_SECONDS, 0 };
 	const char *mode = config_str(sd->cfg, "smtpd", "outbound_tls");
 	const char *err = NULL;
@@ -835,6 +839,9 @@ smtp_agent_new(struct smtpd *sd, struct smtp_queue *q)
 	ag->lifetime = config_duration(sd->cfg, "smtpd", "queue_lifetime");
 	ag->delay_warning = config_duration(sd->cfg, "smtpd",
 	    "delay_warning");
+	greet = config_duration(sd->cfg, "smtpd", "outbound_connect_timeout");
+	ag->greet_ms = greet == 0 || greet > SMTP_OUT_IDLE_MS / 1000 ?
+	    SMTP_OUT_IDLE_MS : (unsigned)greet * 1000;
 	if (strcmp(mode, "none") == 0)
 		ag->tls = OUT_TLS_NONE;
 	else if (strcmp(mode, "encrypt") == 0)

@@ -8,6 +8,7 @@ root, no unshare) it is skipped.
 
   - the best MX refuses connections: the next MX takes the message;
   - the best MX greets with 421: the next MX takes it;
+  - the best MX never greets: after outbound_connect_timeout, the next;
   - a domain without MX: its own address (the implicit MX);
   - a null MX (RFC 7505): a DSN with 5.1.10 at once, no connection;
   - a domain that does not exist: a DSN with 5.1.2 at once;
@@ -75,6 +76,8 @@ ZONE = {
     "mx-up.good.test": {"A": ["127.0.0.4"]},
     "busy.test": {"MX": [(10, "mx.busy.test"), (20, "mx-up.good.test")]},
     "mx.busy.test": {"A": ["127.0.0.5"]},
+    "slow.test": {"MX": [(10, "mx.slow.test"), (20, "mx-up.good.test")]},
+    "mx.slow.test": {"A": ["127.0.0.6"]},
     "nomx.test": {"A": ["127.0.0.4"]},
     "nullmx.test": {"MX": [(0, "")]},
     "xn--mxtq1m.test": {"MX": [(10, "mx-up.good.test")]},   # 政府.test
@@ -149,7 +152,12 @@ class Utf8Smtp(FakeSmtp):
 
 up = Utf8Smtp(host="127.0.0.4", port=25)
 busy = FakeSmtp(host="127.0.0.5", port=25, greeting="421 4.3.2 busy")
-d = Smtpd(t, extra_smtpd="queue_retry = 1s\nqueue_lifetime = 1h\n")
+# Takes connections (the kernel does) and never says a word.
+silent = socket.socket()
+silent.bind(("127.0.0.6", 25))
+silent.listen(8)
+d = Smtpd(t, extra_smtpd="queue_retry = 1s\nqueue_lifetime = 1h\n"
+          "outbound_connect_timeout = 2s\n")
 d.ctl("domain", "add", D)
 d.user(A, "alice-pw")
 d.start()
@@ -193,6 +201,15 @@ def busy_mx(t):
     t.eq(len(got("mx busy")), 1,
          "the second MX took it: the best one greeted with 421")
     t.ok(busy.sessions > before, "the busy MX was tried first")
+
+
+def silent_mx(t):
+    t.eq(submit("hank@slow.test", "mx silent"), {}, "queued for slow.test")
+    t.eq(len(got("mx silent")), 1,
+         "the second MX took it: the best one never greeted")
+    log = d.logtext()
+    t.ok("ip=127.0.0.6" in log and "timeout" in log,
+         "the silent MX was given up after the timeout", log[-1500:])
 
 
 def implicit_mx(t):
@@ -249,7 +266,7 @@ def idn_domain(t):
          "was asked for", queries[-6:])
 
 
-for case in (dead_mx, busy_mx, implicit_mx, null_mx, no_domain,
+for case in (dead_mx, busy_mx, silent_mx, implicit_mx, null_mx, no_domain,
              resolver_failure, idn_domain):
     t.run_case(case)
 t.done()
