@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include <db.h>
+#include <idn2.h>
 #include <sodium.h>
 
 #include "buf.h"
@@ -72,6 +73,37 @@ st_utf8_ok(const uint8_t *s, size_t n)
 	return 1;
 }
 
+/*
+ * An internationalized domain in one form whichever way it came: by its
+ * U-labels (RFC 5890), as users write it and SMTPUTF8 carries it, the
+ * A-labels ("xn--...") of a client without SMTPUTF8 converted to them.
+ * IDNA2008, non-transitional, NFC (libidn2); an ASCII domain without
+ * A-labels is left alone.  Returns 0, or -1 when it is no valid IDN.
+ */
+static int
+st_domain_idn(char *d, size_t dsz, const char **error_r)
+{
+	const char *p;
+	char *a = NULL, *u = NULL;
+	int r = -1;
+
+	for (p = d; *p != '\0' && (unsigned char)*p < 0x80; p++)
+		;
+	if (*p == '\0' && strncmp(d, "xn--", 4) != 0 &&
+	    strstr(d, ".xn--") == NULL)
+		return 0;
+	*error_r = "not a valid internationalized domain name";
+	if (idn2_to_ascii_8z(d, &a, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) ==
+	    IDN2_OK && idn2_to_unicode_8z8z(a, &u, 0) == IDN2_OK) {
+		r = str_copy(d, dsz, u);
+		if (r != 0)
+			*error_r = "domain too long";
+	}
+	idn2_free(a);
+	idn2_free(u);
+	return r;
+}
+
 int
 st_domain_norm(const char *domain, char *out, size_t outsz,
     const char **error_r)
@@ -115,6 +147,8 @@ st_domain_norm(const char *domain, char *out, size_t outsz,
 		return STORE_EINVAL;
 	}
 	str_lower(out);
+	if (st_domain_idn(out, outsz, error_r) != 0)
+		return STORE_EINVAL;
 	return 0;
 }
 
@@ -743,9 +777,12 @@ store_account_add(struct store *s, const struct store_account_spec *sp,
 	if ((r = st_address_norm(sp->address, c.norm, sizeof(c.norm),
 	    &err)) != 0)
 		goto out;
-	c.a.address = xstrdup(sp->address);
-	/* The domain part is kept lower-case, the local part as given. */
-	str_lower(strrchr(c.a.address, '@'));
+	/*
+	 * The local part as given; the domain as normalised (lower case,
+	 * an IDN by its U-labels).
+	 */
+	c.a.address = xasprintf("%.*s%s", (int)(strrchr(sp->address, '@') -
+	    sp->address), sp->address, strrchr(c.norm, '@'));
 	if ((r = st_account_spec_check(s, sp, &c.a, &err)) != 0)
 		goto out;
 	r = st_txn_run(s, ST_TXN_WRITE, st_account_add_fn, &c, &err);

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """govmail-smtpd end to end, the ordinary paths: inbound mail over plain
 SMTP and STARTTLS, submission with AUTH PLAIN and LOGIN after STARTTLS,
-SMTPS (465), SMTPUTF8 with a Chinese local part, BDAT over a raw socket,
+SMTPS (465), SMTPUTF8 with a Chinese local part, a Chinese domain reached
+by its A-labels without SMTPUTF8, BDAT over a raw socket,
 pipelining, one stored copy for several recipients, the trace headers,
 quota answers, the submission policy (envelope sender and From:), list
 posters, and swaks and curl as clients.  Every delivered message is read
@@ -29,6 +30,10 @@ d.user(Z, "zhang-pw")
 d.user(Q, "full-pw", "--quota-messages", "1")
 SMALL = f"small@{D}"
 d.user(SMALL, "small-pw", "--quota-bytes", "2000")
+IDN = "政府.example"          # xn--mxtq1m.example
+M = f"mayor@{IDN}"
+d.ctl("domain", "add", IDN)
+d.user(M, "mayor-pw")
 d.ctl("list", "add", L)
 d.ctl("list", "member", "add", L, B)
 d.ctl("list", "poster", "add", L, A)
@@ -169,6 +174,24 @@ def smtps_utf8(t):
     t.eq(subjects(Z)[-1], "to zhang", "张三 got it")
 
 
+def idn_domain(t):
+    s = smtplib.SMTP("127.0.0.1", d.smtp, timeout=30)
+    s.ehlo("c")
+    r = s.sendmail("x@remote.example", ["mayor@xn--mxtq1m.example"],
+                   b"From: x@remote.example\r\nSubject: by a-labels\r\n"
+                   b"\r\nx\r\n")
+    t.eq(r, {}, "RCPT to a Chinese domain by its A-labels, no SMTPUTF8")
+    code, _ = s.docmd("MAIL", "FROM:<x@remote.example>")
+    code, text = s.docmd("RCPT", "TO:<mayor@xn--zz.example>")
+    t.ok(500 <= code < 600, "an A-label that is no valid IDN: 5xx",
+         (code, text))
+    s.quit()
+    t.eq(subjects(M)[-1:], ["by a-labels"],
+         "delivered to the account made with the U-labels")
+    t.eq(len(d.ls("MAYOR@XN--MXTQ1M.example")), len(d.ls(M)),
+         "govmailctl finds the mailbox by either form")
+
+
 def bdat_pipelining(t):
     r = Raw(d.smtp)
     r.cmd("EHLO c")
@@ -305,7 +328,7 @@ def swaks_curl(t):
     t.eq(subjects(B)[-2:], ["via curl", "via curl"], "both curl messages")
 
 
-for case in (inbound, submission, smtps_utf8, bdat_pipelining,
+for case in (inbound, submission, smtps_utf8, idn_domain, bdat_pipelining,
              forged_results, quota,
              swaks_curl):
     t.run_case(case)

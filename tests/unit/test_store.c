@@ -97,6 +97,27 @@ test_domains(void **state)
 
 	assert_int_equal(store_domain_exists(f->st, "CITY.example"), 1);
 	assert_int_equal(store_domain_exists(f->st, "town.example"), 0);
+	/* an IDN is one domain by its U-labels or its A-labels */
+	assert_int_equal(store_domain_exists(f->st, "xn--mxtq1m.example"), 1);
+	assert_int_equal(store_domain_exists(f->st, "XN--MXTQ1M.example"), 1);
+	assert_int_equal(store_domain_add(f->st, "xn--mxtq1m.example", NULL),
+	    STORE_EEXISTS);
+	assert_int_equal(store_domain_add(f->st, "xn--bcher-kva.example", NULL),
+	    STORE_OK);			/* an A-label added: kept as U-labels */
+	assert_int_equal(store_domain_exists(f->st, "b\xc3\xbc" "cher.example"),
+	    1);
+	assert_int_equal(store_domain_add(f->st, "xn--zz.example", NULL),
+	    STORE_EINVAL);		/* no valid punycode */
+	assert_int_equal(fx_citizen(f, "mayor@xn--mxtq1m.example"), 0);
+	{
+		struct store_account *acct = NULL;
+
+		assert_int_equal(store_account_get(f->st,
+		    "mayor@\xe6\x94\xbf\xe5\xba\x9c.example", &acct, NULL), 0);
+		assert_string_equal(acct->address,
+		    "mayor@\xe6\x94\xbf\xe5\xba\x9c.example");
+		store_account_free(acct);
+	}
 	assert_int_equal(fx_citizen(f, "a@city.example"), 0);
 	assert_int_equal(store_domain_del(f->st, "city.example", NULL),
 	    STORE_EPERM);
