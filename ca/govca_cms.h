@@ -371,8 +371,12 @@ int smime_message_build(const struct smime_headers *h, const uint8_t *entity,
 int smime_address_parse(const char *value, char *addr, size_t addrsz,
     size_t *count_r);
 
-/* 1 if two addresses are equal: local part exact, domain ASCII
- * case-insensitive. */
+/*
+ * 1 if two addresses are equal: local part exact, domain ASCII
+ * case-insensitive, an internationalized domain compared by its A-labels
+ * (RFC 8398 5), so that U-labels in From: match A-labels in a
+ * certificate's SAN.
+ */
 int smime_address_equal(const char *a, const char *b);
 
 #endif

@@ -1430,6 +1430,15 @@ test_address_parse(void **state)
 	assert_false(smime_address_equal("A@b.example", "a@b.example"));
 	assert_false(smime_address_equal("a@b.example", "a@b.example.org"));
 	assert_false(smime_address_equal("ab.example", "ab.example"));
+	/* a Chinese domain: U-labels (From:) against A-labels (SAN) */
+	assert_true(smime_address_equal("mayor@\xe6\x94\xbf\xe5\xba\x9c.example",
+	    "mayor@xn--mxtq1m.example"));
+	assert_true(smime_address_equal("mayor@XN--MXTQ1M.example",
+	    "mayor@\xe6\x94\xbf\xe5\xba\x9c.example"));
+	assert_false(smime_address_equal("mayor@\xe6\x94\xbf.example",
+	    "mayor@xn--mxtq1m.example"));
+	assert_false(smime_address_equal("mayor@\xff.example",
+	    "mayor@xn--mxtq1m.example"));	/* not UTF-8: no match */
 }
 
 static void
