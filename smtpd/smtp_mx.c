@@ -148,6 +148,23 @@ dns_name(const char *name, char *out, size_t outsz)
 	return r;
 }
 
+int
+smtp_addr_alabels(const char *address, char *out, size_t outsz)
+{
+	const char *at = strrchr(address, '@'), *p;
+	char dom[SMTP_OUT_HOST_MAX];
+
+	if (at == NULL)			/* <> */
+		return str_copy(out, outsz, address) < 0 ? -1 : 0;
+	for (p = address; p < at; p++)
+		if ((unsigned char)*p >= 0x80)
+			return -1;
+	if (dns_name(at + 1, dom, sizeof(dom)) < 0)
+		return -1;
+	return snprintf(out, outsz, "%.*s@%s", (int)(at - address), address,
+	    dom) < (int)outsz ? 0 : -1;
+}
+
 /* relayhost: "host", "host:port", "[ip]", "[ip]:port". */
 static void
 relay_split(const char *rh, char *host, size_t hostsz, char *port,

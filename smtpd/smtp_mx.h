@@ -53,6 +53,14 @@ int smtp_mx_parse(const unsigned char *answer, int len, struct smtp_mx *mx,
  *   - the resolver failed, or no MX host has an address yet: temporary,
  *     4.4.3.
  */
+/*
+ * address with its domain as A-labels, for a server without SMTPUTF8
+ * (RFC 6531 3.2 lets the domain be converted; the local part cannot be):
+ * returns 0 with out filled (a copy when there is nothing to convert), or
+ * -1 when the local part is UTF-8 or the domain no valid IDN.
+ */
+int smtp_addr_alabels(const char *address, char *out, size_t outsz);
+
 int smtp_route(const char *domain, const char *relayhost, char *port,
     size_t portsz, struct smtp_dest *dest, size_t max, int *permanent_r,
     char *diag, size_t diagsz);

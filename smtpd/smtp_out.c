@@ -96,6 +96,7 @@ struct smtp_out {
 	int eightbit_offered;		/* 8BITMIME in the last EHLO */
 	int dsn_offered;		/* DSN in the last EHLO (RFC 3461) */
 	int utf8_used;			/* MAIL had SMTPUTF8 */
+	int alabels;			/* domains sent as A-labels */
 	int tls;
 	/* Where to: tried in order until one takes the message. */
 	struct smtp_dest dest[SMTP_DEST_MAX];
@@ -418,7 +419,7 @@ out_connect(struct smtp_out *o)
 	}
 	o->starttls_offered = o->utf8_offered = 0;
 	o->eightbit_offered = o->dsn_offered = 0;
-	o->utf8_used = o->tls = 0;
+	o->utf8_used = o->tls = o->alabels = 0;
 	o->next_host = o->next_perm = 0;
 	o->c = conn_new(o->ag->sd->base, fd, &out_callbacks, o);
 	/* Until the greeting: a host that does not answer is skipped. */
@@ -458,11 +459,13 @@ out_send_rcpt_or_data(struct smtp_out *o)
 	    e->status[o->rcpt] != SMTP_QRCPT_PENDING)
 		o->rcpt++;
 	if (o->rcpt < e->nrcpts) {
-		char params[SMTP_ORCPT_MAX + 64];
+		char params[SMTP_ORCPT_MAX + 64], addr[SMTP_PATH_MAX + 1];
 
 		out_rcpt_params(o, o->rcpt, params, sizeof(params));
-		conn_printf(o->c, "RCPT TO:<%s>%s\r\n", e->rcpts[o->rcpt],
-		    params);
+		if (!o->alabels || smtp_addr_alabels(e->rcpts[o->rcpt], addr,
+		    sizeof(addr)) < 0)
+			(void)str_copy(addr, sizeof(addr), e->rcpts[o->rcpt]);
+		conn_printf(o->c, "RCPT TO:<%s>%s\r\n", addr, params);
 		o->state = OUT_RCPT;
 		return;
 	}
@@ -563,21 +566,36 @@ has_8bit(const uint8_t *p, size_t n)
 
 /*
  * MAIL FROM with BODY=8BITMIME and SMTPUTF8 when the message needs them
- * and the server offers them.  A UTF-8 address the server cannot take
- * fails every recipient for good (RFC 6531 3.2); 8-bit content goes as
- * it is to a server without 8BITMIME (as most MTAs do).  Returns 0, or
- * -1 when the recipients were failed.
+ * and the server offers them.  To a server without SMTPUTF8, addresses
+ * whose only UTF-8 is the domain go with it as A-labels; a UTF-8 local
+ * part it cannot take fails every recipient for good (RFC 6531 3.2).
+ * 8-bit content goes as it is to a server without 8BITMIME (as most MTAs
+ * do).  Returns 0, or -1 when the recipients were failed.
  */
 static int
 out_send_mail(struct smtp_out *o)
 {
 	struct smtp_qentry *e = o->e;
 	int utf8 = has_8bit((const uint8_t *)e->sender, strlen(e->sender));
+	char sender[SMTP_PATH_MAX + 1], a[SMTP_PATH_MAX + 1];
 	size_t i;
 
 	for (i = 0; i < e->nrcpts && !utf8; i++)
 		utf8 = has_8bit((const uint8_t *)e->rcpts[i],
 		    strlen(e->rcpts[i]));
+	(void)str_copy(sender, sizeof(sender), e->sender);
+	if (utf8 && !o->utf8_offered &&
+	    smtp_addr_alabels(e->sender, sender, sizeof(sender)) == 0) {
+		for (i = 0; i < e->nrcpts; i++)
+			if (e->status[i] == SMTP_QRCPT_PENDING &&
+			    smtp_addr_alabels(e->rcpts[i], a, sizeof(a)) < 0)
+				break;
+		if (i == e->nrcpts) {
+			o->alabels = 1;
+			utf8 = 0;
+		} else
+			(void)str_copy(sender, sizeof(sender), e->sender);
+	}
 	if (utf8 && !o->utf8_offered) {
 		(void)str_copy(o->last, sizeof(o->last), "553 5.6.7 the "
 		    "receiving server does not accept UTF-8 addresses "
@@ -589,7 +607,7 @@ out_send_mail(struct smtp_out *o)
 	}
 	o->utf8_used = utf8;
 	/* RFC 3461 5.2.1: the DSN request goes on to a server with DSN. */
-	conn_printf(o->c, "MAIL FROM:<%s>%s%s%s%s%s\r\n", e->sender,
+	conn_printf(o->c, "MAIL FROM:<%s>%s%s%s%s%s\r\n", sender,
 	    o->eightbit_offered && has_8bit(e->msg, e->len) ?
 	    " BODY=8BITMIME" : "", utf8 ? " SMTPUTF8" : "",
 	    o->dsn_offered && e->ret != SMTP_RET_NONE ?

@@ -14,7 +14,9 @@ root, no unshare) it is skipped.
   - a domain that does not exist: a DSN with 5.1.2 at once;
   - a resolver failure (SERVFAIL): the message waits in the queue, no DSN,
     and goes once the resolver answers;
-  - a Chinese domain (SMTPUTF8): its MX looked up by its A-labels.
+  - a Chinese domain (SMTPUTF8): its MX looked up by its A-labels;
+  - to a server without SMTPUTF8, an address whose only UTF-8 is its
+    domain goes with the domain as A-labels, without SMTPUTF8.
 """
 import fcntl
 import os
@@ -81,6 +83,8 @@ ZONE = {
     "nomx.test": {"A": ["127.0.0.4"]},
     "nullmx.test": {"MX": [(0, "")]},
     "xn--mxtq1m.test": {"MX": [(10, "mx-up.good.test")]},   # 政府.test
+    "xn--fiqs8s.test": {"MX": [(10, "mx.plain.test")]},     # 中国.test
+    "mx.plain.test": {"A": ["127.0.0.7"]},
 }
 SERVFAIL = {"broken.test"}
 queries = []
@@ -151,6 +155,7 @@ class Utf8Smtp(FakeSmtp):
 
 
 up = Utf8Smtp(host="127.0.0.4", port=25)
+plain = FakeSmtp(host="127.0.0.7", port=25)     # no SMTPUTF8
 busy = FakeSmtp(host="127.0.0.5", port=25, greeting="421 4.3.2 busy")
 # Takes connections (the kernel does) and never says a word.
 silent = socket.socket()
@@ -266,7 +271,22 @@ def idn_domain(t):
          "was asked for", queries[-6:])
 
 
+def idn_to_plain_server(t):
+    rcpt = "mayor@中国.test"
+    msg = (f"From: {A}\r\nTo: {rcpt}\r\nSubject: a-labels out\r\n\r\n"
+           "body\r\n").encode()
+    t.eq(d.submit(A, "alice-pw", [rcpt], msg, ["SMTPUTF8"]), {},
+         "queued for a Chinese domain (SMTPUTF8 on submission)")
+    hits = plain.wait(lambda g: b"Subject: a-labels out" in g[2])
+    t.eq([h[1] for h in hits], [["mayor@xn--fiqs8s.test"]],
+         "a server without SMTPUTF8 got it, the domain as A-labels")
+    with plain.lock:
+        mails = [ln for ln in plain.lines if ln.upper().startswith("MAIL")]
+    t.ok(mails and "SMTPUTF8" not in mails[-1].upper(),
+         "and MAIL without SMTPUTF8", mails[-1:])
+
+
 for case in (dead_mx, busy_mx, silent_mx, implicit_mx, null_mx, no_domain,
-             resolver_failure, idn_domain):
+             resolver_failure, idn_domain, idn_to_plain_server):
     t.run_case(case)
 t.done()

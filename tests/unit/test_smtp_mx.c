@@ -298,6 +298,31 @@ test_relayhost(void **state)
 	assert_true(strncmp(diag, "550 5.1.3 ", 10) == 0);
 }
 
+/* For a server without SMTPUTF8: the domain as A-labels, if that is all. */
+static void
+test_addr_alabels(void **state)
+{
+	char out[256];
+
+	(void)state;
+	assert_int_equal(smtp_addr_alabels("mayor@\xe6\x94\xbf\xe5\xba\x9c.test",
+	    out, sizeof(out)), 0);
+	assert_string_equal(out, "mayor@xn--mxtq1m.test");
+	assert_int_equal(smtp_addr_alabels("a@b.example", out, sizeof(out)),
+	    0);
+	assert_string_equal(out, "a@b.example");
+	assert_int_equal(smtp_addr_alabels("", out, sizeof(out)), 0);
+	assert_string_equal(out, "");
+	/* a UTF-8 local part cannot be converted */
+	assert_int_equal(smtp_addr_alabels("\xe5\xb1\x80@b.example", out,
+	    sizeof(out)), -1);
+	/* no valid IDN; no room */
+	assert_int_equal(smtp_addr_alabels("a@\xff.test", out, sizeof(out)),
+	    -1);
+	assert_int_equal(smtp_addr_alabels("mayor@\xe6\x94\xbf.test", out, 10),
+	    -1);
+}
+
 int
 main(void)
 {
@@ -309,6 +334,7 @@ main(void)
 		cmocka_unit_test(test_compressed_host),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_relayhost),
+		cmocka_unit_test(test_addr_alabels),
 	};
 
 	return cmocka_run_group_tests_name("smtp_mx", tests, NULL, NULL);
