@@ -139,6 +139,20 @@ def dns_serve(sock):
             continue
 
 
+def hosts_by_dns():
+    """Whether getaddrinfo asks the DNS (nsswitch "hosts: files dns"),
+    not a local daemon (systemd-resolved, nscd) that would not see the
+    test's server."""
+    try:
+        with open("/etc/nsswitch.conf") as fh:
+            for ln in fh:
+                if ln.split(":")[0].strip() == "hosts":
+                    return ln.split(":", 1)[1].split() == ["files", "dns"]
+    except OSError:
+        pass
+    return False
+
+
 loopback_up()
 dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 dns.bind(("127.0.0.1", 53))
@@ -146,7 +160,13 @@ threading.Thread(target=dns_serve, args=(dns,), daemon=True).start()
 resolv = os.path.join(t.tmp, "resolv.conf")
 with open(resolv, "w") as fh:
     fh.write("nameserver 127.0.0.1\noptions timeout:1 attempts:2\n")
-subprocess.run(["mount", "--bind", resolv, "/etc/resolv.conf"], check=True)
+if not hosts_by_dns() or subprocess.run(
+        ["mount", "--bind", resolv, "/etc/resolv.conf"],
+        capture_output=True).returncode != 0:
+    print("1..0 # SKIP the system resolver cannot be pointed at the test's "
+          "DNS server here", flush=True)
+    t._cleanup()
+    sys.exit(0)
 
 # -- the remote servers and govmail-smtpd -------------------------------------
 class Utf8Smtp(FakeSmtp):
