@@ -16,11 +16,11 @@
 #include <string.h>
 #include <time.h>
 
-#include <idn2.h>
 #include <openssl/rand.h>
 
 #include "buf.h"
 #include "govca_cms.h"
+#include "idn.h"
 #include "smime_priv.h"
 
 static const char b64chars[] =
@@ -1113,22 +1113,11 @@ smime_address_parse(const char *value, char *addr, size_t addrsz,
 	return 0;
 }
 
-/* 1 if s holds a byte >= 0x80. */
-static int
-has_8bit(const char *s)
-{
-	for (; *s != '\0'; s++)
-		if ((unsigned char)*s >= 0x80)
-			return 1;
-	return 0;
-}
-
 int
 smime_address_equal(const char *a, const char *b)
 {
 	const char *ata = strrchr(a, '@'), *atb = strrchr(b, '@');
-	char *xa = NULL, *xb = NULL;
-	int eq;
+	char xa[256], xb[256];
 
 	if (ata == NULL || atb == NULL || ata - a != atb - b)
 		return 0;
@@ -1136,14 +1125,9 @@ smime_address_equal(const char *a, const char *b)
 		return 0;
 	if (str_casecmp(ata + 1, atb + 1) == 0)
 		return 1;
-	if (!has_8bit(ata + 1) && !has_8bit(atb + 1))
-		return 0;
-	/* U-labels on one side: both as A-labels (lower case). */
-	eq = idn2_to_ascii_8z(ata + 1, &xa, IDN2_NFC_INPUT |
-	    IDN2_NONTRANSITIONAL) == IDN2_OK && idn2_to_ascii_8z(atb + 1, &xb,
-	    IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) == IDN2_OK &&
+	/* U-labels on one side: both by their A-labels. */
+	return (idn_needed(ata + 1) || idn_needed(atb + 1)) &&
+	    idn_ascii(ata + 1, xa, sizeof(xa)) == 0 &&
+	    idn_ascii(atb + 1, xb, sizeof(xb)) == 0 &&
 	    str_casecmp(xa, xb) == 0;
-	idn2_free(xa);
-	idn2_free(xb);
-	return eq;
 }

@@ -16,11 +16,11 @@
 #include <time.h>
 
 #include <db.h>
-#include <idn2.h>
 #include <sodium.h>
 
 #include "buf.h"
 #include "ident.h"
+#include "idn.h"
 #include "log.h"
 #include "xmalloc.h"
 #include "mailbox_priv.h"
@@ -73,37 +73,6 @@ st_utf8_ok(const uint8_t *s, size_t n)
 	return 1;
 }
 
-/*
- * An internationalized domain in one form whichever way it came: by its
- * U-labels (RFC 5890), as users write it and SMTPUTF8 carries it, the
- * A-labels ("xn--...") of a client without SMTPUTF8 converted to them.
- * IDNA2008, non-transitional, NFC (libidn2); an ASCII domain without
- * A-labels is left alone.  Returns 0, or -1 when it is no valid IDN.
- */
-static int
-st_domain_idn(char *d, size_t dsz, const char **error_r)
-{
-	const char *p;
-	char *a = NULL, *u = NULL;
-	int r = -1;
-
-	for (p = d; *p != '\0' && (unsigned char)*p < 0x80; p++)
-		;
-	if (*p == '\0' && strncmp(d, "xn--", 4) != 0 &&
-	    strstr(d, ".xn--") == NULL)
-		return 0;
-	*error_r = "not a valid internationalized domain name";
-	if (idn2_to_ascii_8z(d, &a, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) ==
-	    IDN2_OK && idn2_to_unicode_8z8z(a, &u, 0) == IDN2_OK) {
-		r = str_copy(d, dsz, u);
-		if (r != 0)
-			*error_r = "domain too long";
-	}
-	idn2_free(a);
-	idn2_free(u);
-	return r;
-}
-
 int
 st_domain_norm(const char *domain, char *out, size_t outsz,
     const char **error_r)
@@ -147,8 +116,15 @@ st_domain_norm(const char *domain, char *out, size_t outsz,
 		return STORE_EINVAL;
 	}
 	str_lower(out);
-	if (st_domain_idn(out, outsz, error_r) != 0)
+	/*
+	 * An internationalized domain in one form whichever way it came:
+	 * by its U-labels (RFC 5890), as users write it and SMTPUTF8
+	 * carries it; the A-labels of a client without SMTPUTF8 converted.
+	 */
+	if (idn_needed(out) && idn_unicode(out, out, outsz) != 0) {
+		*error_r = "not a valid internationalized domain name";
 		return STORE_EINVAL;
+	}
 	return 0;
 }
 

@@ -3,12 +3,11 @@
  * the domain's MX hosts in order of preference, each with all its
  * addresses (smtp_mx.h).  The DNS answer is read with libresolv's ns_*
  * parser; host addresses come from getaddrinfo; an internationalized
- * domain (SMTPUTF8) is looked up by its A-labels (libidn2, IDNA2008).
+ * domain (SMTPUTF8) is looked up by its A-labels (lib/idn.c).
  */
 #include "autoconf.h"
 
 #include <arpa/inet.h>
-#include <idn2.h>
 #include <arpa/nameser.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -18,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "idn.h"
 #include "smtp_mx.h"
 #include "buf.h"
 
@@ -124,30 +124,6 @@ add_addrs(const char *host, const char *port, struct smtp_dest *dest,
 	freeaddrinfo(res);
 }
 
-/*
- * name as DNS knows it: itself when ASCII, else its A-labels (IDNA2008,
- * non-transitional, as browsers and MTAs look them up).  Returns 0, or -1
- * when name is no valid internationalized domain name.
- */
-static int
-dns_name(const char *name, char *out, size_t outsz)
-{
-	char *alabel = NULL;
-	const char *p;
-	int r;
-
-	for (p = name; *p != '\0' && (unsigned char)*p < 0x80; p++)
-		;
-	if (*p == '\0')
-		return str_copy(out, outsz, name) < 0 ? -1 : 0;
-	if (idn2_to_ascii_8z(name, &alabel, IDN2_NFC_INPUT |
-	    IDN2_NONTRANSITIONAL) != IDN2_OK)
-		return -1;
-	r = str_copy(out, outsz, alabel) < 0 ? -1 : 0;
-	idn2_free(alabel);
-	return r;
-}
-
 int
 smtp_addr_alabels(const char *address, char *out, size_t outsz)
 {
@@ -159,7 +135,7 @@ smtp_addr_alabels(const char *address, char *out, size_t outsz)
 	for (p = address; p < at; p++)
 		if ((unsigned char)*p >= 0x80)
 			return -1;
-	if (dns_name(at + 1, dom, sizeof(dom)) < 0)
+	if (idn_ascii(at + 1, dom, sizeof(dom)) < 0)
 		return -1;
 	return snprintf(out, outsz, "%.*s@%s", (int)(at - address), address,
 	    dom) < (int)outsz ? 0 : -1;
@@ -202,7 +178,7 @@ smtp_route(const char *domain, const char *relayhost, char *port,
 	*permanent_r = 0;
 	if (relayhost[0] != '\0') {
 		relay_split(relayhost, name, sizeof(name), port, portsz);
-		if (dns_name(name, host, sizeof(host)) < 0)
+		if (idn_ascii(name, host, sizeof(host)) < 0)
 			(void)str_copy(host, sizeof(host), name);
 		add_addrs(host, port, dest, max, &n, &again);
 		if (n == 0)
@@ -212,7 +188,7 @@ smtp_route(const char *domain, const char *relayhost, char *port,
 		return n > 0 ? (int)n : -1;
 	}
 	(void)str_copy(port, portsz, "25");
-	if (dns_name(domain, name, sizeof(name)) < 0) {
+	if (idn_ascii(domain, name, sizeof(name)) < 0) {
 		*permanent_r = 1;
 		(void)snprintf(diag, diagsz, "550 5.1.3 %s is not a valid "
 		    "internationalized domain name", domain);

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "buf.h"
+#include "idn.h"
 
 static void
 test_buf_max(void **state)
@@ -211,6 +212,33 @@ test_utf8(void **state)
 	    "ok\xe5\xbc\xa0\xe4\xb8", 7), 0);
 }
 
+/* lib/idn.c: which names need IDNA, and both directions. */
+static void
+test_idn(void **state)
+{
+	char out[256];
+
+	(void)state;
+	assert_false(idn_needed("city.example"));
+	assert_false(idn_needed("axn--b.example"));	/* not a label start */
+	assert_false(idn_needed("xn-"));
+	assert_true(idn_needed("xn--mxtq1m.example"));
+	assert_true(idn_needed("mail.Xn--mxtq1m.example"));
+	assert_true(idn_needed("\xe6\x94\xbf\xe5\xba\x9c.example"));
+	assert_int_equal(idn_ascii("\xe6\x94\xbf\xe5\xba\x9c.example", out,
+	    sizeof(out)), 0);
+	assert_string_equal(out, "xn--mxtq1m.example");
+	assert_int_equal(idn_ascii("City.Example", out, sizeof(out)), 0);
+	assert_string_equal(out, "City.Example");	/* untouched */
+	assert_int_equal(idn_unicode("XN--MXTQ1M.example", out, sizeof(out)),
+	    0);
+	assert_string_equal(out, "\xe6\x94\xbf\xe5\xba\x9c.example");
+	assert_int_equal(idn_unicode("xn--zz.example", out, sizeof(out)), -1);
+	assert_int_equal(idn_ascii("\xff.example", out, sizeof(out)), -1);
+	assert_int_equal(idn_ascii("\xe6\x94\xbf\xe5\xba\x9c.example", out,
+	    8), -1);				/* no room */
+}
+
 int
 main(void)
 {
@@ -222,6 +250,7 @@ main(void)
 		cmocka_unit_test(test_tail_commit),
 		cmocka_unit_test(test_str),
 		cmocka_unit_test(test_utf8),
+		cmocka_unit_test(test_idn),
 	};
 
 	return cmocka_run_group_tests_name("buf", tests, NULL, NULL);
