@@ -698,6 +698,13 @@ data_emit(struct smtp_data *d, struct buf *out, const void *p, size_t n)
 		d->faults |= SMTP_DATA_F_TOO_BIG;
 }
 
+/* Bytes that end an ordinary run of DATA: CR, LF, NUL. */
+static int
+data_special(uint8_t c)
+{
+	return c == '\r' || c == '\n' || c == '\0';
+}
+
 static void
 data_line_bytes(struct smtp_data *d, size_t n)
 {
@@ -743,15 +750,28 @@ smtp_data_feed(struct smtp_data *d, const uint8_t *p, size_t n,
 			*used_r = i;
 			return SMTP_DATA_BARE;
 		case D_MID: {
-			size_t j = i;
+			size_t j = i, run = i;
 
-			while (j < n && p[j] != '\r' && p[j] != '\n' &&
-			    p[j] != '\0')
-				j++;
-			if (j > i) {
-				data_emit(d, out, p + i, j - i);
+			/*
+			 * Fast path: ordinary lines, each ended by <CR><LF>
+			 * and followed by a line that does not start with a
+			 * dot, go out as one run.  Whatever else comes (a
+			 * dot, a bare CR or LF, a NUL, the end of this read)
+			 * stops the run and is handled byte by byte below.
+			 */
+			for (;;) {
+				while (j < n && !data_special(p[j]))
+					j++;
 				data_line_bytes(d, j - i);
 				i = j;
+				if (n - j < 3 || p[j] != '\r' ||
+				    p[j + 1] != '\n' || p[j + 2] == '.')
+					break;
+				i = j += 2;
+				d->line_len = 0;
+			}
+			if (i > run) {
+				data_emit(d, out, p + run, i - run);
 				continue;
 			}
 			if (c == '\r') {

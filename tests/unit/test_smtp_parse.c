@@ -437,6 +437,154 @@ test_data(void **state)
 	}
 }
 
+/*
+ * The reader of RFC 5321 4.5.2 one byte at a time, as plainly as it can be
+ * written: the reference the real reader (which moves whole runs of
+ * ordinary lines at once) must match byte for byte.
+ */
+struct ref_data {
+	int state;		/* 0 BOL, 1 DOT, 2 DOTCR, 3 MID, 4 CR */
+	size_t line_len;
+	unsigned faults;
+	uint64_t size;
+};
+
+static enum smtp_data_result
+ref_feed(struct ref_data *d, const uint8_t *p, size_t n, struct buf *out,
+    size_t *used_r)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		uint8_t c = p[i];
+
+		if (d->state == 0) {
+			d->line_len = 0;
+			d->state = c == '.' ? 1 : 3;
+			if (c == '.') {
+				d->line_len++;
+				continue;
+			}
+		} else if (d->state == 1) {
+			if (c == '\r') {
+				d->state = 2;
+				continue;
+			}
+			d->state = 3;
+		} else if (d->state == 2) {
+			*used_r = c == '\n' ? i + 1 : i;
+			return c == '\n' ? SMTP_DATA_END : SMTP_DATA_BARE;
+		} else if (d->state == 4) {
+			if (c != '\n') {
+				*used_r = i;
+				return SMTP_DATA_BARE;
+			}
+			d->size += 2;
+			if (!(d->faults & SMTP_DATA_F_TOO_BIG) &&
+			    buf_append(out, "\r\n", 2) < 0)
+				d->faults |= SMTP_DATA_F_TOO_BIG;
+			d->state = 0;
+			continue;
+		}
+		/* state 3, the byte inside a line */
+		if (c == '\r') {
+			d->state = 4;
+			continue;
+		}
+		if (c == '\n') {
+			*used_r = i;
+			return SMTP_DATA_BARE;
+		}
+		if (c == '\0')
+			d->faults |= SMTP_DATA_F_NUL;
+		d->size++;
+		if (!(d->faults & SMTP_DATA_F_TOO_BIG) &&
+		    buf_append(out, &c, 1) < 0)
+			d->faults |= SMTP_DATA_F_TOO_BIG;
+		if (++d->line_len > SMTP_TEXT_LINE_MAX)
+			d->faults |= SMTP_DATA_F_LONG_LINE;
+	}
+	*used_r = n;
+	return SMTP_DATA_MORE;
+}
+
+/*
+ * Random streams of lines (ordinary, empty, dot-stuffed, long, with NULs,
+ * bare CRs and LFs, "." alone) in random pieces: the real reader and the
+ * reference agree on the result, the bytes consumed, the message, its size
+ * and its faults.
+ */
+static void
+test_data_reference(void **state)
+{
+	static const char *pieces[] = {
+		"abc", "x", ".", "..", "\r\n", "\r", "\n", "\0", "\r\n.",
+		"\r\n.\r\n", "\r\n..", "\r\r\n", ".\r", "\n.\n",
+	};
+	uint8_t *in = xmalloc(8192);
+	int round;
+
+	(void)state;
+	srand(7);
+	for (round = 0; round < 20000; round++) {
+		size_t len = 0, off, used_a = 0, used_b = 0, max;
+		struct smtp_data a;
+		struct ref_data b = { 0, 0, 0, 0 };
+		struct buf oa, ob;
+		enum smtp_data_result ra = SMTP_DATA_MORE, rb = SMTP_DATA_MORE;
+
+		while (len < 4000) {
+			int k = rand() % 24;
+
+			if (k < 10) {	/* an ordinary line */
+				size_t n = (size_t)(rand() % 90);
+
+				if (rand() % 200 == 0)
+					n = SMTP_TEXT_LINE_MAX - 2 +
+					    (size_t)(rand() % 5);
+				memset(in + len, 'a' + rand() % 26, n);
+				memcpy(in + len + n, "\r\n", 2);
+				len += n + 2;
+			} else {
+				const char *pc = pieces[rand() %
+				    (int)(sizeof(pieces) / sizeof(pieces[0]))];
+				size_t n = pc[0] == '\0' ? 1 : strlen(pc);
+
+				memcpy(in + len, pc, n);
+				len += n;
+			}
+		}
+		max = rand() % 4 == 0 ? (size_t)(rand() % 3000) : 1 << 20;
+		buf_init(&oa, max);
+		buf_init(&ob, max);
+		smtp_data_init(&a);
+		for (off = 0; off < len && ra == SMTP_DATA_MORE;
+		    off += used_a) {
+			size_t n = len - off, cut = 1 + (size_t)(rand() % 600);
+
+			if (rand() % 3 != 0 && cut < n)
+				n = cut;
+			ra = smtp_data_feed(&a, in + off, n, &oa, &used_a);
+			rb = ref_feed(&b, in + off, n, &ob, &used_b);
+			if (ra != rb || used_a != used_b)
+				fail_msg("round %d at %zu: result %d/%d used "
+				    "%zu/%zu", round, off, ra, rb, used_a,
+				    used_b);
+		}
+		assert_int_equal(a.faults, b.faults);
+		assert_int_equal(a.size, b.size);
+		/* Past the size limit the message is refused, not kept. */
+		if (!(a.faults & SMTP_DATA_F_TOO_BIG)) {
+			assert_int_equal(oa.len, ob.len);
+			if (oa.len > 0)
+				assert_memory_equal(oa.data, ob.data, oa.len);
+		}
+		buf_free(&oa);
+		buf_free(&ob);
+	}
+	free(in);
+}
+
 /* Text line limit 998 at N-1, N, N+1 (a stuffed dot counts on the wire). */
 static void
 test_data_line_limit(void **state)
@@ -622,6 +770,7 @@ main(void)
 		cmocka_unit_test(test_path_limits),
 		cmocka_unit_test(test_xtext),
 		cmocka_unit_test(test_data),
+		cmocka_unit_test(test_data_reference),
 		cmocka_unit_test(test_data_line_limit),
 		cmocka_unit_test(test_data_size),
 		cmocka_unit_test(test_from),
