@@ -260,13 +260,30 @@ void notice_smtp_close(struct notice_smtp *s);
 
 /* Largest HTTP response read (a certificate is a few KiB). */
 #define NOTICE_HTTP_MAX_RESPONSE	(256u * 1024)
+/* Seconds one GET may take in all, connection included. */
+#define NOTICE_HTTP_TIMEOUT		30
+
+struct notice_http;
 
 /*
- * GET url (http://host[:port]/path only; no TLS, no redirects) with
- * HTTP/1.1 and Connection: close.  *status_r gets the status code and the
- * body is appended to body.  -1 on a network or protocol error.
+ * A client for the CA repository (libcurl): http:// or https:// only, no
+ * redirects, connections kept alive between GETs.  For https the server's
+ * chain is checked against cafile (NULL: the system store) and its name
+ * against the URL's host.  NULL with *error_r if libcurl cannot start.
  */
-int notice_http_get(const char *url, int *status_r, struct buf *body,
-    const char **error_r);
+struct notice_http *notice_http_new(const char *cafile, const char **error_r);
+
+/*
+ * GET url.  *status_r gets the status code and the body is appended to
+ * body (at most NOTICE_HTTP_MAX_RESPONSE bytes).  -1 with *error_r on a
+ * network, TLS or protocol error, or a response too large.
+ */
+int notice_http_get(struct notice_http *h, const char *url, int *status_r,
+    struct buf *body, const char **error_r);
+
+/* Connections the client has opened so far (each GET reuses one if it can). */
+long notice_http_connections(const struct notice_http *h);
+
+void notice_http_free(struct notice_http *h);
 
 #endif

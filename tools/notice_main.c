@@ -534,6 +534,7 @@ struct merge {
 	struct govca_cms_identity *id;
 	struct notice_smtp_opts so;
 	struct notice_smtp *smtp;
+	struct notice_http *http;	/* the CA repository (--encrypt) */
 	unsigned int connect_failures;
 	char *last_connect_error;
 };
@@ -557,8 +558,8 @@ url_escape(struct buf *out, const char *s)
  * *cert_r, 1 if it has none (404), -1 on any other failure.
  */
 static int
-fetch_cert(const char *pki_url, const char *addr, X509 **cert_r,
-    const char **error_r)
+fetch_cert(struct merge *m, const char *pki_url, const char *addr,
+    X509 **cert_r, const char **error_r)
 {
 	struct buf url, body;
 	BIO *bio;
@@ -573,7 +574,11 @@ fetch_cert(const char *pki_url, const char *addr, X509 **cert_r,
 	url_escape(&url, addr);
 	buf_append_str(&url, ".pem");
 	buf_init(&body, NOTICE_HTTP_MAX_RESPONSE);
-	if (notice_http_get(buf_str(&url), &status, &body, error_r) == -1)
+	if (m->http == NULL &&
+	    (m->http = notice_http_new(m->o->cafile, error_r)) == NULL)
+		goto out;
+	if (notice_http_get(m->http, buf_str(&url), &status, &body, error_r)
+	    == -1)
 		goto out;
 	if (status == 404) {
 		r = 1;
@@ -687,7 +692,7 @@ merge_row(struct merge *m, size_t row)
 	    == -1)
 		goto failed;
 	if (o->encrypt) {
-		r = fetch_cert(o->pki_url, rcpts[0], &cert, &err);
+		r = fetch_cert(m, o->pki_url, rcpts[0], &cert, &err);
 		if (r == -1) {
 			journal_or_die(notice_journal_defer(m->j, row,
 			    rcpts[0], msgid, err, &err), err);
@@ -993,6 +998,7 @@ cmd_merge(struct opts *o)
 				merge_row(&m, todo[k]);
 			journal_or_die(notice_journal_sync(m.j, &err), err);
 			notice_smtp_close(m.smtp);
+			notice_http_free(m.http);
 			_exit(0);
 		}
 	}

@@ -1,8 +1,8 @@
 /*
  * notice_net.c - govmail-notice's network clients: a blocking SMTP
  * submission client (STARTTLS or implicit TLS with the server's
- * certificate checked, AUTH PLAIN, PIPELINING) and a minimal HTTP/1.1 GET
- * for certificates from the CA repository.
+ * certificate checked, AUTH PLAIN, PIPELINING) and, through libcurl, the
+ * GETs of certificates from the CA repository (kept-alive connections).
  *
  * Runs in govmail-notice (one connection per sending process: blocking
  * I/O with socket timeouts is simplest and enough).  Trusts nothing the
@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include <curl/curl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -565,110 +566,108 @@ notice_smtp_close(struct notice_smtp *s)
 
 /* ------------------------------------------------------------- HTTP */
 
-int
-notice_http_get(const char *url, int *status_r, struct buf *body,
-    const char **error_r)
-{
-	const char *hp, *path, *colon;
-	char host[256], port[8] = "80", *req;
-	struct buf resp;
-	uint8_t *hend;
-	uint64_t st;
-	const char *e;
-	ssize_t r;
-	size_t hlen;
-	int fd;
+struct notice_http {
+	CURL *curl;
+	struct buf *body;	/* the current GET's */
+	int too_large;
+	long connections;
+	char err[CURL_ERROR_SIZE];
+};
 
-	if (strncmp(url, "http://", 7) != 0) {
-		*error_r = "only http:// URLs are supported";
-		return -1;
+static size_t
+http_write(char *p, size_t size, size_t n, void *arg)
+{
+	struct notice_http *h = arg;
+
+	/* SECURITY: a response is bounded; anything past it ends the GET. */
+	if (buf_append(h->body, p, n) == -1 ||
+	    h->body->len > NOTICE_HTTP_MAX_RESPONSE) {
+		h->too_large = 1;
+		return 0;
 	}
-	hp = url + 7;
-	path = strchr(hp, '/');
-	if (path == NULL)
-		path = hp + strlen(hp);
-	hlen = (size_t)(path - hp);
-	colon = memchr(hp, ':', hlen);
-	if (colon != NULL) {
-		if ((size_t)(path - colon - 1) >= sizeof(port) ||
-		    path - colon - 1 == 0) {
-			*error_r = "bad port in URL";
-			return -1;
+	return size * n;
+}
+
+struct notice_http *
+notice_http_new(const char *cafile, const char **error_r)
+{
+	struct notice_http *h;
+	static int global_done;
+
+	if (!global_done) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+			*error_r = "cannot start libcurl";
+			return NULL;
 		}
-		memcpy(port, colon + 1, (size_t)(path - colon - 1));
-		port[path - colon - 1] = '\0';
-		hlen = (size_t)(colon - hp);
+		global_done = 1;
 	}
-	if (hlen == 0 || hlen >= sizeof(host)) {
-		*error_r = "bad host in URL";
+	h = xcalloc(1, sizeof(*h));
+	h->curl = curl_easy_init();
+	if (h->curl == NULL ||
+	    curl_easy_setopt(h->curl, CURLOPT_PROTOCOLS_STR, "http,https") ||
+	    curl_easy_setopt(h->curl, CURLOPT_FOLLOWLOCATION, 0L) ||
+	    curl_easy_setopt(h->curl, CURLOPT_NOSIGNAL, 1L) ||
+	    curl_easy_setopt(h->curl, CURLOPT_TIMEOUT, (long)NOTICE_HTTP_TIMEOUT) ||
+	    curl_easy_setopt(h->curl, CURLOPT_USERAGENT, "govmail-notice") ||
+	    curl_easy_setopt(h->curl, CURLOPT_SSL_VERIFYPEER, 1L) ||
+	    curl_easy_setopt(h->curl, CURLOPT_SSL_VERIFYHOST, 2L) ||
+	    (cafile != NULL &&
+	    curl_easy_setopt(h->curl, CURLOPT_CAINFO, cafile)) ||
+	    curl_easy_setopt(h->curl, CURLOPT_WRITEFUNCTION, http_write) ||
+	    curl_easy_setopt(h->curl, CURLOPT_WRITEDATA, h) ||
+	    curl_easy_setopt(h->curl, CURLOPT_ERRORBUFFER, h->err)) {
+		notice_http_free(h);
+		*error_r = "cannot set up libcurl";
+		return NULL;
+	}
+	return h;
+}
+
+int
+notice_http_get(struct notice_http *h, const char *url, int *status_r,
+    struct buf *body, const char **error_r)
+{
+	CURLcode c;
+	long status = 0, n = 0;
+
+	h->body = body;
+	h->too_large = 0;
+	h->err[0] = '\0';
+	if (curl_easy_setopt(h->curl, CURLOPT_URL, url) != CURLE_OK) {
+		*error_r = "bad URL";
 		return -1;
 	}
-	memcpy(host, hp, hlen);
-	host[hlen] = '\0';
-	if (strpbrk(path, " \r\n") != NULL) {
-		*error_r = "bad path in URL";
+	c = curl_easy_perform(h->curl);
+	h->body = NULL;
+	if (curl_easy_getinfo(h->curl, CURLINFO_NUM_CONNECTS, &n) == CURLE_OK)
+		h->connections += n;
+	if (h->too_large) {
+		*error_r = "HTTP response too large";
 		return -1;
 	}
-	fd = tcp_connect(host, port, error_r);
-	if (fd == -1)
-		return -1;
-	req = xasprintf("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n"
-	    "Accept: application/x-pem-file\r\n"
-	    "User-Agent: govmail-notice\r\n\r\n", path[0] ? path : "/", host);
-	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
-		free(req);
-		close(fd);
-		*error_r = "cannot send the HTTP request";
+	if (c != CURLE_OK) {
+		snprintf(net_err, sizeof(net_err), "%s: %s", url,
+		    h->err[0] != '\0' ? h->err : curl_easy_strerror(c));
+		*error_r = net_err;
 		return -1;
 	}
-	free(req);
-	buf_init(&resp, NOTICE_HTTP_MAX_RESPONSE);
-	for (;;) {
-		if (buf_reserve(&resp, 4096) == -1) {
-			*error_r = "HTTP response too large";
-			goto fail;
-		}
-		r = read(fd, buf_tail(&resp), 4096);
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r == -1) {
-			*error_r = "cannot read the HTTP response";
-			goto fail;
-		}
-		if (r == 0)
-			break;
-		buf_commit(&resp, (size_t)r);
-	}
-	close(fd);
-	fd = -1;
-	if (resp.len < 12 || strncmp((char *)resp.data, "HTTP/1.", 7) != 0 ||
-	    strnum_u64_n((char *)resp.data + 9, 3, 599, &st, &e) == -1) {
-		*error_r = "malformed HTTP response";
-		goto fail;
-	}
-	hend = memmem(resp.data, resp.len, "\r\n\r\n", 4);
-	if (hend == NULL) {
-		*error_r = "HTTP response without a header end";
-		goto fail;
-	}
-	*hend = '\0';
-	if (strcasestr((char *)resp.data, "\r\nTransfer-Encoding:") != NULL) {
-		/* We asked with Connection: close; a certificate repository
-		 * has no reason to chunk. */
-		*error_r = "chunked HTTP responses are not supported";
-		goto fail;
-	}
-	*status_r = (int)st;
-	if (buf_append(body, hend + 4, resp.len - (size_t)(hend + 4 -
-	    resp.data)) == -1) {
-		*error_r = "HTTP body too large";
-		goto fail;
-	}
-	buf_free(&resp);
+	(void)curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &status);
+	*status_r = (int)status;
 	return 0;
-fail:
-	if (fd != -1)
-		close(fd);
-	buf_free(&resp);
-	return -1;
+}
+
+long
+notice_http_connections(const struct notice_http *h)
+{
+	return h->connections;
+}
+
+void
+notice_http_free(struct notice_http *h)
+{
+	if (h == NULL)
+		return;
+	if (h->curl != NULL)
+		curl_easy_cleanup(h->curl);
+	free(h);
 }

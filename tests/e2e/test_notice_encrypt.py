@@ -11,9 +11,14 @@ rerun sends them.
 Skips itself until govmail-ca, govmailctl and govmail-notice are built.
 """
 import csv
+import http.server
 import os
+import ssl
 import subprocess
 import sys
+import threading
+import urllib.error
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tap import Suite, free_port, wait_port  # noqa: E402
@@ -54,6 +59,55 @@ def merge(journal, report, *extra):
                   pki.root, "--user", official, "--password-file",
                   path("smtp.pass"), "--encrypt", "--pki-url", pki.base]
                  + list(extra), timeout=120)
+
+
+class Repo:
+    """The CA repository behind a proxy that counts the TCP connections
+    and GETs govmail-notice makes; HTTP/1.1 with keep-alive, over TLS
+    (the pki's localhost certificate) when tls is set."""
+
+    def __init__(self, upstream, tls=False, host="127.0.0.1"):
+        self.conns = self.gets = 0
+        repo = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                repo.conns += 1
+                super().setup()
+
+            def do_GET(self):
+                repo.gets += 1
+                try:
+                    with urllib.request.urlopen(upstream + self.path,
+                                                timeout=10) as u:
+                        code, body = u.status, u.read()
+                except urllib.error.HTTPError as e:
+                    code, body = e.code, e.read()
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer((host, 0), H)
+        self.srv.daemon_threads = True
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(path("tls.crt"), path("tls.key"))
+            self.srv.socket = ctx.wrap_socket(self.srv.socket,
+                                              server_side=True)
+        port = self.srv.server_address[1]
+        name = "localhost" if host == "127.0.0.1" else host
+        self.base = f"{'https' if tls else 'http'}://{name}:{port}"
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()
 
 
 def report(name):
@@ -129,6 +183,43 @@ t.eq(r[nocert]["status"], "skipped-no-cert",
 t.eq(sorted(m[1][0] for m in srv.messages[n0:]), sorted([ec, rsa]),
      "--missing-cert skip: only the two with certificates were sent")
 t.eq(p.returncode, 0, "--missing-cert skip: exit 0 (a chosen policy)")
+
+# ---- one kept-alive connection to the repository, over http and https ----
+for tls in (False, True):
+    kind = "https" if tls else "http"
+    repo = Repo(pki.base, tls=tls)
+    n0 = len(srv.messages)
+    p = merge("jk" + kind, "rk" + kind + ".csv", "--connections", "1",
+              "--pki-url", repo.base)
+    r = report("rk" + kind + ".csv")
+    t.eq({a: x["status"] for a, x in r.items()},
+         {ec: "sent-encrypted", rsa: "sent-encrypted",
+          nocert: "sent-signed-no-cert"},
+         f"{kind} repository: two encrypted, one signed only")
+    t.eq((repo.gets, repo.conns), (3, 1),
+         f"{kind} repository: three GETs over one connection")
+    t.eq(len(srv.messages) - n0, 3, f"{kind} repository: three sent")
+    repo.stop()
+
+# An https repository whose certificate does not name it (the pki's
+# certificate is for localhost and 127.0.0.1) is refused before any GET:
+# the rows are deferred, nothing is sent.
+repo = Repo(pki.base, tls=True, host="127.0.0.2")
+n0 = len(srv.messages)
+p = t.run([nh.NOTICE, "merge", "--template", path("t.tmpl"),
+           "--csv", path("c.csv"), "--p12", off_p12,
+           "--p12-pass-file", off_pw, "--journal", path("jbad"),
+           "--report", path("rbad.csv"), "--connections", "1",
+           "--server", f"localhost:{srv.port}", "--cafile", pki.root,
+           "--user", official, "--password-file", path("smtp.pass"),
+           "--encrypt", "--pki-url", repo.base], timeout=120)
+r = report("rbad.csv")
+t.ok(p.returncode != 0 and
+     all(x["status"] == "deferred" for x in r.values()) and
+     len(srv.messages) == n0 and repo.gets == 0,
+     "https repository under another name: deferred, nothing sent",
+     (p.returncode, r, p.stderr, repo.gets))
+repo.stop()
 t.stop(serve)
 srv.stop()
 t.done()
