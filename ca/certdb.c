@@ -19,6 +19,7 @@
 
 #include "buf.h"
 #include "ca_priv.h"
+#include "idn.h"
 #include "kv.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -126,15 +127,38 @@ govca_issued_free(struct govca_issued *iss)
 	iss->der = NULL;
 }
 
+/*
+ * The key an address is filed under: lower case, an internationalized
+ * domain by its U-labels as the mail store keeps it, so that
+ * "li@xn--zfr164b.example" and "li@政务.example" find the same holder and
+ * certificates.  A domain that is no valid IDN is kept as given.
+ */
+static char *
+addr_canon(const char *address)
+{
+	const char *at = strrchr(address, '@');
+	char dom[256];
+	char *k;
+
+	if (at != NULL && idn_needed(at + 1) &&
+	    idn_unicode(at + 1, dom, sizeof(dom)) == 0)
+		k = xasprintf("%.*s@%s", (int)(at - address), address, dom);
+	else
+		k = xstrdup(address);
+	str_lower(k);
+	return k;
+}
+
 static char *
 addr_key(const char *address, const uint8_t *serial, size_t slen,
     size_t *len_r)
 {
-	size_t alen = strlen(address);
+	char *c = addr_canon(address);
+	size_t alen = strlen(c);
 	char *k = xmalloc(alen + 1 + slen + 1);
 
-	memcpy(k, address, alen + 1);
-	str_lower(k);
+	memcpy(k, c, alen + 1);
+	free(c);
 	memcpy(k + alen + 1, serial, slen);
 	*len_r = alen + 1 + slen;
 	return k;
@@ -354,8 +378,7 @@ govca_cert_list(struct govca *ca, const char *address,
 		ret = kv_iterate(ca->db, NULL, CA_TABLE_CERTS, NULL, 0,
 		    list_certs_cb, &l);
 	else {
-		prefix = xstrdup(address);
-		str_lower(prefix);
+		prefix = addr_canon(address);
 		l.prefix_len = strlen(prefix) + 1;
 		ret = kv_iterate(ca->db, NULL, CA_TABLE_ADDR, prefix,
 		    l.prefix_len, list_addr_cb, &l);
@@ -647,8 +670,7 @@ ca_db_holder_id(struct govca *ca, const char *address, char *id, size_t idsz,
 
 	memset(&h, 0, sizeof(h));
 	h.ca = ca;
-	h.key = xstrdup(address);
-	str_lower(h.key);
+	h.key = addr_canon(address);
 	ret = kv_txn_run(ca->db, holder_txn, &h, error_r);
 	free(h.key);
 	if (ret != 0) {

@@ -12,6 +12,7 @@
 #include "autoconf.h"
 
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,7 @@
 #include "buf.h"
 #include "ca_priv.h"
 #include "ident.h"
+#include "idn.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -52,12 +54,19 @@ text_ok(const char *s)
 	return 1;
 }
 
-/* 1 if the local part holds a byte >= 0x80 (needs SmtpUTF8Mailbox). */
+/*
+ * Check an address for a certificate and give the form its SAN carries
+ * in san (the domain by its A-labels: RFC 5280 7.5 for rfc822Name, RFC
+ * 8398 for SmtpUTF8Mailbox); *utf8_r is 1 if the local part holds a byte
+ * >= 0x80 (SmtpUTF8Mailbox).
+ */
 static int
-address_check(const char *a, int *utf8_r, const char **why_r)
+address_check(const char *a, int *utf8_r, char *san, size_t sansz,
+    const char **why_r)
 {
 	const unsigned char *p;
 	const char *at;
+	char dom[256];
 
 	*utf8_r = 0;
 	if (a == NULL || strlen(a) > ISSUE_ADDRESS_MAX) {
@@ -75,14 +84,17 @@ address_check(const char *a, int *utf8_r, const char **why_r)
 			*why_r = "address holds a forbidden character";
 			return -1;
 		}
-		if (*p >= 0x80) {
-			if ((const char *)p > at) {
-				/* RFC 8398: the domain must be A-labels. */
-				*why_r = "the domain must be in ASCII (A-label) form";
-				return -1;
-			}
+		if (*p >= 0x80 && (const char *)p < at)
 			*utf8_r = 1;
-		}
+	}
+	if (idn_ascii(at + 1, dom, sizeof(dom)) == -1) {
+		*why_r = "the domain is no valid internationalized domain name";
+		return -1;
+	}
+	if ((size_t)snprintf(san, sansz, "%.*s@%s", (int)(at - a), a, dom) >=
+	    sansz) {
+		*why_r = "address missing or too long";
+		return -1;
 	}
 	return 0;
 }
@@ -535,6 +547,7 @@ issue_key(struct govca *ca, const struct govca_holder *h, EVP_PKEY *pub,
 	unsigned char *der = NULL;
 	char fields[GOVCA_AUDIT_LINE_MAX];
 	X509 *cert = NULL;
+	char san[ISSUE_ADDRESS_MAX + 256];
 	int utf8, dlen;
 
 	memset(iss, 0, sizeof(*iss));
@@ -548,7 +561,7 @@ issue_key(struct govca *ca, const struct govca_holder *h, EVP_PKEY *pub,
 		*error_r = ca_err(ca, "unknown profile");
 		return -1;
 	}
-	if (address_check(h->address, &utf8, &why) == -1) {
+	if (address_check(h->address, &utf8, san, sizeof(san), &why) == -1) {
 		*error_r = ca_err(ca, "%s", why);
 		return -1;
 	}
@@ -566,7 +579,7 @@ issue_key(struct govca *ca, const struct govca_holder *h, EVP_PKEY *pub,
 	policy = govca_profile_policy(h->profile, h->unverified);
 	if ((cert = new_cert(ca->issuing, subject, pub, days,
 	    iss->serial)) == NULL ||
-	    add_email_san(cert, h->address, utf8) == -1 ||
+	    add_email_san(cert, san, utf8) == -1 ||
 	    add_ee_exts(ca, cert, ca->issuing, pub, policy,
 	    "emailProtection") == -1) {
 		*error_r = ca_ssl_err(ca_errbuf(), CA_ERRBUF_SIZE,

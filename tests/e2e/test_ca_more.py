@@ -14,7 +14,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tap import Suite, program, free_port, wait_port  # noqa: E402
-from ctlenv import Ctl  # noqa: E402
+from ctlenv import Ctl, RESIDENT_ID_OK  # noqa: E402
 
 CA = program("ca/govmail-ca")
 DOMAIN = "split.gov.example"
@@ -146,6 +146,52 @@ t.ok(v.returncode == 0, "issue-batch from a CSR verifies", v.stdout + v.stderr)
 t.ok(not os.path.exists(path("n.p12")), "nothing written for a bad line")
 p = ca("audit", "verify")
 t.ok(p.returncode == 0, "audit intact after a batch", p.stdout)
+
+# ---- an internationalized domain (RFC 5280 7.5, RFC 8398) -----------------
+# The store keeps the domain by its U-labels; the certificate names it by
+# its A-labels, in rfc822Name for an ASCII local part and in
+# SmtpUTF8Mailbox for a Chinese one; either spelling finds the holder.
+IDN, IDN_A = "政务.example", "xn--zfr164b.example"
+ctl.must("domain", "add", IDN)
+ctl.ok(ctl.user(f"li@{IDN}", "citizen", "--name", "Li Na"), "user li@IDN")
+ctl.ok(ctl.user(f"张伟@{IDN_A}", "citizen", "--name", "张伟", "--verified",
+                "--resident-id", RESIDENT_ID_OK),
+       "user 张伟@IDN (added by the A-label spelling), identity verified")
+sans = {}
+for who, spelled in (("li", f"li@{IDN_A}"), ("zw", f"张伟@{IDN}"),
+                     ("zw2", f"张伟@{IDN_A}")):
+    p = ca("issue", "--profile", "citizen", spelled,
+           *(["--unverified"] if who == "li" else []),
+           "--generate", "--p12", path(who + ".p12"))
+    t.ok(p.returncode == 0, f"issue for {spelled}", p.stderr)
+    pw = re.search(r"^password (\S+)$", p.stdout, re.M)
+    pem = sh("openssl", "pkcs12", "-in", path(who + ".p12"), "-passin",
+             "pass:" + (pw.group(1) if pw else ""), "-nokeys",
+             "-clcerts").stdout
+    with open(path(who + ".pem"), "w") as f:
+        f.write(pem)
+    sans[who] = sh("openssl", "x509", "-in", path(who + ".pem"), "-noout",
+                   "-ext", "subjectAltName", "-subject", "-nameopt",
+                   "utf8").stdout
+t.ok(f"email:li@{IDN_A}" in sans["li"], "ASCII local part: rfc822Name "
+     "with the A-label domain", sans["li"])
+t.ok(f"SmtpUTF8Mailbox::张伟@{IDN_A}" in sans["zw"] and
+     "SmtpUTF8Mailbox" in sans["zw2"], "Chinese local part: "
+     "SmtpUTF8Mailbox with the A-label domain", sans["zw"])
+sn = [re.search(r"serialNumber\s*=\s*(\w+)", sans[w]) for w in ("zw", "zw2")]
+t.ok(all(sn) and sn[0].group(1) == sn[1].group(1),
+     "one holder ID whichever spelling was used", sans)
+for spelled in (f"张伟@{IDN}", f"张伟@{IDN_A.upper()}"):
+    lines = ca("find", "--email", spelled).stdout.splitlines()
+    t.ok(len(lines) == 2 and all(x.endswith(f"张伟@{IDN}") for x in lines),
+         f"find --email {spelled}: both certificates", lines)
+v = sh("openssl", "verify", "-purpose", "smimesign", "-CAfile",
+       os.path.join(rootdir, "root.crt"), "-untrusted",
+       os.path.join(cadir, "issuing.crt"), path("zw.pem"))
+t.ok(v.returncode == 0, "the IDN certificate verifies", v.stdout + v.stderr)
+p = ca("issue", "--profile", "citizen", "x@bad..example", "--unverified",
+       "--generate")
+t.ok(p.returncode != 0, "a malformed domain is refused", p.stderr)
 
 # ---- wrong passphrase: clear error, nothing changes ------------------------
 with open(path("badpass"), "w") as f:
