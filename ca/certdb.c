@@ -136,15 +136,11 @@ govca_issued_free(struct govca_issued *iss)
 static char *
 addr_canon(const char *address)
 {
-	const char *at = strrchr(address, '@');
-	char dom[256];
+	char buf[512];
 	char *k;
 
-	if (at != NULL && idn_needed(at + 1) &&
-	    idn_unicode(at + 1, dom, sizeof(dom)) == 0)
-		k = xasprintf("%.*s@%s", (int)(at - address), address, dom);
-	else
-		k = xstrdup(address);
+	k = xstrdup(idn_address(address, 0, buf, sizeof(buf)) == 0 ? buf :
+	    address);
 	str_lower(k);
 	return k;
 }

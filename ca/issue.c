@@ -12,7 +12,6 @@
 #include "autoconf.h"
 
 #include <arpa/inet.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,7 +65,6 @@ address_check(const char *a, int *utf8_r, char *san, size_t sansz,
 {
 	const unsigned char *p;
 	const char *at;
-	char dom[256];
 
 	*utf8_r = 0;
 	if (a == NULL || strlen(a) > ISSUE_ADDRESS_MAX) {
@@ -87,13 +85,8 @@ address_check(const char *a, int *utf8_r, char *san, size_t sansz,
 		if (*p >= 0x80 && (const char *)p < at)
 			*utf8_r = 1;
 	}
-	if (idn_ascii(at + 1, dom, sizeof(dom)) == -1) {
+	if (idn_address(a, 1, san, sansz) == -1) {
 		*why_r = "the domain is no valid internationalized domain name";
-		return -1;
-	}
-	if ((size_t)snprintf(san, sansz, "%.*s@%s", (int)(at - a), a, dom) >=
-	    sansz) {
-		*why_r = "address missing or too long";
 		return -1;
 	}
 	return 0;

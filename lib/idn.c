@@ -4,6 +4,7 @@
  */
 #include "autoconf.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include <idn2.h>
@@ -62,4 +63,19 @@ idn_unicode(const char *name, char *out, size_t outsz)
 	idn2_free(a);
 	idn2_free(u);
 	return r;
+}
+
+int
+idn_address(const char *address, int to_ascii, char *out, size_t outsz)
+{
+	const char *at = strrchr(address, '@');
+	char dom[256];
+	int n;
+
+	if (at == NULL || (to_ascii ? idn_ascii(at + 1, dom, sizeof(dom)) :
+	    idn_unicode(at + 1, dom, sizeof(dom))) == -1)
+		return -1;
+	n = snprintf(out, outsz, "%.*s@%s", (int)(at - address), address,
+	    dom);
+	return n < 0 || (size_t)n >= outsz ? -1 : 0;
 }

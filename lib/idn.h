@@ -22,4 +22,12 @@ int idn_ascii(const char *name, char *out, size_t outsz);
 /* name by its U-labels, validated the same way; 0 or -1. */
 int idn_unicode(const char *name, char *out, size_t outsz);
 
+/*
+ * The address local@domain in out with its domain by its A-labels
+ * (to_ascii) or its U-labels; the local part as it is.  0, or -1 when
+ * there is no '@', the domain is no valid IDN or out is too small.
+ */
+int idn_address(const char *address, int to_ascii, char *out,
+    size_t outsz);
+
 #endif

@@ -281,9 +281,6 @@ struct notice_http *notice_http_new(const char *cafile, const char **error_r);
 int notice_http_get(struct notice_http *h, const char *url, int *status_r,
     struct buf *body, const char **error_r);
 
-/* Connections the client has opened so far (each GET reuses one if it can). */
-long notice_http_connections(const struct notice_http *h);
-
 void notice_http_free(struct notice_http *h);
 
 #endif

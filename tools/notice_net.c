@@ -570,7 +570,6 @@ struct notice_http {
 	CURL *curl;
 	struct buf *body;	/* the current GET's */
 	int too_large;
-	long connections;
 	char err[CURL_ERROR_SIZE];
 };
 
@@ -580,7 +579,7 @@ http_write(char *p, size_t size, size_t n, void *arg)
 	struct notice_http *h = arg;
 
 	/* SECURITY: a response is bounded; anything past it ends the GET. */
-	if (buf_append(h->body, p, n) == -1 ||
+	if (buf_append(h->body, p, size * n) == -1 ||
 	    h->body->len > NOTICE_HTTP_MAX_RESPONSE) {
 		h->too_large = 1;
 		return 0;
@@ -607,7 +606,8 @@ notice_http_new(const char *cafile, const char **error_r)
 	    curl_easy_setopt(h->curl, CURLOPT_PROTOCOLS_STR, "http,https") ||
 	    curl_easy_setopt(h->curl, CURLOPT_FOLLOWLOCATION, 0L) ||
 	    curl_easy_setopt(h->curl, CURLOPT_NOSIGNAL, 1L) ||
-	    curl_easy_setopt(h->curl, CURLOPT_TIMEOUT, (long)NOTICE_HTTP_TIMEOUT) ||
+	    curl_easy_setopt(h->curl, CURLOPT_TIMEOUT,
+	    (long)NOTICE_HTTP_TIMEOUT) ||
 	    curl_easy_setopt(h->curl, CURLOPT_USERAGENT, "govmail-notice") ||
 	    curl_easy_setopt(h->curl, CURLOPT_SSL_VERIFYPEER, 1L) ||
 	    curl_easy_setopt(h->curl, CURLOPT_SSL_VERIFYHOST, 2L) ||
@@ -628,7 +628,7 @@ notice_http_get(struct notice_http *h, const char *url, int *status_r,
     struct buf *body, const char **error_r)
 {
 	CURLcode c;
-	long status = 0, n = 0;
+	long status = 0;
 
 	h->body = body;
 	h->too_large = 0;
@@ -639,8 +639,6 @@ notice_http_get(struct notice_http *h, const char *url, int *status_r,
 	}
 	c = curl_easy_perform(h->curl);
 	h->body = NULL;
-	if (curl_easy_getinfo(h->curl, CURLINFO_NUM_CONNECTS, &n) == CURLE_OK)
-		h->connections += n;
 	if (h->too_large) {
 		*error_r = "HTTP response too large";
 		return -1;
@@ -654,12 +652,6 @@ notice_http_get(struct notice_http *h, const char *url, int *status_r,
 	(void)curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &status);
 	*status_r = (int)status;
 	return 0;
-}
-
-long
-notice_http_connections(const struct notice_http *h)
-{
-	return h->connections;
 }
 
 void

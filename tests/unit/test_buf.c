@@ -237,6 +237,20 @@ test_idn(void **state)
 	assert_int_equal(idn_ascii("\xff.example", out, sizeof(out)), -1);
 	assert_int_equal(idn_ascii("\xe6\x94\xbf\xe5\xba\x9c.example", out,
 	    8), -1);				/* no room */
+	/* Addresses: the domain converted, the local part as it is. */
+	assert_int_equal(idn_address("\xe5\xbc\xa0@\xe6\x94\xbf\xe5\xba"
+	    "\x9c.example", 1, out, sizeof(out)), 0);
+	assert_string_equal(out, "\xe5\xbc\xa0@xn--mxtq1m.example");
+	assert_int_equal(idn_address("Li@XN--MXTQ1M.example", 0, out,
+	    sizeof(out)), 0);
+	assert_string_equal(out, "Li@\xe6\x94\xbf\xe5\xba\x9c.example");
+	assert_int_equal(idn_address("li@city.example", 1, out, sizeof(out)),
+	    0);
+	assert_string_equal(out, "li@city.example");
+	assert_int_equal(idn_address("no-at", 1, out, sizeof(out)), -1);
+	assert_int_equal(idn_address("a@xn--zz.example", 0, out, sizeof(out)),
+	    -1);
+	assert_int_equal(idn_address("a@city.example", 1, out, 8), -1);
 }
 
 int
