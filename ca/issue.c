@@ -93,9 +93,22 @@ address_check(const char *a, int *utf8_r, char *san, size_t sansz,
 }
 
 /*
+ * A Han (CJK ideograph) code point: the scripts whose names are written
+ * without a space between surname and given name.
+ */
+static int
+han_code_point(uint32_t c)
+{
+	return (c >= 0x3400 && c <= 0x4dbf) || (c >= 0x4e00 && c <= 0x9fff) ||
+	    (c >= 0xf900 && c <= 0xfaff) || (c >= 0x20000 && c <= 0x3134f);
+}
+
+/*
  * Split a display name into surname and given name the Chinese way: the
  * surname comes first, both in characters ("张伟": 张 + 伟) and in pinyin
- * ("Zhang Wei": Zhang + Wei, GB/T 28039).  Compound surnames and other
+ * ("Zhang Wei": Zhang + Wei, GB/T 28039).  Only a name in Han characters
+ * is split by character: one word in another script ("Li", "Madonna")
+ * has no given name to find.  Compound surnames, one-word names and other
  * orders need --surname and --given-name.
  */
 static int
@@ -103,6 +116,7 @@ split_name(const char *display, char *given, size_t gsz, char *surname,
     size_t ssz)
 {
 	const char *sp = strchr(display, ' ');
+	uint32_t c;
 	size_t n;
 
 	if (sp != NULL) {
@@ -113,12 +127,8 @@ split_name(const char *display, char *given, size_t gsz, char *surname,
 		surname[n] = '\0';
 		return str_copy(given, gsz, sp + 1);
 	}
-	/* First UTF-8 code point. */
-	n = 1;
-	if ((unsigned char)display[0] >= 0x80)
-		while ((display[n] & 0xc0) == 0x80)
-			n++;
-	if (display[n] == '\0' || n >= ssz)
+	n = str_utf8_decode((const uint8_t *)display, strlen(display), &c);
+	if (n == 0 || !han_code_point(c) || display[n] == '\0' || n >= ssz)
 		return -1;
 	memcpy(surname, display, n);
 	surname[n] = '\0';

@@ -571,6 +571,13 @@ test_profile_refusals(void **state)
 		{ { .address = "o@x.example",
 		    .profile = GOVCA_PROFILE_OFFICIAL, .organisation = "Dept",
 		    .display_name = "X" }, 0, "split" },
+		/* One Latin word is not split by letters ("Li" is no L + i). */
+		{ { .address = "o@x.example",
+		    .profile = GOVCA_PROFILE_OFFICIAL, .organisation = "Dept",
+		    .display_name = "Li" }, 0, "split" },
+		{ { .address = "o@x.example",
+		    .profile = GOVCA_PROFILE_OFFICIAL, .organisation = "Dept",
+		    .display_name = "\xc3\x89lodie" }, 0, "split" },
 		{ { .address = "o@x.example",
 		    .profile = GOVCA_PROFILE_OFFICIAL, .organisation = "Dept",
 		    .display_name = "A B", .org_id = "SHANGHAI" }, 0,
