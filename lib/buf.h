@@ -79,6 +79,8 @@ const void *str_casefind(const void *hay, size_t hlen, const void *needle,
 void str_lower(char *s);
 /* 1 if s starts with prefix. */
 int str_has_prefix(const char *s, const char *prefix);
+/* s without leading spaces and tabs, trailing ones cut off in place. */
+char *str_trim(char *s);
 /*
  * UTF-8 (RFC 3629): the length (1..4) of the well-formed sequence that
  * starts s[0..len), its code point in *cp_r; 0 if there is none (a stray

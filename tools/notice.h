@@ -21,69 +21,16 @@
 #include <openssl/ssl.h>
 
 #include "buf.h"
+#include "csv.h"
 
-/* ------------------------------------------------------------- CSV */
-
-/* Largest CSV file read (bytes, after conversion to UTF-8). */
-#define NOTICE_CSV_MAX_BYTES		(512u * 1024 * 1024)
-/* Most columns in one record. */
-#define NOTICE_CSV_MAX_COLUMNS		256
-/* Longest single field (bytes, quotes removed). */
-#define NOTICE_CSV_MAX_FIELD		(64u * 1024)
-/* Most data records (the header record not counted). */
-#define NOTICE_CSV_MAX_ROWS		10000000u
-/* Longest column name. */
-#define NOTICE_CSV_MAX_NAME		64
-
-struct notice_csv {
-	char **names;		/* header record: n_cols column names */
-	size_t n_cols;
-	char **cells;		/* n_rows * n_cols fields, row-major */
-	size_t n_rows;
-};
-
-/*
- * Convert text to UTF-8.  charset is "utf-8", "gb18030" (GBK and GB2312
- * are subsets) or NULL/"auto": valid UTF-8 stays UTF-8, anything else is
- * read as GB18030.  A UTF-8 byte order mark is dropped.  The result is
- * appended to out (bounded by its max); *used_r (may be NULL) gets the
- * charset that was used ("utf-8" or "gb18030").  -1 if the input is not
- * valid in the charset.
- */
-int notice_charset_to_utf8(const uint8_t *in, size_t len, const char *charset,
-    struct buf *out, const char **used_r, const char **error_r);
-
-/* 1 if data[0..len) is well-formed UTF-8 (no overlongs, no surrogates). */
-int notice_utf8_valid(const uint8_t *data, size_t len);
-
-/*
- * Parse RFC 4180 CSV (already UTF-8): comma separated, fields optionally
- * in double quotes ("" inside quotes is one quote; quoted fields may hold
- * commas and line breaks), records end in CRLF or LF, a final line break
- * is optional, empty lines are skipped.  The first record names the
- * columns (unique, non-empty, at most NOTICE_CSV_MAX_NAME bytes, spaces
- * around them trimmed); every other record must have exactly as many
- * fields.  No NUL bytes.  Limits: NOTICE_CSV_MAX_*.  On success *csv
- * owns everything (free with notice_csv_free); on -1 it is empty.
- */
-int notice_csv_parse(const uint8_t *data, size_t len, struct notice_csv *csv,
-    const char **error_r);
-
-/* Field of data row (0-based) in column col; borrowed from csv. */
-const char *notice_csv_cell(const struct notice_csv *csv, size_t row,
-    size_t col);
-
-/* Column index of name, or -1. */
-int notice_csv_column(const struct notice_csv *csv, const char *name);
-
-void notice_csv_free(struct notice_csv *csv);
+/* CSV input (charset, parsing): lib/csv.h. */
 
 /* -------------------------------------------------------- template */
 
 /* Longest template file. */
 #define NOTICE_TEMPLATE_MAX		(4u * 1024 * 1024)
 /* Longest placeholder name between the braces. */
-#define NOTICE_PLACEHOLDER_MAX		NOTICE_CSV_MAX_NAME
+#define NOTICE_PLACEHOLDER_MAX		CSV_MAX_NAME
 
 /*
  * A template: header fields From, To, Cc (optional), Subject and optional
@@ -105,7 +52,7 @@ struct notice_template {
  * missing From/To/Subject, placeholders naming no column of csv (csv may
  * be NULL to skip that check) and unterminated placeholders fail.
  */
-int notice_template_parse(const char *text, const struct notice_csv *csv,
+int notice_template_parse(const char *text, const struct csv *csv,
     struct notice_template *t, const char **error_r);
 void notice_template_free(struct notice_template *t);
 
@@ -115,7 +62,7 @@ void notice_template_free(struct notice_template *t);
  * injection from a CSV field).  -1 if a placeholder is unknown or
  * unterminated, or out is full.
  */
-int notice_merge(const char *src, const struct notice_csv *csv, size_t row,
+int notice_merge(const char *src, const struct csv *csv, size_t row,
     int header, struct buf *out, const char **error_r);
 
 /* --------------------------------------------------------- journal */

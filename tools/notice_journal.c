@@ -130,7 +130,7 @@ journal_apply(struct notice_journal *j, char *line, size_t *done_r,
 
 	n = split(line, f, 6);
 	if (n < 2 || strlen(f[0]) != 1 ||
-	    strnum_u64(f[1], 1, NOTICE_CSV_MAX_ROWS, &row, &e) == -1)
+	    strnum_u64(f[1], 1, CSV_MAX_ROWS, &row, &e) == -1)
 		goto bad;
 	r = row_get(j, (size_t)row);
 	switch (f[0][0]) {

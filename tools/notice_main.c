@@ -385,7 +385,7 @@ build_entity(const struct opts *o, struct buf *entity)
 
 	read_file(o->body, NOTICE_MAX_FILE, &file);
 	buf_init(&body, NOTICE_MAX_FILE * 2);
-	if (notice_charset_to_utf8(file.data, file.len, NULL, &body, NULL,
+	if (csv_charset_to_utf8(file.data, file.len, NULL, &body, NULL,
 	    &err) == -1)
 		die("%s: %s", o->body, err);
 	buf_free(&file);
@@ -397,7 +397,7 @@ build_entity(const struct opts *o, struct buf *entity)
 	if (o->html != NULL) {
 		read_file(o->html, NOTICE_MAX_FILE, &file);
 		buf_init(&body, NOTICE_MAX_FILE * 2);
-		if (notice_charset_to_utf8(file.data, file.len, NULL, &body,
+		if (csv_charset_to_utf8(file.data, file.len, NULL, &body,
 		    NULL, &err) == -1)
 			die("%s: %s", o->html, err);
 		buf_free(&file);
@@ -528,7 +528,7 @@ done:
 
 struct merge {
 	struct opts *o;
-	struct notice_csv csv;
+	struct csv csv;
 	struct notice_template tmpl;
 	struct notice_journal *j;
 	struct govca_cms_identity *id;
@@ -938,19 +938,19 @@ cmd_merge(struct opts *o)
 	memset(&m, 0, sizeof(m));
 	m.o = o;
 	buf_init(&hashin, BUF_UNBOUNDED);
-	read_file(o->csv, NOTICE_CSV_MAX_BYTES, &raw);
-	buf_init(&text, NOTICE_CSV_MAX_BYTES);
-	if (notice_charset_to_utf8(raw.data, raw.len, o->charset, &text,
+	read_file(o->csv, CSV_MAX_BYTES, &raw);
+	buf_init(&text, CSV_MAX_BYTES);
+	if (csv_charset_to_utf8(raw.data, raw.len, o->charset, &text,
 	    &used, &err) == -1)
 		die("%s: %s", o->csv, err);
 	buf_append(&hashin, raw.data, raw.len);
 	buf_free(&raw);
-	if (notice_csv_parse(text.data, text.len, &m.csv, &err) == -1)
+	if (csv_parse(text.data, text.len, &m.csv, &err) == -1)
 		die("%s: %s", o->csv, err);
 	buf_free(&text);
 	read_file(o->template, NOTICE_TEMPLATE_MAX, &raw);
 	buf_init(&text, NOTICE_TEMPLATE_MAX * 2);
-	if (notice_charset_to_utf8(raw.data, raw.len, o->charset, &text,
+	if (csv_charset_to_utf8(raw.data, raw.len, o->charset, &text,
 	    NULL, &err) == -1)
 		die("%s: %s", o->template, err);
 	buf_append_byte(&hashin, 0);
@@ -1042,7 +1042,7 @@ cmd_merge(struct opts *o)
 	govca_cms_identity_free(m.id);
 	notice_journal_close(m.j);
 	notice_template_free(&m.tmpl);
-	notice_csv_free(&m.csv);
+	csv_free(&m.csv);
 	return status;
 }
 

@@ -247,8 +247,9 @@ class Pki:
     def citizen(self, local, idno=RESIDENT_ID_OK, cert=True,
                 key_type=None):
         addr = f"{local}@{DOMAIN}"
-        self.ctl.user(addr, "citizen", "--name", local, "--resident-id",
-                      idno, "--verified")
+        # Surname first, then the given name: the CA splits it so.
+        self.ctl.user(addr, "citizen", "--name", f"{local.capitalize()} Wei",
+                      "--resident-id", idno, "--verified")
         if not cert:
             return addr, None
         extra = ("--key-type", key_type) if key_type else ()

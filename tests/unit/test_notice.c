@@ -50,7 +50,7 @@ test_utf8_valid(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		assert_int_equal(notice_utf8_valid((const uint8_t *)
+		assert_int_equal(str_utf8_valid((const uint8_t *)
 		    cases[i].s, strlen(cases[i].s)), cases[i].ok);
 }
 
@@ -88,7 +88,7 @@ test_charset(void **state)
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		buf_init(&out, 4096);
 		used = NULL;
-		assert_int_equal(notice_charset_to_utf8((const uint8_t *)
+		assert_int_equal(csv_charset_to_utf8((const uint8_t *)
 		    cases[i].in, strlen(cases[i].in), cases[i].charset, &out,
 		    &used, &err), cases[i].ret);
 		if (cases[i].ret == 0) {
@@ -99,11 +99,11 @@ test_charset(void **state)
 	}
 	/* The output bound holds: 4 bytes of GB18030 become 6 of UTF-8. */
 	buf_init(&out, 5);
-	assert_int_equal(notice_charset_to_utf8((const uint8_t *)
+	assert_int_equal(csv_charset_to_utf8((const uint8_t *)
 	    "\xd5\xc5\xce\xb0", 4, "gb18030", &out, &used, &err), -1);
 	buf_free(&out);
 	buf_init(&out, 6);
-	assert_int_equal(notice_charset_to_utf8((const uint8_t *)
+	assert_int_equal(csv_charset_to_utf8((const uint8_t *)
 	    "\xd5\xc5\xce\xb0", 4, "gb18030", &out, &used, &err), 0);
 	buf_free(&out);
 }
@@ -135,14 +135,14 @@ test_csv_good(void **state)
 		    "\xe5\xa7\x93\xe5\x90\x8d|email|\xe5\xbc\xa0|z@x" },
 		{ "only\n", 0, 1, "only" },
 	};
-	struct notice_csv csv;
+	struct csv csv;
 	const char *err;
 	char *want, *tok, *save;
 	size_t i, k, r, c;
 
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		assert_int_equal(notice_csv_parse((const uint8_t *)
+		assert_int_equal(csv_parse((const uint8_t *)
 		    cases[i].in, strlen(cases[i].in), &csv, &err), 0);
 		assert_int_equal(csv.n_rows, cases[i].rows);
 		assert_int_equal(csv.n_cols, cases[i].cols);
@@ -157,7 +157,7 @@ test_csv_good(void **state)
 			else {
 				r = (k - csv.n_cols) / csv.n_cols;
 				c = (k - csv.n_cols) % csv.n_cols;
-				assert_string_equal(notice_csv_cell(&csv, r,
+				assert_string_equal(csv_cell(&csv, r,
 				    c), tok);
 			}
 			k++;
@@ -166,7 +166,7 @@ test_csv_good(void **state)
 		}
 		assert_int_equal(k, csv.n_cols * (csv.n_rows + 1));
 		free(want);
-		notice_csv_free(&csv);
+		csv_free(&csv);
 	}
 }
 
@@ -186,20 +186,20 @@ test_csv_bad(void **state)
 		"a,\n1,2\n",
 		"{{a}}\n1\n",
 	};
-	struct notice_csv csv;
+	struct csv csv;
 	const char *err;
 	size_t i;
 
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		err = NULL;
-		assert_int_equal(notice_csv_parse((const uint8_t *)cases[i],
+		assert_int_equal(csv_parse((const uint8_t *)cases[i],
 		    strlen(cases[i]), &csv, &err), -1);
 		assert_non_null(err);
 		assert_null(csv.names);
 	}
 	/* NUL inside a field */
-	assert_int_equal(notice_csv_parse((const uint8_t *)"a\nx\0y\n", 6,
+	assert_int_equal(csv_parse((const uint8_t *)"a\nx\0y\n", 6,
 	    &csv, &err), -1);
 }
 
@@ -234,7 +234,7 @@ csv_make(size_t ncols, size_t name_len, size_t field_len)
 static void
 test_csv_limits(void **state)
 {
-	struct notice_csv csv;
+	struct csv csv;
 	struct buf b;
 	const char *err;
 	size_t n;
@@ -242,40 +242,40 @@ test_csv_limits(void **state)
 
 	(void)state;
 	/* columns: N-1, N, N+1 */
-	for (n = NOTICE_CSV_MAX_COLUMNS - 1; n <= NOTICE_CSV_MAX_COLUMNS + 1;
+	for (n = CSV_MAX_COLUMNS - 1; n <= CSV_MAX_COLUMNS + 1;
 	    n++) {
 		b = csv_make(n, 1, 1);
-		want = n <= NOTICE_CSV_MAX_COLUMNS ? 0 : -1;
-		assert_int_equal(notice_csv_parse(b.data, b.len, &csv, &err),
+		want = n <= CSV_MAX_COLUMNS ? 0 : -1;
+		assert_int_equal(csv_parse(b.data, b.len, &csv, &err),
 		    want);
 		if (want == 0)
 			assert_int_equal(csv.n_cols, n);
-		notice_csv_free(&csv);
+		csv_free(&csv);
 		buf_free(&b);
 	}
 	/* field length: N-1, N, N+1 */
-	for (n = NOTICE_CSV_MAX_FIELD - 1; n <= NOTICE_CSV_MAX_FIELD + 1;
+	for (n = CSV_MAX_FIELD - 1; n <= CSV_MAX_FIELD + 1;
 	    n++) {
 		b = csv_make(1, 1, n);
-		want = n <= NOTICE_CSV_MAX_FIELD ? 0 : -1;
-		assert_int_equal(notice_csv_parse(b.data, b.len, &csv, &err),
+		want = n <= CSV_MAX_FIELD ? 0 : -1;
+		assert_int_equal(csv_parse(b.data, b.len, &csv, &err),
 		    want);
 		if (want == 0)
-			assert_int_equal(strlen(notice_csv_cell(&csv, 0, 0)),
+			assert_int_equal(strlen(csv_cell(&csv, 0, 0)),
 			    n);
-		notice_csv_free(&csv);
+		csv_free(&csv);
 		buf_free(&b);
 	}
 	/* column name length: N-1, N, N+1 */
-	for (n = NOTICE_CSV_MAX_NAME - 1; n <= NOTICE_CSV_MAX_NAME + 1; n++) {
+	for (n = CSV_MAX_NAME - 1; n <= CSV_MAX_NAME + 1; n++) {
 		buf_init(&b, BUF_UNBOUNDED);
 		while (b.len < n)
 			buf_append_byte(&b, 'k');
 		buf_append_str(&b, "\nv\n");
-		want = n <= NOTICE_CSV_MAX_NAME ? 0 : -1;
-		assert_int_equal(notice_csv_parse(b.data, b.len, &csv, &err),
+		want = n <= CSV_MAX_NAME ? 0 : -1;
+		assert_int_equal(csv_parse(b.data, b.len, &csv, &err),
 		    want);
-		notice_csv_free(&csv);
+		csv_free(&csv);
 		buf_free(&b);
 	}
 }
@@ -286,7 +286,7 @@ test_csv_truncations(void **state)
 	static const char sample[] = "\xef\xbb\xbf" "name,email,note\r\n"
 	    "\"Zhang, Wei\",z@x,\"a \"\"b\"\"\r\nc\"\r\n"
 	    "\xe6\x9d\x8e,l@x,\r\n";
-	struct notice_csv csv;
+	struct csv csv;
 	const char *err;
 	size_t n;
 	int r;
@@ -294,30 +294,83 @@ test_csv_truncations(void **state)
 	(void)state;
 	/* Every prefix parses or fails cleanly (run under ASan, too). */
 	for (n = 0; n <= sizeof(sample) - 1; n++) {
-		r = notice_csv_parse((const uint8_t *)sample, n, &csv, &err);
+		r = csv_parse((const uint8_t *)sample, n, &csv, &err);
 		assert_true(r == 0 || r == -1);
-		notice_csv_free(&csv);
+		csv_free(&csv);
 	}
-	assert_int_equal(notice_csv_parse((const uint8_t *)sample,
+	assert_int_equal(csv_parse((const uint8_t *)sample,
 	    sizeof(sample) - 1, &csv, &err), 0);
 	assert_int_equal(csv.n_rows, 2);
-	assert_string_equal(notice_csv_cell(&csv, 0, 2), "a \"b\"\r\nc");
-	assert_int_equal(notice_csv_column(&csv, "email"), 1);
-	assert_int_equal(notice_csv_column(&csv, "nope"), -1);
-	notice_csv_free(&csv);
+	assert_string_equal(csv_cell(&csv, 0, 2), "a \"b\"\r\nc");
+	assert_int_equal(csv_column(&csv, "email"), 1);
+	assert_int_equal(csv_column(&csv, "nope"), -1);
+	csv_free(&csv);
+}
+
+/*
+ * Record by record (csv_open/csv_next): the fields of each record, the
+ * line each began on (lines inside quotes and empty lines counted), and
+ * the line of a bad record.
+ */
+static void
+test_csv_reader(void **state)
+{
+	static const char in[] = "address, class\r\n"
+	    "a@x,citizen\n"
+	    "\n"
+	    "\"b@x\",\"two\nlines\"\n"
+	    "c@x,\n"
+	    "d@x,1,2\n";
+	struct csv_reader r;
+	const char *err = NULL;
+
+	(void)state;
+	assert_int_equal(csv_open(&r, (const uint8_t *)in, sizeof(in) - 1,
+	    &err), 0);
+	assert_int_equal(r.n_cols, 2);
+	assert_string_equal(r.names[1], "class");
+	assert_int_equal(csv_reader_column(&r, "class"), 1);
+	assert_int_equal(csv_reader_column(&r, "nope"), -1);
+	assert_int_equal(csv_next(&r, &err), 1);
+	assert_string_equal(r.fields[0], "a@x");
+	assert_int_equal(r.record_line, 2);
+	assert_int_equal(csv_next(&r, &err), 1);
+	assert_string_equal(r.fields[1], "two\nlines");
+	assert_int_equal(r.record_line, 4);
+	assert_int_equal(csv_next(&r, &err), 1);
+	assert_string_equal(r.fields[0], "c@x");
+	assert_string_equal(r.fields[1], "");
+	assert_int_equal(r.record_line, 6);
+	assert_int_equal(csv_next(&r, &err), -1);
+	assert_string_equal(err, "a record has the wrong number of fields");
+	assert_int_equal(r.record_line, 7);
+	assert_int_equal(r.n_rows, 3);
+	csv_close(&r);
+
+	/* The end: 0, and again 0. */
+	assert_int_equal(csv_open(&r, (const uint8_t *)"a\nx\n", 4, &err),
+	    0);
+	assert_int_equal(csv_next(&r, &err), 1);
+	assert_int_equal(csv_next(&r, &err), 0);
+	assert_int_equal(csv_next(&r, &err), 0);
+	csv_close(&r);
+	/* No header: -1, and *r is empty (csv_close is not needed). */
+	assert_int_equal(csv_open(&r, (const uint8_t *)"\n\n", 2, &err), -1);
+	assert_string_equal(err, "no header record");
+	assert_null(r.names);
 }
 
 /* ----------------------------------------------------------- template */
 
-static struct notice_csv
+static struct csv
 sample_csv(void)
 {
 	static const char in[] = "name,email,amount,bad\n"
 	    "\xe5\xbc\xa0\xe4\xbc\x9f,z@city.example,88.00,\"x\ny\"\n";
-	struct notice_csv csv;
+	struct csv csv;
 	const char *err;
 
-	assert_int_equal(notice_csv_parse((const uint8_t *)in,
+	assert_int_equal(csv_parse((const uint8_t *)in,
 	    sizeof(in) - 1, &csv, &err), 0);
 	return csv;
 }
@@ -344,7 +397,7 @@ test_template_parse(void **state)
 		{ "From: a@b\nTo: x@y\nSubject: s\nContent-Type: "
 		    "application/pdf\n\n", -1 },
 	};
-	struct notice_csv csv = sample_csv();
+	struct csv csv = sample_csv();
 	struct notice_template t;
 	const char *err;
 	size_t i;
@@ -365,7 +418,7 @@ test_template_parse(void **state)
 	    "{{email}}\nSubject: s\n\nx", NULL, &t, &err), 0);
 	assert_string_equal(t.body, "x");
 	notice_template_free(&t);
-	notice_csv_free(&csv);
+	csv_free(&csv);
 }
 
 static void
@@ -391,7 +444,7 @@ test_merge(void **state)
 		{ "{{" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 		    "aaaaaaaaaaaa}}", 0, -1, NULL },		/* 68 > 64 */
 	};
-	struct notice_csv csv = sample_csv();
+	struct csv csv = sample_csv();
 	struct buf out;
 	const char *err;
 	size_t i;
@@ -413,7 +466,7 @@ test_merge(void **state)
 	assert_int_equal(notice_merge("0123456789", &csv, 0, 0, &out, &err),
 	    -1);
 	buf_free(&out);
-	notice_csv_free(&csv);
+	csv_free(&csv);
 }
 
 /* ------------------------------------------------------------ journal */
@@ -625,6 +678,7 @@ main(void)
 		cmocka_unit_test(test_csv_bad),
 		cmocka_unit_test(test_csv_limits),
 		cmocka_unit_test(test_csv_truncations),
+		cmocka_unit_test(test_csv_reader),
 		cmocka_unit_test(test_template_parse),
 		cmocka_unit_test(test_merge),
 		cmocka_unit_test(test_journal),
