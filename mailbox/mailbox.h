@@ -144,6 +144,10 @@ struct store_account_spec {
 	const char *address;
 	enum store_class class;
 	const char *password;		/* hashed with Argon2id, never stored */
+	const char *password_hash;	/* instead of password: an Argon2id or
+					   Argon2i string as crypto_pwhash_str
+					   makes ("$argon2id$v=19$m=..."),
+					   stored as given (bulk import) */
 	const char *display_name;	/* all classes */
 	const char *organisation;	/* official, department: the department;
 					   legal person: the registered name */

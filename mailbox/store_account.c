@@ -727,10 +727,29 @@ st_account_spec_check(struct store *s, const struct store_account_spec *sp,
 	a->quota_messages = sp->quota_messages ? sp->quota_messages :
 	    s->quota_messages_def;
 	a->created = (int64_t)time(NULL);
+	if (sp->password != NULL && sp->password_hash != NULL) {
+		*error_r = "a password and a password hash";
+		return STORE_EINVAL;
+	}
 	if (sp->password != NULL) {
 		if ((r = st_password_hash(s, sp->password, &a->pwhash,
 		    error_r)) != 0)
 			return r;
+	} else if (sp->password_hash != NULL) {
+		/*
+		 * Only what crypto_pwhash_str_verify can check: an Argon2
+		 * string libsodium decodes (needs_rehash says -1 otherwise).
+		 */
+		if ((!str_has_prefix(sp->password_hash, "$argon2id$") &&
+		    !str_has_prefix(sp->password_hash, "$argon2i$")) ||
+		    strlen(sp->password_hash) >= crypto_pwhash_STRBYTES ||
+		    crypto_pwhash_str_needs_rehash(sp->password_hash,
+		    s->opslimit, s->memlimit) == -1) {
+			*error_r = "password hash is no Argon2id or Argon2i "
+			    "string libsodium can verify";
+			return STORE_EINVAL;
+		}
+		a->pwhash = xstrdup(sp->password_hash);
 	} else
 		a->pwhash = xstrdup("");
 	return 0;

@@ -130,6 +130,12 @@ int ctl_read_password(struct ctl *ctl, const char *file, int confirm,
     struct buf *pw);
 
 /*
+ * Read the file at path ("-": standard input), at most max bytes, into
+ * *out (the caller frees it).  Returns 0 or an exit status after one line.
+ */
+int ctl_read_file(struct ctl *ctl, const char *path, size_t max,
+    struct buf *out);
+/*
  * Check an address given on the command line before it reaches the store:
  * non-empty, at most STORE_ADDRESS_MAX bytes, one '@' with text on both
  * sides, no control bytes or spaces.  Returns 0 or prints and returns

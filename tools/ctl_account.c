@@ -19,6 +19,8 @@
 #include <sodium.h>
 
 #include "buf.h"
+#include "config.h"
+#include "csv.h"
 #include "ctl.h"
 #include "ident.h"
 #include "mailbox.h"
@@ -159,6 +161,7 @@ enum {
 	CTL_OPT_PASSWORD_FILE,
 	CTL_OPT_ISSUE_CERT,
 	CTL_OPT_P12,
+	CTL_OPT_CHARSET,
 };
 
 /* A text attribute: bounded, no control bytes. */
@@ -236,6 +239,70 @@ ctl_parse_quota(struct ctl *ctl, const char *opt, const char *arg, int size,
 	if (rc != 0 || *val_r == 0)
 		return ctl_usage(ctl, "%s: %s", opt,
 		    why != NULL ? why : "must be at least 1");
+	return CTL_EX_OK;
+}
+
+/*
+ * What user add and user import check of one account before the store
+ * does: attributes that do not belong to its class, its address and
+ * texts, the USCC and the resident ID number (both upper-cased in place).
+ * Names the options (cli) or the import's columns.  Returns 0, or the
+ * exit status after one line: CTL_EX_USAGE for an option that does not
+ * fit the class on the command line, else CTL_EX_DATAERR.
+ */
+static int
+ctl_account_check(struct ctl *ctl, const struct store_account_spec *spec,
+    char *org_id, char *resident_id, int cli)
+{
+	const char *misfit = NULL;
+	int rc;
+
+	if (resident_id != NULL && spec->class != STORE_CLASS_CITIZEN)
+		misfit = cli ? "--resident-id is for the citizen class" :
+		    "resident_id is for the citizen class";
+	else if (spec->identity_verified &&
+	    spec->class != STORE_CLASS_CITIZEN)
+		misfit = cli ? "--verified is for the citizen class" :
+		    "verified is for the citizen class";
+	else if (spec->legacy_code && spec->class != STORE_CLASS_LEGAL_PERSON)
+		misfit = cli ? "--legacy-code is for the legal-person class" :
+		    "legacy_code is for the legal-person class";
+	else if (spec->title != NULL && spec->class != STORE_CLASS_OFFICIAL)
+		misfit = cli ? "--title is for the official class" :
+		    "title is for the official class";
+	else if (org_id != NULL && spec->class == STORE_CLASS_CITIZEN)
+		misfit = cli ? "--org-id is not for the citizen class" :
+		    "org_id is not for the citizen class";
+	else if (spec->class == STORE_CLASS_LEGAL_PERSON && org_id == NULL)
+		misfit = cli ? "a legal person needs --org-id USCC" :
+		    "a legal person needs an org_id (USCC)";
+	if (misfit != NULL)
+		return cli ? ctl_usage(ctl, "%s", misfit) :
+		    ctl_fail(ctl, CTL_EX_DATAERR, "%s", misfit);
+
+	if ((rc = ctl_check_address(ctl, spec->address)) != 0)
+		return rc;
+	if ((spec->display_name != NULL && (rc = ctl_check_text(ctl,
+	    cli ? "--name" : "name", spec->display_name)) != 0) ||
+	    (spec->organisation != NULL && (rc = ctl_check_text(ctl,
+	    cli ? "--org" : "org", spec->organisation)) != 0) ||
+	    (spec->title != NULL && (rc = ctl_check_text(ctl,
+	    cli ? "--title" : "title", spec->title)) != 0) ||
+	    (org_id != NULL && (rc = ctl_check_text(ctl,
+	    cli ? "--org-id" : "org_id", org_id)) != 0))
+		return rc;
+	if (spec->class == STORE_CLASS_LEGAL_PERSON) {
+		ctl_upper(org_id);
+		if ((rc = ctl_check_uscc(ctl, org_id, spec->legacy_code)) != 0)
+			return rc;
+	}
+	if (resident_id != NULL) {
+		ctl_upper(resident_id);
+		if (!ident_resident_id_valid(resident_id))
+			return ctl_fail(ctl, CTL_EX_DATAERR,
+			    "invalid resident ID number (18 characters, ISO "
+			    "7064 MOD 11-2 check digit)");
+	}
 	return CTL_EX_OK;
 }
 
@@ -346,58 +413,8 @@ ctl_user_add(struct ctl *ctl, int argc, char **argv)
 		goto out;
 	}
 
-	/* Attributes that do not belong to the class are operator mistakes. */
-	if (resident_id != NULL && spec.class != STORE_CLASS_CITIZEN) {
-		rc = ctl_usage(ctl, "--resident-id is for the citizen class");
+	if ((rc = ctl_account_check(ctl, &spec, org_id, resident_id, 1)) != 0)
 		goto out;
-	}
-	if (spec.identity_verified && spec.class != STORE_CLASS_CITIZEN) {
-		rc = ctl_usage(ctl, "--verified is for the citizen class");
-		goto out;
-	}
-	if (spec.legacy_code && spec.class != STORE_CLASS_LEGAL_PERSON) {
-		rc = ctl_usage(ctl, "--legacy-code is for the legal-person "
-		    "class");
-		goto out;
-	}
-	if (spec.title != NULL && spec.class != STORE_CLASS_OFFICIAL) {
-		rc = ctl_usage(ctl, "--title is for the official class");
-		goto out;
-	}
-	if (org_id != NULL && spec.class == STORE_CLASS_CITIZEN) {
-		rc = ctl_usage(ctl, "--org-id is not for the citizen class");
-		goto out;
-	}
-	if (spec.class == STORE_CLASS_LEGAL_PERSON && org_id == NULL) {
-		rc = ctl_usage(ctl, "a legal person needs --org-id USCC");
-		goto out;
-	}
-
-	if ((rc = ctl_check_address(ctl, spec.address)) != 0)
-		goto out;
-	if ((spec.display_name != NULL &&
-	    (rc = ctl_check_text(ctl, "--name", spec.display_name)) != 0) ||
-	    (spec.organisation != NULL &&
-	    (rc = ctl_check_text(ctl, "--org", spec.organisation)) != 0) ||
-	    (spec.title != NULL &&
-	    (rc = ctl_check_text(ctl, "--title", spec.title)) != 0) ||
-	    (org_id != NULL &&
-	    (rc = ctl_check_text(ctl, "--org-id", org_id)) != 0))
-		goto out;
-	if (spec.class == STORE_CLASS_LEGAL_PERSON) {
-		ctl_upper(org_id);
-		if ((rc = ctl_check_uscc(ctl, org_id, spec.legacy_code)) != 0)
-			goto out;
-	}
-	if (resident_id != NULL) {
-		ctl_upper(resident_id);
-		if (!ident_resident_id_valid(resident_id)) {
-			rc = ctl_fail(ctl, CTL_EX_DATAERR,
-			    "invalid resident ID number (18 characters, ISO "
-			    "7064 MOD 11-2 check digit)");
-			goto out;
-		}
-	}
 	spec.org_id = org_id;
 	spec.resident_id = resident_id;
 
@@ -435,6 +452,306 @@ out:
 		free(resident_id);
 	}
 	free(org_id);
+	return rc;
+}
+
+/* ---- user import ---------------------------------------------------- */
+
+/* An import's columns; address and class are required. */
+enum ctl_import_col {
+	IMP_ADDRESS, IMP_CLASS, IMP_NAME, IMP_ORG, IMP_ORG_ID, IMP_TITLE,
+	IMP_RESIDENT_ID, IMP_VERIFIED, IMP_LEGACY_CODE, IMP_QUOTA_BYTES,
+	IMP_QUOTA_MESSAGES, IMP_PASSWORD_HASH, IMP_NCOLS
+};
+
+static const char *const ctl_import_names[IMP_NCOLS] = {
+	"address", "class", "name", "org", "org_id", "title", "resident_id",
+	"verified", "legacy_code", "quota_bytes", "quota_messages",
+	"password_hash",
+};
+
+/* Accounts made between two durable flushes of an import. */
+#define CTL_IMPORT_SYNC_EVERY 1000
+
+struct ctl_import {
+	int col[IMP_NCOLS];		/* column index, -1 when absent */
+	uint64_t added, present, refused;
+};
+
+/* A yes/no column: "", 0, no, false; 1, yes, true.  -1 for anything else. */
+static int
+ctl_import_flag(const char *v)
+{
+	if (*v == '\0' || strcmp(v, "0") == 0 || str_casecmp(v, "no") == 0 ||
+	    str_casecmp(v, "false") == 0)
+		return 0;
+	if (strcmp(v, "1") == 0 || str_casecmp(v, "yes") == 0 ||
+	    str_casecmp(v, "true") == 0)
+		return 1;
+	return -1;
+}
+
+/*
+ * One record: checked as user add checks its options, then added.
+ * Returns 0 (added, present or refused: counted, a refusal printed), or
+ * an exit status that ends the import (the store failed).
+ */
+static int
+ctl_import_row(struct ctl *ctl, struct ctl_import *imp, char **f)
+{
+	struct store_account_spec spec;
+	struct store_account *acct = NULL;
+	const char *error = NULL, *why = NULL, *v;
+	char *org_id = NULL, *resident_id = NULL;
+	int rc = CTL_EX_OK, r, i;
+
+	memset(&spec, 0, sizeof(spec));
+#define IMP(c) (imp->col[c] == -1 || f[imp->col[c]][0] == '\0' ? NULL : \
+	f[imp->col[c]])
+	spec.address = f[imp->col[IMP_ADDRESS]];
+	if (store_class_parse(f[imp->col[IMP_CLASS]], &spec.class) != 0) {
+		rc = ctl_fail(ctl, CTL_EX_DATAERR, "unknown class '%s' "
+		    "(official, department, legal-person, citizen)",
+		    f[imp->col[IMP_CLASS]]);
+		goto refused;
+	}
+	spec.display_name = IMP(IMP_NAME);
+	spec.organisation = IMP(IMP_ORG);
+	spec.title = IMP(IMP_TITLE);
+	spec.password_hash = IMP(IMP_PASSWORD_HASH);
+	if ((v = IMP(IMP_ORG_ID)) != NULL)
+		org_id = xstrdup(v);
+	if ((v = IMP(IMP_RESIDENT_ID)) != NULL)
+		resident_id = xstrdup(v);
+	for (i = IMP_VERIFIED; i <= IMP_LEGACY_CODE; i++) {
+		if (imp->col[i] == -1)
+			continue;
+		if ((r = ctl_import_flag(f[imp->col[i]])) == -1) {
+			rc = ctl_fail(ctl, CTL_EX_DATAERR, "%s: not yes or "
+			    "no", ctl_import_names[i]);
+			goto refused;
+		}
+		*(i == IMP_VERIFIED ? &spec.identity_verified :
+		    &spec.legacy_code) = r;
+	}
+	if (((v = IMP(IMP_QUOTA_BYTES)) != NULL && (strnum_size(v,
+	    CTL_QUOTA_MAX, &spec.quota_bytes, &why) != 0 ||
+	    spec.quota_bytes == 0)) || ((v = IMP(IMP_QUOTA_MESSAGES)) !=
+	    NULL && strnum_u64(v, 1, CTL_QUOTA_MAX, &spec.quota_messages,
+	    &why) != 0)) {
+		rc = ctl_fail(ctl, CTL_EX_DATAERR, "%s: %s",
+		    v == IMP(IMP_QUOTA_BYTES) ? "quota_bytes" :
+		    "quota_messages", why != NULL ? why : "must be at least 1");
+		goto refused;
+	}
+#undef IMP
+	if ((rc = ctl_account_check(ctl, &spec, org_id, resident_id, 0)) != 0)
+		goto refused;
+	spec.org_id = org_id;
+	spec.resident_id = resident_id;
+	r = store_account_add(ctl->store, &spec, &error);
+	if (r == STORE_EEXISTS && store_account_get(ctl->store,
+	    spec.address, &acct, NULL) == 0) {
+		/* Imported before (a rerun): left as it is. */
+		store_account_free(acct);
+		imp->present++;
+		goto out;
+	}
+	if (r == STORE_EINVAL || r == STORE_ENOTFOUND || r == STORE_EEXISTS) {
+		/*
+		 * This record's data: no such domain, a bad attribute, an
+		 * alias's or a list's address, another's resident ID.
+		 */
+		rc = ctl_store_fail(ctl, r, spec.address, error);
+		goto refused;
+	}
+	if (r != 0) {
+		rc = ctl_store_fail(ctl, r, spec.address, error);
+		goto out;
+	}
+	imp->added++;
+	goto out;
+refused:
+	imp->refused++;
+	rc = CTL_EX_OK;
+out:
+	free(org_id);
+	if (resident_id != NULL) {
+		/* SECURITY: personal data; wipe our copy. */
+		sodium_memzero(resident_id, strlen(resident_id));
+		free(resident_id);
+	}
+	return rc;
+}
+
+/*
+ * Make what the import added so far durable; and checkpoint as the
+ * daemons do ([store] checkpoint_interval), so that a long import does not
+ * pile up log files until the next daemon's checkpoint.
+ */
+static int
+ctl_import_sync(struct ctl *ctl)
+{
+	const char *error = NULL;
+	int r;
+
+	if ((r = store_sync(ctl->store, &error)) != 0)
+		return ctl_store_fail(ctl, r, "making the accounts durable",
+		    error);
+	if ((r = store_maintain(ctl->store, &error)) != 0)
+		return ctl_store_fail(ctl, r, "checkpoint", error);
+	return CTL_EX_OK;
+}
+
+static int
+ctl_user_import(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "charset", required_argument, NULL, CTL_OPT_CHARSET },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ctl_import imp;
+	struct csv_reader csv;
+	struct buf raw, text;
+	const char *charset = NULL, *error = NULL, *cmd = ctl->cmd;
+	char where[64];
+	uint64_t since_sync = 0;
+	int c, rc, got, i, open_ok = 0;
+
+	buf_init(&raw, 0);
+	buf_init(&text, CSV_MAX_BYTES);
+	memset(&imp, 0, sizeof(imp));
+	while ((c = ctl_getopt(ctl, argc, argv, ":h", longopts)) != -1) {
+		if (c == 'h') {
+			rc = ctl_help(ctl);
+			goto done;
+		}
+		if (c != CTL_OPT_CHARSET) {
+			rc = CTL_EX_USAGE;
+			goto done;
+		}
+		charset = optarg;
+	}
+	if (argc - optind != 1) {
+		rc = ctl_usage(ctl, argc - optind < 1 ? "missing FILE" :
+		    "too many arguments");
+		goto done;
+	}
+	if ((rc = ctl_read_file(ctl, argv[optind], CSV_MAX_BYTES, &raw)) != 0)
+		goto done;
+	if (csv_charset_to_utf8(raw.data, raw.len, charset, &text, NULL,
+	    &error) == -1) {
+		rc = ctl_fail(ctl, CTL_EX_DATAERR, "%s: %s", argv[optind],
+		    error);
+		goto done;
+	}
+	buf_free(&raw);
+	if (csv_open(&csv, text.data, text.len, &error) == -1) {
+		rc = ctl_fail(ctl, CTL_EX_DATAERR, "%s: %s", argv[optind],
+		    error);
+		goto done;
+	}
+	open_ok = 1;
+	/* Every column known (a misspelt one would be ignored silently). */
+	for (i = 0; i < IMP_NCOLS; i++)
+		imp.col[i] = csv_reader_column(&csv, ctl_import_names[i]);
+	for (i = 0; i < (int)csv.n_cols; i++) {
+		for (c = 0; c < IMP_NCOLS; c++)
+			if (strcmp(csv.names[i], ctl_import_names[c]) == 0)
+				break;
+		if (c == IMP_NCOLS) {
+			rc = ctl_fail(ctl, CTL_EX_DATAERR, "%s: unknown column "
+			    "'%s'", argv[optind], csv.names[i]);
+			goto done;
+		}
+	}
+	if (imp.col[IMP_ADDRESS] == -1 || imp.col[IMP_CLASS] == -1) {
+		rc = ctl_fail(ctl, CTL_EX_DATAERR, "%s: the columns address "
+		    "and class are required", argv[optind]);
+		goto done;
+	}
+	if ((rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
+		goto done;
+	/* Durable in batches, not per account: a rerun skips what is in. */
+	store_set_deferred_sync(ctl->store, 1);
+	while ((got = csv_next(&csv, &error)) != 0) {
+		(void)snprintf(where, sizeof(where), "%s: line %llu", cmd,
+		    (unsigned long long)csv.record_line);
+		ctl->cmd = where;
+		if (got == -1) {
+			imp.refused++;
+			rc = ctl_fail(ctl, CTL_EX_DATAERR, "%s", error);
+			break;
+		}
+		if ((rc = ctl_import_row(ctl, &imp, csv.fields)) != 0)
+			break;
+		ctl->cmd = cmd;
+		if (++since_sync == CTL_IMPORT_SYNC_EVERY) {
+			since_sync = 0;
+			if ((rc = ctl_import_sync(ctl)) != 0)
+				break;
+		}
+	}
+	ctl->cmd = cmd;
+	c = ctl_import_sync(ctl);
+	store_set_deferred_sync(ctl->store, 0);
+	if (rc == 0)
+		rc = c;
+	printf("added %llu, already present %llu, refused %llu\n",
+	    (unsigned long long)imp.added, (unsigned long long)imp.present,
+	    (unsigned long long)imp.refused);
+	c = ctl_flush(ctl);
+	if (rc == 0)
+		rc = c != 0 ? c : imp.refused > 0 ? CTL_EX_DATAERR : CTL_EX_OK;
+done:
+	ctl->cmd = cmd;
+	if (open_ok)
+		csv_close(&csv);
+	buf_free(&raw);
+	buf_free(&text);
+	return rc;
+}
+
+/* user hash: an Argon2id string for an import's password_hash column. */
+static int
+ctl_user_hash(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "password-file", required_argument, NULL,
+		  CTL_OPT_PASSWORD_FILE },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char hash[crypto_pwhash_STRBYTES];
+	const char *pwfile = NULL;
+	struct buf pw;
+	int c, rc;
+
+	buf_init(&pw, 0);
+	while ((c = ctl_getopt(ctl, argc, argv, ":h", longopts)) != -1) {
+		if (c == 'h')
+			return ctl_help(ctl);
+		if (c != CTL_OPT_PASSWORD_FILE)
+			return CTL_EX_USAGE;
+		pwfile = optarg;
+	}
+	if (argc - optind != 0)
+		return ctl_usage(ctl, "too many arguments");
+	if ((rc = ctl_config(ctl)) != 0 ||
+	    (rc = ctl_read_password(ctl, pwfile, 1, &pw)) != 0)
+		goto out;
+	if (crypto_pwhash_str(hash, buf_str(&pw), pw.len,
+	    config_uint(ctl->cfg, "store", "password_opslimit"),
+	    (size_t)config_size(ctl->cfg, "store", "password_memlimit")) !=
+	    0) {
+		rc = ctl_fail(ctl, CTL_EX_TEMPFAIL, "hashing failed (memory)");
+		goto out;
+	}
+	printf("%s\n", hash);
+	rc = ctl_flush(ctl);
+out:
+	buf_free(&pw);
 	return rc;
 }
 
@@ -932,6 +1249,14 @@ const struct ctl_cmd ctl_account_cmds[] = {
 	  "Create an account with its standard mailboxes; the password comes "
 	  "from FILE, from stdin, or is asked twice on the terminal; "
 	  "--issue-cert also issues its certificate into a PKCS#12." },
+	{ "user import", ctl_user_import,
+	  "user import FILE [--charset utf-8|gb18030|auto]",
+	  "Create the accounts of a CSV file (columns as in govmailctl(8)); "
+	  "existing ones are left as they are, so a rerun finishes an "
+	  "interrupted import." },
+	{ "user hash", ctl_user_hash, "user hash [--password-file FILE]",
+	  "Print the Argon2id hash of a password, for an import's "
+	  "password_hash column." },
 	{ "user del", ctl_user_del, "user del ADDRESS",
 	  "Delete an account with all its mailboxes and messages." },
 	{ "user passwd", ctl_user_passwd,

@@ -449,6 +449,29 @@ ctl_chomp(struct buf *pw)
 }
 
 int
+ctl_read_file(struct ctl *ctl, const char *path, size_t max, struct buf *out)
+{
+	int fd, rc;
+
+	buf_init(out, max);
+	if (strcmp(path, "-") == 0)
+		fd = STDIN_FILENO;
+	else if ((fd = open(path, O_RDONLY | O_NOCTTY | O_CLOEXEC)) == -1)
+		return ctl_fail(ctl, CTL_EX_NOINPUT, "%s: %s", path,
+		    strerror(errno));
+	rc = ctl_read_secret(fd, 0, out);
+	if (fd != STDIN_FILENO)
+		close(fd);
+	if (rc == -1)
+		return ctl_fail(ctl, CTL_EX_NOINPUT, "%s: %s", path,
+		    strerror(errno));
+	if (rc == -2)
+		return ctl_fail(ctl, CTL_EX_DATAERR, "%s: larger than %zu "
+		    "bytes", path, max);
+	return CTL_EX_OK;
+}
+
+int
 ctl_read_password(struct ctl *ctl, const char *file, int confirm,
     struct buf *pw)
 {
