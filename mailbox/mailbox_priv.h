@@ -35,6 +35,16 @@
 #define STORE_CACHE_REGIONS_MAX 8
 /* Memory pool hash buckets per 4 KiB page of [store] cache_size. */
 #define STORE_HASH_PER_PAGE 4
+/*
+ * Every buffer in the memory pool holds a mutex, and Berkeley DB sizes
+ * its mutex region for a pool of 4 KiB pages.  Usage pages are 512 bytes
+ * (STORE_USAGE_PAGESIZE, six accounts each): a store of a million
+ * accounts has more of them than a 64 MiB pool holds, and a pool full of
+ * them ran out of mutexes ("unable to allocate memory for mutex", once
+ * per page read).  Room for that many more buffers, at most this many
+ * (a 270 MiB pool of usage pages, three million accounts).
+ */
+#define STORE_MUTEX_EXTRA_MAX (1U << 19)
 /* In-memory log buffer: a 64 KiB chunk fits several times. */
 #define STORE_LOG_BUFFER (2U * 1024 * 1024)
 /* A store call (or open) blocked this long is stuck on a dead mutex. */

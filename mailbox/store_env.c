@@ -1017,7 +1017,7 @@ static int
 st_env_new(const struct config *cfg, long shm_key, DB_ENV **env_r)
 {
 	DB_ENV *env;
-	uint64_t cache, ncache;
+	uint64_t cache, ncache, extra;
 	int ret;
 
 	if ((ret = db_env_create(&env, 0)) != 0)
@@ -1051,6 +1051,9 @@ st_env_new(const struct config *cfg, long shm_key, DB_ENV **env_r)
 	(void)env->set_mp_tablesize(env,
 	    (u_int32_t)(cache / ncache / 4096 * STORE_HASH_PER_PAGE));
 	(void)env->set_mp_mtxcount(env, (u_int32_t)(cache / ncache / 10240));
+	extra = cache / STORE_USAGE_PAGESIZE - cache / 4096;
+	(void)env->mutex_set_increment(env, (u_int32_t)(extra >
+	    STORE_MUTEX_EXTRA_MAX ? STORE_MUTEX_EXTRA_MAX : extra));
 	(void)env->set_thread_count(env,
 	    (u_int32_t)config_uint(cfg, "store", "max_processes"));
 	(void)env->set_isalive(env, st_is_alive);
