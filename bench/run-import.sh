@@ -38,14 +38,17 @@ for i in range(n):
 EOF
 echo "## user import of $n citizens ($(du -h "$scratch/citizens.csv" | cut -f1) of CSV)"
 # The store's size sampled while it runs: log files come and go.
-( peak=0; while sleep 1; do s=$(du -sm "$scratch/store" | cut -f1)
-  [ "$s" -gt "$peak" ] && peak=$s && echo "$peak" > "$scratch/peak"; done ) &
+echo 0 > "$scratch/peak"
+( set +e; peak=0; while sleep 1; do
+  s=$(du -sm "$scratch/store" 2>/dev/null | cut -f1)
+  [ -n "$s" ] && [ "$s" -gt "$peak" ] && peak=$s && echo "$peak" > "$scratch/peak"
+  done ) &
 sampler=$!
 t0=$(clock)
 /usr/bin/time -f "%M" -o "$scratch/rss" "$ctl" -c "$conf" user import \
     "$scratch/citizens.csv"
 t1=$(clock)
-kill "$sampler"; wait "$sampler" 2>/dev/null || true
+kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
 awk -v a="$t0" -v b="$t1" -v n="$n" -v rss="$(cat "$scratch/rss")" \
     -v peak="$(cat "$scratch/peak")" -v end="$(du -sm "$scratch/store" | cut -f1)" \
     'BEGIN { printf "import: %.1f s, %.0f accounts/s, peak RSS %.0f MiB, store %d MiB at the end (peak %d MiB)\n", b - a, n / (b - a), rss / 1024, end, peak }'
