@@ -120,26 +120,6 @@ config_section_known(const char *section)
 	return 0;
 }
 
-static int
-config_parse_bool(const char *s, uint64_t *val_r)
-{
-	static const char *const yes[] = { "yes", "true", "on", "1", NULL };
-	static const char *const no[] = { "no", "false", "off", "0", NULL };
-	size_t i;
-
-	for (i = 0; yes[i] != NULL; i++) {
-		if (str_casecmp(s, yes[i]) == 0) {
-			*val_r = 1;
-			return 0;
-		}
-		if (str_casecmp(s, no[i]) == 0) {
-			*val_r = 0;
-			return 0;
-		}
-	}
-	return -1;
-}
-
 /* Join dir and a relative path; absolute paths and "" are kept as they are. */
 static char *
 config_resolve(const char *dir, const char *value)
@@ -161,6 +141,7 @@ config_value_set(const struct config *cfg, size_t i, const char *value,
 {
 	const struct config_key *k = &config_keys[i];
 	uint64_t num = 0;
+	int flag;
 
 	if (strlen(value) > CONFIG_MAX_VALUE) {
 		*why_r = "value too long";
@@ -183,10 +164,9 @@ config_value_set(const struct config *cfg, size_t i, const char *value,
 			return -1;
 		break;
 	case CONFIG_BOOL:
-		if (config_parse_bool(value, &num) < 0) {
-			*why_r = "not a boolean (yes/no, true/false, on/off, 1/0)";
+		if (strnum_bool(value, &flag, why_r) < 0)
 			return -1;
-		}
+		num = (uint64_t)flag;
 		break;
 	}
 	free(v->raw);

@@ -10,7 +10,6 @@
 #include <iconv.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "buf.h"
 #include "csv.h"

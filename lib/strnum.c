@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "buf.h"
 #include "strnum.h"
 
 int
@@ -127,4 +128,25 @@ strnum_duration(const char *s, uint64_t max, uint64_t *val_r,
 	static const uint64_t mult[] = { 1, 60, 3600, 86400 };
 
 	return strnum_suffixed(s, max, "smhd", mult, val_r, error_r);
+}
+
+int
+strnum_bool(const char *s, int *val_r, const char **error_r)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1", NULL };
+	static const char *const no[] = { "no", "false", "off", "0", NULL };
+	size_t i;
+
+	for (i = 0; yes[i] != NULL; i++) {
+		if (str_casecmp(s, yes[i]) == 0) {
+			*val_r = 1;
+			return 0;
+		}
+		if (str_casecmp(s, no[i]) == 0) {
+			*val_r = 0;
+			return 0;
+		}
+	}
+	*error_r = "not a boolean (yes/no, true/false, on/off, 1/0)";
+	return -1;
 }

@@ -24,6 +24,8 @@ int strnum_u64_n(const char *s, size_t len, uint64_t max, uint64_t *val_r,
  */
 int strnum_size(const char *s, uint64_t max, uint64_t *val_r,
     const char **error_r);
+/* yes/no, true/false, on/off, 1/0 (any case) -> 1 or 0; *error_r on -1. */
+int strnum_bool(const char *s, int *val_r, const char **error_r);
 /* A duration with an optional suffix: "30", "30s", "5m", "2h", "7d" -> seconds. */
 int strnum_duration(const char *s, uint64_t max, uint64_t *val_r,
     const char **error_r);

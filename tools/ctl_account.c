@@ -478,19 +478,6 @@ struct ctl_import {
 	uint64_t added, present, refused;
 };
 
-/* A yes/no column: "", 0, no, false; 1, yes, true.  -1 for anything else. */
-static int
-ctl_import_flag(const char *v)
-{
-	if (*v == '\0' || strcmp(v, "0") == 0 || str_casecmp(v, "no") == 0 ||
-	    str_casecmp(v, "false") == 0)
-		return 0;
-	if (strcmp(v, "1") == 0 || str_casecmp(v, "yes") == 0 ||
-	    str_casecmp(v, "true") == 0)
-		return 1;
-	return -1;
-}
-
 /*
  * One record: checked as user add checks its options, then added.
  * Returns 0 (added, present or refused: counted, a refusal printed), or
@@ -526,9 +513,12 @@ ctl_import_row(struct ctl *ctl, struct ctl_import *imp, char **f)
 	for (i = IMP_VERIFIED; i <= IMP_LEGACY_CODE; i++) {
 		if (imp->col[i] == -1)
 			continue;
-		if ((r = ctl_import_flag(f[imp->col[i]])) == -1) {
-			rc = ctl_fail(ctl, CTL_EX_DATAERR, "%s: not yes or "
-			    "no", ctl_import_names[i]);
+		/* Empty is no; else as a boolean of the configuration. */
+		r = 0;
+		if (f[imp->col[i]][0] != '\0' &&
+		    strnum_bool(f[imp->col[i]], &r, &why) != 0) {
+			rc = ctl_fail(ctl, CTL_EX_DATAERR, "%s: %s",
+			    ctl_import_names[i], why);
 			goto refused;
 		}
 		*(i == IMP_VERIFIED ? &spec.identity_verified :

@@ -152,6 +152,14 @@ def refusals(t):
     t.ok(p.returncode == 65 and "in use" in p.stderr,
          "alias address refused", p.stdout + p.stderr)
     t.eq(summary(p), (0, 0, 1), "alias: refused")
+    p = c.run("user", "import", write(
+        "flag.csv", f"address,class,verified\nflag1@{D},citizen,maybe\n"
+        f"flag2@{D},citizen,on\n"))
+    t.ok(p.returncode == 65 and "line 2: verified: not a boolean"
+         in p.stderr, "a yes/no column with 'maybe' refused", p.stderr)
+    t.eq(summary(p), (1, 0, 1), "yes/no column: 1 added, 1 refused")
+    p = c.must("user", "show", f"flag2@{D}")
+    t.ok("identity-verified: yes" in p.stdout, "'on' is yes", p.stdout)
     # Another citizen's resident ID number: refused, not "present".
     p = c.run("user", "import", write(
         "rid.csv", f"address,class,resident_id\n"

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <cmocka.h>
 
 #include "strnum.h"
@@ -105,6 +106,31 @@ test_size_duration(void **state)
 	assert_int_equal(strnum_duration("1x", UINT64_MAX, &v, &err), -1);
 }
 
+static void
+test_bool(void **state)
+{
+	static const char *const yes[] = { "yes", "TRUE", "On", "1" };
+	static const char *const no[] = { "no", "False", "OFF", "0" };
+	static const char *const bad[] = { "", "y", "2", "yes ", "nope" };
+	const char *err = NULL;
+	size_t i;
+	int b;
+
+	(void)state;
+	for (i = 0; i < 4; i++) {
+		b = -1;
+		assert_int_equal(strnum_bool(yes[i], &b, &err), 0);
+		assert_int_equal(b, 1);
+		assert_int_equal(strnum_bool(no[i], &b, &err), 0);
+		assert_int_equal(b, 0);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err = NULL;
+		assert_int_equal(strnum_bool(bad[i], &b, &err), -1);
+		assert_non_null(strstr(err, "boolean"));
+	}
+}
+
 int
 main(void)
 {
@@ -112,6 +138,7 @@ main(void)
 		cmocka_unit_test(test_u64_table),
 		cmocka_unit_test(test_i64),
 		cmocka_unit_test(test_size_duration),
+		cmocka_unit_test(test_bool),
 	};
 
 	return cmocka_run_group_tests_name("strnum", tests, NULL, NULL);
