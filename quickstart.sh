@@ -19,7 +19,8 @@ demo="$top/demo"
 PACKAGES="build-essential autoconf automake libtool pkg-config
 	libssl-dev openssl libetpan-dev libdb5.3-dev db5.3-util libsodium-dev
 	libsasl2-dev libsasl2-modules sasl2-bin libevent-dev libinih-dev
-	libcmocka-dev libmicrohttpd-dev zlib1g-dev libidn2-dev libcurl4-gnutls-dev
+	libcmocka-dev libmicrohttpd-dev zlib1g-dev libzstd-dev libidn2-dev
+	libcurl4-gnutls-dev
 	python3 swaks curl isync
 	gpgsm libnss3-tools acl util-linux fetchmail"
 

@@ -87,6 +87,7 @@ void st_usage_encode(uint8_t out[STORE_USAGE_REC_LEN], uint64_t bytes,
 /* Sealed chunk overhead: nonce + tag. */
 #define STORE_SEAL_NONCE 24
 #define STORE_SEAL_TAG 16
+#define STORE_ZSTD_LEVEL_MAX 19	/* [store] compress_level */
 
 /* Internal result: retry the transaction (deadlock, lock timeout). */
 #define STORE_ERETRY (-100)
@@ -163,6 +164,10 @@ struct store {
 	int sealed;
 	uint8_t key[32];
 	uint8_t blob_hash_key[32];
+	/* content compression: zstd level, 0 off; contexts made on first use */
+	int zlevel;
+	struct ZSTD_CCtx_s *zc;
+	struct ZSTD_DCtx_s *zd;
 	/* resident ID hash key, loaded on first use */
 	int have_id_key;
 	uint8_t id_key[32];
@@ -354,6 +359,15 @@ int msg_rec_decode(const uint8_t *p, size_t len, uint32_t uid,
 
 #define BLOB_REC_LEN (1 + 1 + 8 + 8 + 4)
 #define BLOB_SEALED 1
+/*
+ * BLOB_FRAMED: each chunk's bytes (inside the seal when there is one) start
+ * with a method byte, CHUNK_STORED or CHUNK_ZSTD (a zstd frame holding the
+ * chunk's message bytes).  Blobs written before compression existed, or
+ * with [store] compress = none, lack the flag and hold the bytes as they are.
+ */
+#define BLOB_FRAMED 2
+#define CHUNK_STORED 0
+#define CHUNK_ZSTD 1
 struct blob_rec {
 	uint8_t flags;
 	uint64_t refcount, size;

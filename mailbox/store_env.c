@@ -32,6 +32,7 @@
 
 #include <db.h>
 #include <sodium.h>
+#include <zstd.h>
 
 #include "buf.h"
 #include "config.h"
@@ -1623,7 +1624,7 @@ store_open(const struct config *cfg, unsigned flags, struct store **store_r,
 {
 	struct store_shared *sh;
 	struct store *s;
-	const char *path, *keyfile, *idkey, *regions, *err = NULL;
+	const char *path, *keyfile, *idkey, *regions, *compress, *err = NULL;
 	struct stat sb;
 	uint64_t shm_key;
 	pid_t pid = getpid();
@@ -1678,6 +1679,19 @@ store_open(const struct config *cfg, unsigned flags, struct store **store_r,
 	s->auth_ttl = config_duration(cfg, "store", "auth_cache_ttl");
 	s->checkpoint_interval = config_duration(cfg, "store",
 	    "checkpoint_interval");
+	compress = config_str(cfg, "store", "compress");
+	if (strcmp(compress, "zstd") == 0) {
+		s->zlevel = (int)config_uint(cfg, "store", "compress_level");
+		if (s->zlevel < 1 || s->zlevel > STORE_ZSTD_LEVEL_MAX) {
+			*error_r = "[store] compress_level is not 1 to 19";
+			r = STORE_EINVAL;
+			goto fail;
+		}
+	} else if (strcmp(compress, "none") != 0) {
+		*error_r = "[store] compress is neither zstd nor none";
+		r = STORE_EINVAL;
+		goto fail;
+	}
 	idkey = config_path_get(cfg, "store", "id_key_file");
 	s->id_key_path = idkey[0] != '\0' ? xstrdup(idkey) :
 	    xasprintf("%s/id.key", path);
@@ -1782,6 +1796,8 @@ store_close(struct store *s)
 	sodium_memzero(s->key, sizeof(s->key));
 	sodium_memzero(s->blob_hash_key, sizeof(s->blob_hash_key));
 	sodium_memzero(s->id_key, sizeof(s->id_key));
+	ZSTD_freeCCtx(s->zc);
+	ZSTD_freeDCtx(s->zd);
 	free(s->notify);
 	free(s->path);
 	free(s->notify_dir);

@@ -18,6 +18,7 @@
 
 #include <db.h>
 #include <sodium.h>
+#include <zstd.h>
 
 #include "buf.h"
 #include "log.h"
@@ -121,37 +122,103 @@ st_blob_ref(struct store *s, DB_TXN *txn,
 	return st_blob_save(s, txn, key, &b);
 }
 
-/* Write the chunks of a new blob, sealed when the store is encrypted. */
+/*
+ * Frame one chunk for a BLOB_FRAMED blob into out (room for
+ * 1 + STORE_CHUNK_SIZE bytes): a method byte, then a zstd frame when that
+ * saves at least 1/16 of the chunk, else the bytes as they are (already
+ * compressed attachments are not worth the reader's time).  Returns the
+ * framed length.
+ */
+static size_t
+st_chunk_frame(struct store *s, const uint8_t *in, size_t n, uint8_t *out)
+{
+	size_t z;
+
+	if (s->zc == NULL && (s->zc = ZSTD_createCCtx()) == NULL)
+		log_fatalx("store: out of memory for a zstd context");
+	z = ZSTD_compressCCtx(s->zc, out + 1, n - n / 16, in, n, s->zlevel);
+	if (!ZSTD_isError(z) && z > 0) {
+		out[0] = CHUNK_ZSTD;
+		return 1 + z;
+	}
+	out[0] = CHUNK_STORED;
+	memcpy(out + 1, in, n);
+	return 1 + n;
+}
+
+/*
+ * The message bytes of a framed chunk: want is how many the chunk holds
+ * (STORE_CHUNK_SIZE but for the last).  Stored bytes are pointed at in
+ * place; a zstd frame is decompressed into plain (STORE_CHUNK_SIZE bytes).
+ */
+static int
+st_chunk_unframe(struct store *s, const uint8_t *in, size_t len,
+    size_t want, uint8_t *plain, const uint8_t **data_r)
+{
+	size_t z;
+
+	if (len < 1)
+		return -1;
+	if (in[0] == CHUNK_STORED) {
+		if (len - 1 != want)
+			return -1;
+		*data_r = in + 1;
+		return 0;
+	}
+	if (in[0] != CHUNK_ZSTD)
+		return -1;
+	if (s->zd == NULL && (s->zd = ZSTD_createDCtx()) == NULL)
+		log_fatalx("store: out of memory for a zstd context");
+	z = ZSTD_decompressDCtx(s->zd, plain, want, in + 1, len - 1);
+	if (ZSTD_isError(z) || z != want)
+		return -1;
+	*data_r = plain;
+	return 0;
+}
+
+/*
+ * Write the chunks of a new blob: framed (maybe compressed) when flags has
+ * BLOB_FRAMED, sealed when the store is encrypted.
+ */
 static int
 st_blob_write(struct store *s, DB_TXN *txn, const uint8_t *key,
-    const uint8_t *msg, size_t len, uint32_t nchunks)
+    const uint8_t *msg, size_t len, uint32_t nchunks, uint8_t flags)
 {
-	uint8_t ck[ST_CHUNK_KEY_LEN], *sealed = NULL;
+	uint8_t ck[ST_CHUNK_KEY_LEN], *framed = NULL, *sealed = NULL;
 	unsigned long long clen;
+	const uint8_t *p;
 	size_t off, n;
 	uint32_t i;
 	int r = 0;
 
+	if (flags & BLOB_FRAMED)
+		framed = xmalloc(1 + STORE_CHUNK_SIZE);
 	if (s->sealed)
-		sealed = xmalloc(STORE_SEAL_NONCE + STORE_CHUNK_SIZE +
+		sealed = xmalloc(STORE_SEAL_NONCE + 1 + STORE_CHUNK_SIZE +
 		    STORE_SEAL_TAG);
 	for (i = 0; i < nchunks; i++) {
 		off = (size_t)i * STORE_CHUNK_SIZE;
 		n = len - off < STORE_CHUNK_SIZE ? len - off :
 		    STORE_CHUNK_SIZE;
+		p = msg + off;
+		if (framed != NULL) {
+			n = st_chunk_frame(s, p, n, framed);
+			p = framed;
+		}
 		st_chunk_key(ck, key, i);
 		if (!s->sealed) {
-			r = st_put(s, SDB_CHUNKS, txn, ck, sizeof(ck),
-			    msg + off, n, 0);
+			r = st_put(s, SDB_CHUNKS, txn, ck, sizeof(ck), p, n,
+			    0);
 		} else {
 			/*
 			 * SECURITY: a fresh random nonce per chunk; the blob
 			 * key and chunk number are bound as associated data
-			 * so chunks cannot be swapped between places.
+			 * so chunks cannot be swapped between places.  The
+			 * method byte is inside the seal.
 			 */
 			randombytes_buf(sealed, STORE_SEAL_NONCE);
 			crypto_aead_xchacha20poly1305_ietf_encrypt(
-			    sealed + STORE_SEAL_NONCE, &clen, msg + off, n,
+			    sealed + STORE_SEAL_NONCE, &clen, p, n,
 			    ck, sizeof(ck), NULL, sealed, s->key);
 			r = st_put(s, SDB_CHUNKS, txn, ck, sizeof(ck), sealed,
 			    STORE_SEAL_NONCE + (size_t)clen, 0);
@@ -159,6 +226,7 @@ st_blob_write(struct store *s, DB_TXN *txn, const uint8_t *key,
 		if (r != 0)
 			break;
 	}
+	free(framed);
 	free(sealed);
 	return r;
 }
@@ -182,12 +250,14 @@ st_blob_store(struct store *s, DB_TXN *txn, const uint8_t *key,
 	if (r != STORE_ENOTFOUND)
 		return r;
 	memset(&b, 0, sizeof(b));
-	b.flags = s->sealed ? BLOB_SEALED : 0;
+	b.flags = (s->sealed ? BLOB_SEALED : 0) |
+	    (s->zlevel > 0 ? BLOB_FRAMED : 0);
 	b.refcount = nrefs;
 	b.size = len;
 	b.nchunks = (uint32_t)((len + STORE_CHUNK_SIZE - 1) /
 	    STORE_CHUNK_SIZE);
-	if ((r = st_blob_write(s, txn, key, msg, len, b.nchunks)) != 0)
+	if ((r = st_blob_write(s, txn, key, msg, len, b.nchunks,
+	    b.flags)) != 0)
 		return r;
 	if ((r = st_put(s, SDB_META, txn, key, STORE_BLOB_KEY_LEN, meta->data,
 	    meta->len, 0)) != 0)
@@ -208,12 +278,12 @@ st_blob_read_fn(struct store *s, DB_TXN *txn, void *arg)
 	struct blob_read_ctx *c = arg;
 	struct blob_rec b;
 	struct st_val v;
-	uint8_t ck[ST_CHUNK_KEY_LEN], *plain = NULL;
+	uint8_t ck[ST_CHUNK_KEY_LEN], *sealbuf = NULL, *plain = NULL;
 	unsigned long long plen;
 	uint64_t end, cstart, from, to;
 	uint32_t i;
 	const uint8_t *data;
-	size_t dlen;
+	size_t dlen, want;
 	int r;
 
 	buf_truncate(c->out, c->start);
@@ -227,10 +297,15 @@ st_blob_read_fn(struct store *s, DB_TXN *txn, void *arg)
 		if (!s->sealed)
 			return st_fail(s, STORE_EINVAL,
 			    "message is encrypted and no key_file is set");
-		plain = xmalloc(STORE_CHUNK_SIZE);
+		sealbuf = xmalloc(1 + STORE_CHUNK_SIZE);
 	}
+	if (b.flags & BLOB_FRAMED)
+		plain = xmalloc(STORE_CHUNK_SIZE);
 	for (i = (uint32_t)(c->offset / STORE_CHUNK_SIZE);
 	    (uint64_t)i * STORE_CHUNK_SIZE < end; i++) {
+		cstart = (uint64_t)i * STORE_CHUNK_SIZE;
+		want = b.size - cstart < STORE_CHUNK_SIZE ?
+		    (size_t)(b.size - cstart) : STORE_CHUNK_SIZE;
 		st_chunk_key(ck, c->key, i);
 		if ((r = st_get(s, SDB_CHUNKS, txn, ck, sizeof(ck), &v)) != 0) {
 			if (r == STORE_ENOTFOUND)
@@ -242,9 +317,9 @@ st_blob_read_fn(struct store *s, DB_TXN *txn, void *arg)
 		dlen = v.len;
 		if (b.flags & BLOB_SEALED) {
 			if (v.len < STORE_SEAL_NONCE + STORE_SEAL_TAG ||
-			    v.len > STORE_SEAL_NONCE + STORE_SEAL_TAG +
+			    v.len > STORE_SEAL_NONCE + STORE_SEAL_TAG + 1 +
 			    STORE_CHUNK_SIZE ||
-			    crypto_aead_xchacha20poly1305_ietf_decrypt(plain,
+			    crypto_aead_xchacha20poly1305_ietf_decrypt(sealbuf,
 			    &plen, NULL, v.data + STORE_SEAL_NONCE,
 			    v.len - STORE_SEAL_NONCE, ck, sizeof(ck), v.data,
 			    s->key) != 0) {
@@ -253,10 +328,18 @@ st_blob_read_fn(struct store *s, DB_TXN *txn, void *arg)
 				    "chunk fails authentication (wrong key?)");
 				break;
 			}
-			data = plain;
+			data = sealbuf;
 			dlen = (size_t)plen;
 		}
-		cstart = (uint64_t)i * STORE_CHUNK_SIZE;
+		if ((b.flags & BLOB_FRAMED) && st_chunk_unframe(s, data, dlen,
+		    want, plain, &data) != 0) {
+			free(v.data);
+			r = st_fail(s, STORE_EDAMAGED,
+			    "chunk of a message fails to decompress");
+			break;
+		}
+		if (b.flags & BLOB_FRAMED)
+			dlen = want;
 		from = c->offset > cstart ? c->offset - cstart : 0;
 		to = end - cstart < dlen ? end - cstart : dlen;
 		if (from < to && buf_append(c->out, data + from,
@@ -268,8 +351,13 @@ st_blob_read_fn(struct store *s, DB_TXN *txn, void *arg)
 		}
 		free(v.data);
 	}
+	if (sealbuf != NULL) {
+		sodium_memzero(sealbuf, 1 + STORE_CHUNK_SIZE);
+		free(sealbuf);
+	}
 	if (plain != NULL) {
-		sodium_memzero(plain, STORE_CHUNK_SIZE);
+		if (b.flags & BLOB_SEALED)
+			sodium_memzero(plain, STORE_CHUNK_SIZE);
 		free(plain);
 	}
 	return r;

@@ -25,6 +25,7 @@
 #include <cmocka.h>
 
 #include <db.h>
+#include <sodium.h>
 
 #include "buf.h"
 #include "mailbox_priv.h"
@@ -1406,6 +1407,25 @@ chunks_have(const char *store, const char *needle)
 	return 0;
 }
 
+/* Close the store and name a new store key file of the given mode. */
+static void
+fx_store_key(struct fx *f, mode_t mode)
+{
+	char keypath[400];
+	const char *err;
+	int fd;
+
+	store_close(f->st);
+	f->st = NULL;
+	snprintf(keypath, sizeof(keypath), "%s/store.key", f->dir);
+	fd = open(keypath, O_WRONLY | O_CREAT | O_EXCL, mode);
+	assert_int_equal(write(fd, "0123456789abcdef0123456789abcdef", 32),
+	    32);
+	close(fd);
+	assert_int_equal(config_set(f->cfg, "store", "key_file", keypath,
+	    &err), 0);
+}
+
 static void
 test_encryption(void **state)
 {
@@ -1417,19 +1437,12 @@ test_encryption(void **state)
 	struct store_msg m;
 	struct buf b;
 	char keypath[400];
-	int fd;
 
-	store_close(f->st);
-	snprintf(keypath, sizeof(keypath), "%s/store.key", f->dir);
-	fd = open(keypath, O_WRONLY | O_CREAT | O_EXCL, 0644);
-	assert_int_equal(write(fd, "0123456789abcdef0123456789abcdef", 32),
-	    32);
-	close(fd);
-	assert_int_equal(config_set(f->cfg, "store", "key_file", keypath,
-	    &err), 0);
+	fx_store_key(f, 0644);
 	/* a key others may read is refused */
 	assert_int_equal(store_open(f->cfg, STORE_OPEN_CREATE, &f->st, &err),
 	    STORE_EINVAL);
+	snprintf(keypath, sizeof(keypath), "%s/store.key", f->dir);
 	chmod(keypath, 0600);
 	fx_open(f);
 	assert_int_equal(store_domain_add(f->st, "city.example", NULL), 0);
@@ -1473,6 +1486,225 @@ test_plaintext_visible(void **state)
 	f->st = NULL;
 	assert_true(chunks_have(f->path, "VISIBLE-PLAINTEXT-5e1"));
 	fx_open(f);
+}
+
+/* ---- compression of contents ---- */
+
+/*
+ * Chunk i of blob key, straight from its database: read into buf (at most
+ * len bytes; returns the stored length), or with put, replaced by the len
+ * bytes of buf.
+ */
+static size_t
+chunk_io(struct fx *f, const uint8_t *key, uint32_t i, uint8_t *buf,
+    size_t len, int put)
+{
+	uint8_t ck[STORE_BLOB_KEY_LEN + 4];
+	DB *db = f->st->db[SDB_PART(SDB_CHUNKS, key[0] % STORE_PARTS)];
+	DBT k, v;
+
+	memcpy(ck, key, STORE_BLOB_KEY_LEN);
+	be32_put(ck + STORE_BLOB_KEY_LEN, i);
+	memset(&k, 0, sizeof(k));
+	memset(&v, 0, sizeof(v));
+	k.data = ck;
+	k.size = sizeof(ck);
+	v.data = buf;
+	if (put) {
+		v.size = (u_int32_t)len;
+		assert_int_equal(db->put(db, NULL, &k, &v, DB_AUTO_COMMIT),
+		    0);
+		return len;
+	}
+	v.ulen = (u_int32_t)len;
+	v.flags = DB_DBT_USERMEM;
+	assert_int_equal(db->get(db, NULL, &k, &v, 0), 0);
+	return v.size;
+}
+
+#define raw_chunk(f, key, i, out, outsz) chunk_io(f, key, i, out, outsz, 0)
+#define put_raw_chunk(f, key, i, val, len) \
+	(void)chunk_io(f, key, i, val, len, 1)
+
+static uint8_t
+blob_flags(struct fx *f, const uint8_t *key)
+{
+	uint8_t rec[BLOB_REC_LEN], kb[STORE_BLOB_KEY_LEN];
+	struct blob_rec br;
+	DB *db = f->st->db[SDB_BLOBS];
+	DBT k, v;
+
+	memset(&k, 0, sizeof(k));
+	memset(&v, 0, sizeof(v));
+	memcpy(kb, key, sizeof(kb));
+	k.data = kb;
+	k.size = sizeof(kb);
+	v.data = rec;
+	v.ulen = sizeof(rec);
+	v.flags = DB_DBT_USERMEM;
+	assert_int_equal(db->get(db, NULL, &k, &v, 0), 0);
+	assert_int_equal(blob_rec_decode(rec, v.size, &br), 0);
+	return br.flags;
+}
+
+/* Deliver len bytes of msg to rcpt and check they read back whole and in a
+ * range across the first chunk boundary; the blob key in blob. */
+static void
+deliver_read_back(struct fx *f, const char *rcpt, const uint8_t *msg,
+    size_t len, uint8_t blob[STORE_BLOB_KEY_LEN])
+{
+	struct store_rcpt_result res;
+	struct store_msg m;
+	struct buf b;
+
+	assert_int_equal(store_deliver(f->st, msg, len, &rcpt, 1, 0, &res,
+	    NULL), 0);
+	assert_int_equal(res.status, 0);
+	assert_int_equal(store_msg_get(f->st, res.mailbox_id, res.uid, &m,
+	    NULL), 0);
+	memcpy(blob, m.blob, STORE_BLOB_KEY_LEN);
+	buf_init(&b, BUF_UNBOUNDED);
+	assert_int_equal(store_blob_read(f->st, blob, &b, NULL), 0);
+	assert_int_equal(b.len, len);
+	assert_memory_equal(b.data, msg, len);
+	buf_reset(&b);
+	assert_int_equal(store_blob_read_range(f->st, blob,
+	    STORE_CHUNK_SIZE - 5, 20, &b, NULL), 0);
+	assert_int_equal(b.len, 20);
+	assert_memory_equal(b.data, msg + STORE_CHUNK_SIZE - 5, 20);
+	buf_free(&b);
+}
+
+/* A message of len bytes: fx_msg's header, then text or random bytes. */
+static uint8_t *
+make_msg(size_t len, int text)
+{
+	uint8_t *msg = malloc(len);
+	size_t i, h = sizeof(fx_msg) - 1;
+
+	memcpy(msg, fx_msg, h);
+	if (text)
+		for (i = h; i < len; i++)
+			msg[i] = (i % 78 == 77) ? '\n' :
+			    (uint8_t)('a' + (i * 7 + i / 78) % 26);
+	else
+		randombytes_buf(msg + h, len - h);
+	return msg;
+}
+
+static void
+test_compression(void **state)
+{
+	struct fx *f = *state;
+	const char *rcpt = "a@city.example", *err;
+	size_t len = 2 * STORE_CHUNK_SIZE + 1000, n;
+	uint8_t *text = make_msg(len, 1), *noise = make_msg(len, 0), *plain;
+	uint8_t *raw = malloc(STORE_CHUNK_SIZE + 100), tkey[32], nkey[32];
+	uint8_t okey[32], skey[32], bad[8], last = text[len - 1];
+	struct buf b;
+
+	assert_int_equal(store_domain_add(f->st, "city.example", NULL), 0);
+	assert_int_equal(fx_citizen(f, rcpt), 0);
+
+	/* text: framed, every full chunk a zstd frame far smaller */
+	deliver_read_back(f, rcpt, text, len, tkey);
+	assert_int_equal(blob_flags(f, tkey), BLOB_FRAMED);
+	n = raw_chunk(f, tkey, 0, raw, STORE_CHUNK_SIZE + 100);
+	assert_int_equal(raw[0], CHUNK_ZSTD);
+	assert_true(n < STORE_CHUNK_SIZE / 4);
+
+	/* random bytes do not compress: stored as they are, framed */
+	deliver_read_back(f, rcpt, noise, len, nkey);
+	assert_int_equal(blob_flags(f, nkey), BLOB_FRAMED);
+	n = raw_chunk(f, nkey, 1, raw, STORE_CHUNK_SIZE + 100);
+	assert_int_equal(n, 1 + STORE_CHUNK_SIZE);
+	assert_int_equal(raw[0], CHUNK_STORED);
+	assert_memory_equal(raw + 1, noise + STORE_CHUNK_SIZE,
+	    STORE_CHUNK_SIZE);
+	check_clean(f);
+
+	/* bad settings are refused */
+	store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(config_set(f->cfg, "store", "compress", "lz4", &err),
+	    0);
+	assert_int_equal(store_open(f->cfg, 0, &f->st, &err), STORE_EINVAL);
+	assert_non_null(strstr(err, "compress"));
+	assert_int_equal(config_set(f->cfg, "store", "compress", "zstd",
+	    &err), 0);
+	assert_int_equal(config_set(f->cfg, "store", "compress_level", "20",
+	    &err), 0);
+	assert_int_equal(store_open(f->cfg, 0, &f->st, &err), STORE_EINVAL);
+	assert_int_equal(config_set(f->cfg, "store", "compress_level", "19",
+	    &err), 0);
+	fx_open(f);
+	text[len - 1] = '!';	/* a new blob */
+	deliver_read_back(f, rcpt, text, len, skey);
+	assert_int_equal(raw_chunk(f, skey, 0, raw, STORE_CHUNK_SIZE + 100) <
+	    n / 4, 1);
+
+	/* compress = none: new blobs unframed; old ones still read */
+	store_close(f->st);
+	assert_int_equal(config_set(f->cfg, "store", "compress", "none",
+	    &err), 0);
+	fx_open(f);
+	text[len - 1] = '?';
+	deliver_read_back(f, rcpt, text, len, okey);
+	assert_int_equal(blob_flags(f, okey), 0);
+	assert_int_equal(raw_chunk(f, okey, 0, raw, STORE_CHUNK_SIZE + 100),
+	    STORE_CHUNK_SIZE);
+	assert_memory_equal(raw, text, STORE_CHUNK_SIZE);
+	buf_init(&b, BUF_UNBOUNDED);
+	assert_int_equal(store_blob_read(f->st, tkey, &b, NULL), 0);
+	assert_int_equal(b.len, len);
+	check_clean(f);
+
+	/* damage is reported, never returned as content */
+	memset(bad, 0x5a, sizeof(bad));
+	bad[0] = CHUNK_ZSTD;			/* not a zstd frame */
+	put_raw_chunk(f, tkey, 1, bad, sizeof(bad));
+	buf_reset(&b);
+	assert_int_equal(store_blob_read(f->st, tkey, &b, NULL),
+	    STORE_EDAMAGED);
+	assert_int_equal(b.len, 0);
+	bad[0] = 7;				/* no such method */
+	put_raw_chunk(f, tkey, 1, bad, sizeof(bad));
+	assert_int_equal(store_blob_read(f->st, tkey, &b, NULL),
+	    STORE_EDAMAGED);
+	bad[0] = CHUNK_STORED;			/* stored, wrong length */
+	put_raw_chunk(f, tkey, 1, bad, sizeof(bad));
+	assert_int_equal(store_blob_read(f->st, tkey, &b, NULL),
+	    STORE_EDAMAGED);
+	/* a zstd frame of the wrong length */
+	n = raw_chunk(f, tkey, 2, raw, STORE_CHUNK_SIZE + 100);
+	assert_int_equal(raw[0], CHUNK_ZSTD);
+	put_raw_chunk(f, tkey, 0, raw, n);
+	assert_int_equal(store_blob_read_range(f->st, tkey, 0, 10, &b, NULL),
+	    STORE_EDAMAGED);
+	/* the undamaged chunk 2 still reads */
+	text[len - 1] = last;
+	assert_int_equal(store_blob_read_range(f->st, tkey,
+	    2 * STORE_CHUNK_SIZE, 1000, &b, NULL), 0);
+	assert_memory_equal(b.data, text + 2 * STORE_CHUNK_SIZE, 1000);
+	buf_free(&b);
+
+	/* sealed and compressed: the method byte is inside the seal */
+	fx_store_key(f, 0600);
+	assert_int_equal(config_set(f->cfg, "store", "compress", "zstd",
+	    &err), 0);
+	fx_open(f);
+	plain = make_msg(len, 1);
+	deliver_read_back(f, rcpt, plain, len, skey);
+	assert_int_equal(blob_flags(f, skey), BLOB_FRAMED | BLOB_SEALED);
+	n = raw_chunk(f, skey, 0, raw, STORE_CHUNK_SIZE + 100);
+	assert_true(n < STORE_CHUNK_SIZE / 4);
+	deliver_read_back(f, rcpt, noise + 1, len - 1, nkey);
+	assert_int_equal(raw_chunk(f, nkey, 0, raw, STORE_CHUNK_SIZE + 100),
+	    STORE_SEAL_NONCE + 1 + STORE_CHUNK_SIZE + STORE_SEAL_TAG);
+	free(plain);
+	free(text);
+	free(noise);
+	free(raw);
 }
 
 /* ---- change notification ---- */
@@ -1971,6 +2203,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_encryption, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_plaintext_visible, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_compression, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_watch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_repair, setup,
