@@ -705,6 +705,31 @@ data_special(uint8_t c)
 	return c == '\r' || c == '\n' || c == '\0';
 }
 
+/*
+ * The first index from j on whose byte is special (or n).  Eight bytes at
+ * a time: a word holds one of CR, LF or NUL when one of w, w ^ CRs and
+ * w ^ LFs has a zero byte (the classic has-zero-byte test).
+ */
+static size_t
+data_run_end(const uint8_t *p, size_t j, size_t n)
+{
+	const uint64_t ones = 0x0101010101010101ULL;
+	const uint64_t highs = 0x8080808080808080ULL;
+	uint64_t w, a, b;
+
+	for (; n - j >= 8; j += 8) {
+		memcpy(&w, p + j, 8);
+		a = w ^ (ones * '\r');
+		b = w ^ (ones * '\n');
+		if ((((w - ones) & ~w) | ((a - ones) & ~a) |
+		    ((b - ones) & ~b)) & highs)
+			break;
+	}
+	while (j < n && !data_special(p[j]))
+		j++;
+	return j;
+}
+
 static void
 data_line_bytes(struct smtp_data *d, size_t n)
 {
@@ -760,8 +785,7 @@ smtp_data_feed(struct smtp_data *d, const uint8_t *p, size_t n,
 			 * stops the run and is handled byte by byte below.
 			 */
 			for (;;) {
-				while (j < n && !data_special(p[j]))
-					j++;
+				j = data_run_end(p, j, n);
 				data_line_bytes(d, j - i);
 				i = j;
 				if (n - j < 3 || p[j] != '\r' ||

@@ -542,7 +542,16 @@ test_data_reference(void **state)
 				if (rand() % 200 == 0)
 					n = SMTP_TEXT_LINE_MAX - 2 +
 					    (size_t)(rand() % 5);
-				memset(in + len, 'a' + rand() % 26, n);
+				/* letters, and bytes one bit from the
+				 * special ones (the word-at-a-time scan) */
+				static const uint8_t near[] = { 0x8d, 0x8a,
+				    0x80, 0xff, 0x0c, 0x0e, 0x0b, 0x01 };
+
+				memset(in + len, rand() % 3 == 0 ?
+				    near[rand() % 8] : 'a' + rand() % 26, n);
+				if (n > 0 && rand() % 2 == 0)
+					in[len + (size_t)rand() % n] =
+					    near[rand() % 8];
 				memcpy(in + len + n, "\r\n", 2);
 				len += n + 2;
 			} else {
