@@ -622,12 +622,21 @@ int store_stats(struct store *store, struct store_stats *stats_r,
  * queue entries are well formed, the notice report's recipient records
  * belong to a notice, and every de-duplication record has its expiry
  * entry (and the reverse).
- * Each problem is passed to report (may be NULL).  Returns STORE_OK, or
- * STORE_EDAMAGED if anything was wrong.  With repair != 0, fixes counters
- * and reference counts and removes orphans.
+ * With STORE_CHECK_CONTENTS, also reads every message's chunks and checks
+ * they decrypt, decompress and hash to the message's content address (as
+ * long as the store is big).
+ * Each problem is passed to report (may be NULL), with repaired != 0 when
+ * STORE_CHECK_REPAIR mended it.  Returns STORE_OK, or STORE_EDAMAGED if
+ * anything was wrong.  With STORE_CHECK_REPAIR, fixes counters and
+ * reference counts and removes orphans (missing or damaged contents cannot
+ * be repaired: restore them from a backup).
  */
-int store_check(struct store *store, int repair,
-    void (*report)(const char *problem, void *ctx), void *ctx,
+enum store_check_flags {
+	STORE_CHECK_REPAIR = 1 << 0,
+	STORE_CHECK_CONTENTS = 1 << 1,
+};
+int store_check(struct store *store, unsigned flags,
+    void (*report)(const char *problem, int repaired, void *ctx), void *ctx,
     const char **error_r);
 
 /*

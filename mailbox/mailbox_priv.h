@@ -374,6 +374,12 @@ struct blob_rec {
 	uint32_t nchunks;
 };
 void blob_rec_encode(const struct blob_rec *b, uint8_t out[BLOB_REC_LEN]);
+/*
+ * Read every chunk of blob key (record b) and check its bytes hash to the
+ * key: 0, or STORE_EDAMAGED with the reason in the store's error text.
+ */
+int st_blob_verify(struct store *s, DB_TXN *txn, const uint8_t *key,
+    const struct blob_rec *b);
 int blob_rec_decode(const uint8_t *p, size_t len, struct blob_rec *b);
 
 /* ---- shared helpers used across files ---- */

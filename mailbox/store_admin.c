@@ -49,7 +49,7 @@ struct chk_blob {
 };
 
 struct chk_ctx {
-	int repair;
+	int repair, contents;
 	char **problems;
 	size_t nproblems;
 	uint64_t count;
@@ -84,24 +84,50 @@ chk_reset(struct chk_ctx *c)
 	c->nbl = c->abl = 0;
 }
 
+static void chk_note(struct chk_ctx *c, int mended, const char *fmt,
+    va_list ap) __attribute__((format(printf, 3, 0)));
 static void chk_problem(struct chk_ctx *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+static void chk_damage(struct chk_ctx *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
+/* Note a problem; the first byte of the kept text says whether repair
+ * mends it ('1') or not ('0'). */
 static void
-chk_problem(struct chk_ctx *c, const char *fmt, ...)
+chk_note(struct chk_ctx *c, int mended, const char *fmt, va_list ap)
 {
 	char text[256];
-	va_list ap;
 
 	c->count++;
 	if (c->nproblems >= ST_CHECK_REPORT_MAX)
 		return;
-	va_start(ap, fmt);
-	(void)vsnprintf(text, sizeof(text), fmt, ap);
-	va_end(ap);
+	text[0] = mended ? '1' : '0';
+	(void)vsnprintf(text + 1, sizeof(text) - 1, fmt, ap);
 	c->problems = xreallocarray(c->problems, c->nproblems + 1,
 	    sizeof(*c->problems));
 	c->problems[c->nproblems++] = xstrdup(text);
+}
+
+/* A problem --repair mends. */
+static void
+chk_problem(struct chk_ctx *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	chk_note(c, c->repair, fmt, ap);
+	va_end(ap);
+}
+
+/* A problem no repair can mend (lost or damaged contents). */
+static void
+chk_damage(struct chk_ctx *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	chk_note(c, 0, fmt, ap);
+	va_end(ap);
 }
 
 static struct chk_mbox *
@@ -350,11 +376,18 @@ chk_blobs(struct store *s, DB_TXN *txn, struct chk_ctx *c)
 			be32_put(ck + STORE_BLOB_KEY_LEN, n);
 			r = st_exists(s, SDB_CHUNKS, txn, ck, sizeof(ck));
 			if (r == STORE_ENOTFOUND) {
-				chk_problem(c, "blob %s: chunk %u missing",
+				chk_damage(c, "blob %s: chunk %u missing",
 				    hex, n);
 				break;
 			}
 			if (r != 0)
+				return r;
+		}
+		if (c->contents && n == b->rec.nchunks) {
+			r = st_blob_verify(s, txn, b->key, &b->rec);
+			if (r == STORE_EDAMAGED || r == STORE_EINVAL)
+				chk_damage(c, "blob %s: %s", hex, s->err);
+			else if (r != 0)
 				return r;
 		}
 		if (b->refs == b->rec.refcount)
@@ -662,10 +695,11 @@ static int
 st_check_fn(struct store *s, DB_TXN *txn, void *arg)
 {
 	struct chk_ctx *c = arg;
-	int repair = c->repair, r, p;
+	int repair = c->repair, contents = c->contents, r, p;
 
 	chk_reset(c);
 	c->repair = repair;
+	c->contents = contents;
 	if ((r = chk_load(s, txn, c)) != 0 ||
 	    (r = chk_messages(s, txn, c)) != 0 ||
 	    (r = chk_mailboxes(s, txn, c)) != 0 ||
@@ -687,25 +721,28 @@ st_check_fn(struct store *s, DB_TXN *txn, void *arg)
 }
 
 int
-store_check(struct store *s, int repair,
-    void (*report)(const char *, void *), void *ctx, const char **error_r)
+store_check(struct store *s, unsigned flags,
+    void (*report)(const char *, int, void *), void *ctx,
+    const char **error_r)
 {
 	struct chk_ctx c;
 	char more[64];
 	size_t i;
-	int r;
+	int r, repair = (flags & STORE_CHECK_REPAIR) != 0;
 
 	memset(&c, 0, sizeof(c));
 	c.repair = repair;
+	c.contents = (flags & STORE_CHECK_CONTENTS) != 0;
 	r = st_txn_run(s, (repair ? ST_TXN_WRITE : ST_TXN_READ) | ST_TXN_LONG,
 	    st_check_fn, &c, error_r);
 	if (r == 0 && c.count > 0) {
 		for (i = 0; report != NULL && i < c.nproblems; i++)
-			report(c.problems[i], ctx);
+			report(c.problems[i] + 1, c.problems[i][0] == '1',
+			    ctx);
 		if (report != NULL && c.count > c.nproblems) {
 			(void)snprintf(more, sizeof(more), "%llu more problems",
 			    (unsigned long long)(c.count - c.nproblems));
-			report(more, ctx);
+			report(more, 0, ctx);
 		}
 		r = STORE_EDAMAGED;
 		if (error_r != NULL)

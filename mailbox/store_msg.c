@@ -272,18 +272,97 @@ struct blob_read_ctx {
 	size_t start;
 };
 
+/*
+ * Chunk i of blob key (record b) as message bytes, *len_r of them at
+ * *data_r: in v (the caller frees v->data) or in the caller's buffers
+ * sealbuf (1 + STORE_CHUNK_SIZE bytes, for BLOB_SEALED) and plain
+ * (STORE_CHUNK_SIZE bytes, for BLOB_FRAMED).  On failure v->data is freed.
+ */
+static int
+st_chunk_get(struct store *s, DB_TXN *txn, const uint8_t *key,
+    const struct blob_rec *b, uint32_t i, uint8_t *sealbuf, uint8_t *plain,
+    struct st_val *v, const uint8_t **data_r, size_t *len_r)
+{
+	uint8_t ck[ST_CHUNK_KEY_LEN];
+	unsigned long long plen;
+	uint64_t cstart = (uint64_t)i * STORE_CHUNK_SIZE;
+	size_t want;
+	int r;
+
+	want = b->size - cstart < STORE_CHUNK_SIZE ?
+	    (size_t)(b->size - cstart) : STORE_CHUNK_SIZE;
+	st_chunk_key(ck, key, i);
+	if ((r = st_get(s, SDB_CHUNKS, txn, ck, sizeof(ck), v)) != 0) {
+		v->data = NULL;
+		return r == STORE_ENOTFOUND ? st_fail(s, STORE_EDAMAGED,
+		    "missing chunk of a message") : r;
+	}
+	*data_r = v->data;
+	*len_r = v->len;
+	if (b->flags & BLOB_SEALED) {
+		if (v->len < STORE_SEAL_NONCE + STORE_SEAL_TAG ||
+		    v->len > STORE_SEAL_NONCE + STORE_SEAL_TAG + 1 +
+		    STORE_CHUNK_SIZE ||
+		    crypto_aead_xchacha20poly1305_ietf_decrypt(sealbuf, &plen,
+		    NULL, v->data + STORE_SEAL_NONCE,
+		    v->len - STORE_SEAL_NONCE, ck, sizeof(ck), v->data,
+		    s->key) != 0) {
+			r = st_fail(s, STORE_EDAMAGED,
+			    "chunk fails authentication (wrong key?)");
+			goto fail;
+		}
+		*data_r = sealbuf;
+		*len_r = (size_t)plen;
+	}
+	if (b->flags & BLOB_FRAMED) {
+		if (st_chunk_unframe(s, *data_r, *len_r, want, plain,
+		    data_r) != 0) {
+			r = st_fail(s, STORE_EDAMAGED,
+			    "chunk of a message fails to decompress");
+			goto fail;
+		}
+		*len_r = want;
+	}
+	return 0;
+fail:
+	free(v->data);
+	v->data = NULL;
+	return r;
+}
+
+/* The buffers st_chunk_get needs for blobs of these flags; NULL if none. */
+static void
+st_chunk_bufs(uint8_t flags, uint8_t **sealbuf, uint8_t **plain)
+{
+	*sealbuf = (flags & BLOB_SEALED) ? xmalloc(1 + STORE_CHUNK_SIZE) :
+	    NULL;
+	*plain = (flags & BLOB_FRAMED) ? xmalloc(STORE_CHUNK_SIZE) : NULL;
+}
+
+static void
+st_chunk_bufs_free(uint8_t *sealbuf, uint8_t *plain)
+{
+	if (sealbuf != NULL) {
+		sodium_memzero(sealbuf, 1 + STORE_CHUNK_SIZE);
+		free(sealbuf);
+	}
+	if (plain != NULL) {
+		sodium_memzero(plain, STORE_CHUNK_SIZE);
+		free(plain);
+	}
+}
+
 static int
 st_blob_read_fn(struct store *s, DB_TXN *txn, void *arg)
 {
 	struct blob_read_ctx *c = arg;
 	struct blob_rec b;
 	struct st_val v;
-	uint8_t ck[ST_CHUNK_KEY_LEN], *sealbuf = NULL, *plain = NULL;
-	unsigned long long plen;
+	uint8_t *sealbuf, *plain;
 	uint64_t end, cstart, from, to;
 	uint32_t i;
 	const uint8_t *data;
-	size_t dlen, want;
+	size_t dlen;
 	int r;
 
 	buf_truncate(c->out, c->start);
@@ -292,54 +371,17 @@ st_blob_read_fn(struct store *s, DB_TXN *txn, void *arg)
 		    r;
 	if (c->offset >= b.size || c->len == 0)
 		return 0;
+	if ((b.flags & BLOB_SEALED) && !s->sealed)
+		return st_fail(s, STORE_EINVAL,
+		    "message is encrypted and no key_file is set");
 	end = b.size - c->offset < c->len ? b.size : c->offset + c->len;
-	if (b.flags & BLOB_SEALED) {
-		if (!s->sealed)
-			return st_fail(s, STORE_EINVAL,
-			    "message is encrypted and no key_file is set");
-		sealbuf = xmalloc(1 + STORE_CHUNK_SIZE);
-	}
-	if (b.flags & BLOB_FRAMED)
-		plain = xmalloc(STORE_CHUNK_SIZE);
+	st_chunk_bufs(b.flags, &sealbuf, &plain);
 	for (i = (uint32_t)(c->offset / STORE_CHUNK_SIZE);
 	    (uint64_t)i * STORE_CHUNK_SIZE < end; i++) {
+		if ((r = st_chunk_get(s, txn, c->key, &b, i, sealbuf, plain,
+		    &v, &data, &dlen)) != 0)
+			break;
 		cstart = (uint64_t)i * STORE_CHUNK_SIZE;
-		want = b.size - cstart < STORE_CHUNK_SIZE ?
-		    (size_t)(b.size - cstart) : STORE_CHUNK_SIZE;
-		st_chunk_key(ck, c->key, i);
-		if ((r = st_get(s, SDB_CHUNKS, txn, ck, sizeof(ck), &v)) != 0) {
-			if (r == STORE_ENOTFOUND)
-				r = st_fail(s, STORE_EDAMAGED,
-				    "missing chunk of a message");
-			break;
-		}
-		data = v.data;
-		dlen = v.len;
-		if (b.flags & BLOB_SEALED) {
-			if (v.len < STORE_SEAL_NONCE + STORE_SEAL_TAG ||
-			    v.len > STORE_SEAL_NONCE + STORE_SEAL_TAG + 1 +
-			    STORE_CHUNK_SIZE ||
-			    crypto_aead_xchacha20poly1305_ietf_decrypt(sealbuf,
-			    &plen, NULL, v.data + STORE_SEAL_NONCE,
-			    v.len - STORE_SEAL_NONCE, ck, sizeof(ck), v.data,
-			    s->key) != 0) {
-				free(v.data);
-				r = st_fail(s, STORE_EDAMAGED,
-				    "chunk fails authentication (wrong key?)");
-				break;
-			}
-			data = sealbuf;
-			dlen = (size_t)plen;
-		}
-		if ((b.flags & BLOB_FRAMED) && st_chunk_unframe(s, data, dlen,
-		    want, plain, &data) != 0) {
-			free(v.data);
-			r = st_fail(s, STORE_EDAMAGED,
-			    "chunk of a message fails to decompress");
-			break;
-		}
-		if (b.flags & BLOB_FRAMED)
-			dlen = want;
 		from = c->offset > cstart ? c->offset - cstart : 0;
 		to = end - cstart < dlen ? end - cstart : dlen;
 		if (from < to && buf_append(c->out, data + from,
@@ -351,16 +393,50 @@ st_blob_read_fn(struct store *s, DB_TXN *txn, void *arg)
 		}
 		free(v.data);
 	}
-	if (sealbuf != NULL) {
-		sodium_memzero(sealbuf, 1 + STORE_CHUNK_SIZE);
-		free(sealbuf);
-	}
-	if (plain != NULL) {
-		if (b.flags & BLOB_SEALED)
-			sodium_memzero(plain, STORE_CHUNK_SIZE);
-		free(plain);
-	}
+	st_chunk_bufs_free(sealbuf, plain);
 	return r;
+}
+
+int
+st_blob_verify(struct store *s, DB_TXN *txn, const uint8_t *key,
+    const struct blob_rec *b)
+{
+	crypto_generichash_state h;
+	uint8_t sum[STORE_BLOB_KEY_LEN], *sealbuf, *plain;
+	struct st_val v;
+	const uint8_t *data;
+	uint64_t total = 0;
+	size_t dlen;
+	uint32_t i;
+	int r = 0;
+
+	if ((b->flags & BLOB_SEALED) && !s->sealed)
+		return st_fail(s, STORE_EINVAL,
+		    "message is encrypted and no key_file is set");
+	if (b->nchunks != (b->size + STORE_CHUNK_SIZE - 1) / STORE_CHUNK_SIZE)
+		return st_fail(s, STORE_EDAMAGED,
+		    "chunk count does not match the size");
+	/* Sealed blobs are keyed by a keyed hash (st_blob_key). */
+	crypto_generichash_init(&h, (b->flags & BLOB_SEALED) ?
+	    s->blob_hash_key : NULL, (b->flags & BLOB_SEALED) ? 32 : 0,
+	    STORE_BLOB_KEY_LEN);
+	st_chunk_bufs(b->flags, &sealbuf, &plain);
+	for (i = 0; i < b->nchunks; i++) {
+		if ((r = st_chunk_get(s, txn, key, b, i, sealbuf, plain, &v,
+		    &data, &dlen)) != 0)
+			break;
+		crypto_generichash_update(&h, data, dlen);
+		total += dlen;
+		free(v.data);
+	}
+	st_chunk_bufs_free(sealbuf, plain);
+	if (r != 0)
+		return r;
+	crypto_generichash_final(&h, sum, sizeof(sum));
+	if (total != b->size || sodium_memcmp(sum, key, sizeof(sum)) != 0)
+		return st_fail(s, STORE_EDAMAGED,
+		    "contents do not match the blob key");
+	return 0;
 }
 
 int

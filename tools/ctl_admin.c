@@ -45,17 +45,20 @@ ctl_admin_args(struct ctl *ctl, int argc, char **argv, int n)
 /* ---- check ---------------------------------------------------------- */
 
 struct ctl_check {
-	unsigned long problems;
+	unsigned long problems, repaired;
 	int repair;
 };
 
+
 static void
-ctl_check_report(const char *problem, void *ctx)
+ctl_check_report(const char *problem, int repaired, void *ctx)
 {
 	struct ctl_check *chk = ctx;
 
 	chk->problems++;
-	fputs(chk->repair ? "repaired: " : "damage: ", stdout);
+	if (repaired)
+		chk->repaired++;
+	fputs(repaired ? "repaired: " : "damage: ", stdout);
 	ctl_print_escaped(stdout, problem);
 	putchar('\n');
 }
@@ -65,27 +68,32 @@ ctl_check(struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "repair", no_argument, NULL, 'r' },
+		{ "contents", no_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ctl_check chk;
 	const char *error = NULL;
+	unsigned flags = 0;
 	int c, rc;
 
 	memset(&chk, 0, sizeof(chk));
 	while ((c = ctl_getopt(ctl, argc, argv, ":h", longopts)) != -1) {
 		if (c == 'h')
 			return ctl_help(ctl);
-		if (c != 'r')
+		if (c == 'r') {
+			chk.repair = 1;
+			flags |= STORE_CHECK_REPAIR;
+		} else if (c == 'c')
+			flags |= STORE_CHECK_CONTENTS;
+		else
 			return CTL_EX_USAGE;
-		chk.repair = 1;
 	}
 	if (optind < argc)
 		return ctl_usage(ctl, "too many arguments");
 	if ((rc = ctl_store(ctl, CTL_STORE_EXISTING)) != 0)
 		return rc;
-	rc = store_check(ctl->store, chk.repair, ctl_check_report, &chk,
-	    &error);
+	rc = store_check(ctl->store, flags, ctl_check_report, &chk, &error);
 	if (rc == STORE_OK) {
 		if (chk.problems == 0)
 			printf("store: ok\n");
@@ -96,9 +104,13 @@ ctl_check(struct ctl *ctl, int argc, char **argv)
 			chk.problems = 1;
 		/* fsck's convention: 1 = damage found (and, with --repair,
 		   repaired); run check again to see a clean store. */
-		return ctl_fail(ctl, CTL_EX_DAMAGE, "%lu problem%s %s",
-		    chk.problems, chk.problems == 1 ? "" : "s",
-		    chk.repair ? "found and repaired" : "found");
+		if (!chk.repair || chk.repaired == chk.problems)
+			return ctl_fail(ctl, CTL_EX_DAMAGE, "%lu problem%s %s",
+			    chk.problems, chk.problems == 1 ? "" : "s",
+			    chk.repair ? "found and repaired" : "found");
+		return ctl_fail(ctl, CTL_EX_DAMAGE, "%lu problem%s found, "
+		    "%lu repaired; the rest needs a backup", chk.problems,
+		    chk.problems == 1 ? "" : "s", chk.repaired);
 	}
 	return ctl_store_fail(ctl, rc, NULL, error);
 }
@@ -233,9 +245,10 @@ ctl_queue_flush(struct ctl *ctl, int argc, char **argv)
 }
 
 const struct ctl_cmd ctl_admin_cmds[] = {
-	{ "check", ctl_check, "check [--repair]",
+	{ "check", ctl_check, "check [--repair] [--contents]",
 	  "Verify indexes, counters and reference counts; exit 1 on damage "
-	  "(with --repair: fix it, exit 1 if anything was fixed)." },
+	  "(with --repair: fix it, exit 1 if anything was fixed; with "
+	  "--contents: also read every message back and check its hash)." },
 	{ "backup", ctl_backup, "backup DIR",
 	  "Hot backup of the whole store into DIR (missing or empty)." },
 	{ "restore", ctl_restore, "restore DIR",

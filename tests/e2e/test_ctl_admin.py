@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""govmailctl check, check --repair, backup, restore and stats: check passes
-on a healthy store and finds damage inflicted with Berkeley DB's own
-db_load (an account's usage counter falsified while nobody has the store
-open); a backup restored under a new path gives identical ls and cat."""
+"""govmailctl check, check --repair, check --contents, backup, restore and
+stats: check passes on a healthy store and finds damage inflicted with
+Berkeley DB's own db_load (an account's usage counter falsified, a byte of
+a message's stored contents flipped, while nobody has the store open); a
+backup restored under a new path gives identical ls and cat."""
+import hashlib
 import os
 import shutil
 import subprocess
@@ -87,6 +89,52 @@ def damage(t):
          p.stdout)
 
 
+def set_chunk(ctl, stored, value):
+    """Overwrite chunk 0 of the content whose bytes are stored (its key is
+    their BLAKE2b-256, its file chunks-XX.db by the key's first byte)."""
+    key = hashlib.blake2b(stored, digest_size=32).digest()
+    dump = ("VERSION=3\nformat=bytevalue\ntype=btree\nHEADER=END\n"
+            f" {key.hex()}00000000\n {value.hex()}\nDATA=END\n")
+    return subprocess.run([DB_LOAD, "-h", ctl.store,
+                           f"chunks-{key[0] % 16:02x}.db"],
+                          input=dump.encode(), capture_output=True,
+                          timeout=60)
+
+
+def bit_rot(t):
+    """A flipped byte in a message's contents (what a failing disk or a
+    damaged backup does): plain check cannot see it, --contents does."""
+    if DB_LOAD is None:
+        return
+    p = c.run("check", "--contents")
+    c.ok(p, "check --contents on a healthy store")
+    t.eq(p.stdout, "store: ok\n", "check --contents says ok")
+    stored = cat(c, USERS[2], 1)
+    t.ok(stored.startswith(f"From: notices@{D}".encode()), "cat gives the "
+         "stored message", stored[:80])
+    rotten = bytearray(stored)
+    rotten[-3] ^= 0x01
+    # method byte 0: the chunk's bytes as they are (contents are framed)
+    p = set_chunk(c, stored, b"\x00" + bytes(rotten))
+    t.ok(p.returncode == 0, "a byte of the contents flipped with db_load",
+         p.stderr)
+    t.eq(cat(c, USERS[2], 1), bytes(rotten), "the damage is served by cat")
+    c.ok(c.run("check"), "check without --contents does not read contents")
+    p = c.run("check", "--contents")
+    c.fails(p, 1, "check --contents finds the damage")
+    key = hashlib.blake2b(stored, digest_size=32).hexdigest()[:16]
+    t.eq(p.stdout, f"damage: blob {key}: contents do not match the blob "
+         "key\n", "check --contents names the content and the reason")
+    p = c.run("check", "--contents", "--repair")
+    c.fails(p, 1, "check --contents --repair cannot mend contents")
+    t.ok(p.stdout.startswith("damage: blob ") and "repaired" not in
+         p.stdout, "... and says damage, not repaired", p.stdout)
+    t.ok("0 repaired; the rest needs a backup" in p.stderr,
+         "... and its summary says so", p.stderr)
+    p = set_chunk(c, stored, b"\x00" + stored)
+    c.ok(c.run("check", "--contents"), "contents put back: check passes")
+
+
 def backup_restore(t):
     bdir = os.path.join(t.tmp, "backup")
     p = c.run("backup", bdir)
@@ -120,6 +168,6 @@ def backup_restore(t):
          "restore from a missing folder: one error line", p.stderr)
 
 
-for case in (setup, healthy, damage, backup_restore):
+for case in (setup, healthy, damage, bit_rot, backup_restore):
     t.run_case(case)
 t.done()

@@ -324,8 +324,9 @@ cmp_str(const void *a, const void *b)
 }
 
 static void
-check_report(const char *problem, void *ctx)
+check_report(const char *problem, int repaired, void *ctx)
 {
+	(void)repaired;
 	(void)ctx;
 	printf("# check: %s\n", problem);
 }
@@ -534,8 +535,8 @@ main(void)
 		free(one.ids);
 	}
 	tap(dups == 0, "no delivery is present twice in a mailbox");
-	tap(store_check(f->st, 0, check_report, NULL, NULL) == 0,
-	    "store_check finds no damage");
+	tap(store_check(f->st, STORE_CHECK_CONTENTS, check_report, NULL,
+	    NULL) == 0, "store_check finds no damage, contents included");
 
 	/*
 	 * One transaction: the distinct message ids, the queue entries and

@@ -624,7 +624,8 @@ check_clean(struct fx *f)
 {
 	const char *err = NULL;
 
-	assert_int_equal(store_check(f->st, 0, NULL, NULL, &err), 0);
+	assert_int_equal(store_check(f->st, STORE_CHECK_CONTENTS, NULL, NULL,
+	    &err), 0);
 }
 
 static void
@@ -1490,6 +1491,14 @@ test_plaintext_visible(void **state)
 
 /* ---- compression of contents ---- */
 
+static void
+count_cb(const char *problem, int repaired, void *ctx)
+{
+	(void)repaired;
+	(void)problem;
+	(*(int *)ctx)++;
+}
+
 /*
  * Chunk i of blob key, straight from its database: read into buf (at most
  * len bytes; returns the stored length), or with put, replaced by the len
@@ -1602,6 +1611,7 @@ test_compression(void **state)
 	uint8_t *raw = malloc(STORE_CHUNK_SIZE + 100), tkey[32], nkey[32];
 	uint8_t okey[32], skey[32], bad[8], last = text[len - 1];
 	struct buf b;
+	int problems;
 
 	assert_int_equal(store_domain_add(f->st, "city.example", NULL), 0);
 	assert_int_equal(fx_citizen(f, rcpt), 0);
@@ -1681,6 +1691,12 @@ test_compression(void **state)
 	put_raw_chunk(f, tkey, 0, raw, n);
 	assert_int_equal(store_blob_read_range(f->st, tkey, 0, 10, &b, NULL),
 	    STORE_EDAMAGED);
+	/* check finds it only when told to read contents */
+	assert_int_equal(store_check(f->st, 0, NULL, NULL, NULL), 0);
+	problems = 0;
+	assert_int_equal(store_check(f->st, STORE_CHECK_CONTENTS,
+	    count_cb, &problems, NULL), STORE_EDAMAGED);
+	assert_int_equal(problems, 1);
 	/* the undamaged chunk 2 still reads */
 	text[len - 1] = last;
 	assert_int_equal(store_blob_read_range(f->st, tkey,
@@ -1794,13 +1810,6 @@ test_watch(void **state)
 /* ---- check and repair ---- */
 
 static void
-count_cb(const char *problem, void *ctx)
-{
-	(void)problem;
-	(*(int *)ctx)++;
-}
-
-static void
 test_check_repair(void **state)
 {
 	struct fx *f = *state;
@@ -1827,8 +1836,8 @@ test_check_repair(void **state)
 	check_clean(f);
 
 	/* damage: wrong refcount, wrong counters, an orphan chunk */
+	br.flags = blob_flags(f, m.blob);
 	assert_int_equal(f->st->env->txn_begin(f->st->env, NULL, &txn, 0), 0);
-	br.flags = 0;
 	br.refcount = 5;
 	br.size = sizeof(fx_msg) - 1;
 	br.nchunks = 1;
@@ -1891,8 +1900,8 @@ test_check_repair(void **state)
 	/* refcount, counters, uidnext, orphan, usage */
 	assert_int_equal(n, 5);
 	n = 0;
-	assert_int_equal(store_check(f->st, 1, count_cb, &n, NULL),
-	    STORE_EDAMAGED);
+	assert_int_equal(store_check(f->st, STORE_CHECK_REPAIR, count_cb, &n,
+	    NULL), STORE_EDAMAGED);
 	assert_int_equal(n, 5);
 	n = 0;
 	assert_int_equal(store_check(f->st, 0, count_cb, &n, NULL), 0);

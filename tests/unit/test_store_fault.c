@@ -158,8 +158,9 @@ signature(struct fx *f)
 }
 
 static void
-report_cb(const char *problem, void *ctx)
+report_cb(const char *problem, int repaired, void *ctx)
 {
+	(void)repaired;
 	(void)ctx;
 	print_error("check: %s\n", problem);
 }
@@ -751,7 +752,8 @@ run_op(const struct op *op, int err)
 		r = op->run(f, &os);
 		fired = store_fault_fired(f->st);
 		store_fault_inject(f->st, UINT32_MAX, 0);
-		if (store_check(f->st, 0, report_cb, NULL, NULL) != 0) {
+		if (store_check(f->st, STORE_CHECK_CONTENTS, report_cb, NULL,
+		    NULL) != 0) {
 			print_error("%s: damage after fault %d\n", op->name,
 			    n);
 			fail();

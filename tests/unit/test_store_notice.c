@@ -391,8 +391,9 @@ damage_fn(struct store *s, DB_TXN *txn, void *ctx)
 static size_t problems;
 
 static void
-count_problem(const char *problem, void *ctx)
+count_problem(const char *problem, int repaired, void *ctx)
 {
+	(void)repaired;
 	(void)problem;
 	(void)ctx;
 	problems++;
@@ -451,8 +452,8 @@ test_check(void **state)
 	    STORE_EDAMAGED);
 	assert_int_equal(problems, 4);
 	problems = 0;
-	assert_int_equal(store_check(f->st, 1, count_problem, NULL, &err),
-	    STORE_EDAMAGED);
+	assert_int_equal(store_check(f->st, STORE_CHECK_REPAIR, count_problem,
+	    NULL, &err), STORE_EDAMAGED);
 	assert_int_equal(problems, 4);
 	problems = 0;
 	assert_int_equal(store_check(f->st, 0, count_problem, NULL, &err),
