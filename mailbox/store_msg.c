@@ -330,26 +330,33 @@ fail:
 	return r;
 }
 
-/* The buffers st_chunk_get needs for blobs of these flags; NULL if none. */
+/*
+ * The buffers st_chunk_get needs for blob b; NULL where it needs none.  A
+ * decompressed chunk is never longer than the blob, so plain is sized to
+ * the smaller; sealbuf stays whole, st_chunk_get bounds it by that size.
+ */
 static void
-st_chunk_bufs(uint8_t flags, uint8_t **sealbuf, uint8_t **plain)
+st_chunk_bufs(const struct blob_rec *b, uint8_t **sealbuf, uint8_t **plain)
 {
-	*sealbuf = (flags & BLOB_SEALED) ? xmalloc(1 + STORE_CHUNK_SIZE) :
-	    NULL;
-	*plain = (flags & BLOB_FRAMED) ? xmalloc(STORE_CHUNK_SIZE) : NULL;
+	*sealbuf = (b->flags & BLOB_SEALED) ?
+	    xmalloc(1 + STORE_CHUNK_SIZE) : NULL;
+	*plain = (b->flags & BLOB_FRAMED) ? xmalloc(b->size < STORE_CHUNK_SIZE ?
+	    (size_t)b->size + 1 : STORE_CHUNK_SIZE) : NULL;
 }
 
+/* Free them; what came out of a seal is wiped first. */
 static void
-st_chunk_bufs_free(uint8_t *sealbuf, uint8_t *plain)
+st_chunk_bufs_free(const struct blob_rec *b, uint8_t *sealbuf,
+    uint8_t *plain)
 {
 	if (sealbuf != NULL) {
 		sodium_memzero(sealbuf, 1 + STORE_CHUNK_SIZE);
 		free(sealbuf);
 	}
-	if (plain != NULL) {
-		sodium_memzero(plain, STORE_CHUNK_SIZE);
-		free(plain);
-	}
+	if (plain != NULL && (b->flags & BLOB_SEALED))
+		sodium_memzero(plain, b->size < STORE_CHUNK_SIZE ?
+		    (size_t)b->size + 1 : STORE_CHUNK_SIZE);
+	free(plain);
 }
 
 static int
@@ -375,7 +382,7 @@ st_blob_read_fn(struct store *s, DB_TXN *txn, void *arg)
 		return st_fail(s, STORE_EINVAL,
 		    "message is encrypted and no key_file is set");
 	end = b.size - c->offset < c->len ? b.size : c->offset + c->len;
-	st_chunk_bufs(b.flags, &sealbuf, &plain);
+	st_chunk_bufs(&b, &sealbuf, &plain);
 	for (i = (uint32_t)(c->offset / STORE_CHUNK_SIZE);
 	    (uint64_t)i * STORE_CHUNK_SIZE < end; i++) {
 		if ((r = st_chunk_get(s, txn, c->key, &b, i, sealbuf, plain,
@@ -393,7 +400,7 @@ st_blob_read_fn(struct store *s, DB_TXN *txn, void *arg)
 		}
 		free(v.data);
 	}
-	st_chunk_bufs_free(sealbuf, plain);
+	st_chunk_bufs_free(&b, sealbuf, plain);
 	return r;
 }
 
@@ -420,7 +427,7 @@ st_blob_verify(struct store *s, DB_TXN *txn, const uint8_t *key,
 	crypto_generichash_init(&h, (b->flags & BLOB_SEALED) ?
 	    s->blob_hash_key : NULL, (b->flags & BLOB_SEALED) ? 32 : 0,
 	    STORE_BLOB_KEY_LEN);
-	st_chunk_bufs(b->flags, &sealbuf, &plain);
+	st_chunk_bufs(b, &sealbuf, &plain);
 	for (i = 0; i < b->nchunks; i++) {
 		if ((r = st_chunk_get(s, txn, key, b, i, sealbuf, plain, &v,
 		    &data, &dlen)) != 0)
@@ -429,7 +436,7 @@ st_blob_verify(struct store *s, DB_TXN *txn, const uint8_t *key,
 		total += dlen;
 		free(v.data);
 	}
-	st_chunk_bufs_free(sealbuf, plain);
+	st_chunk_bufs_free(b, sealbuf, plain);
 	if (r != 0)
 		return r;
 	crypto_generichash_final(&h, sum, sizeof(sum));
