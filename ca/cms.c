@@ -11,6 +11,7 @@
  */
 #include "autoconf.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -802,11 +803,21 @@ struct chain_ent {
 	STACK_OF(X509) *chain;		/* NULL: free slot */
 };
 
+/* A certificate as a message carried it, and what parsing it gave. */
+struct cert_ent {
+	unsigned char *der;		/* NULL: free slot */
+	size_t len;
+	X509 *x;
+};
+
 struct govca_chain_cache {
 	pthread_mutex_t lock;
 	struct chain_ent e[GOVCA_CHAIN_CACHE_SIZE];
 	size_t next;			/* round-robin replacement */
 	unsigned long hits, misses;
+	struct cert_ent c[GOVCA_CERT_CACHE_SIZE];
+	size_t cnext;
+	unsigned long cert_hits, cert_misses;
 };
 
 struct govca_chain_cache *
@@ -826,6 +837,11 @@ chain_cache_clear_locked(struct govca_chain_cache *c)
 	for (i = 0; i < GOVCA_CHAIN_CACHE_SIZE; i++) {
 		sk_X509_pop_free(c->e[i].chain, X509_free);
 		memset(&c->e[i], 0, sizeof(c->e[i]));
+	}
+	for (i = 0; i < GOVCA_CERT_CACHE_SIZE; i++) {
+		free(c->c[i].der);
+		X509_free(c->c[i].x);
+		memset(&c->c[i], 0, sizeof(c->c[i]));
 	}
 }
 
@@ -857,6 +873,224 @@ govca_chain_cache_stats(struct govca_chain_cache *c, unsigned long *hits_r,
 	*hits_r = c->hits;
 	*misses_r = c->misses;
 	(void)pthread_mutex_unlock(&c->lock);
+}
+
+void
+govca_chain_cache_cert_stats(struct govca_chain_cache *c,
+    unsigned long *hits_r, unsigned long *misses_r)
+{
+	(void)pthread_mutex_lock(&c->lock);
+	*hits_r = c->cert_hits;
+	*misses_r = c->cert_misses;
+	(void)pthread_mutex_unlock(&c->lock);
+}
+
+/*
+ * The certificate whose DER is der[0..len), parsed once per cache: OpenSSL
+ * 3.0 builds a decoder context for every public key it parses, which made
+ * parsing a message's certificates the largest cost of checking it.  The
+ * key is the whole DER, compared byte for byte; what parsing gives does
+ * not depend on trust, which is still decided for every message.  NULL if
+ * the bytes are not exactly one certificate.  The caller owns a reference.
+ */
+static X509 *
+cert_cache_parse(struct govca_chain_cache *c, const unsigned char *der,
+    size_t len)
+{
+	const unsigned char *p = der;
+	struct cert_ent *e;
+	X509 *x = NULL;
+	size_t i;
+
+	(void)pthread_mutex_lock(&c->lock);
+	for (i = 0; i < GOVCA_CERT_CACHE_SIZE; i++) {
+		e = &c->c[i];
+		if (e->der != NULL && e->len == len &&
+		    memcmp(e->der, der, len) == 0) {
+			x = e->x;
+			X509_up_ref(x);
+			c->cert_hits++;
+			break;
+		}
+	}
+	if (x == NULL)
+		c->cert_misses++;
+	(void)pthread_mutex_unlock(&c->lock);
+	if (x != NULL)
+		return x;
+
+	x = d2i_X509(NULL, &p, (long)len);
+	if (x == NULL || p != der + len) {
+		X509_free(x);
+		return NULL;
+	}
+	X509_up_ref(x);
+	(void)pthread_mutex_lock(&c->lock);
+	e = &c->c[c->cnext];
+	c->cnext = (c->cnext + 1) % GOVCA_CERT_CACHE_SIZE;
+	free(e->der);
+	X509_free(e->x);
+	e->der = xmalloc(len);
+	memcpy(e->der, der, len);
+	e->len = len;
+	e->x = x;
+	(void)pthread_mutex_unlock(&c->lock);
+	return x;
+}
+
+/* The DER of the signedData content type, tag and length included. */
+static const unsigned char oid_signed_data[] = {
+	0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02
+};
+
+/*
+ * One definite-length TLV at *pp (within end) of the wanted universal or
+ * context tag, constructed: its content in *c_r, *clen_r, and *pp moved
+ * past it.  -1 otherwise.
+ */
+static int
+der_enter(const unsigned char **pp, const unsigned char *end, int tag,
+    int cls, const unsigned char **c_r, long *clen_r)
+{
+	const unsigned char *p = *pp;
+	long len;
+	int t, k, r;
+
+	if (p >= end)
+		return -1;
+	r = ASN1_get_object(&p, &len, &t, &k, end - p);
+	if (r != V_ASN1_CONSTRUCTED || t != tag || k != cls)
+		return -1;
+	*c_r = p;
+	*clen_r = len;
+	*pp = p + len;
+	return 0;
+}
+
+/*
+ * Split a DER ContentInfo holding SignedData into the same structure
+ * without its certificates field (*out_r, *out_len_r, malloc'd) and the
+ * spans of the certificates in it (at most GOVCA_CMS_CERTS_MAX).  The
+ * certificates are not signed, so leaving them out changes nothing the
+ * signature covers.  -1 when the input is anything but plain definite
+ * lengths of that shape (BER, attribute certificates, too many): the
+ * caller then parses it whole.
+ */
+static int
+cms_split_certs(const unsigned char *der, size_t der_len,
+    unsigned char **out_r, size_t *out_len_r,
+    const unsigned char **cert_p, size_t *cert_len, int *ncerts_r)
+{
+	const unsigned char *p = der, *end = der + der_len, *ci, *ex, *sd;
+	const unsigned char *cs = NULL, *ce = NULL, *q, *cend;
+	unsigned char *out, *w;
+	long ci_len, ex_len, sd_len, l, n_sd, n_ex, n_ci;
+	int ncerts = 0, t, k, r;
+
+	if (der_len > LONG_MAX / 2 || der_enter(&p, end, V_ASN1_SEQUENCE,
+	    V_ASN1_UNIVERSAL, &ci, &ci_len) < 0)
+		return -1;
+	p = ci;
+	end = ci + ci_len;
+	if ((size_t)(end - p) < sizeof(oid_signed_data) ||
+	    memcmp(p, oid_signed_data, sizeof(oid_signed_data)) != 0)
+		return -1;
+	p += sizeof(oid_signed_data);
+	if (der_enter(&p, end, 0, V_ASN1_CONTEXT_SPECIFIC, &ex, &ex_len) < 0 ||
+	    p != end)
+		return -1;
+	p = ex;
+	end = ex + ex_len;
+	if (der_enter(&p, end, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL, &sd,
+	    &sd_len) < 0 || p != end)
+		return -1;
+	/* The fields of SignedData: find [0] IMPLICIT CertificateSet. */
+	p = sd;
+	end = sd + sd_len;
+	while (p < end) {
+		q = p;
+		r = ASN1_get_object(&q, &l, &t, &k, end - p);
+		if ((r & 0x80) || r == (V_ASN1_CONSTRUCTED | 1))
+			return -1;
+		if (t == 0 && k == V_ASN1_CONTEXT_SPECIFIC) {
+			if (cs != NULL || r != V_ASN1_CONSTRUCTED)
+				return -1;
+			cs = p;
+			ce = q + l;
+			cend = ce;
+			while (q < cend) {
+				const unsigned char *c0 = q, *cc;
+				long cl;
+
+				if (ncerts == GOVCA_CMS_CERTS_MAX ||
+				    der_enter(&q, cend, V_ASN1_SEQUENCE,
+				    V_ASN1_UNIVERSAL, &cc, &cl) < 0)
+					return -1;
+				cert_p[ncerts] = c0;
+				cert_len[ncerts++] = (size_t)(q - c0);
+			}
+			p = ce;
+		} else
+			p = q + l;
+	}
+	if (p != end || cs == NULL)
+		return -1;
+
+	n_sd = sd_len - (long)(ce - cs);
+	n_ex = ASN1_object_size(1, n_sd, V_ASN1_SEQUENCE);
+	n_ci = (long)sizeof(oid_signed_data) + ASN1_object_size(1, n_ex, 0);
+	l = ASN1_object_size(1, n_ci, V_ASN1_SEQUENCE);
+	if (n_ex < 0 || n_ci < 0 || l < 0)
+		return -1;
+	out = w = xmalloc((size_t)l);
+	ASN1_put_object(&w, 1, n_ci, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL);
+	memcpy(w, oid_signed_data, sizeof(oid_signed_data));
+	w += sizeof(oid_signed_data);
+	ASN1_put_object(&w, 1, n_ex, 0, V_ASN1_CONTEXT_SPECIFIC);
+	ASN1_put_object(&w, 1, n_sd, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL);
+	memcpy(w, sd, (size_t)(cs - sd));
+	w += cs - sd;
+	memcpy(w, ce, (size_t)(end - ce));
+	w += end - ce;
+	*out_r = out;
+	*out_len_r = (size_t)(w - out);
+	*ncerts_r = ncerts;
+	return 0;
+}
+
+/*
+ * d2i_CMS_ContentInfo, with the certificates parsed through the cache
+ * when there is one and the input has the plain shape cms_split_certs
+ * takes.  NULL if malformed, a certificate included.
+ */
+static CMS_ContentInfo *
+cms_parse(const uint8_t *der, size_t der_len, struct govca_chain_cache *c)
+{
+	const unsigned char *cert_p[GOVCA_CMS_CERTS_MAX], *p = der;
+	size_t cert_len[GOVCA_CMS_CERTS_MAX], len;
+	unsigned char *bare = NULL;
+	CMS_ContentInfo *cms;
+	int i, n = 0;
+
+	if (c == NULL || cms_split_certs(der, der_len, &bare, &len, cert_p,
+	    cert_len, &n) < 0)
+		return d2i_CMS_ContentInfo(NULL, &p, (long)der_len);
+	p = bare;
+	cms = d2i_CMS_ContentInfo(NULL, &p, (long)len);
+	free(bare);
+	for (i = 0; cms != NULL && i < n; i++) {
+		X509 *x = cert_cache_parse(c, cert_p[i], cert_len[i]);
+
+		if (x == NULL) {
+			CMS_ContentInfo_free(cms);
+			return NULL;
+		}
+		/* 0 for a duplicate, which the message may carry. */
+		(void)CMS_add1_cert(cms, x);
+		X509_free(x);
+	}
+	ERR_clear_error();
+	return cms;
 }
 
 /* What identifies a CRL set cheaply: entries and lastUpdate of each. */
@@ -1023,7 +1257,7 @@ verify_der(const uint8_t *der, size_t der_len, const struct smime_span *content,
 	uint64_t crl_id = 0;
 	time_t now = 0;
 
-	cms = d2i_CMS_ContentInfo(NULL, &p, (long)der_len);
+	cms = cms_parse(p, der_len, opts->cache);
 	if (cms == NULL) {
 		set_result(res, GOVCA_CMS_FAIL, "malformed CMS", ssl_reason());
 		goto out;

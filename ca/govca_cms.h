@@ -194,6 +194,16 @@ void govca_chain_cache_clear(struct govca_chain_cache *cache);
 /* Hits and misses so far (for logs and tests). */
 void govca_chain_cache_stats(struct govca_chain_cache *cache,
     unsigned long *hits_r, unsigned long *misses_r);
+/*
+ * The same cache also keeps the certificates messages carry, parsed, keyed
+ * by their whole DER (at most GOVCA_CERT_CACHE_SIZE; the oldest go): the
+ * next message of a signer does not parse them again.  Its hits and misses.
+ */
+#define GOVCA_CERT_CACHE_SIZE	64
+/* Certificates in one SignedData parsed through that cache (more: whole). */
+#define GOVCA_CMS_CERTS_MAX	16
+void govca_chain_cache_cert_stats(struct govca_chain_cache *cache,
+    unsigned long *hits_r, unsigned long *misses_r);
 
 struct govca_cms_verify_opts {
 	/* Trusted roots (required).  Borrowed: only read while verifying. */

@@ -726,6 +726,180 @@ test_chain_cache(void **state)
 	buf_free(&good);
 }
 
+/* An opaque signed-data message around der (as test_weak). */
+static void
+opaque_msg(const unsigned char *der, size_t len, struct buf *msg)
+{
+	buf_init(msg, BUF_UNBOUNDED);
+	buf_append_str(msg, "Content-Type: application/pkcs7-mime; "
+	    "smime-type=signed-data\r\n"
+	    "Content-Transfer-Encoding: base64\r\n\r\n");
+	smime_base64_encode(der, len, msg);
+}
+
+/* The same verdict, and reason, with the cache as without it. */
+static void
+expect_same(const unsigned char *der, size_t len,
+    struct govca_chain_cache *cache)
+{
+	struct govca_cms_verify_opts o;
+	struct govca_cms_result a, b;
+	struct buf msg;
+
+	opaque_msg(der, len, &msg);
+	memset(&o, 0, sizeof(o));
+	o.store = pki.store;
+	assert_int_equal(verify_msg(msg.data, msg.len, &o, &a), 0);
+	o.cache = cache;
+	assert_int_equal(verify_msg(msg.data, msg.len, &o, &b), 0);
+	assert_int_equal(a.status, b.status);
+	assert_string_equal(a.reason, b.reason);
+	govca_cms_result_free(&a);
+	govca_cms_result_free(&b);
+	buf_free(&msg);
+}
+
+/* A DER SignedData of "cache" by the water department, with flags. */
+static int
+dept_der(unsigned int flags, unsigned char **der_r)
+{
+	static const char inner[] = "Content-Type: text/plain\r\n\r\ncache\r\n";
+	STACK_OF(X509) *chain = sk_X509_new_null();
+	BIO *in = BIO_new_mem_buf(inner, (int)strlen(inner));
+	CMS_ContentInfo *cms;
+	int n;
+
+	sk_X509_push(chain, pki.issuing.cert);
+	cms = CMS_sign(pki.dept.cert, pki.dept.key, chain, in,
+	    CMS_BINARY | flags);
+	assert_non_null(cms);
+	*der_r = NULL;
+	if (flags & CMS_STREAM) {
+		BIO *out = BIO_new(BIO_s_mem());
+		char *p;
+		long len;
+
+		(void)BIO_reset(in);
+		assert_int_equal(i2d_CMS_bio_stream(out, cms, in, flags), 1);
+		len = BIO_get_mem_data(out, &p);
+		*der_r = OPENSSL_memdup(p, (size_t)len);
+		n = (int)len;
+		BIO_free(out);
+	} else
+		n = i2d_CMS_ContentInfo(cms, der_r);
+	assert_true(n > 0);
+	CMS_ContentInfo_free(cms);
+	BIO_free(in);
+	sk_X509_free(chain);
+	return n;
+}
+
+/*
+ * The parsed-certificate cache: a signer's next message reuses what its
+ * certificates parsed to, and every message - damaged certificates, BER,
+ * none at all - gets the verdict it gets without the cache.
+ */
+static void
+test_cert_cache(void **state)
+{
+	struct govca_chain_cache *cache = govca_chain_cache_new();
+	struct govca_cms_verify_opts o;
+	unsigned char *der = NULL, *cder = NULL, *at;
+	unsigned long hits, misses;
+	struct buf msg;
+	size_t i;
+	int n, clen;
+
+	(void)state;
+	n = dept_der(0, &der);
+	opaque_msg(der, (size_t)n, &msg);
+	memset(&o, 0, sizeof(o));
+	o.store = pki.store;
+	o.cache = cache;
+	expect_verdict(&msg, &o, GOVCA_CMS_PASS, NULL);
+	govca_chain_cache_cert_stats(cache, &hits, &misses);
+	assert_int_equal(hits, 0);
+	assert_int_equal(misses, 2);	/* the signer and its issuer */
+	expect_verdict(&msg, &o, GOVCA_CMS_PASS, NULL);
+	govca_chain_cache_cert_stats(cache, &hits, &misses);
+	assert_int_equal(hits, 2);
+	assert_int_equal(misses, 2);
+	buf_free(&msg);
+
+	/* Damage anywhere in the signer's certificate: the same verdict. */
+	clen = i2d_X509(pki.dept.cert, &cder);
+	at = memmem(der, (size_t)n, cder, (size_t)clen);
+	assert_non_null(at);
+	for (i = 0; i < (size_t)clen; i += 7) {
+		at[i] ^= 0x5a;
+		expect_same(der, (size_t)n, cache);
+		at[i] ^= 0x5a;
+	}
+	/* Or in the lengths of what wraps it. */
+	for (i = 0; i < 16; i++) {
+		der[i] ^= 0x01;
+		expect_same(der, (size_t)n, cache);
+		der[i] ^= 0x01;
+	}
+	expect_same(der, (size_t)n - 1, cache);
+	OPENSSL_free(der);
+
+	/* BER with indefinite lengths is parsed whole, as before. */
+	n = dept_der(CMS_STREAM, &der);
+	assert_int_equal(der[1], 0x80);
+	opaque_msg(der, (size_t)n, &msg);
+	expect_verdict(&msg, &o, GOVCA_CMS_PASS, NULL);
+	buf_free(&msg);
+	OPENSSL_free(der);
+
+	/* No certificates in the message. */
+	n = dept_der(CMS_NOCERTS, &der);
+	opaque_msg(der, (size_t)n, &msg);
+	expect_verdict(&msg, &o, GOVCA_CMS_FAIL,
+	    "signer certificate not in the message");
+	buf_free(&msg);
+	OPENSSL_free(der);
+
+	/* More certificates than the cache takes from one message: parsed
+	 * whole, and still verified. */
+	govca_chain_cache_clear(cache);
+	{
+		static const char inner[] = "Content-Type: text/plain\r\n\r\n"
+		    "many\r\n";
+		struct pki_cert extra[GOVCA_CMS_CERTS_MAX];
+		BIO *in = BIO_new_mem_buf(inner, (int)strlen(inner));
+		CMS_ContentInfo *cms = CMS_sign(NULL, NULL, NULL, NULL,
+		    CMS_BINARY | CMS_PARTIAL);
+		unsigned long h0, m0;
+
+		assert_non_null(CMS_add1_signer(cms, pki.dept.cert,
+		    pki.dept.key, EVP_sha256(), CMS_BINARY));
+		assert_int_equal(CMS_add1_cert(cms, pki.issuing.cert), 1);
+		for (i = 0; i < GOVCA_CMS_CERTS_MAX; i++) {
+			extra[i] = mk_cert("Extra", "P-256", &pki.other_root,
+			    "ee", "x@gov.example", NULL, -DAY, DAY);
+			assert_int_equal(CMS_add1_cert(cms, extra[i].cert), 1);
+		}
+		assert_int_equal(CMS_final(cms, in, NULL, CMS_BINARY), 1);
+		der = NULL;
+		n = i2d_CMS_ContentInfo(cms, &der);
+		opaque_msg(der, (size_t)n, &msg);
+		govca_chain_cache_cert_stats(cache, &h0, &m0);
+		expect_verdict(&msg, &o, GOVCA_CMS_PASS, NULL);
+		govca_chain_cache_cert_stats(cache, &hits, &misses);
+		assert_int_equal(hits, h0);
+		assert_int_equal(misses, m0);
+		for (i = 0; i < GOVCA_CMS_CERTS_MAX; i++)
+			free_cert(&extra[i]);
+		buf_free(&msg);
+		OPENSSL_free(der);
+		CMS_ContentInfo_free(cms);
+		BIO_free(in);
+	}
+	OPENSSL_free(cder);
+	govca_chain_cache_free(cache);
+}
+
 static void
 test_expired_signing_time(void **state)
 {
@@ -1639,6 +1813,7 @@ main(void)
 		cmocka_unit_test(test_untrusted_and_purpose),
 		cmocka_unit_test(test_revoked),
 		cmocka_unit_test(test_chain_cache),
+		cmocka_unit_test(test_cert_cache),
 		cmocka_unit_test(test_expired_signing_time),
 		cmocka_unit_test(test_unsigned),
 		cmocka_unit_test(test_opaque),
