@@ -232,8 +232,12 @@ tpool_submit(struct tpool *pool, void (*work)(void *arg),
 	job->arg = arg;
 	pool->pending++;
 	queue_push(&pool->todo, job);
-	pthread_cond_signal(&pool->cond);
 	pthread_mutex_unlock(&pool->lock);
+	/*
+	 * Signalled after the unlock, so that the woken thread does not
+	 * wake only to wait again for the lock this thread still holds.
+	 */
+	pthread_cond_signal(&pool->cond);
 	return 0;
 }
 
