@@ -522,17 +522,19 @@ smtp_notice_check(struct smtp_job *job)
 	if (extra.len > 0 || tag)
 		rewrite(job, &extra, tag);
 	buf_free(&extra);
-	log_info("smtpd: event=smime result=%s class=%s from_matches=%d "
-	    "official=%d notice=%d tagged=%d",
-	    govca_cms_status_name(res.status),
-	    govca_cms_class_name(res.cert_class), res.from_matches, official,
-	    job->notice_list != NULL, tag);
+	/* Plain unsigned mail, left as it came, is not worth a line. */
+	if (signed_msg || tag || job->notice_list != NULL)
+		log_info("smtpd: ref=%s event=smime result=%s class=%s "
+		    "from_matches=%d official=%d notice=%d tagged=%d",
+		    job->ref, govca_cms_status_name(res.status),
+		    govca_cms_class_name(res.cert_class), res.from_matches,
+		    official, job->notice_list != NULL, tag);
 	govca_cms_result_free(&res);
 	return ret;
 
 out_refused:
-	log_info("smtpd: event=smime result=%s class=%s from_matches=%d "
-	    "refused=1 notice=%d", govca_cms_status_name(res.status),
+	log_info("smtpd: ref=%s event=smime result=%s class=%s from_matches=%d "
+	    "refused=1 notice=%d", job->ref, govca_cms_status_name(res.status),
 	    govca_cms_class_name(res.cert_class), res.from_matches,
 	    job->notice_list != NULL);
 	govca_cms_result_free(&res);
