@@ -624,7 +624,8 @@ int store_stats(struct store *store, struct store_stats *stats_r,
  * entry (and the reverse).
  * With STORE_CHECK_CONTENTS, also reads every message's chunks and checks
  * they decrypt, decompress and hash to the message's content address (as
- * long as the store is big).
+ * long as the store is big), after the other checks, a few dozen messages
+ * per read transaction, so that deliveries meanwhile wait little.
  * Each problem is passed to report (may be NULL), with repaired != 0 when
  * STORE_CHECK_REPAIR mended it.  Returns STORE_OK, or STORE_EDAMAGED if
  * anything was wrong.  With STORE_CHECK_REPAIR, fixes counters and

@@ -47,6 +47,13 @@
 #define STORE_MUTEX_EXTRA_MAX (1U << 19)
 /* In-memory log buffer: a 64 KiB chunk fits several times. */
 #define STORE_LOG_BUFFER (2U * 1024 * 1024)
+/*
+ * Blobs read back per read transaction by check --contents.  The read
+ * locks of a transaction are held until it ends, and a delivery that
+ * writes a page the check has read waits for them: short transactions
+ * keep that wait short however big the store is.
+ */
+#define ST_CHECK_CONTENTS_SLICE 64
 /* A store call (or open) blocked this long is stuck on a dead mutex. */
 #define STORE_STUCK_SEC 60
 /* File in the store folder: the next opener must run recovery. */

@@ -46,6 +46,7 @@ struct chk_blob {
 	uint8_t key[STORE_BLOB_KEY_LEN];
 	struct blob_rec rec;
 	uint64_t refs;
+	int missing;		/* a chunk is missing (already reported) */
 };
 
 struct chk_ctx {
@@ -378,16 +379,10 @@ chk_blobs(struct store *s, DB_TXN *txn, struct chk_ctx *c)
 			if (r == STORE_ENOTFOUND) {
 				chk_damage(c, "blob %s: chunk %u missing",
 				    hex, n);
+				b->missing = 1;
 				break;
 			}
 			if (r != 0)
-				return r;
-		}
-		if (c->contents && n == b->rec.nchunks) {
-			r = st_blob_verify(s, txn, b->key, &b->rec);
-			if (r == STORE_EDAMAGED || r == STORE_EINVAL)
-				chk_damage(c, "blob %s: %s", hex, s->err);
-			else if (r != 0)
 				return r;
 		}
 		if (b->refs == b->rec.refcount)
@@ -720,6 +715,77 @@ st_check_fn(struct store *s, DB_TXN *txn, void *arg)
 	return 0;
 }
 
+/* check --contents: blobs [from, to) of c->bl, in one read transaction. */
+struct chk_slice {
+	struct chk_ctx *c;
+	size_t from, to;
+	size_t nproblems;	/* c's notes before this slice */
+	uint64_t count;
+};
+
+static int
+st_check_contents_fn(struct store *s, DB_TXN *txn, void *arg)
+{
+	struct chk_slice *sl = arg;
+	struct chk_ctx *c = sl->c;
+	struct blob_rec rec;
+	struct st_val v;
+	struct chk_blob *b;
+	char hex[17];
+	size_t i;
+	int r, bad;
+
+	/* A retried transaction notes its problems again. */
+	while (c->nproblems > sl->nproblems)
+		free(c->problems[--c->nproblems]);
+	c->count = sl->count;
+	for (i = sl->from; i < sl->to; i++) {
+		b = &c->bl[i];
+		if (b->missing)
+			continue;
+		/* Afresh: it may have gone, or changed, since pass 1. */
+		r = st_get(s, SDB_BLOBS, txn, b->key, STORE_BLOB_KEY_LEN, &v);
+		if (r == STORE_ENOTFOUND)
+			continue;
+		if (r != 0)
+			return r;
+		bad = blob_rec_decode(v.data, v.len, &rec) != 0;
+		free(v.data);
+		if (bad)
+			continue;	/* reported by pass 1 */
+		r = st_blob_verify(s, txn, b->key, &rec);
+		if (r == STORE_EDAMAGED || r == STORE_EINVAL) {
+			chk_hex(b->key, hex);
+			chk_damage(c, "blob %s: %s", hex, s->err);
+		} else if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
+/* check --contents: every blob read back, in short read transactions. */
+static int
+chk_contents(struct store *s, struct chk_ctx *c, const char **error_r)
+{
+	struct chk_slice sl;
+	size_t i;
+	int r;
+
+	sl.c = c;
+	for (i = 0; i < c->nbl; i += ST_CHECK_CONTENTS_SLICE) {
+		sl.from = i;
+		sl.to = c->nbl - i < ST_CHECK_CONTENTS_SLICE ? c->nbl :
+		    i + ST_CHECK_CONTENTS_SLICE;
+		sl.nproblems = c->nproblems;
+		sl.count = c->count;
+		r = st_txn_run(s, ST_TXN_READ | ST_TXN_LONG,
+		    st_check_contents_fn, &sl, error_r);
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
 int
 store_check(struct store *s, unsigned flags,
     void (*report)(const char *, int, void *), void *ctx,
@@ -735,6 +801,8 @@ store_check(struct store *s, unsigned flags,
 	c.contents = (flags & STORE_CHECK_CONTENTS) != 0;
 	r = st_txn_run(s, (repair ? ST_TXN_WRITE : ST_TXN_READ) | ST_TXN_LONG,
 	    st_check_fn, &c, error_r);
+	if (r == 0 && c.contents)
+		r = chk_contents(s, &c, error_r);
 	if (r == 0 && c.count > 0) {
 		for (i = 0; report != NULL && i < c.nproblems; i++)
 			report(c.problems[i] + 1, c.problems[i][0] == '1',

@@ -1601,6 +1601,92 @@ make_msg(size_t len, int text)
 	return msg;
 }
 
+/* Problem texts for a test to look at. */
+struct problems {
+	int n;
+	char text[4][128];
+};
+
+static void
+problems_cb(const char *problem, int repaired, void *ctx)
+{
+	struct problems *p = ctx;
+
+	(void)repaired;
+	if (p->n < 4)
+		(void)snprintf(p->text[p->n], sizeof(p->text[0]), "%s",
+		    problem);
+	p->n++;
+}
+
+/*
+ * check --contents reads blobs in slices of ST_CHECK_CONTENTS_SLICE, each
+ * in its own transaction: damage in the first, a middle and the last
+ * slice is each reported once.
+ */
+static void
+test_check_contents_slices(void **state)
+{
+	struct fx *f = *state;
+	const char *rcpt = "a@city.example";
+	enum { N = 3 * ST_CHECK_CONTENTS_SLICE + 5 };
+	uint8_t (*keys)[STORE_BLOB_KEY_LEN] = calloc(N, STORE_BLOB_KEY_LEN);
+	uint8_t *msg = make_msg(300, 1), raw[400], hex[3][17];
+	size_t n, i, lo = 0, hi = 0, mid = N / 2;
+	struct problems p;
+	int k;
+
+	assert_int_equal(store_domain_add(f->st, "city.example", NULL), 0);
+	assert_int_equal(fx_citizen(f, rcpt), 0);
+	for (i = 0; i < N; i++) {
+		struct store_rcpt_result res;
+		struct store_msg m;
+
+		(void)snprintf((char *)msg + 250, 40, "%zu", i);
+		assert_int_equal(store_deliver(f->st, msg, 300, &rcpt, 1, 0,
+		    &res, NULL), 0);
+		assert_int_equal(res.status, 0);
+		assert_int_equal(store_msg_get(f->st, res.mailbox_id, res.uid,
+		    &m, NULL), 0);
+		memcpy(keys[i], m.blob, STORE_BLOB_KEY_LEN);
+	}
+	/* The smallest and the largest key: the first and the last slice. */
+	for (i = 1; i < N; i++) {
+		if (memcmp(keys[i], keys[lo], STORE_BLOB_KEY_LEN) < 0)
+			lo = i;
+		if (memcmp(keys[i], keys[hi], STORE_BLOB_KEY_LEN) > 0)
+			hi = i;
+	}
+	while (mid == lo || mid == hi)
+		mid++;
+	check_clean(f);
+	{
+		size_t which[3] = { lo, mid, hi };
+
+		for (k = 0; k < 3; k++) {
+			n = raw_chunk(f, keys[which[k]], 0, raw, sizeof(raw));
+			raw[n - 1] ^= 0x01;
+			put_raw_chunk(f, keys[which[k]], 0, raw, n);
+			(void)sodium_bin2hex((char *)hex[k], 17,
+			    keys[which[k]], 8);
+		}
+	}
+	assert_int_equal(store_check(f->st, 0, NULL, NULL, NULL), 0);
+	memset(&p, 0, sizeof(p));
+	assert_int_equal(store_check(f->st, STORE_CHECK_CONTENTS,
+	    problems_cb, &p, NULL), STORE_EDAMAGED);
+	assert_int_equal(p.n, 3);
+	for (k = 0; k < 3; k++) {
+		int seen = 0, j;
+
+		for (j = 0; j < 3; j++)
+			seen += strstr(p.text[j], (char *)hex[k]) != NULL;
+		assert_int_equal(seen, 1);
+	}
+	free(keys);
+	free(msg);
+}
+
 static void
 test_compression(void **state)
 {
@@ -2213,6 +2299,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_plaintext_visible, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_check_contents_slices,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compression, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_watch, setup, teardown),
