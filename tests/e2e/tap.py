@@ -15,6 +15,7 @@ unless GOVMAIL_KEEP_TMP is set.
 """
 import atexit
 import os
+import random
 import shutil
 import signal
 import socket
@@ -35,9 +36,36 @@ def program(rel):
     return os.path.join(TOP_BUILDDIR, rel)
 
 
+# Ports handed out below the kernel's ephemeral range: a port from
+# bind(0) is free only until the daemon binds it, and meanwhile any
+# outgoing connection of a test running in parallel may take it as its
+# local port (seen in CI: "bind ...: Address already in use").
+_PORT_FLOOR = 10000
+_rand = random.SystemRandom()
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def free_port(host="127.0.0.1"):
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A loopback TCP port nobody listens on right now, outside the
+    ephemeral range when there is room below it (bounded tries)."""
+    top = _ephemeral_low()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(200 if top - _PORT_FLOOR >= 1000 else 0):
+        port = _rand.randrange(_PORT_FLOOR, top)
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(family, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
 
