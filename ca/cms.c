@@ -902,6 +902,15 @@ cert_cache_parse(struct govca_chain_cache *c, const unsigned char *der,
 	X509 *x = NULL;
 	size_t i;
 
+	if (len > GOVCA_CERT_CACHE_DER_MAX) {
+		/* Not kept: hostile mail must not fill memory with them. */
+		x = d2i_X509(NULL, &p, (long)len);
+		if (x == NULL || p != der + len) {
+			X509_free(x);
+			return NULL;
+		}
+		return x;
+	}
 	(void)pthread_mutex_lock(&c->lock);
 	for (i = 0; i < GOVCA_CERT_CACHE_SIZE; i++) {
 		e = &c->c[i];

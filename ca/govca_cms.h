@@ -200,6 +200,8 @@ void govca_chain_cache_stats(struct govca_chain_cache *cache,
  * next message of a signer does not parse them again.  Its hits and misses.
  */
 #define GOVCA_CERT_CACHE_SIZE	64
+/* Larger certificates are parsed every time, not kept (real ones: 1-2 KB). */
+#define GOVCA_CERT_CACHE_DER_MAX	8192
 /* Certificates in one SignedData parsed through that cache (more: whole). */
 #define GOVCA_CMS_CERTS_MAX	16
 void govca_chain_cache_cert_stats(struct govca_chain_cache *cache,

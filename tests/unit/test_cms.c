@@ -860,6 +860,51 @@ test_cert_cache(void **state)
 	buf_free(&msg);
 	OPENSSL_free(der);
 
+	/* A signer certificate over GOVCA_CERT_CACHE_DER_MAX: verified, and
+	 * parsed every time instead of kept. */
+	{
+		static const char inner[] = "Content-Type: text/plain\r\n\r\n"
+		    "big\r\n";
+		X509 *big = X509_dup(pki.dept.cert);
+		ASN1_IA5STRING *cmt = ASN1_IA5STRING_new();
+		char *fill = malloc(GOVCA_CERT_CACHE_DER_MAX + 1);
+		BIO *in = BIO_new_mem_buf(inner, (int)strlen(inner));
+		STACK_OF(X509) *chain = sk_X509_new_null();
+		CMS_ContentInfo *cms;
+		unsigned long h0, m0;
+
+		memset(fill, 'x', GOVCA_CERT_CACHE_DER_MAX);
+		fill[GOVCA_CERT_CACHE_DER_MAX] = '\0';
+		assert_int_equal(ASN1_STRING_set(cmt, fill, -1), 1);
+		assert_int_equal(X509_add1_ext_i2d(big, NID_netscape_comment,
+		    cmt, 0, 0), 1);
+		assert_true(X509_sign(big, pki.issuing.key, EVP_sha256()) > 0);
+		assert_true(i2d_X509(big, NULL) > GOVCA_CERT_CACHE_DER_MAX);
+		sk_X509_push(chain, pki.issuing.cert);
+		cms = CMS_sign(big, pki.dept.key, chain, in, CMS_BINARY);
+		assert_non_null(cms);
+		der = NULL;
+		n = i2d_CMS_ContentInfo(cms, &der);
+		opaque_msg(der, (size_t)n, &msg);
+		govca_chain_cache_clear(cache);
+		govca_chain_cache_cert_stats(cache, &h0, &m0);
+		expect_verdict(&msg, &o, GOVCA_CMS_PASS, NULL);
+		expect_verdict(&msg, &o, GOVCA_CMS_PASS, NULL);
+		govca_chain_cache_cert_stats(cache, &hits, &misses);
+		/* the issuer is kept (a miss, then a hit), the big signer is
+		 * neither */
+		assert_int_equal(hits - h0, 1);
+		assert_int_equal(misses - m0, 1);
+		buf_free(&msg);
+		OPENSSL_free(der);
+		CMS_ContentInfo_free(cms);
+		sk_X509_free(chain);
+		BIO_free(in);
+		free(fill);
+		ASN1_IA5STRING_free(cmt);
+		X509_free(big);
+	}
+
 	/* More certificates than the cache takes from one message: parsed
 	 * whole, and still verified. */
 	govca_chain_cache_clear(cache);
