@@ -223,7 +223,9 @@ int store_account_find_resident(struct store *store, const char *resident_id,
  * a store handle of that thread's own.  Successful checks are cached in
  * memory for [store] auth_cache_ttl, keyed by a hash of address and
  * password, so a reconnect storm costs one Argon2id per account; the cache
- * is per process and thread-safe.
+ * is per process and thread-safe.  After a right password, a stored hash
+ * made with other limits than [store] password_opslimit/memlimit (or not
+ * Argon2id) is replaced by one made with them (a write transaction).
  */
 int store_password_verify(struct store *store, const char *address,
     const char *password);

@@ -1045,12 +1045,14 @@ enum acct_set_what {
 	ACCT_SET_CERT,
 	ACCT_SET_QUOTA,
 	ACCT_SET_DISABLED,
+	ACCT_SET_REHASH,	/* str replaces old, if old is still there */
 };
 
 struct acct_set_ctx {
 	char norm[STORE_ADDRESS_MAX + 1];
 	enum acct_set_what what;
 	const char *str;
+	const char *old;
 	uint64_t q1, q2;
 	int flag;
 };
@@ -1066,6 +1068,13 @@ st_account_set_fn(struct store *s, DB_TXN *txn, void *arg)
 	if ((r = st_account_load(s, txn, c->norm, &a)) != 0)
 		return r;
 	switch (c->what) {
+	case ACCT_SET_REHASH:
+		/* Changed meanwhile (a new password, or rehashed): keep it. */
+		if (strcmp(a.pwhash, c->old) != 0) {
+			acct_rec_clear(&a);
+			return 0;
+		}
+		/* FALLTHROUGH */
 	case ACCT_SET_PASSWORD:
 		sodium_memzero(a.pwhash, strlen(a.pwhash));
 		free(a.pwhash);
@@ -1351,6 +1360,45 @@ st_password_fn(struct store *s, DB_TXN *txn, void *arg)
 	return 0;
 }
 
+/*
+ * After a successful check: a hash made with other limits than the
+ * configured ones (an older setting, or an imported Argon2i hash) is made
+ * again from the password now at hand and stored in its place, unless it
+ * changed meanwhile.  A failure only costs the upgrade, never the login.
+ */
+static void
+st_password_rehash(struct store *s, struct pw_ctx *c, const char *password)
+{
+	struct acct_set_ctx sc;
+	char *hash;
+	const char *err = NULL;
+
+	if (crypto_pwhash_str_needs_rehash(c->pwhash, s->opslimit,
+	    s->memlimit) != 1)
+		return;
+	if (st_password_hash(s, password, &hash, &err) != 0) {
+		log_warnx("store: event=password-rehash-failed error=\"%s\"",
+		    err);
+		return;
+	}
+	memset(&sc, 0, sizeof(sc));
+	(void)str_copy(sc.norm, sizeof(sc.norm), c->norm);
+	sc.what = ACCT_SET_REHASH;
+	sc.str = hash;
+	sc.old = c->pwhash;
+	if (st_txn_run(s, ST_TXN_WRITE, st_account_set_fn, &sc, &err) != 0) {
+		log_warnx("store: event=password-rehash-failed error=\"%s\"",
+		    err != NULL ? err : "store");
+		sodium_memzero(hash, strlen(hash));
+		free(hash);
+		return;
+	}
+	/* The cache entry made next is keyed by the hash now stored. */
+	sodium_memzero(c->pwhash, strlen(c->pwhash));
+	free(c->pwhash);
+	c->pwhash = hash;
+}
+
 int
 store_password_verify(struct store *s, const char *address,
     const char *password)
@@ -1413,6 +1461,7 @@ store_password_verify(struct store *s, const char *address,
 	if (crypto_pwhash_str_verify(c.pwhash, password, plen) != 0)
 		goto out;
 	ok = 1;
+	st_password_rehash(s, &c, password);
 	if (s->auth_ttl > 0) {
 		(void)pthread_mutex_lock(&st_auth_lock);
 		st_auth_init();

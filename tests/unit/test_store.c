@@ -271,6 +271,106 @@ count_acct_cb(const struct store_account *acct, void *ctx)
 	return 0;
 }
 
+struct pwhash_ctx {
+	const char *address;
+	char hash[crypto_pwhash_STRBYTES];
+};
+
+static int
+pwhash_fn(struct store *s, DB_TXN *txn, void *arg)
+{
+	struct pwhash_ctx *c = arg;
+	struct acct_rec a;
+	int r;
+
+	if ((r = st_account_load(s, txn, c->address, &a)) != 0)
+		return r;
+	snprintf(c->hash, sizeof(c->hash), "%s", a.pwhash);
+	acct_rec_clear(&a);
+	return 0;
+}
+
+/* The stored password hash of an account (normalised address). */
+static void
+stored_pwhash(struct store *st, const char *address, char *out, size_t outsz)
+{
+	struct pwhash_ctx c;
+
+	memset(&c, 0, sizeof(c));
+	c.address = address;
+	assert_int_equal(st_txn_run(st, ST_TXN_READ, pwhash_fn, &c, NULL), 0);
+	snprintf(out, outsz, "%s", c.hash);
+}
+
+/* After the right password, address's hash is no longer old but current. */
+static void
+assert_rehashed(struct fx *f, const char *address, const char *pw,
+    const char *old, const char *wrong)
+{
+	char now[crypto_pwhash_STRBYTES];
+
+	assert_int_equal(store_password_verify(f->st, address, pw), 1);
+	stored_pwhash(f->st, address, now, sizeof(now));
+	assert_string_not_equal(now, old);
+	assert_true(strncmp(now, "$argon2id$", 10) == 0);
+	assert_int_equal(crypto_pwhash_str_needs_rehash(now, 1, 8192), 0);
+	assert_int_equal(crypto_pwhash_str_verify(now, pw, strlen(pw)), 0);
+	assert_int_equal(store_password_verify(f->st, address, pw), 1);
+	assert_int_equal(store_password_verify(f->st, address, wrong), 0);
+}
+
+/*
+ * A hash made with other limits than the configured ones (opslimit 1,
+ * memlimit 8K in the fixture), or an imported Argon2i one, is remade at
+ * the first right password, and only then.
+ */
+static void
+test_password_rehash(void **state)
+{
+	struct fx *f = *state;
+	struct store_account_spec sp;
+	char old_id[crypto_pwhash_STRBYTES], old_i[crypto_pwhash_STRBYTES];
+	char now[crypto_pwhash_STRBYTES], uscc[IDENT_USCC_LEN + 1];
+
+	fx_uscc("91350100M000100Y4", uscc);
+	assert_int_equal(crypto_pwhash_str(old_id, "pw one", 6, 2, 16384), 0);
+	assert_int_equal(crypto_pwhash_str_alg(old_i, "pw two", 6, 3, 8192,
+	    crypto_pwhash_ALG_ARGON2I13), 0);
+	assert_int_equal(store_domain_add(f->st, "rh.example", NULL), 0);
+	memset(&sp, 0, sizeof(sp));
+	sp.class = STORE_CLASS_LEGAL_PERSON;
+	sp.organisation = "Rehash Ltd";
+	sp.org_id = uscc;
+	sp.address = "one@rh.example";
+	sp.password_hash = old_id;
+	assert_int_equal(store_account_add(f->st, &sp, NULL), 0);
+	sp.address = "two@rh.example";
+	sp.password_hash = old_i;
+	assert_int_equal(store_account_add(f->st, &sp, NULL), 0);
+
+	/* A wrong password changes nothing. */
+	assert_int_equal(store_password_verify(f->st, "one@rh.example",
+	    "pw two"), 0);
+	stored_pwhash(f->st, "one@rh.example", now, sizeof(now));
+	assert_string_equal(now, old_id);
+
+	/*
+	 * The right one: a new Argon2id hash with the configured limits,
+	 * Argon2i (imported) included; the password still works after.
+	 */
+	assert_rehashed(f, "one@rh.example", "pw one", old_id, "pw two");
+	assert_rehashed(f, "two@rh.example", "pw two", old_i, "pw one");
+
+	/* A hash with the configured limits stays as it is. */
+	assert_int_equal(store_account_set_password(f->st, "one@rh.example",
+	    "pw three", NULL), 0);
+	stored_pwhash(f->st, "one@rh.example", old_id, sizeof(old_id));
+	assert_int_equal(store_password_verify(f->st, "one@rh.example",
+	    "pw three"), 1);
+	stored_pwhash(f->st, "one@rh.example", now, sizeof(now));
+	assert_string_equal(now, old_id);
+}
+
 static void
 test_account_fields(void **state)
 {
@@ -2271,6 +2371,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_domains, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_account_table, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_password_rehash, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_account_fields, setup,
 		    teardown),
