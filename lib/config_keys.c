@@ -32,6 +32,8 @@ const struct config_key config_keys[] = {
 	  "most processes and threads using the environment at once (failchk table)" },
 	{ "store", "checkpoint_interval", CONFIG_DURATION, "60s",
 	  "how often store_maintain() checkpoints and removes old logs" },
+	{ "store", "checkpoint_log_size", CONFIG_SIZE, "256M",
+	  "checkpoint sooner, at the next maintenance, once this much log was written since the last one; 0: by time only" },
 	{ "store", "password_opslimit", CONFIG_UINT, "2",
 	  "Argon2id passes for new password hashes (crypto_pwhash opslimit)" },
 	{ "store", "password_memlimit", CONFIG_SIZE, "64M",

@@ -166,6 +166,7 @@ struct store {
 	size_t memlimit;
 	uint64_t auth_ttl;
 	uint64_t checkpoint_interval;
+	uint32_t checkpoint_kb;		/* log since the last one; 0: off */
 	char *id_key_path;
 	/* encryption at rest */
 	int sealed;

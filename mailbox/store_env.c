@@ -1626,7 +1626,7 @@ store_open(const struct config *cfg, unsigned flags, struct store **store_r,
 	struct store *s;
 	const char *path, *keyfile, *idkey, *regions, *compress, *err = NULL;
 	struct stat sb;
-	uint64_t shm_key;
+	uint64_t shm_key, ckp;
 	pid_t pid = getpid();
 	int r;
 
@@ -1679,6 +1679,9 @@ store_open(const struct config *cfg, unsigned flags, struct store **store_r,
 	s->auth_ttl = config_duration(cfg, "store", "auth_cache_ttl");
 	s->checkpoint_interval = config_duration(cfg, "store",
 	    "checkpoint_interval");
+	ckp = config_size(cfg, "store", "checkpoint_log_size");
+	s->checkpoint_kb = ckp == 0 ? 0 : ckp < 1024 ? 1 :
+	    ckp / 1024 > UINT32_MAX ? UINT32_MAX : (uint32_t)(ckp / 1024);
 	compress = config_str(cfg, "store", "compress");
 	if (strcmp(compress, "zstd") == 0) {
 		s->zlevel = (int)config_uint(cfg, "store", "compress_level");
@@ -2015,11 +2018,20 @@ store_maintain(struct store *s, const char **error_r)
 	if (!(s->flags & STORE_OPEN_READONLY) &&
 	    (ret = st_dedup_expire(s, error_r)) != 0)
 		return ret;
+	/*
+	 * Due by time, or by the log written since the last checkpoint
+	 * (Berkeley DB's kbyte test), so that a burst of big messages or an
+	 * import neither fills the disk with log files nor leaves recovery
+	 * that much log to replay.
+	 */
 	now = time(NULL);
-	if ((uint64_t)(now - sh->last_checkpoint) < s->checkpoint_interval)
+	if ((uint64_t)(now - sh->last_checkpoint) >= s->checkpoint_interval) {
+		sh->last_checkpoint = now;
+		ret = s->env->txn_checkpoint(s->env, 0, 0, 0);
+	} else if (s->checkpoint_kb != 0)
+		ret = s->env->txn_checkpoint(s->env, s->checkpoint_kb, 0, 0);
+	else
 		return 0;
-	sh->last_checkpoint = now;
-	ret = s->env->txn_checkpoint(s->env, 0, 0, 0);
 	if (ret != 0) {
 		log_warnx("store: checkpoint: %s", db_strerror(ret));
 		if (error_r != NULL)

@@ -11,6 +11,7 @@
 #include <sys/shm.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -2294,6 +2295,75 @@ test_open_holder_exits(void **state)
 	(void)close(race_ack[1]);
 }
 
+/* Log files in the store folder. */
+static int
+count_logs(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL)
+		if (strncmp(e->d_name, "log.", 4) == 0)
+			n++;
+	closedir(d);
+	return n;
+}
+
+/*
+ * Reopen with checkpoint_log_size = size (checkpoint_interval an hour),
+ * write mb MiB of incompressible messages with store_maintain() after each,
+ * as the daemons' timers and the import do; the log files left.
+ */
+static int
+logs_after_burst(struct fx *f, const char *size, int mb)
+{
+	const char *rcpt = "a@city.example", *err;
+	size_t len = 1024 * 1024;
+	struct store_rcpt_result res;
+	uint8_t *msg;
+	int i;
+
+	store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(config_set(f->cfg, "store", "checkpoint_interval",
+	    "1h", &err), 0);
+	assert_int_equal(config_set(f->cfg, "store", "checkpoint_log_size",
+	    size, &err), 0);
+	fx_open(f);
+	for (i = 0; i < mb; i++) {
+		msg = make_msg(len, 0);
+		assert_int_equal(store_deliver(f->st, msg, len, &rcpt, 1, 0,
+		    &res, NULL), 0);
+		assert_int_equal(res.status, STORE_OK);
+		free(msg);
+		assert_int_equal(store_maintain(f->st, NULL), 0);
+	}
+	return count_logs(f->path);
+}
+
+/*
+ * checkpoint_log_size: a burst of log brings a checkpoint (and the removal
+ * of the log files before it) without waiting for checkpoint_interval.
+ */
+static void
+test_checkpoint_log_size(void **state)
+{
+	struct fx *f = *state;
+	int by_time, by_size;
+
+	assert_int_equal(store_domain_add(f->st, "city.example", NULL), 0);
+	assert_int_equal(fx_citizen(f, "a@city.example"), 0);
+	/* 0: by time only; 40 MiB of log stay (10 MiB log files). */
+	by_time = logs_after_burst(f, "0", 40);
+	assert_true(by_time >= 4);
+	/* 4M: a checkpoint every 4 MiB or so; older files go. */
+	by_size = logs_after_burst(f, "4M", 40);
+	assert_true(by_size <= 2);
+	check_clean(f);
+}
+
 static void
 test_env(void **state)
 {
@@ -2410,6 +2480,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_backup_restore, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_checkpoint_log_size,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_env, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_churn, setup,
 		    teardown),
