@@ -1975,11 +1975,17 @@ store_sync(struct store *s, const char **error_r)
 	struct store_shared *sh = s->sh;
 	int ret;
 
-	/* st_env_lock keeps a reopen from swapping the environment under
-	 * this thread; a flush takes what is in the log buffer. */
+	/*
+	 * st_env_lock keeps a reopen from swapping the environment under
+	 * this thread; a flush takes what is in the log buffer.  The flush
+	 * waits on the log's mutexes, which a process killed in the middle
+	 * of its own flush leaves held: the watchdog sees to that.
+	 */
+	st_busy(s, 1);
 	(void)pthread_rwlock_rdlock(&st_env_lock);
 	ret = sh->broken ? DB_RUNRECOVERY : sh->env->log_flush(sh->env, NULL);
 	(void)pthread_rwlock_unlock(&st_env_lock);
+	st_busy(s, 0);
 	if (ret != 0) {
 		log_warnx("store: log flush: %s", db_strerror(ret));
 		if (error_r != NULL)
