@@ -282,6 +282,9 @@ struct store_rcpt_set {
 	size_t nremote;
 	enum store_addr_kind kind;
 	unsigned list_flags;	/* when kind == STORE_ADDR_LIST */
+	/* kind == STORE_ADDR_ACCOUNT: read in the same transaction */
+	uint64_t quota_bytes, quota_messages;
+	uint64_t used_bytes, used_messages;
 };
 
 /*

@@ -2066,17 +2066,27 @@ static int
 st_resolve_fn(struct store *s, DB_TXN *txn, void *arg)
 {
 	struct resolve_ctx *c = arg;
+	struct acct_rec a;
 	struct list_ctx l;
 	struct st_val v;
 	size_t i;
 	int r, allowed;
 
 	st_set_reset(&c->set);
-	r = st_get(s, SDB_ACCOUNTS, txn, c->norm, strlen(c->norm), &v);
-	free(v.data);
-	if (r == 0)
+	r = st_account_load(s, txn, c->norm, &a);
+	if (r == 0) {
+		/* The common case, whole here: the account and its usage. */
 		c->set.kind = STORE_ADDR_ACCOUNT;
-	else if (r != STORE_ENOTFOUND)
+		if (!a.disabled)
+			st_strv_push(&c->set.local, &c->set.nlocal, a.address,
+			    strlen(a.address));
+		c->set.quota_bytes = a.quota_bytes;
+		c->set.quota_messages = a.quota_messages;
+		r = st_usage_get(s, txn, a.id, &c->set.used_bytes,
+		    &c->set.used_messages);
+		acct_rec_clear(&a);
+		return r;
+	} else if (r != STORE_ENOTFOUND)
 		return r;
 	else if (c->accounts_only && (r = st_resolve_costly(s, txn,
 	    c->norm)) != 0)

@@ -456,7 +456,7 @@ cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 	char ebuf[SMTP_PATH_MAX * LOG_ESCAPE_WIDTH + 1];
 	const char *what = NULL;
 	enum smtp_path_error e;
-	int r;
+	int r, dom = 1;
 
 	(void)cmd;
 	e = smtp_path_parse(arg, 1, s->mp.smtputf8, &path, NULL, &rp, &what);
@@ -479,12 +479,25 @@ cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 		}
 	}
 	smtp_esc(path.addr, strlen(path.addr), ebuf, sizeof(ebuf));
-	r = store_domain_exists(s->sd->store, path.domain);
-	if (r < 0) {
+	/*
+	 * An account, or an address that is nothing local, is resolved
+	 * here; a list (it may expand to every account of a class) or an
+	 * alias on a helper thread, the session paused.  Whatever resolves
+	 * is in one of our domains (the store adds nothing elsewhere), so
+	 * only an address that does not resolve needs the domain looked up.
+	 */
+	r = store_resolve_account(s->sd->store, path.addr, &set, NULL);
+	if (r == 1) {
+		rcpt_resolve_async(s, &path, &rp);
+		return;
+	}
+	if (r == STORE_ENOTFOUND || r == STORE_EINVAL)
+		dom = store_domain_exists(s->sd->store, path.domain);
+	if (dom < 0) {
 		smtp_reply(s, "451 4.3.0 Temporary failure, try again later");
 		return;
 	}
-	if (r == 0) {
+	if (dom == 0) {
 		/*
 		 * SECURITY: not an open relay.  Outbound relay for
 		 * authenticated users needs the delivery queue.
@@ -511,16 +524,6 @@ cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 			    "is not available");
 		else
 			smtp_error_reply(s, "554 5.7.1 Relay access denied");
-		return;
-	}
-	/*
-	 * An account, or an address that is nothing local, is resolved
-	 * here; a list (it may expand to every account of a class) or an
-	 * alias on a helper thread, the session paused.
-	 */
-	r = store_resolve_account(s->sd->store, path.addr, &set, NULL);
-	if (r == 1) {
-		rcpt_resolve_async(s, &path, &rp);
 		return;
 	}
 	rcpt_resolved(s, &path, &rp, r, &set);
@@ -615,26 +618,21 @@ rcpt_resolved(struct smtp_session *s, const struct smtp_path *path,
 		return;
 	}
 	if (set.kind == STORE_ADDR_ACCOUNT) {
-		struct store_account *acct = NULL;
+		/* The quota and usage came with the account (one lookup). */
+		int full = (set.quota_bytes > 0 &&
+		    set.used_bytes >= set.quota_bytes) ||
+		    (set.quota_messages > 0 &&
+		    set.used_messages >= set.quota_messages);
+		int never = s->mp.has_size && set.quota_bytes > 0 &&
+		    s->mp.size > set.quota_bytes;
 
-		if (store_account_get(s->sd->store, set.local[0], &acct,
-		    NULL) == 0) {
-			int full = (acct->quota_bytes > 0 &&
-			    acct->used_bytes >= acct->quota_bytes) ||
-			    (acct->quota_messages > 0 &&
-			    acct->used_messages >= acct->quota_messages);
-			int never = s->mp.has_size && acct->quota_bytes > 0 &&
-			    s->mp.size > acct->quota_bytes;
-
-			store_account_free(acct);
-			if (never || full) {
-				store_rcpt_set_free(&set);
-				if (never)
-					smtp_reply(s, "552 5.2.2 Mailbox full");
-				else
-					smtp_reply(s, "452 4.2.2 Mailbox full");
-				return;
-			}
+		if (never || full) {
+			store_rcpt_set_free(&set);
+			if (never)
+				smtp_reply(s, "552 5.2.2 Mailbox full");
+			else
+				smtp_reply(s, "452 4.2.2 Mailbox full");
+			return;
 		}
 	}
 	if (set.kind == STORE_ADDR_LIST &&
