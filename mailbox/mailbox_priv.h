@@ -406,6 +406,9 @@ int st_account_load_id(struct store *s, DB_TXN *txn, uint32_t id,
     struct acct_rec *a);
 int st_usage_get(struct store *s, DB_TXN *txn, uint32_t acct_id,
     uint64_t *bytes_r, uint64_t *messages_r);
+/* Usage read earlier in the same transaction, written back changed. */
+int st_usage_set(struct store *s, DB_TXN *txn, uint32_t acct_id,
+    uint64_t bytes, uint64_t messages);
 int st_usage_add(struct store *s, DB_TXN *txn, uint32_t acct_id,
     int64_t dbytes, int64_t dmessages);
 int st_counter_next(struct store *s, DB_TXN *txn, const char *name,

@@ -455,11 +455,21 @@ st_usage_encode(uint8_t out[STORE_USAGE_REC_LEN], uint64_t bytes,
 }
 
 int
+st_usage_set(struct store *s, DB_TXN *txn, uint32_t acct_id, uint64_t bytes,
+    uint64_t messages)
+{
+	uint8_t k[4], v[STORE_USAGE_REC_LEN];
+
+	be32_put(k, acct_id);
+	st_usage_encode(v, bytes, messages);
+	return st_put(s, SDB_USAGE, txn, k, 4, v, sizeof(v), 0);
+}
+
+int
 st_usage_add(struct store *s, DB_TXN *txn, uint32_t acct_id, int64_t dbytes,
     int64_t dmessages)
 {
 	uint64_t bytes, messages;
-	uint8_t k[4], v[STORE_USAGE_REC_LEN];
 	int r;
 
 	if ((r = st_usage_get(s, txn, acct_id, &bytes, &messages)) != 0)
@@ -469,9 +479,7 @@ st_usage_add(struct store *s, DB_TXN *txn, uint32_t acct_id, int64_t dbytes,
 	    bytes + (uint64_t)dbytes;
 	messages = dmessages < 0 && (uint64_t)-dmessages > messages ? 0 :
 	    messages + (uint64_t)dmessages;
-	be32_put(k, acct_id);
-	st_usage_encode(v, bytes, messages);
-	return st_put(s, SDB_USAGE, txn, k, 4, v, sizeof(v), 0);
+	return st_usage_set(s, txn, acct_id, bytes, messages);
 }
 
 /* STORE_EEXISTS if norm is an account, alias or list; 0 if free. */

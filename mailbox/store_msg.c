@@ -750,8 +750,9 @@ st_deliver_one(struct store *s, DB_TXN *txn, struct deliver_ctx *c, size_t i)
 		return r;
 	if ((r = st_mbox_save(s, txn, inbox, &m)) != 0)
 		return r;
-	if ((r = st_usage_add(s, txn, c->rc[i].acct_id, (int64_t)c->len,
-	    1)) != 0)
+	/* ub and um were read above, in this transaction (DB_RMW). */
+	if ((r = st_usage_set(s, txn, c->rc[i].acct_id, ub + c->len,
+	    um + 1)) != 0)
 		return r;
 	res->mailbox_id = inbox;
 	res->uid = msg.uid;
