@@ -104,12 +104,124 @@ han_code_point(uint32_t c)
 }
 
 /*
+ * The compound (two-character) surnames of the Hundred Family Surnames
+ * and the few more in use today, in simplified and traditional
+ * characters: 欧阳娜娜 is 欧阳 + 娜娜, not 欧 + 阳娜娜.
+ */
+static const char *const compound_surnames[] = {
+	"\xe4\xb8\x87\xe4\xbf\x9f",	/* 万俟 */
+	"\xe4\xb8\x8a\xe5\xae\x98",	/* 上官 */
+	"\xe4\xb8\x9c\xe6\x96\xb9",	/* 东方 */
+	"\xe4\xb8\x9c\xe9\x83\xad",	/* 东郭 */
+	"\xe4\xb8\x9c\xe9\x97\xa8",	/* 东门 */
+	"\xe4\xb9\x90\xe6\xad\xa3",	/* 乐正 */
+	"\xe4\xba\x93\xe5\xae\x98",	/* 亓官 */
+	"\xe4\xbb\xa4\xe7\x8b\x90",	/* 令狐 */
+	"\xe4\xbb\xb2\xe5\xad\x99",	/* 仲孙 */
+	"\xe5\x85\xac\xe5\x86\xb6",	/* 公冶 */
+	"\xe5\x85\xac\xe5\xad\x99",	/* 公孙 */
+	"\xe5\x85\xac\xe7\xbe\x8a",	/* 公羊 */
+	"\xe5\x85\xac\xe8\x89\xaf",	/* 公良 */
+	"\xe5\x85\xac\xe8\xa5\xbf",	/* 公西 */
+	"\xe5\x8d\x95\xe4\xba\x8e",	/* 单于 */
+	"\xe5\x8d\x97\xe5\xae\xab",	/* 南宫 */
+	"\xe5\x8d\x97\xe5\xae\xae",	/* 南宮 */
+	"\xe5\x8d\x97\xe9\x96\x80",	/* 南門 */
+	"\xe5\x8d\x97\xe9\x97\xa8",	/* 南门 */
+	"\xe5\x8f\xb8\xe5\xaf\x87",	/* 司寇 */
+	"\xe5\x8f\xb8\xe5\xbe\x92",	/* 司徒 */
+	"\xe5\x8f\xb8\xe7\xa9\xba",	/* 司空 */
+	"\xe5\x8f\xb8\xe9\xa6\xac",	/* 司馬 */
+	"\xe5\x8f\xb8\xe9\xa9\xac",	/* 司马 */
+	"\xe5\x91\xbc\xe5\xbb\xb6",	/* 呼延 */
+	"\xe5\x96\xae\xe4\xba\x8e",	/* 單于 */
+	"\xe5\xa3\xa4\xe9\xa7\x9f",	/* 壤駟 */
+	"\xe5\xa3\xa4\xe9\xa9\xb7",	/* 壤驷 */
+	"\xe5\xa4\x8f\xe4\xbe\xaf",	/* 夏侯 */
+	"\xe5\xa4\xaa\xe5\x8f\x94",	/* 太叔 */
+	"\xe5\xa4\xb9\xe8\xb0\xb7",	/* 夹谷 */
+	"\xe5\xa4\xbe\xe8\xb0\xb7",	/* 夾谷 */
+	"\xe5\xad\x90\xe8\xbd\xa6",	/* 子车 */
+	"\xe5\xae\x87\xe6\x96\x87",	/* 宇文 */
+	"\xe5\xae\x97\xe6\x94\xbf",	/* 宗政 */
+	"\xe5\xae\xb0\xe7\x88\xb6",	/* 宰父 */
+	"\xe5\xb0\x89\xe8\xbf\x9f",	/* 尉迟 */
+	"\xe5\xb7\xa6\xe4\xb8\x98",	/* 左丘 */
+	"\xe5\xb7\xab\xe9\xa9\xac",	/* 巫马 */
+	"\xe5\xbe\xae\xe7\x94\x9f",	/* 微生 */
+	"\xe6\x85\x95\xe5\xae\xb9",	/* 慕容 */
+	"\xe6\x8b\x93\xe8\xb7\x8b",	/* 拓跋 */
+	"\xe6\x9d\xb1\xe6\x96\xb9",	/* 東方 */
+	"\xe6\x9d\xb1\xe9\x83\xad",	/* 東郭 */
+	"\xe6\x9d\xb1\xe9\x96\x80",	/* 東門 */
+	"\xe6\xa2\x81\xe4\xb8\x98",	/* 梁丘 */
+	"\xe6\xa8\x82\xe6\xad\xa3",	/* 樂正 */
+	"\xe6\xac\xa7\xe9\x98\xb3",	/* 欧阳 */
+	"\xe6\xad\x90\xe9\x99\xbd",	/* 歐陽 */
+	"\xe6\xae\xb5\xe5\xb9\xb2",	/* 段干 */
+	"\xe6\xb7\xb3\xe4\xba\x8e",	/* 淳于 */
+	"\xe6\xbc\x86\xe9\x9b\x95",	/* 漆雕 */
+	"\xe6\xbe\xb9\xe5\x8f\xb0",	/* 澹台 */
+	"\xe6\xbf\xae\xe9\x98\xb3",	/* 濮阳 */
+	"\xe6\xbf\xae\xe9\x99\xbd",	/* 濮陽 */
+	"\xe7\x8b\xac\xe5\xad\xa4",	/* 独孤 */
+	"\xe7\x8d\xa8\xe5\xad\xa4",	/* 獨孤 */
+	"\xe7\x94\xb3\xe5\xb1\xa0",	/* 申屠 */
+	"\xe7\x99\xbe\xe9\x87\x8c",	/* 百里 */
+	"\xe7\x9a\x87\xe7\x94\xab",	/* 皇甫 */
+	"\xe7\xa9\x80\xe6\xa2\x81",	/* 穀梁 */
+	"\xe7\xab\xaf\xe6\x9c\xa8",	/* 端木 */
+	"\xe7\xac\xac\xe4\xba\x94",	/* 第五 */
+	"\xe7\xbe\x8a\xe8\x88\x8c",	/* 羊舌 */
+	"\xe8\x81\x9e\xe4\xba\xba",	/* 聞人 */
+	"\xe8\x90\xac\xe4\xbf\x9f",	/* 萬俟 */
+	"\xe8\xa5\xbf\xe9\x96\x80",	/* 西門 */
+	"\xe8\xa5\xbf\xe9\x97\xa8",	/* 西门 */
+	"\xe8\xab\xb8\xe8\x91\x9b",	/* 諸葛 */
+	"\xe8\xaf\xb8\xe8\x91\x9b",	/* 诸葛 */
+	"\xe8\xb0\xb7\xe6\xa2\x81",	/* 谷梁 */
+	"\xe8\xb5\xab\xe8\xbf\x9e",	/* 赫连 */
+	"\xe8\xb5\xab\xe9\x80\xa3",	/* 赫連 */
+	"\xe8\xbb\x92\xe8\xbd\x85",	/* 軒轅 */
+	"\xe8\xbd\xa9\xe8\xbe\x95",	/* 轩辕 */
+	"\xe9\x8d\xbe\xe9\x9b\xa2",	/* 鍾離 */
+	"\xe9\x92\x9f\xe7\xa6\xbb",	/* 钟离 */
+	"\xe9\x95\xb7\xe5\xad\xab",	/* 長孫 */
+	"\xe9\x95\xbf\xe5\xad\x99",	/* 长孙 */
+	"\xe9\x96\xad\xe4\xb8\x98",	/* 閭丘 */
+	"\xe9\x97\xbb\xe4\xba\xba",	/* 闻人 */
+	"\xe9\x97\xbe\xe4\xb8\x98",	/* 闾丘 */
+	"\xe9\xa1\x93\xe5\xad\xab",	/* 顓孫 */
+	"\xe9\xa2\x9b\xe5\xad\x99",	/* 颛孙 */
+	"\xe9\xae\xae\xe4\xba\x8e",	/* 鮮于 */
+	"\xe9\xb2\x9c\xe4\xba\x8e",	/* 鲜于 */
+};
+
+/* Bytes of the compound surname name starts with, or 0. */
+static size_t
+compound_surname(const char *name)
+{
+	size_t i, n;
+
+	for (i = 0; i < sizeof(compound_surnames) /
+	    sizeof(compound_surnames[0]); i++) {
+		n = strlen(compound_surnames[i]);
+		if (strncmp(name, compound_surnames[i], n) == 0)
+			return n;
+	}
+	return 0;
+}
+
+/*
  * Split a display name into surname and given name the Chinese way: the
  * surname comes first, both in characters ("张伟": 张 + 伟) and in pinyin
  * ("Zhang Wei": Zhang + Wei, GB/T 28039).  Only a name in Han characters
  * is split by character: one word in another script ("Li", "Madonna")
- * has no given name to find.  Compound surnames, one-word names and other
- * orders need --surname and --given-name.
+ * has no given name to find.  In characters the surname is the first
+ * one, or the first two when they are a compound surname with more after
+ * it (司马光: 司马 + 光; 司马 alone is 司 + 马).  Other orders, and a
+ * single-character surname that looks like the start of a compound one,
+ * need --surname and --given-name.
  */
 static int
 split_name(const char *display, char *given, size_t gsz, char *surname,
@@ -117,7 +229,7 @@ split_name(const char *display, char *given, size_t gsz, char *surname,
 {
 	const char *sp = strchr(display, ' ');
 	uint32_t c;
-	size_t n;
+	size_t n, m;
 
 	if (sp != NULL) {
 		n = (size_t)(sp - display);
@@ -128,7 +240,11 @@ split_name(const char *display, char *given, size_t gsz, char *surname,
 		return str_copy(given, gsz, sp + 1);
 	}
 	n = str_utf8_decode((const uint8_t *)display, strlen(display), &c);
-	if (n == 0 || !han_code_point(c) || display[n] == '\0' || n >= ssz)
+	if (n == 0 || !han_code_point(c))
+		return -1;
+	if ((m = compound_surname(display)) != 0 && display[m] != '\0')
+		n = m;
+	if (display[n] == '\0' || n >= ssz)
 		return -1;
 	memcpy(surname, display, n);
 	surname[n] = '\0';
