@@ -186,27 +186,37 @@ send() {
 	fi
 }
 
+# one_case LABEL N SMTP-SOURCE-ARGS...: the same N messages to govmail,
+# then to Postfix, each timed until its last message is in its mailbox;
+# prints one line of the table.
+one_case() {
+	local label=$1 n=$2 t0 gm_t pf_t
+	shift 2
+	t0=$(clock)
+	send govmail "$gm_port" "$@"
+	gm_expected=$(( gm_expected + n ))
+	until_done govmail "$gm_expected" "$t0"
+	gm_t=$result
+	t0=$(clock)
+	send postfix "$pf_port" "$@"
+	dv_expected=$(( dv_expected + n ))
+	until_done postfix "$dv_expected" "$t0"
+	pf_t=$result
+	awk -v l="$label" -v n="$n" -v g="$gm_t" -v p="$pf_t" 'BEGIN {
+		printf "%-22s %16.0f %16.0f %7.1fx   (%d messages: %.2f s vs %.2f s)\n",
+		    l, n / g, n / p, p / g, n, g, p }'
+}
+
 echo "## 1. messages/s until the last message is in its mailbox (one recipient each)"
 printf '%-22s %16s %16s %8s\n' "case" "govmail msg/s" "Postfix+Dovecot" "ratio"
 for size in 1 10 100; do
 	n=$n_msgs
 	[ "$size" -eq 100 ] && n=$(( n_msgs / 2 ))
 	for sessions in 1 10; do
-		args=(-d -s "$sessions" -m "$n" -l $(( size * 1024 )) -t "u@$domain")
-		t0=$(clock)
-		send govmail "$gm_port" "${args[@]}"
-		gm_expected=$(( gm_expected + n ))
-		until_done govmail "$gm_expected" "$t0"
-		gm_t=$result
-		t0=$(clock)
-		send postfix "$pf_port" "${args[@]}"
-		dv_expected=$(( dv_expected + n ))
-		until_done postfix "$dv_expected" "$t0"
-		pf_t=$result
-		awk -v s="$size" -v c="$sessions" -v n="$n" -v g="$gm_t" -v p="$pf_t" 'BEGIN {
-			printf "%-22s %16.0f %16.0f %7.1fx   (%d messages: %.2f s vs %.2f s)\n",
-			    s " KB, " c " session" (c > 1 ? "s" : ""),
-			    n / g, n / p, p / g, n, g, p }'
+		label="$size KB, $sessions session"
+		[ "$sessions" -gt 1 ] && label="${label}s"
+		one_case "$label" "$n" -d -s "$sessions" -m "$n" \
+		    -l $(( size * 1024 )) -t "u@$domain"
 	done
 done
 
@@ -284,20 +294,8 @@ gm_blobs() {
 n=$(( n_msgs / 2 ))
 blobs0=$(gm_blobs)
 for sessions in 1 10; do
-	args=(-d -s "$sessions" -m "$n" -F "$att" -t "2u@$domain")
-	t0=$(clock)
-	send govmail "$gm_port" "${args[@]}"
-	gm_expected=$(( gm_expected + n ))
-	until_done govmail "$gm_expected" "$t0"
-	gm_t=$result
-	t0=$(clock)
-	send postfix "$pf_port" "${args[@]}"
-	dv_expected=$(( dv_expected + n ))
-	until_done postfix "$dv_expected" "$t0"
-	pf_t=$result
-	awk -v c="$sessions" -v n="$n" -v g="$gm_t" -v p="$pf_t" 'BEGIN {
-		printf "%-22s %16.0f %16.0f %7.1fx   (%d messages: %.2f s vs %.2f s)\n",
-		    "100 KB base64, " c " sess.", n / g, n / p, p / g, n, g, p }'
+	one_case "100 KB base64, $sessions sess." "$n" -d -s "$sessions" \
+	    -m "$n" -F "$att" -t "2u@$domain"
 done
 # Each message is its own content in govmail (the Received: header
 # differs), not one shared copy.
