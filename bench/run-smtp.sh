@@ -186,12 +186,12 @@ send() {
 	fi
 }
 
-# one_case LABEL N SMTP-SOURCE-ARGS...: the same N messages to govmail,
-# then to Postfix, each timed until its last message is in its mailbox;
-# prints one line of the table.
-one_case() {
-	local label=$1 n=$2 t0 gm_t pf_t
-	shift 2
+# both N SMTP-SOURCE-ARGS...: the same run of smtp-source to govmail, then
+# to Postfix, each timed until N more messages are in their mailboxes;
+# sets gm_t and pf_t (seconds).
+both() {
+	local n=$1 t0
+	shift
 	t0=$(clock)
 	send govmail "$gm_port" "$@"
 	gm_expected=$(( gm_expected + n ))
@@ -202,6 +202,14 @@ one_case() {
 	dv_expected=$(( dv_expected + n ))
 	until_done postfix "$dv_expected" "$t0"
 	pf_t=$result
+}
+
+# one_case LABEL N SMTP-SOURCE-ARGS...: both, printed as a line of the
+# table.
+one_case() {
+	local label=$1 n=$2
+	shift 2
+	both "$n" "$@"
 	awk -v l="$label" -v n="$n" -v g="$gm_t" -v p="$pf_t" 'BEGIN {
 		printf "%-22s %16.0f %16.0f %7.1fx   (%d messages: %.2f s vs %.2f s)\n",
 		    l, n / g, n / p, p / g, n, g, p }'
@@ -221,17 +229,8 @@ for size in 1 10 100; do
 done
 
 echo "## 2. one 10 KB message to $fanout mailboxes, $fanout_batch RCPT per transaction (1 session)"
-args=(-d -N -s 1 -r "$fanout_batch" -m $(( fanout / fanout_batch )) -l 10240 -t "u@$domain")
-t0=$(clock)
-send govmail "$gm_port" "${args[@]}"
-gm_expected=$(( gm_expected + fanout ))
-until_done govmail "$gm_expected" "$t0"
-gm_t=$result
-t0=$(clock)
-send postfix "$pf_port" "${args[@]}"
-dv_expected=$(( dv_expected + fanout ))
-until_done postfix "$dv_expected" "$t0"
-pf_t=$result
+both "$fanout" -d -N -s 1 -r "$fanout_batch" \
+    -m $(( fanout / fanout_batch )) -l 10240 -t "u@$domain"
 awk -v n="$fanout" -v g="$gm_t" -v p="$pf_t" 'BEGIN {
 	printf "govmail %.2f s (%.0f recipients/s), Postfix+Dovecot %.2f s (%.0f recipients/s): %.1fx\n",
 	    g, n / g, p, n / p, p / g }'
