@@ -35,15 +35,18 @@
 # Postfix the queue empty AND the Maildir files all there):
 #   1. 1 KB, 10 KB and 100 KB messages with 1 and 10 sessions
 #      (smtp-source -d: sessions stay connected), N messages each
-#      (SMTP_BENCH_N, default 2000; half as many for 100 KB);
+#      (SMTP_BENCH_N, default 2000; half as many for 100 KB), each case
+#      in R interleaved rounds (SMTP_BENCH_ROUNDS, default 3: govmail,
+#      Postfix, govmail, Postfix, ...); the line gives each side's median
+#      rate, their ratio, and the ratio of every round;
 #   2. one 10 KB message to 10,000 distinct recipients, 1,000 RCPT per
 #      transaction (smtp-source -N -r 1000 -m 10: recipients 1u .. 10000u),
 #      time until all 10,000 mailboxes hold it;
 #   3. for information, not a target: 100 KB that does not compress (a
 #      base64 attachment, smtp-source -F), 1 and 10 sessions, since
-#      smtp-source's own body compresses about 640 times.
+#      smtp-source's own body compresses about 640 times (R rounds too).
 # Prints one line per figure and saves them in bench/out/smtp-<date>.txt.
-# About 4 minutes on 2 cores (the 10,000-recipient case takes Postfix +
+# About 6 minutes on 2 cores (the 10,000-recipient case takes Postfix +
 # Dovecot most of a minute).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -54,6 +57,7 @@ ctl="$build/tools/govmailctl"
 accounts="$build/bench/smtp_accounts"
 fs="$build/bench/fsync_rate"
 n_msgs=${SMTP_BENCH_N:-2000}
+rounds=${SMTP_BENCH_ROUNDS:-3}
 domain=bench.example
 fanout=10000
 fanout_batch=1000
@@ -204,15 +208,33 @@ both() {
 	pf_t=$result
 }
 
-# one_case LABEL N SMTP-SOURCE-ARGS...: both, printed as a line of the
-# table.
+# median T...: the middle of the times given (of an even count, the mean
+# of the two middle ones).
+median() {
+	printf '%s\n' "$@" | sort -g | awk '{ t[NR] = $1 } END {
+		if (NR % 2) printf "%.3f", t[(NR + 1) / 2]
+		else printf "%.3f", (t[NR / 2] + t[NR / 2 + 1]) / 2 }'
+}
+
+# one_case LABEL N SMTP-SOURCE-ARGS...: `both`, $rounds times (govmail,
+# Postfix, govmail, Postfix, ...), printed as a line of the table: the
+# median rate of each side and their ratio, then the ratio of each round.
+# One run of a second or two is at the mercy of whatever else the machine
+# does in that second; the median of interleaved rounds much less so.
 one_case() {
-	local label=$1 n=$2
+	local label=$1 n=$2 gms='' pfs='' each='' _
 	shift 2
-	both "$n" "$@"
-	awk -v l="$label" -v n="$n" -v g="$gm_t" -v p="$pf_t" 'BEGIN {
-		printf "%-22s %16.0f %16.0f %7.1fx   (%d messages: %.2f s vs %.2f s)\n",
-		    l, n / g, n / p, p / g, n, g, p }'
+	for _ in $(seq "$rounds"); do
+		both "$n" "$@"
+		gms="$gms $gm_t" pfs="$pfs $pf_t"
+		each="$each $(awk -v g="$gm_t" -v p="$pf_t" \
+		    'BEGIN { printf "%.1f", p / g }')"
+	done
+	# shellcheck disable=SC2086 # word splitting wanted
+	awk -v l="$label" -v n="$n" -v g="$(median $gms)" \
+	    -v p="$(median $pfs)" -v each="${each# }" -v r="$rounds" 'BEGIN {
+		printf "%-22s %16.0f %16.0f %7.1fx   (%d messages, median of %d: %.2f s vs %.2f s; each round %s)\n",
+		    l, n / g, n / p, p / g, n, r, g, p, each }'
 }
 
 echo "## 1. messages/s until the last message is in its mailbox (one recipient each)"
@@ -299,11 +321,17 @@ done
 # Each message is its own content in govmail (the Received: header
 # differs), not one shared copy.
 blobs1=$(gm_blobs)
-if [ $(( blobs1 - blobs0 )) -ne $(( 2 * n )) ]; then
-	echo "govmail stored $(( blobs1 - blobs0 )) contents for $(( 2 * n )) attachment messages" >&2
+if [ $(( blobs1 - blobs0 )) -ne $(( 2 * n * rounds )) ]; then
+	echo "govmail stored $(( blobs1 - blobs0 )) contents for $(( 2 * n * rounds )) attachment messages" >&2
 	exit 1
 fi
 echo "# errors logged: govmail-smtpd $(grep -ciE 'error|fatal|warn' "$gm/smtpd.log" || true), Postfix $(grep -ciE 'error|fatal|warning' "$pf/maillog" || true), Dovecot $(grep -ciE 'error|fatal|panic' "$dv/dovecot.log" || true)"
+# ... and the first few of them, since the scratch folder goes at the end.
+{
+	grep -iE 'error|fatal|warn' "$gm/smtpd.log" || true
+	grep -iE 'error|fatal|warning' "$pf/maillog" || true
+	grep -iE 'error|fatal|panic' "$dv/dovecot.log" || true
+} | head -5 | cut -c1-200 | sed 's/^/#   /'
 gm_check "$gm" "$ctl"
 echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 cleanup
